@@ -1,0 +1,161 @@
+package edge
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/redpacket/rain"
+	"github.com/redpacket/rain/lua"
+	"github.com/valyala/fasthttp"
+)
+
+// createRequest is the body of POST /campaign.
+type createRequest struct {
+	Name      *string                    `json:"name"`
+	StartTime *time.Time                 `json:"start_time"`
+	EndTime   *time.Time                 `json:"end_time"`
+	Inventory map[string]json.RawMessage `json:"inventory"`
+}
+
+// parseCreateBody decodes and validates a campaign to create. Unknown
+// fields, trailing data, non-integer counts and non-canonical amounts are
+// rejected; every failure is a rain.EINVALID error naming the problem.
+func parseCreateBody(body []byte) (*rain.Campaign, error) {
+	if len(body) > rain.MaxCreateBody {
+		return nil, rain.Errorf(rain.ETOOLARGE, "body is over 64 KiB")
+	}
+	var req createRequest
+	d := json.NewDecoder(bytes.NewReader(body))
+	d.DisallowUnknownFields()
+	if err := d.Decode(&req); err != nil {
+		return nil, rain.Errorf(rain.EINVALID, "bad JSON: %v", err)
+	}
+	if _, err := d.Token(); err != io.EOF {
+		return nil, rain.Errorf(rain.EINVALID, "bad JSON: data after the object")
+	}
+	if req.Name == nil || req.StartTime == nil || req.EndTime == nil || req.Inventory == nil {
+		return nil, rain.Errorf(rain.EINVALID, "name, start_time, end_time and inventory are required")
+	}
+	c := &rain.Campaign{Name: *req.Name, StartTime: *req.StartTime, EndTime: *req.EndTime}
+	if len(req.Inventory) > rain.MaxInventory {
+		return nil, rain.Errorf(rain.EINVALID, "inventory must have 1-%d amounts", rain.MaxInventory)
+	}
+	for key, raw := range req.Inventory {
+		amount, err := rain.ParseAmount(key)
+		if err != nil {
+			return nil, err
+		}
+		count, err := rain.ParseAmount(string(raw)) // same canonical-integer rule
+		if err != nil || count > rain.MaxCount {
+			return nil, rain.Errorf(rain.EINVALID, "inventory count for amount %s must be an integer 1-%d", key, rain.MaxCount)
+		}
+		c.Inventory = append(c.Inventory, rain.Stock{Amount: amount, Total: count})
+	}
+	sort.Slice(c.Inventory, func(i, j int) bool { return c.Inventory[i].Amount > c.Inventory[j].Amount })
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// createCampaign is POST /campaign: PostgreSQL first (one transaction), then
+// the Redis load. If Redis fails in between, the campaign is not visible to
+// opens (its meta hash is missing); the first open of it or the next boot
+// loads it, and the merchant gets 503 with the id.
+func (s *Server) createCampaign(ctx *fasthttp.RequestCtx) {
+	c, err := parseCreateBody(ctx.PostBody())
+	if err != nil {
+		writeError(ctx, err)
+		return
+	}
+	rctx, cancel := context.WithTimeout(context.Background(), s.cfg.RepairTimeout)
+	defer cancel()
+	if err := s.store.CreateCampaign(rctx, c); err != nil {
+		s.log.Error("create campaign", "err", err)
+		writeBusy(ctx, "database unavailable; nothing was created")
+		return
+	}
+	for attempt := 0; ; attempt++ {
+		if err = s.loader.Load(rctx, c); err == nil || attempt == 2 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond << attempt)
+	}
+	if err != nil {
+		s.log.Error("campaign saved but not loaded into redis", "campaign_id", c.ID, "err", err)
+		writeError(ctx, rain.Errorf(rain.EBUSY,
+			"campaign %d was saved but its stock is not in Redis yet; it loads on its first open or the next boot", c.ID))
+		return
+	}
+	writeJSON(ctx, fasthttp.StatusCreated, strconv.AppendInt([]byte(`{"id":`), c.ID, 10))
+	ctx.Response.AppendBodyString("}")
+}
+
+// campaignView is the body of GET /campaign/{id}.
+type campaignView struct {
+	ID        int64       `json:"id"`
+	Name      string      `json:"name"`
+	StartTime time.Time   `json:"start_time"`
+	EndTime   time.Time   `json:"end_time"`
+	CreatedAt time.Time   `json:"created_at"`
+	Loaded    bool        `json:"loaded"`    // its state is in Redis (opens are served)
+	Total     int64       `json:"total"`     // packets it started with
+	Remaining int64       `json:"remaining"` // packets left, in Redis
+	Claims    int64       `json:"claims"`    // users who opened one, in Redis
+	Persisted int64       `json:"persisted"` // claims in PostgreSQL
+	Inventory []stockView `json:"inventory"`
+}
+
+type stockView struct {
+	Amount    int64 `json:"amount"`
+	Total     int64 `json:"total"`
+	Remaining int64 `json:"remaining"`
+	Opened    int64 `json:"opened"` // persisted in PostgreSQL
+}
+
+// getCampaign is GET /campaign/{id}: the configuration from PostgreSQL and
+// the live state from Redis.
+func (s *Server) getCampaign(ctx *fasthttp.RequestCtx) {
+	id, ok := rain.ParseCampaignID(routeParam(ctx, "id"))
+	if !ok {
+		writeError(ctx, errCampaignID)
+		return
+	}
+	rctx, cancel := context.WithTimeout(context.Background(), s.cfg.RepairTimeout)
+	defer cancel()
+	c, err := s.store.Campaign(rctx, id)
+	if err != nil {
+		if !errors.Is(err, errNotFound) {
+			s.log.Error("read campaign", "campaign_id", id, "err", err)
+			err = rain.Errorf(rain.EBUSY, "database unavailable")
+		}
+		writeError(ctx, err)
+		return
+	}
+	st, err := lua.ReadState(rctx, s.redis, s.keys.Get(id))
+	if err != nil {
+		writeError(ctx, busyIf(err))
+		return
+	}
+	v := campaignView{ID: c.ID, Name: c.Name, StartTime: c.StartTime.UTC(), EndTime: c.EndTime.UTC(),
+		CreatedAt: c.CreatedAt.UTC(), Loaded: st.Loaded, Remaining: st.Left, Claims: st.Claims}
+	for _, s := range c.Inventory {
+		v.Total += s.Total
+		v.Persisted += s.Opened
+		v.Inventory = append(v.Inventory, stockView{Amount: s.Amount, Total: s.Total, Remaining: st.Remaining[s.Amount], Opened: s.Opened})
+	}
+	b, _ := json.Marshal(v)
+	writeJSON(ctx, fasthttp.StatusOK, b)
+}
+
+// routeParam returns a path parameter set by the router.
+func routeParam(ctx *fasthttp.RequestCtx, name string) []byte {
+	v, _ := ctx.UserValue(name).(string)
+	return []byte(v)
+}

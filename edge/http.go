@@ -1,0 +1,87 @@
+package edge
+
+import (
+	"strconv"
+
+	"github.com/redpacket/rain"
+	"github.com/redpacket/rain/lua"
+	"github.com/valyala/fasthttp"
+)
+
+// This file is the one place that turns results and errors into HTTP
+// statuses and JSON bodies.
+
+var (
+	contentTypeJSON = []byte("application/json")
+	headerRetry     = []byte("Retry-After")
+	retryAfterSecs  = []byte("1")
+)
+
+// outcomeStatus maps a claim outcome to its HTTP status (SPEC.md table).
+var outcomeStatus = [...]int{
+	lua.NotFound:      fasthttp.StatusNotFound,
+	lua.NotStarted:    fasthttp.StatusBadRequest,
+	lua.Ended:         fasthttp.StatusBadRequest,
+	lua.AlreadyOpened: fasthttp.StatusConflict,
+	lua.SoldOut:       fasthttp.StatusGone,
+	lua.OK:            fasthttp.StatusOK,
+}
+
+// errorStatus maps an application error code to its HTTP status and to the
+// "status" shown in the body.
+func errorStatus(code string) (int, string) {
+	switch code {
+	case rain.EINVALID:
+		return fasthttp.StatusBadRequest, code
+	case rain.ETOOLARGE:
+		return fasthttp.StatusRequestEntityTooLarge, rain.EINVALID
+	case rain.EUNAUTHORIZED:
+		return fasthttp.StatusUnauthorized, code
+	case rain.ENOTFOUND:
+		return fasthttp.StatusNotFound, code
+	case rain.EBUSY:
+		return fasthttp.StatusServiceUnavailable, code
+	}
+	return fasthttp.StatusInternalServerError, rain.EINTERNAL
+}
+
+// writeError writes an error body: {"status":"<CODE>","error":"<message>"}.
+// 503s carry Retry-After.
+func writeError(ctx *fasthttp.RequestCtx, err error) {
+	status, code := errorStatus(rain.ErrorCode(err))
+	var buf [256]byte
+	b := append(buf[:0], `{"status":"`...)
+	b = append(b, code...)
+	b = append(b, `","error":`...)
+	b = strconv.AppendQuote(b, rain.ErrorMessage(err))
+	b = append(b, '}')
+	if status == fasthttp.StatusServiceUnavailable {
+		ctx.Response.Header.SetBytesKV(headerRetry, retryAfterSecs)
+	}
+	writeJSON(ctx, status, b)
+}
+
+// writeOutcome writes the answer to an open. It allocates nothing.
+func writeOutcome(ctx *fasthttp.RequestCtx, r lua.Result) {
+	var buf [64]byte
+	b := append(buf[:0], `{"status":"`...)
+	b = append(b, r.Outcome.String()...)
+	b = append(b, '"')
+	if r.Outcome == lua.OK || r.Outcome == lua.AlreadyOpened {
+		b = append(b, `,"amount":`...)
+		b = strconv.AppendInt(b, r.Amount, 10)
+	}
+	b = append(b, '}')
+	writeJSON(ctx, outcomeStatus[r.Outcome], b)
+}
+
+// writeBusy answers 503 BUSY: nothing was claimed, try again shortly.
+func writeBusy(ctx *fasthttp.RequestCtx, why string) {
+	writeError(ctx, &rain.Error{Code: rain.EBUSY, Message: why})
+}
+
+func writeJSON(ctx *fasthttp.RequestCtx, status int, body []byte) {
+	ctx.SetStatusCode(status)
+	ctx.SetContentTypeBytes(contentTypeJSON)
+	ctx.SetBody(body) // copies
+}

@@ -1,0 +1,159 @@
+package edge
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/redis/rueidis"
+	"github.com/redpacket/rain"
+	"github.com/redpacket/rain/lua"
+)
+
+// Loader puts campaigns from PostgreSQL into Redis: right after a create,
+// on boot for every live campaign Redis lacks, and when an open finds a
+// campaign missing from Redis (a create interrupted between PostgreSQL and
+// Redis, or a Redis that lost its data).
+type Loader struct {
+	Store *Store
+	Redis rueidis.Client
+	Log   *slog.Logger
+}
+
+var errRebuilding = rain.Errorf(rain.EBUSY, "campaign is being loaded by another process")
+
+// Ensure makes campaign id visible to opens if it exists in PostgreSQL and
+// is missing from Redis. It returns a rain.ENOTFOUND error when there is no
+// such campaign and a rain.EBUSY one when another process is loading it.
+func (l *Loader) Ensure(ctx context.Context, id int64) error {
+	c, err := l.Store.Campaign(ctx, id)
+	if err != nil {
+		return err
+	}
+	return l.Load(ctx, c)
+}
+
+// Load rebuilds the Redis state of c unless it is already there. The claims
+// persisted in claim_log are restored into the claims hash first, so a user
+// who has a packet cannot get a second; the stock becomes the total less
+// every claim the claims hash then holds; the meta hash comes last (load.lua),
+// which is what makes the campaign visible. A Redis lock keeps two
+// processes from rebuilding the same campaign at once.
+func (l *Loader) Load(ctx context.Context, c *rain.Campaign) error {
+	k := lua.KeysOf(c.ID)
+	if ok, err := lua.Exists(ctx, l.Redis, k); err != nil || ok {
+		return busyIf(err)
+	}
+	unlock, err := l.lock(ctx, k)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	defer redisLoad.UpdateDuration(time.Now())
+
+	claims := make(map[string]string)
+	err = l.Store.Claims(ctx, c.ID, func(user string, amount int64, at time.Time) error {
+		claims[user] = lua.ClaimValue(amount, at.UnixMilli())
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("campaign %d: read claims: %w", c.ID, err)
+	}
+	if err := lua.RestoreClaims(ctx, l.Redis, k, claims); err != nil {
+		return busyIf(err)
+	}
+	remaining := make(map[int64]int64, len(c.Inventory))
+	for _, st := range c.Inventory {
+		remaining[st.Amount] = st.Total
+	}
+	if len(claims) > 0 { // a rebuild: count what Redis now holds
+		err = lua.ScanClaims(ctx, l.Redis, k, func(_ string, amount, _ int64) error {
+			remaining[amount] = max(0, remaining[amount]-1)
+			return nil
+		})
+		if err != nil {
+			return busyIf(err)
+		}
+	}
+	loaded, err := lua.Load(ctx, l.Redis, k, c.StartTime.UnixMilli(), c.EndTime.UnixMilli(), remaining)
+	if err != nil {
+		return busyIf(err)
+	}
+	if loaded {
+		repairs.Inc()
+		l.Log.Info("campaign loaded into redis", "campaign_id", c.ID, "restored_claims", len(claims))
+	}
+	return nil
+}
+
+// lock takes rp:{id}:loading for this process, or fails with EBUSY.
+func (l *Loader) lock(ctx context.Context, k *lua.Keys) (unlock func(), err error) {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	token := hex.EncodeToString(b[:])
+	key := fmt.Sprintf("rp:{%d}:loading", k.ID)
+	err = l.Redis.Do(ctx, l.Redis.B().Set().Key(key).Value(token).Nx().Px(30*time.Second).Build()).Error()
+	if rueidis.IsRedisNil(err) {
+		return nil, errRebuilding
+	}
+	if err != nil {
+		return nil, busyIf(err)
+	}
+	return func() {
+		// Delete the lock only if it is still ours.
+		_ = unlockScript.Exec(context.WithoutCancel(ctx), l.Redis, []string{key}, []string{token}).Error()
+	}, nil
+}
+
+var unlockScript = rueidis.NewLuaScript(`if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`)
+
+// LoadLive loads every campaign whose window has not ended and which Redis
+// lacks; run at boot.
+func (l *Loader) LoadLive(ctx context.Context) error {
+	ids, err := l.Store.LiveCampaignIDs(ctx)
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		if err := l.Ensure(ctx, id); err != nil && rain.ErrorCode(err) != rain.EBUSY {
+			return fmt.Errorf("campaign %d: %w", id, err)
+		}
+	}
+	return nil
+}
+
+// busyIf marks a Redis failure as EBUSY (the caller answers 503).
+func busyIf(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &rain.Error{Code: rain.EBUSY, Message: "redis unavailable: " + err.Error()}
+}
+
+// missingCache remembers for a moment the campaign ids PostgreSQL does not
+// have, so a flood of opens of an unknown id costs one query per TTL.
+type missingCache struct {
+	mu  sync.Mutex
+	ttl time.Duration
+	m   map[int64]time.Time
+}
+
+func (c *missingCache) has(id int64) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	until, ok := c.m[id]
+	return ok && time.Now().Before(until)
+}
+
+func (c *missingCache) add(id int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= 10_000 {
+		c.m = make(map[int64]time.Time)
+	}
+	c.m[id] = time.Now().Add(c.ttl)
+}

@@ -1,0 +1,116 @@
+package edge
+
+import (
+	"bytes"
+	"context"
+	"math/rand/v2"
+	"time"
+
+	"github.com/redpacket/rain"
+	"github.com/redpacket/rain/lua"
+	"github.com/redpacket/rain/pipeline"
+	"github.com/valyala/fasthttp"
+)
+
+var (
+	campaignPrefix = []byte("/campaign/")
+	openSuffix     = []byte("/open")
+)
+
+// openCampaignID takes the id out of /campaign/{id}/open without the
+// router's user values (which box a string per request).
+func openCampaignID(path []byte) (int64, bool) {
+	path = bytes.TrimPrefix(path, campaignPrefix)
+	path = bytes.TrimSuffix(path, openSuffix)
+	return rain.ParseCampaignID(path)
+}
+
+// open is POST /campaign/{id}/open, the hot path: parse, one Redis round
+// trip (claim.lua), a push into the ring, a response built on the stack.
+func (s *Server) open(ctx *fasthttp.RequestCtx) {
+	if s.inflight.Add(1) > s.cfg.MaxInflight {
+		s.inflight.Add(-1)
+		claimsBusy.Inc()
+		writeBusy(ctx, "too many opens in flight")
+		return
+	}
+	defer s.inflight.Add(-1)
+
+	id, ok := openCampaignID(ctx.Path())
+	if !ok {
+		writeError(ctx, errCampaignID)
+		return
+	}
+	user, err := parseOpenBody(ctx.PostBody())
+	if err != nil {
+		writeError(ctx, err)
+		return
+	}
+	s.claim(ctx, id, user, true)
+}
+
+// claim runs claim.lua for one user and answers. mayRepair is false on the
+// second try after a campaign was loaded from PostgreSQL.
+func (s *Server) claim(ctx *fasthttp.RequestCtx, id int64, user string, mayRepair bool) {
+	// Room for the event is taken before the claim: if the pipeline cannot
+	// carry one more, nothing is claimed.
+	if !s.ring.Reserve() {
+		claimsBusy.Inc()
+		writeBusy(ctx, "claim pipeline is full")
+		return
+	}
+	start := time.Now()
+	// context.Background, not ctx: the claim must not be cut short by the
+	// client going away half-way (the script runs anyway).
+	res, err := lua.Claim(context.Background(), s.redis, s.keys.Get(id), user, rand.Uint64())
+	redisClaim.UpdateDuration(start)
+	if err != nil || res.Outcome != lua.OK {
+		s.ring.Release()
+	}
+	if err != nil {
+		claimsError.Inc()
+		s.log.Warn("claim failed", "campaign_id", id, "user_id", user, "err", err)
+		writeBusy(ctx, "redis unavailable")
+		return
+	}
+	if res.Outcome == lua.OK {
+		s.ring.Push(pipeline.Event{CampaignID: id, UserID: user, Amount: res.Amount, ClaimedAt: res.ClaimedAt})
+	}
+	if res.Outcome == lua.NotFound && mayRepair {
+		s.openUnloaded(ctx, id, user)
+		return
+	}
+	claimsByOutcome[res.Outcome].Inc()
+	writeOutcome(ctx, res)
+}
+
+// openUnloaded handles an open of a campaign Redis does not know. Usually
+// there is no such campaign (404, remembered briefly so a flood of them does
+// not reach PostgreSQL). But the campaign may exist in PostgreSQL and be
+// missing from Redis: a create that failed between the two, or a Redis that
+// lost its data. Then it is rebuilt from PostgreSQL and the open retried;
+// opens that arrive while another rebuilds it get 503.
+func (s *Server) openUnloaded(ctx *fasthttp.RequestCtx, id int64, user string) {
+	if s.missing.has(id) {
+		claimsByOutcome[lua.NotFound].Inc()
+		writeOutcome(ctx, lua.Result{Outcome: lua.NotFound})
+		return
+	}
+	rctx, cancel := context.WithTimeout(context.Background(), s.cfg.RepairTimeout)
+	defer cancel()
+	err := s.loader.Ensure(rctx, id)
+	switch rain.ErrorCode(err) {
+	case "":
+		s.claim(ctx, id, user, false)
+	case rain.ENOTFOUND:
+		s.missing.add(id)
+		claimsByOutcome[lua.NotFound].Inc()
+		writeOutcome(ctx, lua.Result{Outcome: lua.NotFound})
+	default:
+		claimsBusy.Inc()
+		if rain.ErrorCode(err) != rain.EBUSY {
+			s.log.Error("campaign rebuild failed", "campaign_id", id, "err", err)
+		}
+		writeBusy(ctx, "campaign is being loaded; retry shortly")
+	}
+}

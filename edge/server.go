@@ -1,0 +1,167 @@
+// Package edge is the HTTP side of the api: routing, parsing, validation,
+// merchant auth, campaign admin and the open hot path, on fasthttp.
+package edge
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/fasthttp/router"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/rueidis"
+	"github.com/redpacket/rain"
+	"github.com/redpacket/rain/lua"
+	"github.com/redpacket/rain/pipeline"
+	"github.com/valyala/fasthttp"
+)
+
+// Config tunes the HTTP server. Zero values take the defaults named.
+type Config struct {
+	// AdminTokens are the merchant bearer tokens (ADMIN_TOKEN, comma-separated).
+	AdminTokens []string
+	// MaxInflight caps concurrent opens (MAX_INFLIGHT, default 4096); above
+	// it opens get 503. rueidis queues at most 1024 commands a connection
+	// and waits beyond that ignoring deadlines, so the cap belongs here.
+	MaxInflight int64
+	// RepairTimeout bounds the PostgreSQL and Redis work of a create, a read
+	// or a campaign rebuild (default 5s).
+	RepairTimeout time.Duration
+	// ReadTimeout, WriteTimeout and IdleTimeout of connections (defaults
+	// 10s, 10s, 60s; fasthttp's own are unlimited).
+	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
+}
+
+func (c *Config) defaults() {
+	if c.MaxInflight == 0 {
+		c.MaxInflight = 4096
+	}
+	if c.RepairTimeout == 0 {
+		c.RepairTimeout = 5 * time.Second
+	}
+	if c.ReadTimeout == 0 {
+		c.ReadTimeout = 10 * time.Second
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = 10 * time.Second
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = 60 * time.Second
+	}
+}
+
+// Health is what /readyz asks of the producer.
+type Health interface{ Healthy() bool }
+
+// Server is the api's HTTP server.
+type Server struct {
+	cfg      Config
+	redis    rueidis.Client
+	store    *Store
+	loader   *Loader
+	ring     *pipeline.Ring
+	producer Health
+	log      *slog.Logger
+	tokens   [][]byte
+	keys     lua.KeyCache
+	missing  missingCache
+	inflight atomic.Int64
+	gauges   *metrics.Set
+	srv      *fasthttp.Server
+}
+
+// New returns a server over its dependencies.
+func New(cfg Config, rdb rueidis.Client, db *pgxpool.Pool, ring *pipeline.Ring, producer Health, log *slog.Logger) *Server {
+	cfg.defaults()
+	if log == nil {
+		log = slog.Default()
+	}
+	s := &Server{cfg: cfg, redis: rdb, store: &Store{DB: db}, ring: ring, producer: producer, log: log,
+		missing: missingCache{ttl: time.Second}, gauges: metrics.NewSet()}
+	s.loader = &Loader{Store: s.store, Redis: rdb, Log: log}
+	for _, t := range cfg.AdminTokens {
+		s.tokens = append(s.tokens, []byte(t))
+	}
+	s.gauges.NewGauge(`rain_ring_length`, func() float64 { return float64(ring.Len()) })
+	s.gauges.NewGauge(`rain_ring_capacity`, func() float64 { return float64(ring.Cap()) })
+	s.gauges.NewGauge(`rain_open_inflight`, func() float64 { return float64(s.inflight.Load()) })
+	s.srv = &fasthttp.Server{
+		Handler:            s.Handler(),
+		Name:               "rain",
+		ReadTimeout:        cfg.ReadTimeout,
+		WriteTimeout:       cfg.WriteTimeout,
+		IdleTimeout:        cfg.IdleTimeout,
+		MaxRequestBodySize: rain.MaxCreateBody,
+		CloseOnShutdown:    true,
+		ErrorHandler:       requestError,
+	}
+	return s
+}
+
+// Loader returns the server's campaign loader (boot-time load, tests).
+func (s *Server) Loader() *Loader { return s.loader }
+
+// Handler routes every endpoint.
+func (s *Server) Handler() fasthttp.RequestHandler {
+	r := router.New()
+	r.POST("/campaign", instrument("POST", "/campaign", s.merchant(s.createCampaign)))
+	r.GET("/campaign/{id}", instrument("GET", "/campaign/{id}", s.merchant(s.getCampaign)))
+	r.POST("/campaign/{id}/open", instrument("POST", "/campaign/{id}/open", s.open))
+	r.GET("/metrics", s.metrics)
+	r.GET("/healthz", instrument("GET", "/healthz", healthz))
+	r.GET("/readyz", instrument("GET", "/readyz", s.readyz))
+	r.NotFound = func(ctx *fasthttp.RequestCtx) { writeError(ctx, errUnknownPath) }
+	r.MethodNotAllowed = func(ctx *fasthttp.RequestCtx) {
+		writeJSON(ctx, fasthttp.StatusMethodNotAllowed, []byte(`{"status":"INVALID_REQUEST","error":"method not allowed"}`))
+	}
+	r.PanicHandler = func(ctx *fasthttp.RequestCtx, v any) {
+		s.log.Error("panic in handler", "path", string(ctx.Path()), "panic", v)
+		writeError(ctx, errors.New("panic"))
+	}
+	return r.Handler
+}
+
+// requestError answers requests fasthttp could not read: a body over the
+// server's limit is 413 with the API's error body.
+func requestError(ctx *fasthttp.RequestCtx, err error) {
+	if errors.Is(err, fasthttp.ErrBodyTooLarge) {
+		writeError(ctx, rain.Errorf(rain.ETOOLARGE, "body is over %d bytes", rain.MaxCreateBody))
+		return
+	}
+	writeError(ctx, rain.Errorf(rain.EINVALID, "malformed HTTP request"))
+}
+
+func healthz(ctx *fasthttp.RequestCtx) {
+	writeJSON(ctx, fasthttp.StatusOK, []byte(`{"status":"OK"}`))
+}
+
+// readyz is ready when Redis answers and the producer is delivering.
+func (s *Server) readyz(ctx *fasthttp.RequestCtx) {
+	rctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := s.redis.Do(rctx, s.redis.B().Ping().Build()).Error(); err != nil {
+		writeBusy(ctx, "redis unreachable")
+		return
+	}
+	if s.producer != nil && !s.producer.Healthy() {
+		writeBusy(ctx, "kafka producer not delivering")
+		return
+	}
+	writeJSON(ctx, fasthttp.StatusOK, []byte(`{"status":"OK"}`))
+}
+
+func (s *Server) metrics(ctx *fasthttp.RequestCtx) {
+	ctx.SetContentType("text/plain; version=0.0.4")
+	metrics.WritePrometheus(ctx, true)
+	s.gauges.WritePrometheus(ctx)
+}
+
+// Serve serves HTTP on ln until Shutdown.
+func (s *Server) Serve(ln net.Listener) error { return s.srv.Serve(ln) }
+
+// Shutdown stops accepting requests and waits for those in flight.
+func (s *Server) Shutdown(ctx context.Context) error { return s.srv.ShutdownWithContext(ctx) }

@@ -1,0 +1,57 @@
+package rain
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Application error codes. They are the "status" of an error body; edge maps
+// each to one HTTP status in one place (edge/http.go).
+const (
+	EINVALID      = "INVALID_REQUEST" // bad input; nothing changed
+	ETOOLARGE     = "BODY_TOO_LARGE"  // body over the route's limit (shown as INVALID_REQUEST, 413)
+	EUNAUTHORIZED = "UNAUTHORIZED"    // missing or wrong merchant token
+	ENOTFOUND     = "NOT_FOUND"       // no such campaign or route
+	EBUSY         = "BUSY"            // a dependency is down or the pipeline is full; retry later
+	EINTERNAL     = "INTERNAL"        // a bug or an unexpected failure
+)
+
+// Error is an application error: a code from the list above and a message
+// fit for the caller.
+type Error struct {
+	Code    string
+	Message string
+}
+
+func (e *Error) Error() string { return e.Code + ": " + e.Message }
+
+// Errorf returns an *Error with the code and a formatted message.
+func Errorf(code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// ErrorCode returns the code of an application error, or EINTERNAL for any
+// other non-nil error.
+func ErrorCode(err error) string {
+	var e *Error
+	switch {
+	case err == nil:
+		return ""
+	case errors.As(err, &e):
+		return e.Code
+	}
+	return EINTERNAL
+}
+
+// ErrorMessage returns the message of an application error, or a generic
+// message for any other error (internal details stay in the logs).
+func ErrorMessage(err error) string {
+	var e *Error
+	switch {
+	case err == nil:
+		return ""
+	case errors.As(err, &e):
+		return e.Message
+	}
+	return "internal error"
+}

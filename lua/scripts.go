@@ -1,0 +1,217 @@
+// Package lua holds the Redis side of the service: the embedded Lua scripts
+// (claim.lua decides every open; load.lua makes a campaign visible), their
+// typed Go wrappers, and the key scheme (keys.go).
+package lua
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/redis/rueidis"
+)
+
+var (
+	//go:embed claim.lua
+	claimSrc string
+	//go:embed load.lua
+	loadSrc string
+
+	// One script object each for the life of the process: Exec sends
+	// EVALSHA and falls back to EVAL by itself after NOSCRIPT (a restarted
+	// or failed-over Redis has an empty script cache).
+	claimScript = rueidis.NewLuaScript(claimSrc)
+	loadScript  = rueidis.NewLuaScript(loadSrc)
+)
+
+// Outcome is what claim.lua decided for one open. The values are the codes
+// the script returns.
+type Outcome int8
+
+// Outcomes, in the order of the script's checks.
+const (
+	NotFound      Outcome = 0
+	NotStarted    Outcome = 1
+	Ended         Outcome = 2
+	AlreadyOpened Outcome = 3
+	SoldOut       Outcome = 4
+	OK            Outcome = 5
+)
+
+var outcomeNames = [...]string{"NOT_FOUND", "NOT_STARTED", "ENDED", "ALREADY_OPENED", "SOLD_OUT", "OK"}
+
+// String returns the outcome's name as the API shows it ("SOLD_OUT").
+func (o Outcome) String() string {
+	if o < 0 || int(o) >= len(outcomeNames) {
+		return "UNKNOWN"
+	}
+	return outcomeNames[o]
+}
+
+// Result is the answer of claim.lua.
+type Result struct {
+	Outcome   Outcome
+	Amount    int64 // OK and AlreadyOpened: the user's amount
+	ClaimedAt int64 // OK and AlreadyOpened: unix ms of the claim, by Redis TIME
+}
+
+// Claim runs claim.lua for user in the campaign of k. rnd must be uniform in
+// [0, 2^53); the caller draws it (math/rand/v2 is fine).
+//
+// An error means the outcome is unknown: the script may or may not have run
+// (a timeout after sending, say). The claim, if made, is in Redis, where a
+// retried open finds it (AlreadyOpened) and the reconciler persists it.
+func Claim(ctx context.Context, c rueidis.Client, k *Keys, user string, rnd uint64) (Result, error) {
+	args := [2]string{user, strconv.FormatUint(rnd&(1<<53-1), 10)}
+	msgs, err := claimScript.Exec(ctx, c, k.all[:], args[:]).ToArray()
+	if err != nil {
+		return Result{}, err
+	}
+	return parseClaim(msgs)
+}
+
+func parseClaim(msgs []rueidis.RedisMessage) (Result, error) {
+	var r Result
+	if len(msgs) == 0 {
+		return r, errors.New("claim.lua: empty reply")
+	}
+	code, err := msgs[0].AsInt64()
+	if err != nil || code < int64(NotFound) || code > int64(OK) {
+		return r, fmt.Errorf("claim.lua: bad code %v: %w", code, err)
+	}
+	r.Outcome = Outcome(code)
+	if len(msgs) > 1 {
+		if r.Amount, err = msgs[1].AsInt64(); err != nil {
+			return r, fmt.Errorf("claim.lua: bad amount: %w", err)
+		}
+	}
+	if len(msgs) > 2 {
+		if r.ClaimedAt, err = msgs[2].AsInt64(); err != nil {
+			return r, fmt.Errorf("claim.lua: bad time: %w", err)
+		}
+	}
+	return r, nil
+}
+
+// Load makes a campaign visible to opens with the given remaining stock per
+// amount, unless it already is. It reports whether it loaded the campaign.
+// Restore the campaign's claims first (RestoreClaims) when rebuilding.
+func Load(ctx context.Context, c rueidis.Client, k *Keys, startMs, endMs int64, remaining map[int64]int64) (bool, error) {
+	args := make([]string, 0, 2+2*len(remaining))
+	args = append(args, strconv.FormatInt(startMs, 10), strconv.FormatInt(endMs, 10))
+	for amount, n := range remaining {
+		args = append(args, strconv.FormatInt(amount, 10), strconv.FormatInt(n, 10))
+	}
+	n, err := loadScript.Exec(ctx, c, k.all[:2], args).AsInt64()
+	return n == 1, err
+}
+
+// Exists reports whether the campaign is loaded (its meta hash exists).
+func Exists(ctx context.Context, c rueidis.Client, k *Keys) (bool, error) {
+	n, err := c.Do(ctx, c.B().Exists().Key(k.Meta()).Build()).AsInt64()
+	return n == 1, err
+}
+
+// ClaimValue is the claims-hash value for a claim: "amount:claimed_at_ms".
+func ClaimValue(amount, claimedAtMs int64) string {
+	return strconv.FormatInt(amount, 10) + ":" + strconv.FormatInt(claimedAtMs, 10)
+}
+
+// ParseClaimValue splits a claims-hash value into amount and unix ms.
+func ParseClaimValue(v string) (amount, claimedAtMs int64, err error) {
+	a, t, ok := strings.Cut(v, ":")
+	if ok {
+		if amount, err = strconv.ParseInt(a, 10, 64); err == nil {
+			claimedAtMs, err = strconv.ParseInt(t, 10, 64)
+		}
+	}
+	if !ok || err != nil {
+		return 0, 0, fmt.Errorf("bad claim value %q", v)
+	}
+	return amount, claimedAtMs, nil
+}
+
+// RestoreClaims writes claims (user id -> ClaimValue) into the campaign's
+// claims hash without overwriting any present, in chunks.
+func RestoreClaims(ctx context.Context, c rueidis.Client, k *Keys, claims map[string]string) error {
+	const chunk = 500
+	cmds := make(rueidis.Commands, 0, len(claims))
+	for user, v := range claims {
+		cmds = append(cmds, c.B().Hsetnx().Key(k.Claims()).Field(user).Value(v).Build())
+	}
+	for len(cmds) > 0 {
+		n := min(chunk, len(cmds))
+		for _, r := range c.DoMulti(ctx, cmds[:n]...) {
+			if err := r.Error(); err != nil {
+				return err
+			}
+		}
+		cmds = cmds[n:]
+	}
+	return nil
+}
+
+// State is a campaign's live state in Redis.
+type State struct {
+	Loaded    bool
+	Remaining map[int64]int64 // per amount; amounts sold out are absent
+	Left      int64           // packets remaining in all
+	Claims    int64           // users who claimed
+}
+
+// ReadState reads a campaign's live state in one round trip.
+func ReadState(ctx context.Context, c rueidis.Client, k *Keys) (State, error) {
+	rs := c.DoMulti(ctx,
+		c.B().Hget().Key(k.Meta()).Field("left").Build(),
+		c.B().Hgetall().Key(k.Stock()).Build(),
+		c.B().Hlen().Key(k.Claims()).Build())
+	var s State
+	left, err := rs[0].AsInt64()
+	if err != nil && !rueidis.IsRedisNil(err) {
+		return s, err
+	}
+	s.Loaded, s.Left = err == nil, left
+	stock, err := rs[1].AsIntMap()
+	if err != nil {
+		return s, err
+	}
+	s.Remaining = make(map[int64]int64, len(stock))
+	for a, n := range stock {
+		amount, err := strconv.ParseInt(a, 10, 64)
+		if err != nil {
+			return s, fmt.Errorf("stock hash: bad amount %q", a)
+		}
+		s.Remaining[amount] = n
+	}
+	if s.Claims, err = rs[2].AsInt64(); err != nil {
+		return s, err
+	}
+	return s, nil
+}
+
+// ScanClaims calls fn for every claim of the campaign (HSCAN, so Redis is
+// never blocked by a large campaign).
+func ScanClaims(ctx context.Context, c rueidis.Client, k *Keys, fn func(user string, amount, claimedAtMs int64) error) error {
+	var cursor uint64
+	for {
+		e, err := c.Do(ctx, c.B().Hscan().Key(k.Claims()).Cursor(cursor).Count(1000).Build()).AsScanEntry()
+		if err != nil {
+			return err
+		}
+		for i := 0; i+1 < len(e.Elements); i += 2 {
+			amount, at, err := ParseClaimValue(e.Elements[i+1])
+			if err != nil {
+				return fmt.Errorf("campaign %d user %q: %w", k.ID, e.Elements[i], err)
+			}
+			if err := fn(e.Elements[i], amount, at); err != nil {
+				return err
+			}
+		}
+		if cursor = e.Cursor; cursor == 0 {
+			return nil
+		}
+	}
+}

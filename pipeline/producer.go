@@ -1,0 +1,217 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+var (
+	producedTotal    = metrics.NewCounter(`rain_producer_records_total{result="ok"}`)
+	produceErrors    = metrics.NewCounter(`rain_producer_records_total{result="error"}`)
+	produceRetries   = metrics.NewCounter(`rain_producer_retries_total`)
+	produceAbandoned = metrics.NewCounter(`rain_producer_abandoned_total`)
+	produceLatency   = metrics.NewPrometheusHistogram(`rain_kafka_produce_duration_seconds`)
+
+	// producerUnhealthy is how long failures or a stall may last before
+	// Healthy (and so /readyz) says no.
+	producerUnhealthy = 10 * time.Second
+)
+
+// ProducerConfig configures the Kafka producer. Zero values take the
+// defaults named on each field.
+type ProducerConfig struct {
+	Brokers []string // KAFKA_BROKERS
+	Topic   string   // KAFKA_TOPIC, default claim_events
+	// Linger is how long a partition's batch waits for more records
+	// (PRODUCER_LINGER, default 5ms): larger batches, fewer requests.
+	Linger time.Duration
+	// MaxBuffered bounds the records buffered in the client and not yet
+	// acknowledged (PRODUCER_MAX_BUFFERED, default 100000). When it is
+	// reached the drainer waits, the ring fills, and opens get 503.
+	MaxBuffered int
+	// RetryBackoff is the wait before a record whose produce failed is
+	// produced again (default 250ms). franz-go already retries retriable
+	// errors forever; this covers the rest.
+	RetryBackoff time.Duration
+	// Logger receives failures (default slog.Default()).
+	Logger *slog.Logger
+}
+
+func (c *ProducerConfig) defaults() {
+	if c.Topic == "" {
+		c.Topic = "claim_events"
+	}
+	if c.Linger == 0 {
+		c.Linger = 5 * time.Millisecond
+	}
+	if c.MaxBuffered == 0 {
+		c.MaxBuffered = 100_000
+	}
+	if c.RetryBackoff == 0 {
+		c.RetryBackoff = 250 * time.Millisecond
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Producer drains a Ring into Kafka with an asynchronous, idempotent,
+// acks=all franz-go client. A record whose produce fails is produced again
+// after a backoff until the producer is closed; one still unacknowledged
+// then is logged and counted (rain_producer_abandoned_total): its claim is
+// in Redis and the reconciler writes it to PostgreSQL.
+type Producer struct {
+	cfg  ProducerConfig
+	cl   *kgo.Client
+	ring *Ring
+
+	// ctx is given to every Produce; it is cancelled only when Close runs
+	// out of time, which fails whatever is still buffered.
+	ctx     context.Context
+	cancel  context.CancelFunc
+	stop    chan struct{}
+	done    chan struct{}
+	wg      sync.WaitGroup // retries waiting to be produced again
+	waiting atomic.Int64   // how many, for Close
+
+	lastOK  atomic.Int64 // unix ns of the last acknowledged record
+	lastErr atomic.Int64 // unix ns of the last failed produce
+	pool    sync.Pool    // *kgo.Record with its buffer
+}
+
+// NewProducer connects a producer for ring. Run drains the ring.
+func NewProducer(cfg ProducerConfig, ring *Ring) (*Producer, error) {
+	cfg.defaults()
+	cl, err := kgo.NewClient(
+		kgo.SeedBrokers(cfg.Brokers...),
+		kgo.DefaultProduceTopic(cfg.Topic),
+		kgo.ProducerLinger(cfg.Linger),
+		kgo.MaxBufferedRecords(cfg.MaxBuffered),
+		kgo.RequiredAcks(kgo.AllISRAcks()), // the default, stated: durability is the point
+		kgo.ProducerBatchCompression(kgo.Lz4Compression(), kgo.NoCompression()),
+		kgo.AllowAutoTopicCreation(),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("kafka producer: %w", err)
+	}
+	p := &Producer{cfg: cfg, cl: cl, ring: ring, stop: make(chan struct{}), done: make(chan struct{})}
+	p.ctx, p.cancel = context.WithCancel(context.Background())
+	p.lastOK.Store(time.Now().UnixNano())
+	return p, nil
+}
+
+// Client is the underlying franz-go client (for topic admin and tests).
+func (p *Producer) Client() *kgo.Client { return p.cl }
+
+// Run drains the ring into Kafka until Close. Call it once, in its own goroutine.
+func (p *Producer) Run() {
+	defer close(p.done)
+	events := p.ring.Events()
+	for {
+		select {
+		case ev := <-events:
+			p.ring.Done()
+			p.produce(ev)
+		case <-p.stop:
+			for { // the HTTP server is down: take what is left, then return
+				select {
+				case ev := <-events:
+					p.ring.Done()
+					p.produce(ev)
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+func (p *Producer) produce(ev Event) {
+	rec, _ := p.pool.Get().(*kgo.Record)
+	if rec == nil {
+		rec = &kgo.Record{}
+	}
+	// Key and value share one buffer, recycled when the record is acked.
+	buf := append(rec.Key[:0], ev.UserID...)
+	k := len(buf)
+	buf = ev.AppendJSON(buf)
+	*rec = kgo.Record{Key: buf[:k:k], Value: buf[k:], Topic: p.cfg.Topic}
+	p.cl.Produce(p.ctx, rec, p.promise)
+}
+
+// promise runs once per record, when Kafka acknowledged it or the client
+// gave up on it.
+func (p *Producer) promise(rec *kgo.Record, err error) {
+	if err == nil {
+		producedTotal.Inc()
+		produceLatency.UpdateDuration(rec.Timestamp)
+		p.lastOK.Store(time.Now().UnixNano())
+		rec.Key = rec.Key[:0:cap(rec.Key)]
+		rec.Value = nil
+		p.pool.Put(rec)
+		return
+	}
+	produceErrors.Inc()
+	p.lastErr.Store(time.Now().UnixNano())
+	if p.ctx.Err() != nil || errors.Is(err, kgo.ErrClientClosed) {
+		produceAbandoned.Inc()
+		p.cfg.Logger.Error("claim event not produced before shutdown; the reconciler will persist it",
+			"topic", rec.Topic, "user_id", string(rec.Key), "err", err)
+		return
+	}
+	p.cfg.Logger.Warn("produce failed; retrying", "user_id", string(rec.Key), "err", err)
+	retry := &kgo.Record{Key: rec.Key, Value: rec.Value, Topic: rec.Topic}
+	p.wg.Add(1)
+	p.waiting.Add(1)
+	go func() { // the promise must not block: it runs on the client's goroutine
+		defer p.wg.Done()
+		select {
+		case <-time.After(p.cfg.RetryBackoff):
+		case <-p.ctx.Done():
+		}
+		produceRetries.Inc()
+		p.cl.Produce(p.ctx, retry, p.promise)
+		p.waiting.Add(-1)
+	}()
+}
+
+// Healthy reports whether records are reaching Kafka: no produce failed in
+// the last 10s, and if records are waiting, one was acknowledged in that time.
+func (p *Producer) Healthy() bool {
+	now := time.Now().UnixNano()
+	if now-p.lastErr.Load() < int64(producerUnhealthy) && p.lastErr.Load() > p.lastOK.Load() {
+		return false
+	}
+	if p.cl.BufferedProduceRecords() > 0 && now-p.lastOK.Load() > int64(producerUnhealthy) {
+		return false
+	}
+	return true
+}
+
+// Buffered is the number of records produced but not yet acknowledged.
+func (p *Producer) Buffered() int64 { return p.cl.BufferedProduceRecords() }
+
+// Close drains the ring (stop taking opens first), waits until Kafka has
+// acknowledged everything or ctx ends, then closes the client. Records still
+// unacknowledged then are abandoned to the reconciler.
+func (p *Producer) Close(ctx context.Context) error {
+	close(p.stop)
+	<-p.done
+	err := p.cl.Flush(ctx)
+	for err == nil && p.waiting.Load() > 0 { // retries re-produce after their backoff
+		time.Sleep(10 * time.Millisecond)
+		err = p.cl.Flush(ctx)
+	}
+	p.cancel()
+	p.wg.Wait()
+	p.cl.Close()
+	return err
+}
