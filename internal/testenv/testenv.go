@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"os"
 	"strings"
 	"sync"
@@ -108,4 +109,17 @@ func sanitize(s string) string {
 		b = b[:60]
 	}
 	return string(b)
+}
+
+// RedisAt returns a client of the Redis at addr (a Proxy, say), with short
+// timeouts so outages show quickly.
+func RedisAt(tb testing.TB, addr string) rueidis.Client {
+	tb.Helper()
+	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{addr}, DisableCache: true,
+		ConnWriteTimeout: time.Second, Dialer: net.Dialer{Timeout: time.Second}})
+	if err != nil {
+		tb.Fatalf("redis %s: %v", addr, err)
+	}
+	tb.Cleanup(c.Close)
+	return c
 }

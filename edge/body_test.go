@@ -1,0 +1,54 @@
+package edge
+
+import (
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/redpacket/rain"
+)
+
+func TestParseOpenBody(t *testing.T) {
+	good := map[string]string{
+		`{"user_id":"user-123"}`:      "user-123",
+		` { "user_id" : "a" } `:       "a",
+		`{"user_id":"\u00e9t\u00e9"}`: "été",
+		`{"user_id":"quote\"back\\"}`: `quote"back\`,
+		`{"user_id":"红包"}`:            "红包",
+	}
+	for body, want := range good {
+		got, err := parseOpenBody([]byte(body))
+		if err != nil || got != want {
+			t.Errorf("%s: %q %v, want %q", body, got, err, want)
+		}
+	}
+	for _, body := range []string{``, `{}`, `{"user_id":"a b"}`, `{"user":"a"}`, "{\"user_id\":\"\xff\"}"} {
+		if got, err := parseOpenBody([]byte(body)); err == nil {
+			t.Errorf("%s: accepted as %q", body, got)
+		}
+	}
+	if _, err := parseOpenBody([]byte(`{"user_id":"` + strings.Repeat("a", 4100) + `"}`)); rain.ErrorCode(err) != rain.ETOOLARGE {
+		t.Errorf("large body: %v", err)
+	}
+}
+
+// FuzzParseOpenBody: whatever the body, the parser returns either an error
+// or a valid user id, and never panics. The seed corpus runs in go test.
+func FuzzParseOpenBody(f *testing.F) {
+	for _, s := range []string{`{"user_id":"user-123"}`, `{"user_id":""}`, `{"user_id":"\u0000"}`, `{}`, `[`,
+		`{"user_id":"a","x":1}`, `{"user_id":"\ud83d\ude00"}`, "{\"user_id\":\"\xc3\"}"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		u, err := parseOpenBody(body)
+		if err != nil {
+			if u != "" {
+				t.Errorf("error with a user id %q", u)
+			}
+			return
+		}
+		if !rain.ValidUserID([]byte(u)) || !utf8.ValidString(u) {
+			t.Errorf("accepted invalid user id %q from %q", u, body)
+		}
+	})
+}

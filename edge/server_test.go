@@ -1,0 +1,139 @@
+package edge
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/rueidis"
+	"github.com/redpacket/rain/internal/testenv"
+	"github.com/redpacket/rain/lua"
+	"github.com/redpacket/rain/pipeline"
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttputil"
+)
+
+const testToken = "test-token"
+
+// harness is an api server on an in-memory listener over the real Redis,
+// PostgreSQL and (when a topic is given) Kafka.
+type harness struct {
+	t      *testing.T
+	srv    *Server
+	ring   *pipeline.Ring
+	redis  rueidis.Client
+	client *fasthttp.Client
+}
+
+type harnessOpt struct {
+	ringSize int    // default 1024
+	topic    string // "" = no producer: the ring is not drained
+	redis    rueidis.Client
+}
+
+func newHarness(t *testing.T, o harnessOpt) *harness {
+	t.Helper()
+	if o.ringSize == 0 {
+		o.ringSize = 1024
+	}
+	if o.redis == nil {
+		o.redis = testenv.Redis(t)
+	}
+	db := testenv.Postgres(t)
+	ring := pipeline.NewRing(o.ringSize)
+	var health Health
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	if o.topic != "" {
+		p, err := pipeline.NewProducer(pipeline.ProducerConfig{Brokers: testenv.Brokers(), Topic: o.topic, Logger: log}, ring)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go p.Run()
+		health = p
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			p.Close(ctx)
+		})
+	}
+	s := New(Config{AdminTokens: []string{"other-token", testToken}}, o.redis, db, ring, health, log)
+	ln := fasthttputil.NewInmemoryListener()
+	go s.Serve(ln)
+	t.Cleanup(func() { s.Shutdown(context.Background()) })
+	h := &harness{t: t, srv: s, ring: ring, redis: o.redis,
+		client: &fasthttp.Client{Dial: func(string) (net.Conn, error) { return ln.Dial() }}}
+	return h
+}
+
+// do sends a request and returns the status and the decoded JSON body.
+func (h *harness) do(method, path, token, body string) (int, map[string]any) {
+	h.t.Helper()
+	status, raw := h.doRaw(method, path, token, body)
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		h.t.Fatalf("%s %s: body %q is not JSON: %v", method, path, raw, err)
+	}
+	return status, m
+}
+
+func (h *harness) doRaw(method, path, token, body string) (int, []byte) {
+	h.t.Helper()
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.SetRequestURI("http://api" + path)
+	req.Header.SetMethod(method)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	req.SetBodyString(body)
+	if err := h.client.DoTimeout(req, resp, 10*time.Second); err != nil {
+		h.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	if ct := string(resp.Header.ContentType()); !strings.HasPrefix(ct, "application/json") && path != "/metrics" {
+		h.t.Errorf("%s %s: content type %q", method, path, ct)
+	}
+	return resp.StatusCode(), append([]byte(nil), resp.Body()...)
+}
+
+// create makes a campaign through the API and returns its id.
+func (h *harness) create(start, end time.Time, inventory string) int64 {
+	h.t.Helper()
+	body := fmt.Sprintf(`{"name":"test %s","start_time":%q,"end_time":%q,"inventory":%s}`,
+		h.t.Name(), start.UTC().Format(time.RFC3339Nano), end.UTC().Format(time.RFC3339Nano), inventory)
+	status, m := h.do("POST", "/campaign", testToken, body)
+	if status != 201 {
+		h.t.Fatalf("create: %d %v", status, m)
+	}
+	id := int64(m["id"].(float64))
+	h.t.Cleanup(func() { // keep Redis clean; PostgreSQL rows stay (ids are unique)
+		k := lua.KeysOf(id)
+		h.redis.Do(context.Background(), h.redis.B().Del().Key(k.Meta(), k.Stock(), k.Claims()).Build())
+	})
+	return id
+}
+
+func (h *harness) live(inventory string) int64 {
+	return h.create(time.Now().Add(-time.Hour), time.Now().Add(time.Hour), inventory)
+}
+
+func (h *harness) open(id int64, user string) (int, map[string]any) {
+	h.t.Helper()
+	return h.do("POST", fmt.Sprintf("/campaign/%d/open", id), "", fmt.Sprintf(`{"user_id":%q}`, user))
+}
+
+// claims is the number of claims Redis holds for a campaign.
+func (h *harness) claims(id int64) int64 {
+	h.t.Helper()
+	n, err := h.redis.Do(context.Background(), h.redis.B().Hlen().Key(lua.KeysOf(id).Claims()).Build()).AsInt64()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return n
+}
