@@ -38,3 +38,10 @@ func Migrate(ctx context.Context, dsn string) error {
 	}
 	return nil
 }
+
+// Latest is the schema version Migrate brings a database to: the number of
+// migration files.
+func Latest() int {
+	names, _ := migrate.FindMigrations(files)
+	return len(names)
+}
