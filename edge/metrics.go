@@ -15,11 +15,14 @@ var (
 	claimsByOutcome [len(outcomeStatus)]*metrics.Counter
 	claimsBusy      = metrics.NewCounter(`rain_claims_total{result="BUSY"}`)
 	claimsError     = metrics.NewCounter(`rain_claims_total{result="REDIS_ERROR"}`)
-	redisClaim      = metrics.NewPrometheusHistogram(`rain_redis_duration_seconds{op="claim"}`)
-	redisLoad       = metrics.NewPrometheusHistogram(`rain_redis_duration_seconds{op="load"}`)
-	pgCreate        = metrics.NewPrometheusHistogram(`rain_postgres_duration_seconds{op="create_campaign"}`)
-	pgRead          = metrics.NewPrometheusHistogram(`rain_postgres_duration_seconds{op="read_campaign"}`)
-	repairs         = metrics.NewCounter(`rain_campaign_loads_total{reason="repair"}`)
+	// Answers given from memory without Redis (counted in rain_claims_total too).
+	claimsMemo        = metrics.NewCounter(`rain_claims_from_memory_total{result="ALREADY_OPENED"}`)
+	claimsSoldOutFlag = metrics.NewCounter(`rain_claims_from_memory_total{result="SOLD_OUT"}`)
+	redisClaim        = metrics.NewPrometheusHistogram(`rain_redis_duration_seconds{op="claim"}`)
+	redisLoad         = metrics.NewPrometheusHistogram(`rain_redis_duration_seconds{op="load"}`)
+	pgCreate          = metrics.NewPrometheusHistogram(`rain_postgres_duration_seconds{op="create_campaign"}`)
+	pgRead            = metrics.NewPrometheusHistogram(`rain_postgres_duration_seconds{op="read_campaign"}`)
+	repairs           = metrics.NewCounter(`rain_campaign_loads_total{reason="repair"}`)
 )
 
 func init() {

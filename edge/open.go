@@ -46,6 +46,19 @@ func (s *Server) open(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, err)
 		return
 	}
+	nowMs := time.Now().UnixMilli()
+	if amount, ok := s.memo.get(id, user, nowMs); ok {
+		claimsMemo.Inc()
+		claimsByOutcome[lua.AlreadyOpened].Inc()
+		writeOutcome(ctx, lua.Result{Outcome: lua.AlreadyOpened, Amount: amount})
+		return
+	}
+	if s.soldOut.has(id, nowMs) {
+		claimsSoldOutFlag.Inc()
+		claimsByOutcome[lua.SoldOut].Inc()
+		writeOutcome(ctx, lua.Result{Outcome: lua.SoldOut})
+		return
+	}
 	s.claim(ctx, id, user, true)
 }
 
@@ -73,8 +86,14 @@ func (s *Server) claim(ctx *fasthttp.RequestCtx, id int64, user string, mayRepai
 		writeBusy(ctx, "redis unavailable")
 		return
 	}
-	if res.Outcome == lua.OK {
+	switch res.Outcome {
+	case lua.OK:
 		s.ring.Push(pipeline.Event{CampaignID: id, UserID: user, Amount: res.Amount, ClaimedAt: res.ClaimedAt})
+		s.memo.put(id, user, res.Amount, res.EndMs)
+	case lua.AlreadyOpened:
+		s.memo.put(id, user, res.Amount, res.EndMs)
+	case lua.SoldOut:
+		s.soldOut.set(id, time.Now().UnixMilli(), res.EndMs)
 	}
 	if res.Outcome == lua.NotFound && mayRepair {
 		s.openUnloaded(ctx, id, user)

@@ -31,6 +31,14 @@ type Config struct {
 	// RepairTimeout bounds the PostgreSQL and Redis work of a create, a read
 	// or a campaign rebuild (default 5s).
 	RepairTimeout time.Duration
+	// ClaimMemo is how many claims the instance remembers to answer repeat
+	// opens without Redis (CLAIM_MEMO_SIZE, default 262144, about 100 bytes
+	// each; negative disables).
+	ClaimMemo int
+	// SoldOutTTL is how long a campaign seen sold out is answered 410 from
+	// memory before Redis is asked again (SOLD_OUT_TTL, default 1s;
+	// negative disables).
+	SoldOutTTL time.Duration
 	// ReadTimeout, WriteTimeout and IdleTimeout of connections (defaults
 	// 10s, 10s, 60s; fasthttp's own are unlimited).
 	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
@@ -42,6 +50,12 @@ func (c *Config) defaults() {
 	}
 	if c.RepairTimeout == 0 {
 		c.RepairTimeout = 5 * time.Second
+	}
+	if c.ClaimMemo == 0 {
+		c.ClaimMemo = 262_144
+	}
+	if c.SoldOutTTL == 0 {
+		c.SoldOutTTL = time.Second
 	}
 	if c.ReadTimeout == 0 {
 		c.ReadTimeout = 10 * time.Second
@@ -69,6 +83,8 @@ type Server struct {
 	tokens   [][]byte
 	keys     lua.KeyCache
 	missing  missingCache
+	memo     *claimMemo
+	soldOut  soldOut
 	inflight atomic.Int64
 	gauges   *metrics.Set
 	srv      *fasthttp.Server
@@ -82,6 +98,8 @@ func New(cfg Config, rdb rueidis.Client, db *pgxpool.Pool, ring *pipeline.Ring, 
 	}
 	s := &Server{cfg: cfg, redis: rdb, store: &Store{DB: db}, ring: ring, producer: producer, log: log,
 		missing: missingCache{ttl: time.Second}, gauges: metrics.NewSet()}
+	s.memo = newClaimMemo(max(cfg.ClaimMemo, 0))
+	s.soldOut.ttlMs = max(cfg.SoldOutTTL.Milliseconds(), 0)
 	s.loader = &Loader{Store: s.store, Redis: rdb, Log: log}
 	for _, t := range cfg.AdminTokens {
 		s.tokens = append(s.tokens, []byte(t))
@@ -95,7 +113,7 @@ func New(cfg Config, rdb rueidis.Client, db *pgxpool.Pool, ring *pipeline.Ring, 
 		ReadTimeout:        cfg.ReadTimeout,
 		WriteTimeout:       cfg.WriteTimeout,
 		IdleTimeout:        cfg.IdleTimeout,
-		MaxRequestBodySize: rain.MaxCreateBody,
+		MaxRequestBodySize: maxReadBody,
 		CloseOnShutdown:    true,
 		ErrorHandler:       requestError,
 	}
@@ -125,11 +143,17 @@ func (s *Server) Handler() fasthttp.RequestHandler {
 	return r.Handler
 }
 
+// maxReadBody is how much of a body the server reads. It is above every
+// route's own limit so that a body over a limit is read whole and answered
+// 413 with a JSON body by the route; past this, fasthttp stops reading and
+// closes the connection after requestError's answer.
+const maxReadBody = 1 << 20
+
 // requestError answers requests fasthttp could not read: a body over the
 // server's limit is 413 with the API's error body.
 func requestError(ctx *fasthttp.RequestCtx, err error) {
 	if errors.Is(err, fasthttp.ErrBodyTooLarge) {
-		writeError(ctx, rain.Errorf(rain.ETOOLARGE, "body is over %d bytes", rain.MaxCreateBody))
+		writeError(ctx, rain.Errorf(rain.ETOOLARGE, "body is over %d bytes", maxReadBody))
 		return
 	}
 	writeError(ctx, rain.Errorf(rain.EINVALID, "malformed HTTP request"))

@@ -24,7 +24,7 @@ const testToken = "test-token"
 // harness is an api server on an in-memory listener over the real Redis,
 // PostgreSQL and (when a topic is given) Kafka.
 type harness struct {
-	t      *testing.T
+	t      testing.TB
 	srv    *Server
 	ring   *pipeline.Ring
 	redis  rueidis.Client
@@ -35,9 +35,10 @@ type harnessOpt struct {
 	ringSize int    // default 1024
 	topic    string // "" = no producer: the ring is not drained
 	redis    rueidis.Client
+	cfg      Config // AdminTokens are set by the harness
 }
 
-func newHarness(t *testing.T, o harnessOpt) *harness {
+func newHarness(t testing.TB, o harnessOpt) *harness {
 	t.Helper()
 	if o.ringSize == 0 {
 		o.ringSize = 1024
@@ -62,7 +63,8 @@ func newHarness(t *testing.T, o harnessOpt) *harness {
 			p.Close(ctx)
 		})
 	}
-	s := New(Config{AdminTokens: []string{"other-token", testToken}}, o.redis, db, ring, health, log)
+	o.cfg.AdminTokens = []string{"other-token", testToken}
+	s := New(o.cfg, o.redis, db, ring, health, log)
 	ln := fasthttputil.NewInmemoryListener()
 	go s.Serve(ln)
 	t.Cleanup(func() { s.Shutdown(context.Background()) })

@@ -9,7 +9,9 @@
 --
 -- Checks in SPEC order: campaign exists, window (Redis TIME, so every API
 -- replica agrees), already opened, stock. Returns {code} or
--- {code, amount[, claimed_at_ms]}; the codes are lua.Outcome values.
+-- {code, amount, claimed_at_ms, end_ms}; the codes are lua.Outcome values.
+-- end_ms lets the api answer repeats and sold-out floods from memory until
+-- the window closes.
 local m = redis.call('HMGET', KEYS[1], 'start', 'end', 'left')
 if not m[1] then
   return {0} -- NOT_FOUND
@@ -25,11 +27,11 @@ end
 local prev = redis.call('HGET', KEYS[3], ARGV[1])
 if prev then
   local sep = string.find(prev, ':', 1, true)
-  return {3, tonumber(string.sub(prev, 1, sep - 1)), tonumber(string.sub(prev, sep + 1))} -- ALREADY_OPENED
+  return {3, tonumber(string.sub(prev, 1, sep - 1)), tonumber(string.sub(prev, sep + 1)), tonumber(m[2])} -- ALREADY_OPENED
 end
 local left = tonumber(m[3])
 if left <= 0 then
-  return {4} -- SOLD_OUT
+  return {4, 0, 0, tonumber(m[2])} -- SOLD_OUT
 end
 -- A draw from the bag: every remaining packet is equally likely, so each
 -- amount is picked with probability remaining(amount) / left. Doubles hold
@@ -48,7 +50,7 @@ for i = 1, #s, 2 do
     end
     redis.call('HINCRBY', KEYS[1], 'left', -1)
     redis.call('HSET', KEYS[3], ARGV[1], amount .. ':' .. now)
-    return {5, tonumber(amount), now} -- OK
+    return {5, tonumber(amount), now, tonumber(m[2])} -- OK
   end
   r = r - c
 end

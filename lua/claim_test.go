@@ -68,11 +68,14 @@ func TestClaimBranches(t *testing.T) {
 	if r.Outcome != lua.OK || r.Amount != 20 || r.ClaimedAt < before-1000 || r.ClaimedAt > time.Now().UnixMilli()+1000 {
 		t.Fatalf("first open: %+v, want OK 20 at about now", r)
 	}
-	if again := claim(t, c, k, "alice"); again.Outcome != lua.AlreadyOpened || again.Amount != 20 || again.ClaimedAt != r.ClaimedAt {
+	if r.EndMs < time.Now().Add(59*time.Minute).UnixMilli() || r.EndMs > time.Now().Add(time.Hour).UnixMilli() {
+		t.Errorf("OK reply carries end %d, want the campaign's end in about an hour", r.EndMs)
+	}
+	if again := claim(t, c, k, "alice"); again.Outcome != lua.AlreadyOpened || again.Amount != 20 || again.ClaimedAt != r.ClaimedAt || again.EndMs != r.EndMs {
 		t.Errorf("second open by alice: %+v, want ALREADY_OPENED with the same amount and time", again)
 	}
-	if r := claim(t, c, k, "bob"); r.Outcome != lua.SoldOut {
-		t.Errorf("open after sell-out: %v, want SOLD_OUT", r.Outcome)
+	if so := claim(t, c, k, "bob"); so.Outcome != lua.SoldOut || so.EndMs != r.EndMs {
+		t.Errorf("open after sell-out: %+v, want SOLD_OUT with the end time", so)
 	}
 	// Already opened is checked before stock: alice still gets her amount.
 	if r := claim(t, c, k, "alice"); r.Outcome != lua.AlreadyOpened {

@@ -56,6 +56,7 @@ type Result struct {
 	Outcome   Outcome
 	Amount    int64 // OK and AlreadyOpened: the user's amount
 	ClaimedAt int64 // OK and AlreadyOpened: unix ms of the claim, by Redis TIME
+	EndMs     int64 // OK, AlreadyOpened and SoldOut: the campaign's end_time, unix ms
 }
 
 // Claim runs claim.lua for user in the campaign of k. rnd must be uniform in
@@ -88,9 +89,12 @@ func parseClaim(msgs []rueidis.RedisMessage) (Result, error) {
 			return r, fmt.Errorf("claim.lua: bad amount: %w", err)
 		}
 	}
-	if len(msgs) > 2 {
+	if len(msgs) > 3 {
 		if r.ClaimedAt, err = msgs[2].AsInt64(); err != nil {
 			return r, fmt.Errorf("claim.lua: bad time: %w", err)
+		}
+		if r.EndMs, err = msgs[3].AsInt64(); err != nil {
+			return r, fmt.Errorf("claim.lua: bad end time: %w", err)
 		}
 	}
 	return r, nil
