@@ -52,3 +52,15 @@ func FuzzParseOpenBody(f *testing.F) {
 		}
 	})
 }
+
+func TestIsOpenPath(t *testing.T) {
+	for path, want := range map[string]bool{
+		"/campaign/1/open": true, "/campaign/abc/open": true, "/campaign/open": false,
+		"/campaign//open": false, "/campaign/1/2/open": false, "/campaign/1/open/": false,
+		"/campaign/1": false, "/x/campaign/1/open": false, "/campaign/1/opens": false,
+	} {
+		if got := isOpenPath([]byte(path)); got != want {
+			t.Errorf("%s: %v, want %v", path, got, want)
+		}
+	}
+}

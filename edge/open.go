@@ -17,6 +17,16 @@ var (
 	openSuffix     = []byte("/open")
 )
 
+// isOpenPath matches /campaign/{id}/open as the router would: any one
+// non-empty segment in place of {id}.
+func isOpenPath(path []byte) bool {
+	if len(path) <= len(campaignPrefix)+len(openSuffix) ||
+		!bytes.HasPrefix(path, campaignPrefix) || !bytes.HasSuffix(path, openSuffix) {
+		return false
+	}
+	return bytes.IndexByte(path[len(campaignPrefix):len(path)-len(openSuffix)], '/') < 0
+}
+
 // openCampaignID takes the id out of /campaign/{id}/open without the
 // router's user values (which box a string per request).
 func openCampaignID(path []byte) (int64, bool) {
