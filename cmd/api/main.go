@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
+	_ "net/http/pprof" // served only on PPROF_ADDR
 	"os"
 	"os/signal"
 	"syscall"
@@ -24,6 +26,7 @@ import (
 
 type config struct {
 	addr            string
+	pprofAddr       string
 	redisAddr       string
 	redisConns      int
 	postgresDSN     string
@@ -42,6 +45,9 @@ func loadConfig() (config, error) {
 	var e rain.Env
 	var c config
 	c.addr = e.Addr("LISTEN_ADDR", ":"+e.String("PORT", "8080"))
+	if e.String("PPROF_ADDR", "") != "" {
+		c.pprofAddr = e.Addr("PPROF_ADDR", "")
+	}
 	c.redisAddr = e.Addr("REDIS_ADDR", "127.0.0.1:6379")
 	c.redisConns = e.Int("REDIS_CONNS", 1, 1, 64)
 	c.postgresDSN = e.String("POSTGRES_DSN", "postgres://rain:rain@127.0.0.1:5432/rain?sslmode=disable")
@@ -57,6 +63,13 @@ func loadConfig() (config, error) {
 		e.Required("ADMIN_TOKEN", "the merchant bearer token(s), comma-separated")
 	}
 	c.edge.MaxInflight = int64(e.Int("MAX_INFLIGHT", 4096, 1, 1<<20))
+	// 0 in the environment turns these off (edge.Config takes negative for off).
+	if c.edge.ClaimMemo = e.Int("CLAIM_MEMO_SIZE", 262_144, 0, 1<<26); c.edge.ClaimMemo == 0 {
+		c.edge.ClaimMemo = -1
+	}
+	if c.edge.SoldOutTTL = e.Duration("SOLD_OUT_TTL", time.Second, 0, time.Minute); c.edge.SoldOutTTL == 0 {
+		c.edge.SoldOutTTL = -1
+	}
 	c.producer = pipeline.ProducerConfig{
 		Brokers:     c.brokers,
 		Topic:       c.topic,
@@ -125,6 +138,11 @@ func run(cfg config, log *slog.Logger) error {
 	tcancel()
 	go producer.Run()
 
+	if cfg.pprofAddr != "" {
+		// Profiles for `go tool pprof` under load; keep it on loopback.
+		go func() { log.Warn("pprof server stopped", "err", http.ListenAndServe(cfg.pprofAddr, nil)) }()
+		log.Info("pprof listening", "addr", cfg.pprofAddr)
+	}
 	srv := edge.New(cfg.edge, rdb, db, ring, producer, log)
 	if err := srv.Loader().LoadLive(boot); err != nil {
 		log.Warn("loading live campaigns into redis", "err", err)
