@@ -71,6 +71,7 @@ run: build
 	wait $$apid
 
 test:
+	@bash deploy/local/tools.sh
 	@bash deploy/local/up.sh $(KAFKA_MODE)
 	@kind=$$(cat .local/kafka/kind 2>/dev/null || echo unknown); \
 	if [ "$$kind" = real ]; then what="Apache Kafka $$(cat .local/kafka/version 2>/dev/null)"; else what="kfake"; fi; \

@@ -1,0 +1,13 @@
+// Package deploycheck checks the deployment files where no Docker engine runs:
+// its tests (run by `go test ./...`, hence `make test`) check the Prometheus
+// config and alert rules with promtool, the HAProxy config with haproxy -c,
+// compose.yaml, deploy/Dockerfile and .dockerignore against the repository,
+// the Grafana provisioning and dashboard, and that every metric a dashboard
+// panel or an alert queries is exported by the api and the consumer, scraped
+// while they run against the local Redis, PostgreSQL and Kafka and then
+// queried through a real Prometheus.
+//
+// promtool, prometheus and haproxy come from Debian packages; install them
+// with deploy/local/tools.sh. A missing tool fails the tests, it never skips
+// them.
+package deploycheck

@@ -1,0 +1,279 @@
+package deploycheck
+
+import (
+	"bufio"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"unicode"
+)
+
+// series is one sample line of a Prometheus text exposition.
+type series struct {
+	name   string
+	labels map[string]string
+	value  float64
+}
+
+// exposition is what one process exports: its series by metric name.
+type exposition map[string][]series
+
+// parseExposition reads the Prometheus text format (comments skipped).
+func parseExposition(text string) (exposition, error) {
+	out := exposition{}
+	sc := bufio.NewScanner(strings.NewReader(text))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		s := series{labels: map[string]string{}}
+		i := strings.IndexAny(line, "{ ")
+		if i <= 0 {
+			return nil, fmt.Errorf("line %d: %q", n, line)
+		}
+		s.name = line[:i]
+		rest := line[i:]
+		if rest[0] == '{' {
+			end, err := parseLabels(rest, s.labels)
+			if err != nil {
+				return nil, fmt.Errorf("line %d: %v: %q", n, err, line)
+			}
+			rest = rest[end:]
+		}
+		f := strings.Fields(rest)
+		if len(f) == 0 {
+			return nil, fmt.Errorf("line %d: no value: %q", n, line)
+		}
+		v, err := strconv.ParseFloat(f[0], 64)
+		if err != nil {
+			return nil, fmt.Errorf("line %d: value: %v", n, err)
+		}
+		s.value = v
+		out[s.name] = append(out[s.name], s)
+	}
+	return out, sc.Err()
+}
+
+// parseLabels reads {a="x",b="y"} at the start of s into m and returns the
+// index just past the closing brace.
+func parseLabels(s string, m map[string]string) (int, error) {
+	i := 1
+	for {
+		for i < len(s) && (s[i] == ' ' || s[i] == ',') {
+			i++
+		}
+		if i < len(s) && s[i] == '}' {
+			return i + 1, nil
+		}
+		j := i
+		for j < len(s) && s[j] != '=' {
+			j++
+		}
+		if j+1 >= len(s) || s[j+1] != '"' {
+			return 0, fmt.Errorf("bad label at %d", i)
+		}
+		name := strings.TrimSpace(s[i:j])
+		val, end, err := readString(s, j+1)
+		if err != nil {
+			return 0, err
+		}
+		m[name] = val
+		i = end
+	}
+}
+
+// readString reads a quoted string starting at s[i] and returns its value
+// and the index past its closing quote.
+func readString(s string, i int) (string, int, error) {
+	q := s[i]
+	var b strings.Builder
+	for j := i + 1; j < len(s); j++ {
+		c := s[j]
+		switch {
+		case c == '\\' && q != '`' && j+1 < len(s):
+			j++
+			switch s[j] {
+			case 'n':
+				b.WriteByte('\n')
+			case 't':
+				b.WriteByte('\t')
+			default:
+				b.WriteByte(s[j])
+			}
+		case c == q:
+			return b.String(), j + 1, nil
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return "", 0, fmt.Errorf("unterminated string")
+}
+
+// matcher is a label matcher of a selector.
+type matcher struct {
+	label, op, value string
+}
+
+func (m matcher) matches(v string) bool {
+	switch m.op {
+	case "=":
+		return v == m.value
+	case "!=":
+		return v != m.value
+	case "=~", "!~":
+		re, err := regexp.Compile("^(?:" + m.value + ")$")
+		if err != nil {
+			return false
+		}
+		return re.MatchString(v) == (m.op == "=~")
+	}
+	return false
+}
+
+// selector is a metric name with its matchers, as found in an expression.
+type selector struct {
+	name     string
+	matchers []matcher
+}
+
+// parsedQuery is what the checks need of a PromQL expression: the
+// selectors of our metrics (rain_* and up) and the labels named by
+// by/without/on/ignoring/group_left/group_right.
+type parsedQuery struct {
+	selectors []selector
+	grouping  []string
+}
+
+var promqlKeywords = map[string]bool{
+	"by": true, "without": true, "on": true, "ignoring": true, "group_left": true, "group_right": true,
+}
+
+// parsePromQL is a small lexer over the PromQL the dashboards and alerts
+// use: it finds metric selectors (an identifier not followed by "(") with
+// their {matchers}, and grouping label lists. Strings, durations in [...]
+// and numbers are skipped. It is not a full parser: an expression it
+// cannot read is reported, never passed.
+func parsePromQL(expr string) (parsedQuery, error) {
+	var q parsedQuery
+	s := expr
+	i := 0
+	skipSpace := func() {
+		for i < len(s) && unicode.IsSpace(rune(s[i])) {
+			i++
+		}
+	}
+	ident := func() string {
+		j := i
+		for i < len(s) && (s[i] == '_' || s[i] == ':' || unicode.IsLetter(rune(s[i])) || unicode.IsDigit(rune(s[i]))) {
+			i++
+		}
+		return s[j:i]
+	}
+	for i < len(s) {
+		c := s[i]
+		switch {
+		case unicode.IsSpace(rune(c)):
+			i++
+		case c == '"' || c == '\'' || c == '`':
+			_, end, err := readString(s, i)
+			if err != nil {
+				return q, err
+			}
+			i = end
+		case c == '[':
+			end := strings.IndexByte(s[i:], ']')
+			if end < 0 {
+				return q, fmt.Errorf("unterminated [")
+			}
+			i += end + 1
+		case c == '{':
+			return q, fmt.Errorf("selector without a metric name at %d (not checkable)", i)
+		case unicode.IsDigit(rune(c)) || (c == '.' && i+1 < len(s) && unicode.IsDigit(rune(s[i+1]))):
+			for i < len(s) && (unicode.IsDigit(rune(s[i])) || strings.IndexByte(".eE+-xXabcdefABCDEFsmhdwy", s[i]) >= 0) {
+				i++
+			}
+		case c == '_' || unicode.IsLetter(rune(c)):
+			name := ident()
+			skipSpace()
+			if promqlKeywords[name] {
+				if i < len(s) && s[i] == '(' {
+					end := strings.IndexByte(s[i:], ')')
+					if end < 0 {
+						return q, fmt.Errorf("unterminated %s (", name)
+					}
+					for _, l := range strings.Split(s[i+1:i+end], ",") {
+						if l = strings.TrimSpace(l); l != "" {
+							q.grouping = append(q.grouping, l)
+						}
+					}
+					i += end + 1
+				}
+				continue
+			}
+			if i < len(s) && s[i] == '(' {
+				continue // a function or an aggregation
+			}
+			if next := regexp.MustCompile(`^(by|without)\s*\(`); next.MatchString(s[i:]) {
+				continue // an aggregation with its grouping first: sum by (x) (...)
+			}
+			sel := selector{name: name}
+			if i < len(s) && s[i] == '{' {
+				i++
+				for {
+					skipSpace()
+					if i < len(s) && s[i] == '}' {
+						i++
+						break
+					}
+					if i < len(s) && s[i] == ',' {
+						i++
+						continue
+					}
+					l := ident()
+					if l == "" {
+						return q, fmt.Errorf("bad matcher in %s{...} at %d", name, i)
+					}
+					skipSpace()
+					op := ""
+					for _, o := range []string{"=~", "!~", "!=", "="} {
+						if strings.HasPrefix(s[i:], o) {
+							op = o
+							break
+						}
+					}
+					if op == "" {
+						return q, fmt.Errorf("bad operator in %s{%s...}", name, l)
+					}
+					i += len(op)
+					skipSpace()
+					if i >= len(s) {
+						return q, fmt.Errorf("unterminated %s{", name)
+					}
+					v, end, err := readString(s, i)
+					if err != nil {
+						return q, err
+					}
+					i = end
+					sel.matchers = append(sel.matchers, matcher{l, op, v})
+				}
+			}
+			if strings.HasPrefix(name, "rain_") || name == "up" {
+				q.selectors = append(q.selectors, sel)
+			} else if !promqlWords[name] {
+				return q, fmt.Errorf("identifier %q is neither one of our metrics (rain_*, up) nor a PromQL keyword", name)
+			}
+		default:
+			i++ // operators, parentheses, commas
+		}
+	}
+	return q, nil
+}
+
+// promqlWords are identifiers that are not metric names.
+var promqlWords = map[string]bool{
+	"and": true, "or": true, "unless": true, "bool": true, "offset": true, "atan2": true,
+	"inf": true, "Inf": true, "nan": true, "NaN": true,
+}
