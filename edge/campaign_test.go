@@ -198,3 +198,29 @@ func TestHalfMadeCampaignIsRepaired(t *testing.T) {
 		t.Errorf("dave: %d %v, want 410 (3 packets, alice's persisted)", status, m)
 	}
 }
+
+// TestStockGauges: /metrics reports the remaining stock and claims of live
+// campaigns from Redis.
+func TestStockGauges(t *testing.T) {
+	h := newHarness(t, harnessOpt{})
+	id := h.live(`{"20":2,"5":3}`)
+	h.open(id, "alice")
+	status, body := h.doRaw("GET", "/metrics", "", "")
+	if status != 200 {
+		t.Fatal(status)
+	}
+	text := string(body)
+	cid := fmt.Sprint(id)
+	var remaining int
+	for _, amount := range []string{"20", "5"} {
+		var n int
+		line := `rain_campaign_stock_remaining{campaign_id="` + cid + `",amount="` + amount + `"} `
+		if i := strings.Index(text, line); i >= 0 {
+			fmt.Sscan(text[i+len(line):], &n)
+		}
+		remaining += n
+	}
+	if remaining != 4 || !strings.Contains(text, `rain_campaign_claims{campaign_id="`+cid+`"} 1`) {
+		t.Errorf("stock gauges for campaign %s: remaining %d, want 4 and 1 claim", cid, remaining)
+	}
+}

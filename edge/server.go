@@ -87,6 +87,7 @@ type Server struct {
 	soldOut  soldOut
 	inflight atomic.Int64
 	gauges   *metrics.Set
+	stock    stockGauges
 	srv      *fasthttp.Server
 }
 
@@ -100,6 +101,7 @@ func New(cfg Config, rdb rueidis.Client, db *pgxpool.Pool, ring *pipeline.Ring, 
 		missing: missingCache{ttl: time.Second}, gauges: metrics.NewSet()}
 	s.memo = newClaimMemo(max(cfg.ClaimMemo, 0))
 	s.soldOut.ttlMs = max(cfg.SoldOutTTL.Milliseconds(), 0)
+	s.stock.s = s
 	s.loader = &Loader{Store: s.store, Redis: rdb, Log: log}
 	for _, t := range cfg.AdminTokens {
 		s.tokens = append(s.tokens, []byte(t))
@@ -192,6 +194,7 @@ func (s *Server) metrics(ctx *fasthttp.RequestCtx) {
 	ctx.SetContentType("text/plain; version=0.0.4")
 	metrics.WritePrometheus(ctx, true)
 	s.gauges.WritePrometheus(ctx)
+	s.stock.write(ctx)
 }
 
 // Serve serves HTTP on ln until Shutdown.
