@@ -29,7 +29,7 @@ type stockGauges struct {
 
 const stockTTL = 5 * time.Second
 
-// maxStockCampaigns bounds the campaigns reported per scrape.
+// maxStockCampaigns bounds the campaigns reported per scrape (the newest).
 const maxStockCampaigns = 500
 
 func (g *stockGauges) write(w io.Writer) {
@@ -45,13 +45,10 @@ func (g *stockGauges) write(w io.Writer) {
 func (g *stockGauges) render(b []byte) []byte {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	ids, err := g.s.store.LiveCampaignIDs(ctx)
+	ids, amounts, err := g.s.store.LiveAmounts(ctx, maxStockCampaigns)
 	if err != nil {
 		g.s.log.Warn("stock gauges: list live campaigns", "err", err)
 		return b
-	}
-	if len(ids) > maxStockCampaigns {
-		ids = ids[len(ids)-maxStockCampaigns:] // the newest
 	}
 	for _, id := range ids {
 		st, err := lua.ReadState(ctx, g.s.redis, g.s.keys.Get(id))
@@ -63,7 +60,8 @@ func (g *stockGauges) render(b []byte) []byte {
 			continue
 		}
 		cid := strconv.FormatInt(id, 10)
-		for amount, n := range st.Remaining {
+		for _, amount := range amounts[id] { // sold-out amounts show as 0
+			n := st.Remaining[amount]
 			b = append(b, `rain_campaign_stock_remaining{campaign_id="`...)
 			b = append(b, cid...)
 			b = append(b, `",amount="`...)

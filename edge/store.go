@@ -77,6 +77,24 @@ func (s *Store) LiveCampaignIDs(ctx context.Context) ([]int64, error) {
 	return pgx.CollectRows(rows, pgx.RowTo[int64])
 }
 
+// LiveAmounts lists the amounts of every campaign whose window has not
+// ended, newest campaigns first, at most limit campaigns.
+func (s *Store) LiveAmounts(ctx context.Context, limit int) (ids []int64, amounts map[int64][]int64, err error) {
+	rows, _ := s.DB.Query(ctx, `SELECT i.campaign_id, i.amount FROM campaign_inventory i
+		WHERE i.campaign_id IN (SELECT id FROM campaign WHERE end_time > now() ORDER BY id DESC LIMIT $1)
+		ORDER BY i.campaign_id DESC, i.amount DESC`, limit)
+	amounts = make(map[int64][]int64)
+	var id, amount int64
+	_, err = pgx.ForEachRow(rows, []any{&id, &amount}, func() error {
+		if _, ok := amounts[id]; !ok {
+			ids = append(ids, id)
+		}
+		amounts[id] = append(amounts[id], amount)
+		return nil
+	})
+	return ids, amounts, err
+}
+
 // Claims calls fn for every persisted claim of a campaign.
 func (s *Store) Claims(ctx context.Context, id int64, fn func(user string, amount int64, claimedAt time.Time) error) error {
 	rows, _ := s.DB.Query(ctx, `SELECT user_id, amount, claimed_at FROM claim_log WHERE campaign_id = $1`, id)

@@ -319,8 +319,7 @@ func TestDashboardPanels(t *testing.T) {
 		{"consumer rows/s", []string{`rate\(rain_consumer_rows_inserted_total`}},
 		{"dead letters", []string{`rain_consumer_dead_letters_total`}},
 		{"reconciler repairs", []string{`rain_reconciler_repairs_total`}},
-		// "Remaining stock per campaign" needs a gauge the api does not export
-		// yet; its panel and this line come with it.
+		{"remaining stock per campaign", []string{`by \((.*, *)?campaign_id\b`, `rain_campaign_stock_remaining`}},
 	} {
 		if !has(want.res...) {
 			p.add("no panel for %s (a query matching all of %q)", want.what, want.res)
