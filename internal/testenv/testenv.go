@@ -61,7 +61,12 @@ func Postgres(tb testing.TB) *pgxpool.Pool {
 	tb.Helper()
 	ctx := context.Background()
 	var err error
-	migrateOnce.Do(func() { err = migrations.Migrate(ctx, PostgresDSN()) })
+	migrateOnce.Do(func() {
+		if err = migrations.Migrate(ctx, PostgresDSN()); err != nil {
+			return
+		}
+		err = separateIDs(ctx)
+	})
 	if err != nil {
 		tb.Fatalf("postgres %s: %v"+hint, PostgresDSN(), err)
 	}
@@ -71,6 +76,23 @@ func Postgres(tb testing.TB) *pgxpool.Pool {
 	}
 	tb.Cleanup(db.Close)
 	return db
+}
+
+// TestCampaignIDs is where the test database numbers its campaigns. Tests
+// share the local Redis with `make run` and `make bench`, whose database
+// counts from 1; campaign keys are named by id, so the test ids live far
+// above any a developer will reach.
+const TestCampaignIDs = 1_000_000_000_000
+
+func separateIDs(ctx context.Context) error {
+	db, err := pgxpool.New(ctx, PostgresDSN())
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	_, err = db.Exec(ctx, `SELECT setval(pg_get_serial_sequence('campaign', 'id'),
+		GREATEST($1, (SELECT last_value FROM campaign_id_seq)))`, TestCampaignIDs)
+	return err
 }
 
 // Topic returns the name of a new topic for this test alone (so tests never
