@@ -8,6 +8,14 @@ import (
 	"github.com/redpacket/rain"
 )
 
+// parse runs parseOpenBody with a pooled parser, as the open path does.
+func parse(body []byte) (string, error) {
+	p := openParsers.Get()
+	defer openParsers.Put(p)
+	u, err := parseOpenBody(p, body)
+	return string(u), err
+}
+
 func TestParseOpenBody(t *testing.T) {
 	good := map[string]string{
 		`{"user_id":"user-123"}`:      "user-123",
@@ -17,17 +25,17 @@ func TestParseOpenBody(t *testing.T) {
 		`{"user_id":"红包"}`:            "红包",
 	}
 	for body, want := range good {
-		got, err := parseOpenBody([]byte(body))
+		got, err := parse([]byte(body))
 		if err != nil || got != want {
 			t.Errorf("%s: %q %v, want %q", body, got, err, want)
 		}
 	}
 	for _, body := range []string{``, `{}`, `{"user_id":"a b"}`, `{"user":"a"}`, "{\"user_id\":\"\xff\"}"} {
-		if got, err := parseOpenBody([]byte(body)); err == nil {
+		if got, err := parse([]byte(body)); err == nil {
 			t.Errorf("%s: accepted as %q", body, got)
 		}
 	}
-	if _, err := parseOpenBody([]byte(`{"user_id":"` + strings.Repeat("a", 4100) + `"}`)); rain.ErrorCode(err) != rain.ETOOLARGE {
+	if _, err := parse([]byte(`{"user_id":"` + strings.Repeat("a", 4100) + `"}`)); rain.ErrorCode(err) != rain.ETOOLARGE {
 		t.Errorf("large body: %v", err)
 	}
 }
@@ -40,7 +48,7 @@ func FuzzParseOpenBody(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		u, err := parseOpenBody(body)
+		u, err := parse(body)
 		if err != nil {
 			if u != "" {
 				t.Errorf("error with a user id %q", u)

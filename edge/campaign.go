@@ -138,7 +138,7 @@ func (s *Server) getCampaign(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, err)
 		return
 	}
-	st, err := lua.ReadState(rctx, s.redis, s.keys.Get(id))
+	st, err := lua.ReadState(rctx, s.redis, s.hot.get(id).keys)
 	if err != nil {
 		writeError(ctx, busyIf(err))
 		return

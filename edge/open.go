@@ -51,30 +51,37 @@ func (s *Server) open(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, errCampaignID)
 		return
 	}
-	user, err := parseOpenBody(ctx.PostBody())
+	p := openParsers.Get()
+	userID, err := parseOpenBody(p, ctx.PostBody())
 	if err != nil {
+		openParsers.Put(p)
 		writeError(ctx, err)
 		return
 	}
+	c := s.hot.get(id)
 	nowMs := time.Now().UnixMilli()
-	if amount, ok := s.memo.get(id, user, nowMs); ok {
+	if amount, ok := c.claimedAmount(userID, nowMs); ok {
+		openParsers.Put(p)
 		claimsMemo.Inc()
 		claimsByOutcome[lua.AlreadyOpened].Inc()
 		writeOutcome(ctx, lua.Result{Outcome: lua.AlreadyOpened, Amount: amount})
 		return
 	}
-	if s.soldOut.has(id, nowMs) {
+	if c.soldOut(nowMs) {
+		openParsers.Put(p)
 		claimsSoldOutFlag.Inc()
 		claimsByOutcome[lua.SoldOut].Inc()
 		writeOutcome(ctx, lua.Result{Outcome: lua.SoldOut})
 		return
 	}
-	s.claim(ctx, id, user, true)
+	user := string(userID) // it outlives the request: Redis, the claim event
+	openParsers.Put(p)
+	s.claim(ctx, c, user, true)
 }
 
 // claim runs claim.lua for one user and answers. mayRepair is false on the
 // second try after a campaign was loaded from PostgreSQL.
-func (s *Server) claim(ctx *fasthttp.RequestCtx, id int64, user string, mayRepair bool) {
+func (s *Server) claim(ctx *fasthttp.RequestCtx, c *hotCampaign, user string, mayRepair bool) {
 	// Room for the event is taken before the claim: if the pipeline cannot
 	// carry one more, nothing is claimed.
 	if !s.ring.Reserve() {
@@ -85,7 +92,8 @@ func (s *Server) claim(ctx *fasthttp.RequestCtx, id int64, user string, mayRepai
 	start := time.Now()
 	// context.Background, not ctx: the claim must not be cut short by the
 	// client going away half-way (the script runs anyway).
-	res, err := lua.Claim(context.Background(), s.redis, s.keys.Get(id), user, rand.Uint64())
+	id := c.keys.ID
+	res, err := lua.Claim(context.Background(), s.redis, c.keys, user, rand.Uint64())
 	redisClaim.UpdateDuration(start)
 	if err != nil || res.Outcome != lua.OK {
 		s.ring.Release()
@@ -99,14 +107,14 @@ func (s *Server) claim(ctx *fasthttp.RequestCtx, id int64, user string, mayRepai
 	switch res.Outcome {
 	case lua.OK:
 		s.ring.Push(pipeline.Event{CampaignID: id, UserID: user, Amount: res.Amount, ClaimedAt: res.ClaimedAt})
-		s.memo.put(id, user, res.Amount, res.EndMs)
+		s.hot.remember(c, user, res)
 	case lua.AlreadyOpened:
-		s.memo.put(id, user, res.Amount, res.EndMs)
+		s.hot.remember(c, user, res)
 	case lua.SoldOut:
-		s.soldOut.set(id, time.Now().UnixMilli(), res.EndMs)
+		s.hot.markSoldOut(c, time.Now().UnixMilli(), res.EndMs)
 	}
 	if res.Outcome == lua.NotFound && mayRepair {
-		s.openUnloaded(ctx, id, user)
+		s.openUnloaded(ctx, c, user)
 		return
 	}
 	claimsByOutcome[res.Outcome].Inc()
@@ -119,7 +127,8 @@ func (s *Server) claim(ctx *fasthttp.RequestCtx, id int64, user string, mayRepai
 // missing from Redis: a create that failed between the two, or a Redis that
 // lost its data. Then it is rebuilt from PostgreSQL and the open retried;
 // opens that arrive while another rebuilds it get 503.
-func (s *Server) openUnloaded(ctx *fasthttp.RequestCtx, id int64, user string) {
+func (s *Server) openUnloaded(ctx *fasthttp.RequestCtx, c *hotCampaign, user string) {
+	id := c.keys.ID
 	if s.missing.has(id) {
 		claimsByOutcome[lua.NotFound].Inc()
 		writeOutcome(ctx, lua.Result{Outcome: lua.NotFound})
@@ -130,7 +139,7 @@ func (s *Server) openUnloaded(ctx *fasthttp.RequestCtx, id int64, user string) {
 	err := s.loader.Ensure(rctx, id)
 	switch rain.ErrorCode(err) {
 	case "":
-		s.claim(ctx, id, user, false)
+		s.claim(ctx, c, user, false)
 	case rain.ENOTFOUND:
 		s.missing.add(id)
 		claimsByOutcome[lua.NotFound].Inc()

@@ -15,7 +15,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/rueidis"
 	"github.com/redpacket/rain"
-	"github.com/redpacket/rain/lua"
 	"github.com/redpacket/rain/pipeline"
 	"github.com/valyala/fasthttp"
 )
@@ -81,10 +80,8 @@ type Server struct {
 	producer Health
 	log      *slog.Logger
 	tokens   [][]byte
-	keys     lua.KeyCache
+	hot      hotCampaigns
 	missing  missingCache
-	memo     *claimMemo
-	soldOut  soldOut
 	inflight atomic.Int64
 	gauges   *metrics.Set
 	stock    stockGauges
@@ -99,8 +96,8 @@ func New(cfg Config, rdb rueidis.Client, db *pgxpool.Pool, ring *pipeline.Ring, 
 	}
 	s := &Server{cfg: cfg, redis: rdb, store: &Store{DB: db}, ring: ring, producer: producer, log: log,
 		missing: missingCache{ttl: time.Second}, gauges: metrics.NewSet()}
-	s.memo = newClaimMemo(max(cfg.ClaimMemo, 0))
-	s.soldOut.ttlMs = max(cfg.SoldOutTTL.Milliseconds(), 0)
+	s.hot.maxClaims = int64(max(cfg.ClaimMemo, 0))
+	s.hot.soldOutMs = max(cfg.SoldOutTTL.Milliseconds(), 0)
 	s.stock.s = s
 	s.loader = &Loader{Store: s.store, Redis: rdb, Log: log}
 	for _, t := range cfg.AdminTokens {

@@ -51,7 +51,7 @@ func (g *stockGauges) render(b []byte) []byte {
 		return b
 	}
 	for _, id := range ids {
-		st, err := lua.ReadState(ctx, g.s.redis, g.s.keys.Get(id))
+		st, err := lua.ReadState(ctx, g.s.redis, g.s.hot.get(id).keys)
 		if err != nil {
 			g.s.log.Warn("stock gauges: read state", "campaign_id", id, "err", err)
 			return b

@@ -1,10 +1,6 @@
 package lua
 
-import (
-	"strconv"
-	"sync"
-	"sync/atomic"
-)
+import "strconv"
 
 // Key scheme. Every key of campaign 42 carries the hash tag {42}, so a script
 // touching them hits one slot and runs unchanged on Redis Cluster:
@@ -30,42 +26,3 @@ func KeysOf(id int64) *Keys {
 func (k *Keys) Meta() string   { return k.all[0] }
 func (k *Keys) Stock() string  { return k.all[1] }
 func (k *Keys) Claims() string { return k.all[2] }
-
-// KeyCache hands out the Keys of a campaign without building strings on
-// every open: reads are lock-free loads of an immutable map, misses copy the
-// map (campaigns are few and long-lived). It forgets everything once it
-// holds Max entries, so a flood of unknown ids cannot grow it without bound.
-type KeyCache struct {
-	mu sync.Mutex
-	m  atomic.Pointer[map[int64]*Keys]
-}
-
-// keyCacheMax bounds the cache; refilling it costs one allocation per id.
-const keyCacheMax = 4096
-
-// Get returns the keys of campaign id.
-func (c *KeyCache) Get(id int64) *Keys {
-	if m := c.m.Load(); m != nil {
-		if k, ok := (*m)[id]; ok {
-			return k
-		}
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	old := c.m.Load()
-	if old != nil {
-		if k, ok := (*old)[id]; ok {
-			return k
-		}
-	}
-	next := make(map[int64]*Keys, 8)
-	if old != nil && len(*old) < keyCacheMax {
-		for id, k := range *old {
-			next[id] = k
-		}
-	}
-	k := KeysOf(id)
-	next[id] = k
-	c.m.Store(&next)
-	return k
-}

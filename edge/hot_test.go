@@ -9,51 +9,62 @@ import (
 	"github.com/redpacket/rain/lua"
 )
 
-func TestClaimMemo(t *testing.T) {
-	m := newClaimMemo(128) // 1 entry per generation per shard
-	m.put(1, "alice", 20, 1000)
-	if a, ok := m.get(1, "alice", 999); !ok || a != 20 {
-		t.Errorf("get: %d %v", a, ok)
+func TestHotCampaignMemory(t *testing.T) {
+	h := hotCampaigns{maxClaims: 100, soldOutMs: 1000}
+	c := h.get(1)
+	if h.get(1) != c || h.get(2) == c || c.keys.ID != 1 {
+		t.Fatal("get must return one state per campaign")
 	}
-	if _, ok := m.get(1, "alice", 1000); ok {
+	h.remember(c, "alice", lua.Result{Outcome: lua.OK, Amount: 20, EndMs: 1000})
+	if a, ok := c.claimedAmount([]byte("alice"), 999); !ok || a != 20 {
+		t.Errorf("claimedAmount: %d %v", a, ok)
+	}
+	if _, ok := c.claimedAmount([]byte("alice"), 1000); ok {
 		t.Error("remembered past the campaign's end")
 	}
-	if _, ok := m.get(2, "alice", 0); ok {
+	if _, ok := h.get(2).claimedAmount([]byte("alice"), 0); ok {
 		t.Error("remembered for another campaign")
 	}
-	for i := 0; i < 10_000; i++ {
-		m.put(1, fmt.Sprint("u", i), 1, 1000)
+	for i := 0; i < 1000; i++ {
+		h.remember(h.get(int64(i%7)), fmt.Sprint("u", i), lua.Result{Amount: 1, EndMs: 1000})
 	}
 	n := 0
-	for i := range m.shards {
-		n += len(m.shards[i].cur) + len(m.shards[i].prev)
+	for _, c := range *h.m.Load() {
+		n += len(c.claimed)
 	}
-	if n > 128 {
-		t.Errorf("memo holds %d entries, bound 128", n)
+	if n > 100 || h.claims.Load() > 100 {
+		t.Errorf("%d claims remembered (counter %d), bound 100", n, h.claims.Load())
 	}
-	if off := newClaimMemo(0); off.perShard != 0 {
-		t.Error("size 0 must disable")
-	} else if off.put(1, "a", 1, 9); true {
-		if _, ok := off.get(1, "a", 0); ok {
-			t.Error("disabled memo remembered")
-		}
+	for i := 0; i < 2*maxHot; i++ {
+		h.get(int64(i))
+	}
+	if len(*h.m.Load()) > maxHot {
+		t.Errorf("%d campaigns tracked, bound %d", len(*h.m.Load()), maxHot)
+	}
+	off := hotCampaigns{}
+	c = off.get(1)
+	off.remember(c, "a", lua.Result{Amount: 1, EndMs: 1e15})
+	if _, ok := c.claimedAmount([]byte("a"), 0); ok {
+		t.Error("remembered with maxClaims 0")
 	}
 }
 
 func TestSoldOutFlag(t *testing.T) {
-	s := soldOut{ttlMs: 1000}
-	s.set(7, 10_000, 10_500)
-	if !s.has(7, 10_499) || s.has(7, 10_500) || s.has(8, 10_000) {
+	h := hotCampaigns{soldOutMs: 1000}
+	c := h.get(7)
+	h.markSoldOut(c, 10_000, 10_500)
+	if !c.soldOut(10_499) || c.soldOut(10_500) || h.get(8).soldOut(10_000) {
 		t.Error("flag must hold until min(now+ttl, end) for its campaign only")
 	}
-	s.set(7, 20_000, 90_000)
-	if !s.has(7, 20_999) || s.has(7, 21_000) {
+	h.markSoldOut(c, 20_000, 90_000)
+	if !c.soldOut(20_999) || c.soldOut(21_000) {
 		t.Error("flag must expire after the ttl")
 	}
-	off := soldOut{}
-	off.set(7, 0, 1e9)
-	if off.has(7, 1) {
-		t.Error("disabled flag held")
+	off := hotCampaigns{}
+	c = off.get(7)
+	off.markSoldOut(c, 0, 1e9)
+	if c.soldOut(1) {
+		t.Error("flag held with the ttl off")
 	}
 }
 
