@@ -92,7 +92,6 @@ func TestSoldOutFromMemory(t *testing.T) {
 	k := lua.KeysOf(id)
 	ctx := context.Background()
 	h.redis.Do(ctx, h.redis.B().Hset().Key(k.Stock()).FieldValue().FieldValue("5", "1").Build())
-	h.redis.Do(ctx, h.redis.B().Hincrby().Key(k.Meta()).Field("left").Increment(1).Build())
 	deadline := time.Now().Add(5 * time.Second)
 	status, m := h.open(id, "dave")
 	for status == 410 && time.Now().Before(deadline) {

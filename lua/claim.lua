@@ -1,6 +1,6 @@
 -- claim.lua: one user opens one packet of one campaign, atomically.
 --
--- KEYS[1] rp:{id}:meta    hash  start, end (unix ms), left (packets remaining)
+-- KEYS[1] rp:{id}:meta    hash  start, end (unix ms)
 -- KEYS[2] rp:{id}:stock   hash  amount -> remaining count (amounts at 0 are removed)
 -- KEYS[3] rp:{id}:claims  hash  user id -> "amount:claimed_at_ms"
 -- ARGV[1] user id
@@ -12,7 +12,7 @@
 -- {code, amount, claimed_at_ms, end_ms}; the codes are lua.Outcome values.
 -- end_ms lets the api answer repeats and sold-out floods from memory until
 -- the window closes.
-local m = redis.call('HMGET', KEYS[1], 'start', 'end', 'left')
+local m = redis.call('HMGET', KEYS[1], 'start', 'end')
 if not m[1] then
   return {0} -- NOT_FOUND
 end
@@ -29,7 +29,13 @@ if prev then
   local sep = string.find(prev, ':', 1, true)
   return {3, tonumber(string.sub(prev, 1, sep - 1)), tonumber(string.sub(prev, sep + 1)), tonumber(m[2])} -- ALREADY_OPENED
 end
-local left = tonumber(m[3])
+-- The stock hash holds only amounts still in stock (at most 64), so its sum
+-- is the packets left; no separate counter to keep in step.
+local s = redis.call('HGETALL', KEYS[2])
+local left = 0
+for i = 2, #s, 2 do
+  left = left + tonumber(s[i])
+end
 if left <= 0 then
   return {4, 0, 0, tonumber(m[2])} -- SOLD_OUT
 end
@@ -38,7 +44,6 @@ end
 -- integers below 2^53 exactly, and the bias of the modulo is below
 -- left / 2^53 (< 1e-6 at the largest inventory).
 local r = tonumber(ARGV[2]) % left
-local s = redis.call('HGETALL', KEYS[2])
 for i = 1, #s, 2 do
   local c = tonumber(s[i + 1])
   if r < c then
@@ -48,10 +53,9 @@ for i = 1, #s, 2 do
     else
       redis.call('HINCRBY', KEYS[2], amount, -1)
     end
-    redis.call('HINCRBY', KEYS[1], 'left', -1)
     redis.call('HSET', KEYS[3], ARGV[1], amount .. ':' .. now)
     return {5, tonumber(amount), now, tonumber(m[2])} -- OK
   end
   r = r - c
 end
-return redis.error_reply('RPSTOCK stock hash disagrees with left')
+return redis.error_reply('RPSTOCK draw fell outside the stock')

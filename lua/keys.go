@@ -5,8 +5,8 @@ import "strconv"
 // Key scheme. Every key of campaign 42 carries the hash tag {42}, so a script
 // touching them hits one slot and runs unchanged on Redis Cluster:
 //
-//	rp:{42}:meta    hash  start, end (unix ms), left (packets remaining)
-//	rp:{42}:stock   hash  amount -> remaining count
+//	rp:{42}:meta    hash  start, end (unix ms); its existence makes the campaign visible
+//	rp:{42}:stock   hash  amount -> remaining count (amounts at 0 removed)
 //	rp:{42}:claims  hash  user id -> "amount:claimed_at_ms" (who got what; the truth)
 const keyPrefix = "rp:{"
 

@@ -13,13 +13,11 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
   return 0
 end
 redis.call('DEL', KEYS[2])
-local left = 0
 for i = 3, #ARGV, 2 do
   local c = tonumber(ARGV[i + 1])
   if c > 0 then
     redis.call('HSET', KEYS[2], ARGV[i], c)
-    left = left + c
   end
 end
-redis.call('HSET', KEYS[1], 'start', ARGV[1], 'end', ARGV[2], 'left', left)
+redis.call('HSET', KEYS[1], 'start', ARGV[1], 'end', ARGV[2])
 return 1

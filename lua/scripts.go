@@ -169,15 +169,15 @@ type State struct {
 // ReadState reads a campaign's live state in one round trip.
 func ReadState(ctx context.Context, c rueidis.Client, k *Keys) (State, error) {
 	rs := c.DoMulti(ctx,
-		c.B().Hget().Key(k.Meta()).Field("left").Build(),
+		c.B().Exists().Key(k.Meta()).Build(),
 		c.B().Hgetall().Key(k.Stock()).Build(),
 		c.B().Hlen().Key(k.Claims()).Build())
 	var s State
-	left, err := rs[0].AsInt64()
-	if err != nil && !rueidis.IsRedisNil(err) {
+	loaded, err := rs[0].AsInt64()
+	if err != nil {
 		return s, err
 	}
-	s.Loaded, s.Left = err == nil, left
+	s.Loaded = loaded == 1
 	stock, err := rs[1].AsIntMap()
 	if err != nil {
 		return s, err
@@ -189,6 +189,7 @@ func ReadState(ctx context.Context, c rueidis.Client, k *Keys) (State, error) {
 			return s, fmt.Errorf("stock hash: bad amount %q", a)
 		}
 		s.Remaining[amount] = n
+		s.Left += n
 	}
 	if s.Claims, err = rs[2].AsInt64(); err != nil {
 		return s, err
