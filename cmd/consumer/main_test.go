@@ -1,0 +1,275 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redpacket/rain/internal/testenv"
+	"github.com/redpacket/rain/lua"
+	"github.com/redpacket/rain/pipeline"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// runMainEnv makes the re-executed test binary run main() (TestProcess).
+const runMainEnv = "RAIN_TEST_RUN_CONSUMER_MAIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(runMainEnv) != "" {
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func env(kv map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := kv[k]; return v, ok }
+}
+
+func TestLoadConfig(t *testing.T) {
+	c, err := loadConfig(env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc := c.consumer
+	if cc.Topic != "claim_events" || cc.DLQTopic != "claim_events.dlq" || cc.Group != "consumer" ||
+		cc.BatchSize != 5000 || cc.BatchWait != 50*time.Millisecond || c.metricsAddr != ":9091" ||
+		c.reconcileEvery != 30*time.Second || c.reconciler.Lookback != 24*time.Hour || c.reconciler.Grace != 30*time.Second {
+		t.Fatalf("defaults: %+v", c)
+	}
+	c, err = loadConfig(env(map[string]string{"KAFKA_TOPIC": "t", "RECONCILE_INTERVAL": "0", "RECONCILE_GRACE": "0"}))
+	if err != nil || c.consumer.DLQTopic != "t.dlq" || c.reconcileEvery != 0 || c.reconciler.Grace >= 0 {
+		t.Fatalf("KAFKA_TOPIC=t: %+v %v", c, err)
+	}
+
+	_, err = loadConfig(env(map[string]string{
+		"BATCH_SIZE": "0", "BATCH_WAIT": "soon", "METRICS_ADDR": "nowhere", "KAFKA_TOPIC": "x",
+		"KAFKA_DLQ_TOPIC": "x", "POSTGRES_DSN": "postgres://a b", "RECONCILE_LOOKBACK": "1s",
+	}))
+	if err == nil {
+		t.Fatal("bad configuration accepted")
+	}
+	for _, name := range []string{"BATCH_SIZE", "BATCH_WAIT", "METRICS_ADDR", "KAFKA_DLQ_TOPIC", "POSTGRES_DSN", "RECONCILE_LOOKBACK"} {
+		if !strings.Contains(err.Error(), name) {
+			t.Errorf("error does not name %s:\n%v", name, err)
+		}
+	}
+}
+
+func TestHandler(t *testing.T) {
+	var health error
+	srv := httptest.NewServer(handler(func() error { return health }))
+	defer srv.Close()
+	get := func(path string) (int, string) {
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := get("/healthz"); code != 200 || strings.TrimSpace(body) != `{"status":"OK"}` {
+		t.Fatalf("healthy: %d %s", code, body)
+	}
+	health = errors.New("postgres writes failing since 2025-01-01T00:00:00Z: connection refused")
+	code, body := get("/healthz")
+	var v struct{ Status, Error string }
+	if code != 503 || json.Unmarshal([]byte(body), &v) != nil || v.Status != "DEGRADED" || !strings.Contains(v.Error, "postgres") {
+		t.Fatalf("degraded: %d %s", code, body)
+	}
+	if code, body := get("/metrics"); code != 200 || !strings.Contains(body, "rain_consumer_rows_inserted_total") {
+		t.Fatalf("metrics: %d %.300s", code, body)
+	}
+}
+
+// campaign makes a live campaign in PostgreSQL and Redis with n claims
+// made straight in Redis (no events), and removes it when the test ends.
+func campaign(t *testing.T, db *pgxpool.Pool, n int) (int64, *lua.Keys) {
+	t.Helper()
+	ctx := context.Background()
+	rdb := testenv.Redis(t)
+	now := time.Now()
+	var id int64
+	if err := db.QueryRow(ctx, `INSERT INTO campaign (name, start_time, end_time) VALUES ('cmd test', $1, $2) RETURNING id`,
+		now.Add(-time.Hour), now.Add(time.Hour)).Scan(&id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(ctx, `INSERT INTO campaign_inventory (campaign_id, amount, total_count) VALUES ($1, 5, 1000)`, id); err != nil {
+		t.Fatal(err)
+	}
+	k := lua.KeysOf(id)
+	del := func() { rdb.Do(ctx, rdb.B().Del().Key(k.Meta(), k.Stock(), k.Claims()).Build()) }
+	del()
+	t.Cleanup(func() {
+		del()
+		_, _ = db.Exec(ctx, `DELETE FROM claim_log WHERE campaign_id = $1`, id)
+		_, _ = db.Exec(ctx, `DELETE FROM campaign_inventory WHERE campaign_id = $1`, id)
+		_, _ = db.Exec(ctx, `DELETE FROM campaign WHERE id = $1`, id)
+	})
+	if _, err := lua.Load(ctx, rdb, k, now.Add(-time.Hour).UnixMilli(), now.Add(time.Hour).UnixMilli(), map[int64]int64{5: 1000}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		if r, err := lua.Claim(ctx, rdb, k, fmt.Sprintf("u%d", i), rand.Uint64()); err != nil || r.Outcome != lua.OK {
+			t.Fatalf("claim: %+v %v", r, err)
+		}
+	}
+	return id, k
+}
+
+func TestReconcileCommand(t *testing.T) {
+	t.Parallel()
+	db := testenv.Postgres(t)
+	id, k := campaign(t, db, 12)
+	cfg, err := loadConfig(env(map[string]string{"POSTGRES_DSN": testenv.PostgresDSN(), "REDIS_ADDR": testenv.RedisAddr()}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	cfg.reconciler.Logger = log
+	run := func(args ...string) (int, pipeline.ReconcileReport) {
+		var out bytes.Buffer
+		code := reconcile(cfg, args, &out, log)
+		var rep pipeline.ReconcileReport
+		if out.Len() > 0 {
+			if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+				t.Fatalf("report %q: %v", out.String(), err)
+			}
+		}
+		return code, rep
+	}
+	campaignArg := strconv.FormatInt(id, 10)
+	if code, rep := run("-campaign", campaignArg); code != 0 || rep.Repaired != 12 || rep.Scanned != 12 {
+		t.Fatalf("reconcile: exit %d, %+v; want 0 and 12 repaired", code, rep)
+	}
+	if code, rep := run("-campaign", campaignArg); code != 0 || rep.Repaired != 0 {
+		t.Fatalf("reconcile again: exit %d, %+v; want 0 and nothing repaired", code, rep)
+	}
+	var n int
+	if err := db.QueryRow(context.Background(), `SELECT opened_count FROM campaign_inventory WHERE campaign_id = $1`, id).Scan(&n); err != nil || n != 12 {
+		t.Fatalf("opened_count %d %v, want 12", n, err)
+	}
+
+	if code, _ := run("-campaign", "x"); code != 2 {
+		t.Fatalf("bad flag: exit %d, want 2", code)
+	}
+	// A claim that cannot be written: it finishes, and says so.
+	rdb := testenv.Redis(t)
+	rdb.Do(context.Background(), rdb.B().Hset().Key(k.Claims()).FieldValue().FieldValue("odd", lua.ClaimValue(7, time.Now().UnixMilli())).Build())
+	if code, rep := run("-campaign", campaignArg); code != 1 || rep.Rejected != 1 {
+		t.Fatalf("with a bad claim: exit %d, %+v; want 1", code, rep)
+	}
+	// PostgreSQL unreachable: it could not finish.
+	cfg.postgresDSN = "postgres://rain:rain@127.0.0.1:1/rain_test?sslmode=disable&connect_timeout=2"
+	if code, _ := run("-campaign", campaignArg); code != 1 {
+		t.Fatalf("postgres unreachable: exit %d, want 1", code)
+	}
+}
+
+// TestProcess runs the consumer process (this binary re-executed into
+// main) against the local services: it writes events, serves /healthz and
+// /metrics, and stops cleanly on SIGTERM.
+func TestProcess(t *testing.T) {
+	t.Parallel()
+	db := testenv.Postgres(t)
+	topic := testenv.Topic(t, 2)
+	id, _ := campaign(t, db, 0)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+
+	cmd := exec.Command(os.Args[0]) // no arguments: main() reads them
+	cmd.Env = append(os.Environ(), runMainEnv+"=1",
+		"POSTGRES_DSN="+testenv.PostgresDSN(), "REDIS_ADDR="+testenv.RedisAddr(),
+		"KAFKA_BROKERS="+strings.Join(testenv.Brokers(), ","), "KAFKA_TOPIC="+topic,
+		"KAFKA_GROUP=g_"+topic, "METRICS_ADDR="+addr,
+		"RECONCILE_INTERVAL=0") // the shared test database holds other tests' campaigns
+	var logs bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	defer func() {
+		_ = cmd.Process.Kill()
+		if t.Failed() {
+			<-done
+			t.Logf("consumer logs:\n%s", logs.String())
+		}
+	}()
+
+	var recs []*kgo.Record
+	at := time.Now().UnixMilli()
+	for i := range 50 {
+		ev := pipeline.Event{CampaignID: id, UserID: fmt.Sprintf("p%d", i), Amount: 5, ClaimedAt: at}
+		recs = append(recs, &kgo.Record{Topic: topic, Value: ev.AppendJSON(nil)})
+	}
+	if err := testenv.Kafka(t).ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		var n int
+		_ = db.QueryRow(context.Background(), `SELECT count(*) FROM claim_log WHERE campaign_id = $1`, id).Scan(&n)
+		if n == 50 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of 50 claims persisted by the process", n)
+		}
+		select {
+		case err := <-done:
+			done <- err
+			t.Fatalf("the process exited: %v", err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	for path, want := range map[string]string{"/healthz": `"status":"OK"`, "/metrics": "rain_consumer_rows_inserted_total"} {
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(b), want) {
+			t.Fatalf("GET %s: %d %.300s", path, resp.StatusCode, b)
+		}
+	}
+
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		done <- err
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no exit within 30s of SIGTERM")
+	}
+	if !strings.Contains(logs.String(), `"msg":"consumer stopped"`) || !strings.Contains(logs.String(), `"msg":"batch committed"`) {
+		t.Fatalf("logs lack the commit or the shutdown:\n%s", logs.String())
+	}
+}

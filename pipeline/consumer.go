@@ -1,0 +1,485 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redpacket/rain"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+var (
+	consumerRecords    = metrics.NewCounter(`rain_consumer_records_total`)
+	consumerBatchSize  = metrics.NewPrometheusHistogramExt(`rain_consumer_batch_size`, metrics.ExponentialBuckets(1, 2, 15))
+	consumerBatch      = metrics.NewPrometheusHistogram(`rain_consumer_batch_duration_seconds`)
+	consumerDecode     = metrics.NewPrometheusHistogram(`rain_consumer_step_duration_seconds{step="decode"}`)
+	consumerWrite      = metrics.NewPrometheusHistogram(`rain_consumer_step_duration_seconds{step="write"}`)
+	consumerDLQ        = metrics.NewPrometheusHistogram(`rain_consumer_step_duration_seconds{step="dead_letter"}`)
+	consumerCommit     = metrics.NewPrometheusHistogram(`rain_consumer_step_duration_seconds{step="commit"}`)
+	consumerInserted   = metrics.NewCounter(`rain_consumer_rows_inserted_total`)
+	consumerDuplicates = metrics.NewCounter(`rain_consumer_duplicates_skipped_total`)
+	writeErrors        = metrics.NewCounter(`rain_consumer_write_errors_total`)
+	commitErrors       = metrics.NewCounter(`rain_consumer_commit_errors_total`)
+	fetchErrors        = metrics.NewCounter(`rain_consumer_fetch_errors_total`)
+	dlqErrors          = metrics.NewCounter(`rain_consumer_dead_letter_produce_errors_total`)
+	deadLetters        = map[string]*metrics.Counter{}
+)
+
+func init() {
+	for _, r := range []string{ReasonMalformed, ReasonUnsupportedVersion, ReasonInvalid,
+		ReasonUnknownCampaign, ReasonUnknownAmount, ReasonRejected} {
+		deadLetters[r] = metrics.NewCounter(`rain_consumer_dead_letters_total{reason="` + r + `"}`)
+	}
+}
+
+// ConsumerConfig configures a Consumer. Zero values take the defaults named
+// on each field (the environment variables are those of cmd/consumer).
+type ConsumerConfig struct {
+	// Brokers are the Kafka seed brokers (KAFKA_BROKERS, default 127.0.0.1:9092).
+	Brokers []string
+	// Topic is the claim events topic (KAFKA_TOPIC, default claim_events).
+	Topic string
+	// DLQTopic receives the records that cannot be written (KAFKA_DLQ_TOPIC,
+	// default Topic + ".dlq").
+	DLQTopic string
+	// Group is the consumer group (KAFKA_GROUP, default consumer). A group
+	// with no committed offsets starts at the oldest record: replaying
+	// claims changes nothing, skipping them would lose them.
+	Group string
+	// BatchSize is the most records written in one transaction (BATCH_SIZE,
+	// default 5000).
+	BatchSize int
+	// BatchWait is how long a batch that is not full may wait for more
+	// records after the first arrived (BATCH_WAIT, default 50ms).
+	BatchWait time.Duration
+	// RebalanceTimeout is how long the group waits for this member to
+	// finish its batch when a rebalance starts (KAFKA_REBALANCE_TIMEOUT,
+	// default 60s; a batch of 5000 takes well under a second). A member
+	// stuck longer (PostgreSQL down) is dropped from the group; its
+	// uncommitted records go to another member and are written once.
+	RebalanceTimeout time.Duration
+	// SessionTimeout is how long the group waits for heartbeats of a member
+	// before it hands its partitions to the others (KAFKA_SESSION_TIMEOUT,
+	// default 15s; the broker allows 6s-300s by default).
+	SessionTimeout time.Duration
+	// RetryMax caps the backoff between attempts to write a batch while
+	// PostgreSQL fails (default 5s).
+	RetryMax time.Duration
+	// StopTimeout is how long the batch in flight when Run's context ends
+	// may take to be written and committed (default 15s). Past it, the
+	// batch is left uncommitted and is redelivered.
+	StopTimeout time.Duration
+	// Logger receives the logs (default slog.Default()).
+	Logger *slog.Logger
+}
+
+func (c *ConsumerConfig) defaults() {
+	if len(c.Brokers) == 0 {
+		c.Brokers = []string{"127.0.0.1:9092"}
+	}
+	if c.Topic == "" {
+		c.Topic = "claim_events"
+	}
+	if c.DLQTopic == "" {
+		c.DLQTopic = c.Topic + ".dlq"
+	}
+	if c.Group == "" {
+		c.Group = "consumer"
+	}
+	if c.BatchSize <= 0 {
+		c.BatchSize = 5000
+	}
+	if c.BatchWait == 0 {
+		c.BatchWait = 50 * time.Millisecond
+	}
+	if c.RebalanceTimeout == 0 {
+		c.RebalanceTimeout = 60 * time.Second
+	}
+	if c.SessionTimeout == 0 {
+		c.SessionTimeout = 15 * time.Second
+	}
+	if c.RetryMax == 0 {
+		c.RetryMax = 5 * time.Second
+	}
+	if c.StopTimeout == 0 {
+		c.StopTimeout = 15 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Consumer reads claim events from Kafka in a consumer group and writes them
+// to PostgreSQL with exactly-once effect. Each batch is:
+//
+//	poll (up to BatchSize records or BatchWait) → decode → one PostgreSQL
+//	transaction (Writer) → dead letters acknowledged → offsets committed →
+//	rebalances allowed again
+//
+// Offsets are committed only after the batch is in PostgreSQL and its dead
+// letters are in Kafka, and rebalances are held off while a batch is in
+// flight (BlockRebalanceOnPoll), so a batch is committed by the member that
+// wrote it. A crash before the commit redelivers the batch, which the
+// Writer turns into no-ops.
+type Consumer struct {
+	cfg    ConsumerConfig
+	cl     *kgo.Client
+	writer *Writer
+	log    *slog.Logger
+
+	mu       sync.Mutex
+	pgErr    error     // the last write error while writes fail
+	pgSince  time.Time // when writes started failing
+	kafkaErr error     // the last fetch error
+	kafkaAt  time.Time // when
+}
+
+// NewConsumer returns a consumer of cfg.Topic writing through a Writer over
+// db. It joins the group when Run starts polling.
+func NewConsumer(cfg ConsumerConfig, db *pgxpool.Pool) (*Consumer, error) {
+	cfg.defaults()
+	c := &Consumer{cfg: cfg, writer: NewWriter(db), log: cfg.Logger}
+	cl, err := kgo.NewClient(
+		kgo.SeedBrokers(cfg.Brokers...),
+		kgo.ConsumerGroup(cfg.Group),
+		kgo.ConsumeTopics(cfg.Topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.RebalanceTimeout(cfg.RebalanceTimeout),
+		kgo.SessionTimeout(cfg.SessionTimeout),
+		kgo.HeartbeatInterval(min(3*time.Second, cfg.SessionTimeout/5)),
+		kgo.OnPartitionsAssigned(c.assigned),
+		kgo.OnPartitionsRevoked(c.revoked),
+		kgo.OnPartitionsLost(c.lost),
+		// The same client produces the dead letters: idempotent, acks=all.
+		kgo.ProducerLinger(0),
+		kgo.AllowAutoTopicCreation(),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("kafka consumer: %w", err)
+	}
+	c.cl = cl
+	return c, nil
+}
+
+// Client is the underlying franz-go client (for topic admin).
+func (c *Consumer) Client() *kgo.Client { return c.cl }
+
+// Run consumes until ctx ends, then finishes the batch in flight (writes
+// and commits it, within StopTimeout), leaves the group and closes the
+// client. It returns an error only if that last batch could not be
+// finished; it stays uncommitted and is redelivered. Call Run once.
+func (c *Consumer) Run(ctx context.Context) error {
+	// work outlives ctx by StopTimeout, so the batch in flight at shutdown
+	// gets its final commit, and a write retrying against a PostgreSQL that
+	// is down still gives up.
+	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	stopAfter := context.AfterFunc(ctx, func() { time.AfterFunc(c.cfg.StopTimeout, cancelWork) })
+	defer stopAfter()
+
+	c.log.Info("consumer started", "topic", c.cfg.Topic, "group", c.cfg.Group, "dlq", c.cfg.DLQTopic,
+		"batch_size", c.cfg.BatchSize, "batch_wait", c.cfg.BatchWait.String())
+	var err error
+	for ctx.Err() == nil {
+		fs := c.poll(ctx)
+		if fs.IsClientClosed() {
+			break
+		}
+		err = c.handle(work, fs)
+		c.cl.AllowRebalance()
+		if err != nil {
+			err = fmt.Errorf("batch abandoned uncommitted at shutdown (it will be redelivered): %w", err)
+			break
+		}
+		if fs.NumRecords() == 0 && c.Health() != nil {
+			_ = sleep(ctx, 500*time.Millisecond) // errors only: do not spin on them
+		}
+	}
+	c.close()
+	return err
+}
+
+// close leaves the group (bounded, even if Kafka is away) and closes the client.
+func (c *Consumer) close() {
+	c.cl.AllowRebalance()
+	lctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.cl.LeaveGroupContext(lctx); err != nil {
+		c.log.Warn("leaving the consumer group", "err", err)
+	}
+	c.cl.Close()
+	consumerLag.forget(c.cfg.Group, nil)
+	c.log.Info("consumer stopped", "group", c.cfg.Group)
+}
+
+// poll returns up to BatchSize records: it waits for the first, then up to
+// BatchWait for more.
+func (c *Consumer) poll(ctx context.Context) kgo.Fetches {
+	fs := c.cl.PollRecords(ctx, c.cfg.BatchSize)
+	n := fs.NumRecords()
+	if n == 0 || n >= c.cfg.BatchSize || c.cfg.BatchWait <= 0 {
+		return fs
+	}
+	wctx, cancel := context.WithTimeout(ctx, c.cfg.BatchWait)
+	defer cancel()
+	for n < c.cfg.BatchSize && wctx.Err() == nil {
+		more := c.cl.PollRecords(wctx, c.cfg.BatchSize-n)
+		n += more.NumRecords()
+		fs = append(fs, more...)
+		if more.IsClientClosed() {
+			break
+		}
+	}
+	return fs
+}
+
+// handle writes one polled batch and commits its offsets. It returns an
+// error only when ctx ended before the batch could be finished.
+func (c *Consumer) handle(ctx context.Context, fs kgo.Fetches) error {
+	c.fetchErrors(fs)
+	recs := fs.Records()
+	if len(recs) == 0 {
+		return nil
+	}
+	start := time.Now()
+	consumerRecords.Add(len(recs))
+	consumerBatchSize.Update(float64(len(recs)))
+
+	evs := make([]Event, 0, len(recs))
+	src := make([]*kgo.Record, 0, len(recs))
+	var dead []deadLetter
+	for _, r := range recs {
+		ev, err := DecodeEvent(r.Value)
+		if err != nil {
+			dead = append(dead, deadLetter{rec: r, reason: decodeReason(r.Value), err: err})
+			continue
+		}
+		evs = append(evs, ev)
+		src = append(src, r)
+	}
+	consumerDecode.UpdateDuration(start)
+
+	t := time.Now()
+	res, err := c.write(ctx, evs)
+	if err != nil {
+		return err
+	}
+	consumerWrite.UpdateDuration(t)
+	consumerInserted.Add(res.Inserted)
+	consumerDuplicates.Add(res.Duplicates)
+	for _, r := range res.Rejected {
+		ev := evs[r.Index]
+		dead = append(dead, deadLetter{rec: src[r.Index], reason: r.Reason, err: r.Err, id: ev.CampaignID, user: ev.UserID})
+	}
+
+	if len(dead) > 0 {
+		t = time.Now()
+		if err := c.produceDeadLetters(ctx, dead); err != nil {
+			return err
+		}
+		consumerDLQ.UpdateDuration(t)
+		c.logDeadLetters(dead)
+	}
+
+	t = time.Now()
+	if err := c.cl.CommitRecords(ctx, recs...); err != nil {
+		// The batch is in PostgreSQL: whoever gets these records again
+		// (this member after a retry, or another after a rebalance)
+		// writes nothing new.
+		commitErrors.Inc()
+		c.log.Warn("offset commit failed; the batch will be redelivered and change nothing",
+			"offsets", nextOffsets(recs), "err", err)
+	} else {
+		consumerCommit.UpdateDuration(t)
+		c.log.Info("batch committed", "topic", c.cfg.Topic, "offsets", nextOffsets(recs), "records", len(recs),
+			"inserted", res.Inserted, "duplicates", res.Duplicates, "dead_letters", len(dead),
+			"took_ms", time.Since(start).Milliseconds())
+	}
+	c.trackLag(fs)
+	consumerBatch.UpdateDuration(start)
+	return nil
+}
+
+// write writes evs, retrying with capped backoff while PostgreSQL fails,
+// until it succeeds or ctx ends. Nothing is committed meanwhile, and
+// Health reports the failure.
+func (c *Consumer) write(ctx context.Context, evs []Event) (WriteResult, error) {
+	bo := rain.NewBackOff(c.cfg.RetryMax)
+	for attempt := 1; ; attempt++ {
+		res, err := c.writer.Write(ctx, evs)
+		if err == nil {
+			c.setPostgres(nil)
+			return res, nil
+		}
+		if ctx.Err() != nil {
+			return res, ctx.Err()
+		}
+		writeErrors.Inc()
+		c.setPostgres(err)
+		wait := bo.NextBackOff()
+		c.log.Error("postgres write failed; retrying the batch (offsets not committed)",
+			"err", err, "events", len(evs), "campaign_ids", campaignIDs(evs, 10), "attempt", attempt, "retry_in", wait.String())
+		if err := sleep(ctx, wait); err != nil {
+			return res, err
+		}
+	}
+}
+
+// logDeadLetters logs the first dead letters of a batch one by one and
+// counts them all.
+func (c *Consumer) logDeadLetters(dead []deadLetter) {
+	const logged = 20
+	for i, d := range dead {
+		deadLetters[d.reason].Inc()
+		if i < logged {
+			attrs := []any{"reason", d.reason, "err", d.err, "topic", d.rec.Topic, "partition", d.rec.Partition,
+				"offset", d.rec.Offset, "dlq", c.cfg.DLQTopic}
+			if d.id != 0 {
+				attrs = append(attrs, "campaign_id", d.id, "user_id", d.user)
+			}
+			c.log.Warn("record dead-lettered", attrs...)
+		}
+	}
+	if len(dead) > logged {
+		c.log.Warn("more records dead-lettered in the batch", "count", len(dead)-logged, "dlq", c.cfg.DLQTopic)
+	}
+}
+
+// fetchErrors logs and records the fetch errors of a poll (franz-go retries
+// and reconnects by itself; these are for the logs and Health).
+func (c *Consumer) fetchErrors(fs kgo.Fetches) {
+	var first error
+	fs.EachError(func(topic string, p int32, err error) {
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, kgo.ErrClientClosed) {
+			return
+		}
+		fetchErrors.Inc()
+		if first == nil {
+			first = err
+		}
+		c.log.Warn("kafka fetch error", "topic", topic, "partition", p, "err", err)
+	})
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if first != nil {
+		c.kafkaErr, c.kafkaAt = first, time.Now()
+	} else if fs.NumRecords() > 0 {
+		c.kafkaErr = nil
+	}
+}
+
+func (c *Consumer) setPostgres(err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case err == nil:
+		if c.pgErr != nil {
+			c.log.Info("postgres writes recovered", "failed_for", time.Since(c.pgSince).String())
+		}
+		c.pgErr = nil
+	case c.pgErr == nil:
+		c.pgErr, c.pgSince = err, time.Now()
+	default:
+		c.pgErr = err
+	}
+}
+
+// kafkaErrorWindow is how long a fetch error keeps Health degraded when no
+// record arrives after it.
+const kafkaErrorWindow = 30 * time.Second
+
+// Health is nil while the consumer works, or an error saying what fails:
+// PostgreSQL writes (the batch is being retried, nothing committed) or
+// Kafka fetches in the last 30s.
+func (c *Consumer) Health() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.pgErr != nil {
+		return fmt.Errorf("postgres writes failing since %s: %w", c.pgSince.UTC().Format(time.RFC3339), c.pgErr)
+	}
+	if c.kafkaErr != nil && time.Since(c.kafkaAt) < kafkaErrorWindow {
+		return fmt.Errorf("kafka fetch failed at %s: %w", c.kafkaAt.UTC().Format(time.RFC3339), c.kafkaErr)
+	}
+	return nil
+}
+
+func (c *Consumer) assigned(_ context.Context, _ *kgo.Client, ps map[string][]int32) {
+	c.log.Info("partitions assigned", "group", c.cfg.Group, "partitions", ps)
+}
+
+func (c *Consumer) revoked(_ context.Context, _ *kgo.Client, ps map[string][]int32) {
+	// Nothing to commit: every batch was committed before rebalances were
+	// allowed again.
+	consumerLag.forget(c.cfg.Group, ps)
+	if len(ps) > 0 {
+		c.log.Info("partitions revoked", "group", c.cfg.Group, "partitions", ps)
+	}
+}
+
+func (c *Consumer) lost(_ context.Context, _ *kgo.Client, ps map[string][]int32) {
+	consumerLag.forget(c.cfg.Group, ps)
+	if len(ps) > 0 {
+		c.log.Warn("partitions lost (their uncommitted records go to another member)", "group", c.cfg.Group, "partitions", ps)
+	}
+}
+
+// trackLag records, per partition of the batch, the records behind the
+// partition's high watermark.
+func (c *Consumer) trackLag(fs kgo.Fetches) {
+	fs.EachPartition(func(p kgo.FetchTopicPartition) {
+		if n := len(p.Records); n > 0 {
+			consumerLag.set(c.cfg.Group, p.Topic, p.Partition, p.HighWatermark-p.Records[n-1].Offset-1)
+		}
+	})
+}
+
+// nextOffsets is, per partition, the offset committed for the batch (the
+// next one to read), keyed by partition number.
+func nextOffsets(recs []*kgo.Record) map[string]int64 {
+	out := make(map[string]int64, 8)
+	for _, r := range recs {
+		k := strconv.Itoa(int(r.Partition))
+		if o, ok := out[k]; !ok || r.Offset+1 > o {
+			out[k] = r.Offset + 1
+		}
+	}
+	return out
+}
+
+// campaignIDs lists up to max distinct campaign ids of evs, for the logs.
+func campaignIDs(evs []Event, max int) []int64 {
+	var ids []int64
+	for _, ev := range evs {
+		if !contains(ids, ev.CampaignID) {
+			if ids = append(ids, ev.CampaignID); len(ids) == max {
+				break
+			}
+		}
+	}
+	return ids
+}
+
+// sleep waits d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Lag is the lag this consumer last saw per partition it owns: records
+// behind the high watermark after its last batch.
+func (c *Consumer) Lag() map[int32]int64 { return consumerLag.lag(c.cfg.Group, c.cfg.Topic) }

@@ -1,0 +1,540 @@
+package pipeline_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redpacket/rain/internal/testenv"
+	"github.com/redpacket/rain/pipeline"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// testLogger logs warnings and errors into the test's output.
+func testLogger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+// startConsumer runs a consumer until the test ends (or stop is called)
+// and returns it with a stop function that waits for Run to return.
+func startConsumer(t testing.TB, db *pgxpool.Pool, cfg pipeline.ConsumerConfig) (*pipeline.Consumer, func()) {
+	t.Helper()
+	if cfg.Brokers == nil {
+		cfg.Brokers = testenv.Brokers()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = testLogger(t)
+	}
+	c, err := pipeline.NewConsumer(cfg, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("consumer run: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return c, stop
+}
+
+func group(t testing.TB) string {
+	return fmt.Sprintf("g_%s_%d", t.Name(), time.Now().UnixNano())
+}
+
+// waitCommitted waits until group has committed every record of topic.
+func waitCommitted(t testing.TB, adm *kadm.Client, g, topic string, timeout time.Duration) {
+	t.Helper()
+	eventually(t, timeout, func() (bool, string) {
+		c, e, err := committed(adm, g, topic)
+		if err != nil {
+			return false, err.Error()
+		}
+		return c == e, fmt.Sprintf("group %s committed %d of %d records", g, c, e)
+	})
+}
+
+func TestConsumerRedelivery(t *testing.T) {
+	t.Parallel()
+	db := testenv.Postgres(t)
+	topic := newTopic(t, 3)
+	adm := kadm.NewClient(testenv.Kafka(t))
+	id := liveCampaign(t, db, map[int64]int64{1: 1000, 10: 100})
+	at := time.Now().Add(-time.Minute).UnixMilli()
+
+	want := map[string]row{}
+	var values [][]byte
+	for i := range 300 {
+		user, amount := fmt.Sprintf("user-%03d", i), int64(1)
+		if i%7 == 0 {
+			amount = 10
+		}
+		want[user] = row{amount, at + int64(i)}
+		values = append(values, event(id, user, amount, at+int64(i)))
+		if i%10 == 0 { // the producer's own retries put some events in twice
+			values = append(values, event(id, user, amount, at+int64(i)))
+		}
+	}
+	produce(t, testenv.Kafka(t), topic, values...)
+
+	g1 := group(t)
+	c, stop := startConsumer(t, db, pipeline.ConsumerConfig{Topic: topic, Group: g1, BatchSize: 64})
+	waitCommitted(t, adm, g1, topic, 30*time.Second)
+	eventually(t, 10*time.Second, func() (bool, string) {
+		lag := c.Lag()
+		return fmt.Sprint(lag) == "map[0:0 1:0 2:0]", fmt.Sprintf("lag %v, want 0 on the 3 partitions", lag)
+	})
+	stop()
+	assertState(t, db, id, want)
+
+	// A second group reads every record again: nothing changes.
+	g2 := group(t) + "_again"
+	_, stop = startConsumer(t, db, pipeline.ConsumerConfig{Topic: topic, Group: g2})
+	waitCommitted(t, adm, g2, topic, 30*time.Second)
+	stop()
+	assertState(t, db, id, want)
+}
+
+func TestConsumerDeadLetters(t *testing.T) {
+	t.Parallel()
+	db := testenv.Postgres(t)
+	topic := newTopic(t, 1) // one partition: the order below is the order read
+	cl := testenv.Kafka(t)
+	adm := kadm.NewClient(cl)
+	id := liveCampaign(t, db, map[int64]int64{5: 10})
+	at := time.Now().Add(-time.Minute).UnixMilli()
+	unknown := id + 1_000_000_000
+
+	values := [][]byte{
+		event(id, "good-1", 5, at),
+		[]byte(`{"v":1,"campaign_id":`), // cut short
+		event(id, "good-2", 5, at),
+		[]byte(`{"v":2,"campaign_id":1,"user_id":"u","amount":5,"claimed_at":"2025-01-01T00:00:00.000Z"}`),
+		event(id, "good-3", 5, at),
+		event(unknown, "lost", 5, at),
+		event(id, "bad-amount", 7, at),
+		[]byte(`{"v":1,"campaign_id":1,"user_id":"has space","amount":5,"claimed_at":"2025-01-01T00:00:00.000Z"}`),
+		event(id, "good-4", 5, at),
+	}
+	produce(t, cl, topic, values...)
+	g := group(t)
+	startConsumer(t, db, pipeline.ConsumerConfig{Topic: topic, Group: g})
+	waitCommitted(t, adm, g, topic, 30*time.Second)
+	assertState(t, db, id, map[string]row{"good-1": {5, at}, "good-2": {5, at}, "good-3": {5, at}, "good-4": {5, at}})
+
+	// Every dead letter is on the DLQ, acknowledged before the commit.
+	type dl struct{ offset, reason string }
+	want := map[string]dl{
+		string(values[1]): {"1", pipeline.ReasonMalformed},
+		string(values[3]): {"3", pipeline.ReasonUnsupportedVersion},
+		string(values[5]): {"5", pipeline.ReasonUnknownCampaign},
+		string(values[6]): {"6", pipeline.ReasonUnknownAmount},
+		string(values[7]): {"7", pipeline.ReasonInvalid},
+	}
+	dlq := testenv.Kafka(t, kgo.ConsumeTopics(topic+".dlq"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	got := map[string]dl{}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for len(got) < len(want) && ctx.Err() == nil {
+		dlq.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
+			h := map[string]string{}
+			for _, kv := range r.Headers {
+				h[kv.Key] = string(kv.Value)
+			}
+			if h[pipeline.HeaderDLQTopic] != topic || h[pipeline.HeaderDLQPartition] != "0" || h[pipeline.HeaderDLQError] == "" {
+				t.Errorf("dead letter %q: headers %v", r.Value, h)
+			}
+			got[string(r.Value)] = dl{h[pipeline.HeaderDLQOffset], h[pipeline.HeaderDLQReason]}
+		})
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("dead letters:\n got %v\nwant %v", got, want)
+	}
+}
+
+// faultProxy is a loopback TCP proxy to PostgreSQL that can be taken down:
+// down, it closes every connection and refuses new ones (accept, close).
+type faultProxy struct {
+	ln     net.Listener
+	target string
+	mu     sync.Mutex
+	down   bool
+	conns  map[net.Conn]struct{}
+}
+
+func newFaultProxy(t testing.TB) *faultProxy {
+	cfg, err := pgxpool.ParseConfig(testenv.PostgresDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := net.JoinHostPort(cfg.ConnConfig.Host, strconv.Itoa(int(cfg.ConnConfig.Port)))
+	p := &faultProxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
+	t.Cleanup(func() { ln.Close(); p.setDown(true) })
+	go p.serve()
+	return p
+}
+
+func (p *faultProxy) serve() {
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		p.mu.Lock()
+		down := p.down
+		p.mu.Unlock()
+		if down {
+			c.Close()
+			continue
+		}
+		go p.pipe(c)
+	}
+}
+
+func (p *faultProxy) pipe(c net.Conn) {
+	s, err := net.Dial("tcp", p.target)
+	if err != nil {
+		c.Close()
+		return
+	}
+	p.mu.Lock()
+	if p.down {
+		p.mu.Unlock()
+		c.Close()
+		s.Close()
+		return
+	}
+	p.conns[c], p.conns[s] = struct{}{}, struct{}{}
+	p.mu.Unlock()
+	go func() { _, _ = io.Copy(s, c); s.Close(); c.Close() }()
+	_, _ = io.Copy(c, s)
+	c.Close()
+	s.Close()
+	p.mu.Lock()
+	delete(p.conns, c)
+	delete(p.conns, s)
+	p.mu.Unlock()
+}
+
+func (p *faultProxy) setDown(down bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.down = down
+	if down {
+		for c := range p.conns {
+			c.Close()
+		}
+	}
+}
+
+func (p *faultProxy) pool(t testing.TB) *pgxpool.Pool {
+	cfg, err := pgxpool.ParseConfig(testenv.PostgresDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, port, _ := net.SplitHostPort(p.ln.Addr().String())
+	n, _ := strconv.Atoi(port)
+	cfg.ConnConfig.Host, cfg.ConnConfig.Port = host, uint16(n)
+	cfg.ConnConfig.ConnectTimeout = 2 * time.Second
+	db, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	return db
+}
+
+func TestConsumerPostgresDown(t *testing.T) {
+	t.Parallel()
+	db := testenv.Postgres(t) // direct, for the test's own reads
+	topic := newTopic(t, 3)
+	cl := testenv.Kafka(t)
+	adm := kadm.NewClient(cl)
+	id := liveCampaign(t, db, map[int64]int64{5: 1000})
+	at := time.Now().Add(-time.Minute).UnixMilli()
+	batch := func(from, to int) (vals [][]byte, want map[string]row) {
+		want = map[string]row{}
+		for i := from; i < to; i++ {
+			u := fmt.Sprintf("u%04d", i)
+			vals = append(vals, event(id, u, 5, at))
+			want[u] = row{5, at}
+		}
+		return vals, want
+	}
+
+	proxy := newFaultProxy(t)
+	g := group(t)
+	c, _ := startConsumer(t, proxy.pool(t), pipeline.ConsumerConfig{Topic: topic, Group: g, RetryMax: 300 * time.Millisecond})
+
+	first, _ := batch(0, 100)
+	produce(t, cl, topic, first...)
+	waitCommitted(t, adm, g, topic, 30*time.Second)
+
+	proxy.setDown(true)
+	second, _ := batch(100, 250)
+	produce(t, cl, topic, second...)
+	eventually(t, 20*time.Second, func() (bool, string) {
+		err := c.Health()
+		return err != nil, "consumer still healthy with postgres unreachable"
+	})
+	// While PostgreSQL is down the consumer retries and commits nothing.
+	for range 6 {
+		if n, end := mustCommitted(t, adm, g, topic); n != 100 || end != 250 {
+			t.Fatalf("committed %d of %d while postgres is down, want 100 of 250", n, end)
+		}
+		if c.Health() == nil {
+			t.Fatal("health OK while postgres is down")
+		}
+		time.Sleep(250 * time.Millisecond) // spans several retries (backoff cap 300ms)
+	}
+	if n := countClaims(t, db, id); n != 100 {
+		t.Fatalf("%d claims persisted while postgres is down, want 100", n)
+	}
+
+	proxy.setDown(false)
+	waitCommitted(t, adm, g, topic, 30*time.Second)
+	_, want := batch(0, 250)
+	assertState(t, db, id, want)
+	if err := c.Health(); err != nil {
+		t.Fatalf("health after recovery: %v", err)
+	}
+}
+
+// The crash test: the test binary, re-executed with childEnv set, is a
+// consumer replica (TestMain runs childConsumer instead of the tests).
+const childEnv = "RAIN_TEST_CONSUMER_CHILD"
+
+// childConsumer runs a consumer of $CHILD_TOPIC in $CHILD_GROUP until
+// SIGTERM (graceful) or SIGKILL.
+func childConsumer() int {
+	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	db, err := pgxpool.New(ctx, testenv.PostgresDSN())
+	if err != nil {
+		log.Error("child: postgres", "err", err)
+		return 1
+	}
+	defer db.Close()
+	c, err := pipeline.NewConsumer(pipeline.ConsumerConfig{
+		Brokers:        testenv.Brokers(),
+		Topic:          os.Getenv("CHILD_TOPIC"),
+		Group:          os.Getenv("CHILD_GROUP"),
+		BatchSize:      300,
+		SessionTimeout: 6 * time.Second, // the broker's minimum: a killed member is noticed fast
+		Logger:         log,
+	}, db)
+	if err != nil {
+		log.Error("child: consumer", "err", err)
+		return 1
+	}
+	if err := c.Run(ctx); err != nil {
+		log.Error("child: run", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// child is a replica process; its logs go to the test output.
+type child struct {
+	cmd  *exec.Cmd
+	logs *bytes.Buffer
+	done chan error
+}
+
+func startChild(t *testing.T, topic, g string) *child {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"=1", "CHILD_TOPIC="+topic, "CHILD_GROUP="+g)
+	ch := &child{cmd: cmd, logs: &bytes.Buffer{}, done: make(chan error, 1)}
+	cmd.Stdout, cmd.Stderr = ch.logs, ch.logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { ch.done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-ch.done
+		if t.Failed() || os.Getenv("DUMP") != "" {
+			t.Logf("replica %d logs:\n%s", cmd.Process.Pid, ch.logs.String())
+		}
+	})
+	return ch
+}
+
+func TestConsumerReplicaKilled(t *testing.T) {
+	t.Parallel()
+	db := testenv.Postgres(t)
+	topic := newTopic(t, 6)
+	cl := testenv.Kafka(t)
+	adm := kadm.NewClient(cl)
+	id := liveCampaign(t, db, map[int64]int64{1: 100_000, 5: 100_000})
+	g := group(t)
+
+	a := startChild(t, topic, g)
+	b := startChild(t, topic, g)
+	// Both replicas in the group, each with partitions.
+	eventually(t, 60*time.Second, func() (bool, string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		gs, err := adm.DescribeGroups(ctx, g)
+		if err != nil {
+			return false, err.Error()
+		}
+		d := gs[g]
+		n := 0
+		for _, m := range d.Members {
+			if a, ok := m.Assigned.AsConsumer(); ok && len(a.Topics) > 0 && len(a.Topics[0].Partitions) > 0 {
+				n++
+			}
+		}
+		return d.State == "Stable" && n == 2, fmt.Sprintf("group %s state %q, %d members with partitions", g, d.State, n)
+	})
+
+	// Stream events while replica a is killed half-way.
+	const total = 12_000
+	at := time.Now().Add(-time.Minute).UnixMilli()
+	produced := make(chan error, 1)
+	go func() {
+		for from := 0; from < total; from += 500 {
+			var recs []*kgo.Record
+			for i := from; i < from+500; i++ {
+				recs = append(recs, &kgo.Record{Topic: topic, Key: []byte(strconv.Itoa(i)),
+					Value: event(id, fmt.Sprintf("user-%05d", i), int64(1+4*(i%2)), at+int64(i))})
+			}
+			if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+				produced <- err
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		produced <- nil
+	}()
+	eventually(t, 60*time.Second, func() (bool, string) {
+		n := countClaims(t, db, id)
+		return n >= total/4, fmt.Sprintf("%d claims persisted", n)
+	})
+	if err := a.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-produced; err != nil {
+		t.Fatalf("produce: %v", err)
+	}
+
+	waitCommitted(t, adm, g, topic, 90*time.Second)
+	got := claimLog(t, db, id)
+	if len(got) != total {
+		t.Fatalf("%d claims persisted, want %d", len(got), total)
+	}
+	want := map[int64]int64{1: total / 2, 5: total / 2}
+	if o := openedCounts(t, db, id); fmt.Sprint(o) != fmt.Sprint(want) || fmt.Sprint(tally(got)) != fmt.Sprint(want) {
+		t.Fatalf("opened_count %v, claims per amount %v, want %v", o, tally(got), want)
+	}
+	for i := range total {
+		if r, ok := got[fmt.Sprintf("user-%05d", i)]; !ok || r.ClaimedAt != at+int64(i) {
+			t.Fatalf("user-%05d: %+v %v", i, r, ok)
+		}
+	}
+
+	// The survivor stops gracefully on SIGTERM.
+	if err := b.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-b.done:
+		b.done <- err // for the cleanup
+		if err != nil {
+			t.Fatalf("replica b after SIGTERM: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("replica b did not stop within 30s of SIGTERM")
+	}
+	if !bytes.Contains(b.logs.Bytes(), []byte(`"msg":"consumer stopped"`)) {
+		t.Fatalf("replica b did not log its shutdown:\n%s", b.logs)
+	}
+}
+
+// TestConsumerKafkaOutage stops the broker under a running consumer and
+// starts it again: the consumer rides it out and carries on. The shared
+// local broker cannot be stopped, so this test runs on a broker of its own:
+// franz-go's kfake, in-process, persisting to a directory across the
+// restart.
+func TestConsumerKafkaOutage(t *testing.T) {
+	t.Parallel()
+	db := testenv.Postgres(t)
+	id := liveCampaign(t, db, map[int64]int64{5: 1000})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	dir, topic := t.TempDir(), "outage"
+	startBroker := func() *kfake.Cluster {
+		c, err := kfake.NewCluster(kfake.Ports(port), kfake.DataDir(dir), kfake.ClusterID("outage"),
+			kfake.SeedTopics(3, topic, topic+".dlq"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	broker := startBroker()
+	brokers := []string{fmt.Sprintf("127.0.0.1:%d", port)}
+	at := time.Now().UnixMilli()
+	produceUsers := func(from, to int) {
+		cl := testenv.Kafka(t, kgo.SeedBrokers(brokers...))
+		var vals [][]byte
+		for i := from; i < to; i++ {
+			vals = append(vals, event(id, fmt.Sprintf("k%03d", i), 5, at))
+		}
+		produce(t, cl, topic, vals...)
+		cl.Close()
+	}
+
+	g := group(t)
+	c, _ := startConsumer(t, db, pipeline.ConsumerConfig{Brokers: brokers, Topic: topic, Group: g})
+	produceUsers(0, 100)
+	eventually(t, 30*time.Second, func() (bool, string) {
+		n := countClaims(t, db, id)
+		return n == 100, fmt.Sprintf("%d of 100 claims persisted", n)
+	})
+
+	broker.Close()              // Kafka down
+	time.Sleep(3 * time.Second) // the consumer polls, fails to reach it, reconnects in a loop
+	broker = startBroker()
+	defer broker.Close()
+	produceUsers(100, 200)
+	adm := kadm.NewClient(testenv.Kafka(t, kgo.SeedBrokers(brokers...)))
+	waitCommitted(t, adm, g, topic, 60*time.Second)
+	if n := countClaims(t, db, id); n != 200 {
+		t.Fatalf("%d of 200 claims persisted after the outage", n)
+	}
+	if err := c.Health(); err != nil {
+		t.Fatalf("health after the outage: %v", err)
+	}
+}

@@ -1,0 +1,173 @@
+package pipeline_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redpacket/rain/edge"
+	"github.com/redpacket/rain/internal/testenv"
+	"github.com/redpacket/rain/lua"
+	"github.com/redpacket/rain/pipeline"
+	"github.com/twmb/franz-go/pkg/kadm"
+)
+
+// TestEndToEnd runs the whole path: the api (edge server, ring, producer)
+// on a test topic, a campaign created over HTTP, concurrent opens, then the
+// consumer. claim_log must hold exactly the (user, amount) pairs that got
+// 200, and opened_count per amount their number.
+func TestEndToEnd(t *testing.T) {
+	t.Parallel()
+	rdb, db := testenv.Redis(t), testenv.Postgres(t)
+	topic := newTopic(t, 3)
+	log := testLogger(t)
+
+	ring := pipeline.NewRing(1024)
+	producer, err := pipeline.NewProducer(pipeline.ProducerConfig{Brokers: testenv.Brokers(), Topic: topic, Logger: log}, ring)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go producer.Run()
+	const token = "e2e-token"
+	srv := edge.New(edge.Config{AdminTokens: []string{token}}, rdb, db, ring, producer, log)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(ln) }()
+	stopAPI := sync.OnceFunc(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+		if err := producer.Close(ctx); err != nil {
+			t.Errorf("producer close: %v", err)
+		}
+	})
+	t.Cleanup(stopAPI)
+	base := "http://" + ln.Addr().String()
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+
+	// Create: 30 packets of 20 and 220 of 5, for 300 users: 50 sell out.
+	now := time.Now().UTC()
+	body := fmt.Sprintf(`{"name":"e2e","start_time":%q,"end_time":%q,"inventory":{"20":30,"5":220}}`,
+		now.Add(-time.Minute).Format(time.RFC3339), now.Add(time.Hour).Format(time.RFC3339))
+	req, _ := http.NewRequest("POST", base+"/campaign", bytes.NewBufferString(body))
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var created struct{ ID int64 }
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 201 || json.Unmarshal(b, &created) != nil || created.ID == 0 {
+		t.Fatalf("create campaign: %d %s", resp.StatusCode, b)
+	}
+	id := created.ID
+	t.Cleanup(func() {
+		deleteCampaign(db, id)
+		k := lua.KeysOf(id)
+		rdb.Do(context.Background(), rdb.B().Del().Key(k.Meta(), k.Stock(), k.Claims()).Build())
+	})
+
+	// 300 distinct users open concurrently, 60 of them twice.
+	type open struct {
+		user string
+		code int
+		body string
+	}
+	var jobs []string
+	for i := range 300 {
+		jobs = append(jobs, fmt.Sprintf("e2e-user-%03d", i))
+	}
+	for i := 0; i < 300; i += 5 {
+		jobs = append(jobs, fmt.Sprintf("e2e-user-%03d", i))
+	}
+	work := make(chan string)
+	results := make(chan open, len(jobs))
+	var wg sync.WaitGroup
+	for range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for u := range work {
+				resp, err := client.Post(fmt.Sprintf("%s/campaign/%d/open", base, id), "application/json",
+					bytes.NewBufferString(`{"user_id":"`+u+`"}`))
+				if err != nil {
+					results <- open{u, 0, err.Error()}
+					continue
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				results <- open{u, resp.StatusCode, string(b)}
+			}
+		}()
+	}
+	for _, u := range jobs {
+		work <- u
+	}
+	close(work)
+	wg.Wait()
+	close(results)
+
+	won := map[string]int64{} // user -> amount, from the 200s
+	codes := map[int]int{}
+	for r := range results {
+		codes[r.code]++
+		switch r.code {
+		case 200:
+			var ok struct{ Amount int64 }
+			if err := json.Unmarshal([]byte(r.body), &ok); err != nil || ok.Amount == 0 {
+				t.Fatalf("200 body %q", r.body)
+			}
+			if _, dup := won[r.user]; dup {
+				t.Fatalf("user %s got two 200s", r.user)
+			}
+			won[r.user] = ok.Amount
+		case 409, 410:
+		default:
+			t.Fatalf("open by %s: %d %s", r.user, r.code, r.body)
+		}
+	}
+	if len(won) != 250 || codes[200] != 250 {
+		t.Fatalf("%d users won (codes %v), want 250: the inventory", len(won), codes)
+	}
+	stopAPI() // flushes the producer: every 200's event is in Kafka
+
+	g := group(t)
+	startConsumer(t, db, pipeline.ConsumerConfig{Topic: topic, Group: g})
+	waitCommitted(t, kadm.NewClient(testenv.Kafka(t)), g, topic, 30*time.Second)
+	got := claimLog(t, db, id)
+	if len(got) != len(won) {
+		t.Fatalf("claim_log holds %d claims, want %d", len(got), len(won))
+	}
+	wantOpened := map[int64]int64{}
+	for u, amount := range won {
+		if got[u].Amount != amount {
+			t.Fatalf("claim_log: user %s has %+v, the api said %d", u, got[u], amount)
+		}
+		wantOpened[amount]++
+	}
+	if o := openedCounts(t, db, id); fmt.Sprint(o) != fmt.Sprint(wantOpened) {
+		t.Fatalf("opened_count %v, want %v", o, wantOpened)
+	}
+	if fmt.Sprint(wantOpened) != fmt.Sprint(map[int64]int64{5: 220, 20: 30}) {
+		t.Fatalf("claims per amount %v, want the whole inventory", wantOpened)
+	}
+	// The claim times are those Redis recorded.
+	if err := lua.ScanClaims(context.Background(), rdb, lua.KeysOf(id), func(u string, amount, at int64) error {
+		if got[u] != (row{amount, at}) {
+			return fmt.Errorf("user %s: redis %d@%d, claim_log %+v", u, amount, at, got[u])
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,219 @@
+package pipeline_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redpacket/rain/internal/testenv"
+	"github.com/redpacket/rain/pipeline"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// TestMain turns the test binary into a consumer replica when the crash
+// test re-executes it (see childConsumer in consumer_test.go).
+func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) != "" {
+		os.Exit(childConsumer())
+	}
+	os.Exit(m.Run())
+}
+
+// newCampaign inserts a campaign with the given window and inventory
+// (amount -> total) straight into PostgreSQL and deletes it, with its
+// claims, when the test ends. The database is shared by every test package:
+// each test works in its own campaigns only.
+func newCampaign(tb testing.TB, db *pgxpool.Pool, start, end time.Time, inventory map[int64]int64) int64 {
+	tb.Helper()
+	ctx := context.Background()
+	var id int64
+	err := db.QueryRow(ctx, `INSERT INTO campaign (name, start_time, end_time) VALUES ($1, $2, $3) RETURNING id`,
+		"test "+tb.Name(), start, end).Scan(&id)
+	if err != nil {
+		tb.Fatalf("insert campaign: %v", err)
+	}
+	for amount, total := range inventory {
+		if _, err := db.Exec(ctx, `INSERT INTO campaign_inventory (campaign_id, amount, total_count) VALUES ($1, $2, $3)`,
+			id, amount, total); err != nil {
+			tb.Fatalf("insert inventory: %v", err)
+		}
+	}
+	tb.Cleanup(func() { deleteCampaign(db, id) })
+	return id
+}
+
+// liveCampaign is a campaign open from an hour ago to an hour from now.
+func liveCampaign(tb testing.TB, db *pgxpool.Pool, inventory map[int64]int64) int64 {
+	return newCampaign(tb, db, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), inventory)
+}
+
+func deleteCampaign(db *pgxpool.Pool, id int64) {
+	ctx := context.Background()
+	_, _ = db.Exec(ctx, `DELETE FROM claim_log WHERE campaign_id = $1`, id)
+	_, _ = db.Exec(ctx, `DELETE FROM campaign_inventory WHERE campaign_id = $1`, id)
+	_, _ = db.Exec(ctx, `DELETE FROM campaign WHERE id = $1`, id)
+}
+
+// row is one claim_log row.
+type row struct {
+	Amount    int64
+	ClaimedAt int64 // unix ms
+}
+
+// claimLog reads the claims of campaign id: user -> row.
+func claimLog(tb testing.TB, db *pgxpool.Pool, id int64) map[string]row {
+	tb.Helper()
+	rows, _ := db.Query(context.Background(),
+		`SELECT user_id, amount, claimed_at FROM claim_log WHERE campaign_id = $1`, id)
+	out := make(map[string]row)
+	var (
+		user   string
+		amount int64
+		at     time.Time
+	)
+	_, err := pgx.ForEachRow(rows, []any{&user, &amount, &at}, func() error {
+		out[user] = row{amount, at.UnixMilli()}
+		return nil
+	})
+	if err != nil {
+		tb.Fatalf("read claim_log: %v", err)
+	}
+	return out
+}
+
+// countClaims is the number of claim_log rows of the campaigns.
+func countClaims(tb testing.TB, db *pgxpool.Pool, ids ...int64) int {
+	tb.Helper()
+	var n int
+	if err := db.QueryRow(context.Background(),
+		`SELECT count(*) FROM claim_log WHERE campaign_id = ANY($1)`, ids).Scan(&n); err != nil {
+		tb.Fatalf("count claim_log: %v", err)
+	}
+	return n
+}
+
+// openedCounts reads opened_count per amount of campaign id.
+func openedCounts(tb testing.TB, db *pgxpool.Pool, id int64) map[int64]int64 {
+	tb.Helper()
+	rows, _ := db.Query(context.Background(),
+		`SELECT amount, opened_count FROM campaign_inventory WHERE campaign_id = $1`, id)
+	out := make(map[int64]int64)
+	var amount, n int64
+	_, err := pgx.ForEachRow(rows, []any{&amount, &n}, func() error {
+		out[amount] = n
+		return nil
+	})
+	if err != nil {
+		tb.Fatalf("read opened_count: %v", err)
+	}
+	return out
+}
+
+// tally counts claims per amount.
+func tally(claims map[string]row) map[int64]int64 {
+	out := make(map[int64]int64)
+	for _, r := range claims {
+		out[r.Amount]++
+	}
+	return out
+}
+
+// eventually polls cond every 50ms until it holds or timeout passes, then
+// fails the test with cond's last description of the state.
+func eventually(tb testing.TB, timeout time.Duration, cond func() (bool, string)) {
+	tb.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, state := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("not within %s: %s", timeout, state)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// event builds the JSON of a claim event.
+func event(campaign int64, user string, amount, claimedAt int64) []byte {
+	ev := pipeline.Event{CampaignID: campaign, UserID: user, Amount: amount, ClaimedAt: claimedAt}
+	return ev.AppendJSON(nil)
+}
+
+// produce writes the values to topic (keyed by index) and waits for the acks.
+func produce(tb testing.TB, cl *kgo.Client, topic string, values ...[]byte) {
+	tb.Helper()
+	recs := make([]*kgo.Record, len(values))
+	for i, v := range values {
+		recs[i] = &kgo.Record{Topic: topic, Key: fmt.Appendf(nil, "k%d", i), Value: v}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		tb.Fatalf("produce: %v", err)
+	}
+}
+
+// committed is the sum over partitions of the group's committed offsets in
+// topic, and the sum of the partitions' end offsets. Kafka answers
+// COORDINATOR_NOT_AVAILABLE for a moment after a group or the offsets topic
+// is new: an error is returned, for the caller to poll again.
+func committed(adm *kadm.Client, group, topic string) (commit, end int64, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	offs, err := adm.FetchOffsets(ctx, group)
+	if err == nil {
+		err = offs.Error()
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("fetch offsets of %s: %w", group, err)
+	}
+	offs.Each(func(o kadm.OffsetResponse) {
+		if o.Topic == topic && o.At >= 0 {
+			commit += o.At
+		}
+	})
+	ends, err := adm.ListEndOffsets(ctx, topic)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("end offsets of %s: %w", topic, err)
+	}
+	ends.Each(func(o kadm.ListedOffset) { end += o.Offset })
+	return commit, end, nil
+}
+
+// mustCommitted is committed, retried for a while on errors.
+func mustCommitted(tb testing.TB, adm *kadm.Client, group, topic string) (commit, end int64) {
+	tb.Helper()
+	var err error
+	for range 50 {
+		if commit, end, err = committed(adm, group, topic); err == nil {
+			return commit, end
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	tb.Fatal(err)
+	return 0, 0
+}
+
+// newTopic is testenv.Topic, deleted with its DLQ when the test ends (after
+// the consumers it started, which stop in cleanups registered later).
+func newTopic(tb testing.TB, partitions int32) string {
+	tb.Helper()
+	topic := testenv.Topic(tb, partitions)
+	adm := kadm.NewClient(testenv.Kafka(tb))
+	tb.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, _ = adm.DeleteTopics(ctx, topic, topic+".dlq")
+	})
+	return topic
+}
