@@ -16,26 +16,26 @@ import (
 )
 
 var (
-	consumerRecords    = metrics.NewCounter(`rain_consumer_records_total`)
-	consumerBatchSize  = metrics.NewPrometheusHistogramExt(`rain_consumer_batch_size`, metrics.ExponentialBuckets(1, 2, 15))
-	consumerBatch      = metrics.NewPrometheusHistogram(`rain_consumer_batch_duration_seconds`)
-	consumerDecode     = metrics.NewPrometheusHistogram(`rain_consumer_step_duration_seconds{step="decode"}`)
-	consumerWrite      = metrics.NewPrometheusHistogram(`rain_consumer_step_duration_seconds{step="write"}`)
-	consumerDLQ        = metrics.NewPrometheusHistogram(`rain_consumer_step_duration_seconds{step="dead_letter"}`)
-	consumerCommit     = metrics.NewPrometheusHistogram(`rain_consumer_step_duration_seconds{step="commit"}`)
-	consumerInserted   = metrics.NewCounter(`rain_consumer_rows_inserted_total`)
-	consumerDuplicates = metrics.NewCounter(`rain_consumer_duplicates_skipped_total`)
-	writeErrors        = metrics.NewCounter(`rain_consumer_write_errors_total`)
-	commitErrors       = metrics.NewCounter(`rain_consumer_commit_errors_total`)
-	fetchErrors        = metrics.NewCounter(`rain_consumer_fetch_errors_total`)
-	dlqErrors          = metrics.NewCounter(`rain_consumer_dead_letter_produce_errors_total`)
+	consumerRecords    = consumerMetrics.NewCounter(`rain_consumer_records_total`)
+	consumerBatchSize  = consumerMetrics.NewPrometheusHistogramExt(`rain_consumer_batch_size`, metrics.ExponentialBuckets(1, 2, 15))
+	consumerBatch      = consumerMetrics.NewPrometheusHistogram(`rain_consumer_batch_duration_seconds`)
+	consumerDecode     = consumerMetrics.NewPrometheusHistogram(`rain_consumer_step_duration_seconds{step="decode"}`)
+	consumerWrite      = consumerMetrics.NewPrometheusHistogram(`rain_consumer_step_duration_seconds{step="write"}`)
+	consumerDLQ        = consumerMetrics.NewPrometheusHistogram(`rain_consumer_step_duration_seconds{step="dead_letter"}`)
+	consumerCommit     = consumerMetrics.NewPrometheusHistogram(`rain_consumer_step_duration_seconds{step="commit"}`)
+	consumerInserted   = consumerMetrics.NewCounter(`rain_consumer_rows_inserted_total`)
+	consumerDuplicates = consumerMetrics.NewCounter(`rain_consumer_duplicates_skipped_total`)
+	writeErrors        = consumerMetrics.NewCounter(`rain_consumer_write_errors_total`)
+	commitErrors       = consumerMetrics.NewCounter(`rain_consumer_commit_errors_total`)
+	fetchErrors        = consumerMetrics.NewCounter(`rain_consumer_fetch_errors_total`)
+	dlqErrors          = consumerMetrics.NewCounter(`rain_consumer_dead_letter_produce_errors_total`)
 	deadLetters        = map[string]*metrics.Counter{}
 )
 
 func init() {
 	for _, r := range []string{ReasonMalformed, ReasonUnsupportedVersion, ReasonInvalid,
 		ReasonUnknownCampaign, ReasonUnknownAmount, ReasonRejected} {
-		deadLetters[r] = metrics.NewCounter(`rain_consumer_dead_letters_total{reason="` + r + `"}`)
+		deadLetters[r] = consumerMetrics.NewCounter(`rain_consumer_dead_letters_total{reason="` + r + `"}`)
 	}
 }
 
@@ -144,6 +144,7 @@ type Consumer struct {
 // NewConsumer returns a consumer of cfg.Topic writing through a Writer over
 // db. It joins the group when Run starts polling.
 func NewConsumer(cfg ConsumerConfig, db *pgxpool.Pool) (*Consumer, error) {
+	registerConsumer()
 	cfg.defaults()
 	c := &Consumer{cfg: cfg, writer: NewWriter(db), log: cfg.Logger}
 	cl, err := kgo.NewClient(

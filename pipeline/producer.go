@@ -9,17 +9,16 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/VictoriaMetrics/metrics"
 	"github.com/redpacket/rain"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 var (
-	producedTotal    = metrics.NewCounter(`rain_producer_records_total{result="ok"}`)
-	produceErrors    = metrics.NewCounter(`rain_producer_records_total{result="error"}`)
-	produceRetries   = metrics.NewCounter(`rain_producer_retries_total`)
-	produceAbandoned = metrics.NewCounter(`rain_producer_abandoned_total`)
-	produceLatency   = metrics.NewPrometheusHistogram(`rain_kafka_produce_duration_seconds`)
+	producedTotal    = producerMetrics.NewCounter(`rain_producer_records_total{result="ok"}`)
+	produceErrors    = producerMetrics.NewCounter(`rain_producer_records_total{result="error"}`)
+	produceRetries   = producerMetrics.NewCounter(`rain_producer_retries_total`)
+	produceAbandoned = producerMetrics.NewCounter(`rain_producer_abandoned_total`)
+	produceLatency   = producerMetrics.NewPrometheusHistogram(`rain_kafka_produce_duration_seconds`)
 
 	// producerUnhealthy is how long failures or a stall may last before
 	// Healthy (and so /readyz) says no.
@@ -90,6 +89,7 @@ type Producer struct {
 
 // NewProducer connects a producer for ring. Run drains the ring.
 func NewProducer(cfg ProducerConfig, ring *Ring) (*Producer, error) {
+	registerProducer()
 	cfg.defaults()
 	cl, err := kgo.NewClient(
 		kgo.SeedBrokers(cfg.Brokers...),

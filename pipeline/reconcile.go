@@ -8,7 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/VictoriaMetrics/metrics"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/rueidis"
@@ -16,15 +15,15 @@ import (
 )
 
 var (
-	reconcileRepairs   = metrics.NewCounter(`rain_reconciler_repairs_total`)
-	reconcileRejected  = metrics.NewCounter(`rain_reconciler_rejected_total`)
-	reconcileScanned   = metrics.NewCounter(`rain_reconciler_claims_scanned_total`)
-	reconcileCampaigns = metrics.NewCounter(`rain_reconciler_campaigns_checked_total`)
-	reconcileOK        = metrics.NewCounter(`rain_reconciler_passes_total{result="ok"}`)
-	reconcileFailed    = metrics.NewCounter(`rain_reconciler_passes_total{result="error"}`)
-	reconcileLocked    = metrics.NewCounter(`rain_reconciler_passes_total{result="locked_elsewhere"}`)
-	reconcileDuration  = metrics.NewPrometheusHistogram(`rain_reconciler_pass_duration_seconds`)
-	reconcileLastOK    = metrics.NewGauge(`rain_reconciler_last_success_timestamp_seconds`, nil)
+	reconcileRepairs   = consumerMetrics.NewCounter(`rain_reconciler_repairs_total`)
+	reconcileRejected  = consumerMetrics.NewCounter(`rain_reconciler_rejected_total`)
+	reconcileScanned   = consumerMetrics.NewCounter(`rain_reconciler_claims_scanned_total`)
+	reconcileCampaigns = consumerMetrics.NewCounter(`rain_reconciler_campaigns_checked_total`)
+	reconcileOK        = consumerMetrics.NewCounter(`rain_reconciler_passes_total{result="ok"}`)
+	reconcileFailed    = consumerMetrics.NewCounter(`rain_reconciler_passes_total{result="error"}`)
+	reconcileLocked    = consumerMetrics.NewCounter(`rain_reconciler_passes_total{result="locked_elsewhere"}`)
+	reconcileDuration  = consumerMetrics.NewPrometheusHistogram(`rain_reconciler_pass_duration_seconds`)
+	reconcileLastOK    = consumerMetrics.NewGauge(`rain_reconciler_last_success_timestamp_seconds`, nil)
 )
 
 // verifyMargin is taken off the cutoff a periodic pass records as checked,
@@ -95,6 +94,7 @@ type Reconciler struct {
 
 // NewReconciler returns a reconciler of the claims in rdb into db.
 func NewReconciler(cfg ReconcilerConfig, db *pgxpool.Pool, rdb rueidis.Client) *Reconciler {
+	registerConsumer()
 	cfg.defaults()
 	return &Reconciler{cfg: cfg, db: db, redis: rdb, writer: NewWriter(db), log: cfg.Logger,
 		verified: make(map[int64]int64)}

@@ -8,14 +8,13 @@ import (
 	"slices"
 	"time"
 
-	"github.com/VictoriaMetrics/metrics"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 var (
-	pgWriteClaims   = metrics.NewPrometheusHistogram(`rain_postgres_duration_seconds{op="write_claims"}`)
-	pgLoadInventory = metrics.NewPrometheusHistogram(`rain_postgres_duration_seconds{op="load_inventory"}`)
+	pgWriteClaims   = consumerMetrics.NewPrometheusHistogram(`rain_postgres_duration_seconds{op="write_claims"}`)
+	pgLoadInventory = consumerMetrics.NewPrometheusHistogram(`rain_postgres_duration_seconds{op="load_inventory"}`)
 )
 
 // insertClaims inserts the claims claim_log lacks and adds exactly those to
@@ -52,6 +51,7 @@ type Writer struct {
 
 // NewWriter returns a writer over db.
 func NewWriter(db *pgxpool.Pool) *Writer {
+	registerConsumer()
 	return &Writer{db: db, inv: newInventories(db)}
 }
 

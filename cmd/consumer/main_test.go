@@ -94,6 +94,7 @@ func TestHandler(t *testing.T) {
 	if code != 503 || json.Unmarshal([]byte(body), &v) != nil || v.Status != "DEGRADED" || !strings.Contains(v.Error, "postgres") {
 		t.Fatalf("degraded: %d %s", code, body)
 	}
+	pipeline.NewWriter(nil) // building the consumer side registers its metrics
 	if code, body := get("/metrics"); code != 200 || !strings.Contains(body, "rain_consumer_rows_inserted_total") {
 		t.Fatalf("metrics: %d %.300s", code, body)
 	}
