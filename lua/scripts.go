@@ -19,12 +19,15 @@ var (
 	claimSrc string
 	//go:embed load.lua
 	loadSrc string
+	//go:embed readd.lua
+	readdSrc string
 
 	// One script object each for the life of the process: Exec sends
 	// EVALSHA and falls back to EVAL by itself after NOSCRIPT (a restarted
 	// or failed-over Redis has an empty script cache).
 	claimScript = rueidis.NewLuaScript(claimSrc)
 	loadScript  = rueidis.NewLuaScript(loadSrc)
+	readdScript = rueidis.NewLuaScript(readdSrc)
 )
 
 // Outcome is what claim.lua decided for one open. The values are the codes
@@ -156,6 +159,37 @@ func RestoreClaims(ctx context.Context, c rueidis.Client, k *Keys, claims map[st
 		cmds = cmds[n:]
 	}
 	return nil
+}
+
+// Record is one claim as the claims hash records it.
+type Record struct {
+	User        string
+	Amount      int64
+	ClaimedAtMs int64
+}
+
+// Readd puts back into a loaded campaign the claims Redis lacks (readd.lua),
+// taking each from the stock. It returns how many were put back and how
+// many of those found their amount already sold out (oversold).
+func Readd(ctx context.Context, c rueidis.Client, k *Keys, claims []Record) (readded, oversold int, err error) {
+	execs := make([]rueidis.LuaExec, len(claims))
+	for i, cl := range claims {
+		execs[i] = rueidis.LuaExec{Keys: k.all[:], Args: []string{cl.User,
+			ClaimValue(cl.Amount, cl.ClaimedAtMs), strconv.FormatInt(cl.Amount, 10)}}
+	}
+	for _, r := range readdScript.ExecMulti(ctx, c, execs...) {
+		n, err := r.AsInt64()
+		if err != nil {
+			return readded, oversold, err
+		}
+		if n > 0 {
+			readded++
+		}
+		if n == 2 {
+			oversold++
+		}
+	}
+	return readded, oversold, nil
 }
 
 // State is a campaign's live state in Redis.

@@ -23,6 +23,8 @@ var (
 	reconcileFailed    = consumerMetrics.NewCounter(`rain_reconciler_passes_total{result="error"}`)
 	reconcileLocked    = consumerMetrics.NewCounter(`rain_reconciler_passes_total{result="locked_elsewhere"}`)
 	reconcileDuration  = consumerMetrics.NewPrometheusHistogram(`rain_reconciler_pass_duration_seconds`)
+	reconcileReadded   = consumerMetrics.NewCounter(`rain_reconciler_readded_total`)
+	reconcileOversold  = consumerMetrics.NewCounter(`rain_reconciler_oversold_total`)
 	reconcileLastOK    = consumerMetrics.NewGauge(`rain_reconciler_last_success_timestamp_seconds`, nil)
 )
 
@@ -118,6 +120,8 @@ type ReconcileReport struct {
 	Repaired  int `json:"repaired"`  // claims missing from claim_log, now written
 	Young     int `json:"young"`     // claims left alone as younger than the grace
 	Rejected  int `json:"rejected"`  // claims that cannot be written (see the logs)
+	Readded   int `json:"readded"`   // claims in claim_log that Redis had lost, put back
+	Oversold  int `json:"oversold"`  // of those, claims whose packet Redis had handed out again
 }
 
 func (r *ReconcileReport) add(o ReconcileReport) {
@@ -126,6 +130,8 @@ func (r *ReconcileReport) add(o ReconcileReport) {
 	r.Repaired += o.Repaired
 	r.Young += o.Young
 	r.Rejected += o.Rejected
+	r.Readded += o.Readded
+	r.Oversold += o.Oversold
 }
 
 // ActiveCampaigns lists the campaigns a pass walks: started, and ending
@@ -173,17 +179,25 @@ func (r *Reconciler) campaign(ctx context.Context, id int64, opts ReconcileOptio
 	k := lua.KeysOf(id)
 	cutoff := time.Now().Add(-opts.Grace).UnixMilli()
 	var verified int64 = -1 << 63
+	inRedis, err := r.redis.Do(ctx, r.redis.B().Hlen().Key(k.Claims()).Build()).AsInt64()
+	if err != nil {
+		return rep, fmt.Errorf("redis: %w", err)
+	}
+	var persisted int64
+	if err := r.db.QueryRow(ctx,
+		`SELECT coalesce(sum(opened_count), 0)::bigint FROM campaign_inventory WHERE campaign_id = $1`, id).
+		Scan(&persisted); err != nil {
+		return rep, fmt.Errorf("postgres: %w", err)
+	}
+	// Every claim in claim_log came from Redis, so fewer claims in Redis
+	// means Redis lost some (the last second of writes before a crash,
+	// with AOF everysec): put them back before anyone claims twice.
+	if inRedis < persisted {
+		if err := r.readd(ctx, id, k, &rep); err != nil {
+			return rep, err
+		}
+	}
 	if !opts.Full {
-		inRedis, err := r.redis.Do(ctx, r.redis.B().Hlen().Key(k.Claims()).Build()).AsInt64()
-		if err != nil {
-			return rep, fmt.Errorf("redis: %w", err)
-		}
-		var persisted int64
-		if err := r.db.QueryRow(ctx,
-			`SELECT coalesce(sum(opened_count), 0)::bigint FROM campaign_inventory WHERE campaign_id = $1`, id).
-			Scan(&persisted); err != nil {
-			return rep, fmt.Errorf("postgres: %w", err)
-		}
 		if inRedis <= persisted {
 			r.setVerified(id, cutoff-verifyMargin.Milliseconds())
 			return rep, nil
@@ -212,7 +226,7 @@ func (r *Reconciler) campaign(ctx context.Context, id int64, opts ReconcileOptio
 		chunk = chunk[:0]
 		return nil
 	}
-	err := lua.ScanClaims(ctx, r.redis, k, func(user string, amount, at int64) error {
+	err = lua.ScanClaims(ctx, r.redis, k, func(user string, amount, at int64) error {
 		rep.Scanned++
 		reconcileScanned.Inc()
 		switch {
@@ -242,6 +256,46 @@ func (r *Reconciler) campaign(ctx context.Context, id int64, opts ReconcileOptio
 			"repaired", rep.Repaired, "rejected", rep.Rejected, "scanned", rep.Scanned)
 	}
 	return rep, nil
+}
+
+// readd puts back into Redis the claims of claim_log that Redis lacks.
+func (r *Reconciler) readd(ctx context.Context, id int64, k *lua.Keys, rep *ReconcileReport) error {
+	rows, _ := r.db.Query(ctx, `SELECT user_id, amount, claimed_at FROM claim_log WHERE campaign_id = $1`, id)
+	var (
+		batch []lua.Record
+		cl    lua.Record
+		at    time.Time
+	)
+	flush := func() error {
+		n, over, err := lua.Readd(ctx, r.redis, k, batch)
+		rep.Readded += n
+		rep.Oversold += over
+		reconcileReadded.Add(n)
+		reconcileOversold.Add(over)
+		batch = batch[:0]
+		return err
+	}
+	_, err := pgx.ForEachRow(rows, []any{&cl.User, &cl.Amount, &at}, func() error {
+		cl.ClaimedAtMs = at.UnixMilli()
+		if batch = append(batch, cl); len(batch) == 500 {
+			return flush()
+		}
+		return nil
+	})
+	if err == nil && len(batch) > 0 {
+		err = flush()
+	}
+	if err != nil {
+		return fmt.Errorf("put lost claims back into redis: %w", err)
+	}
+	if rep.Readded > 0 {
+		r.log.Warn("reconciler put back into redis claims it had lost", "campaign_id", id,
+			"readded", rep.Readded, "oversold", rep.Oversold)
+	}
+	if rep.Oversold > 0 {
+		r.log.Error("redis handed out again packets it had lost: campaign oversold", "campaign_id", id, "oversold", rep.Oversold)
+	}
+	return nil
 }
 
 func (r *Reconciler) getVerified(id int64) int64 {

@@ -195,3 +195,57 @@ func TestReconcilerPassSkipsWhileLocked(t *testing.T) {
 		t.Fatal(ran, err)
 	}
 }
+
+// TestReconcilerPutsBackClaimsRedisLost: a Redis that lost its last second
+// of writes (AOF everysec, a crash) misses claims PostgreSQL holds; a pass
+// puts them back and takes them from the stock, so nobody claims twice.
+func TestReconcilerPutsBackClaimsRedisLost(t *testing.T) {
+	t.Parallel()
+	db, rdb := testenv.Postgres(t), testenv.Redis(t)
+	ctx := context.Background()
+	inventory := map[int64]int64{5: 4}
+	id := liveCampaign(t, db, inventory)
+	k := loadRedis(t, rdb, id, inventory)
+	claims := claimInRedis(t, rdb, k, users("lost", 3)...)
+	var events []pipeline.Event
+	for u, c := range claims {
+		events = append(events, pipeline.Event{CampaignID: id, UserID: u, Amount: c.Amount, ClaimedAt: c.ClaimedAt})
+	}
+	if _, err := pipeline.NewWriter(db).Write(ctx, events); err != nil {
+		t.Fatal(err)
+	}
+	// Redis loses lost-001's claim and gives its packet back to the stock.
+	rdb.Do(ctx, rdb.B().Hdel().Key(k.Claims()).Field("lost-001").Build())
+	rdb.Do(ctx, rdb.B().Hincrby().Key(k.Stock()).Field("5").Increment(1).Build())
+
+	rec := pipeline.NewReconciler(pipeline.ReconcilerConfig{Logger: testLogger(t)}, db, rdb)
+	rep, err := rec.Reconcile(ctx, pipeline.ReconcileOptions{Grace: -1}, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Readded != 1 || rep.Oversold != 0 || rep.Repaired != 0 {
+		t.Fatalf("report %+v, want 1 put back", rep)
+	}
+	r, err := lua.Claim(ctx, rdb, k, "lost-001", rand.Uint64())
+	if err != nil || r.Outcome != lua.AlreadyOpened || r.Amount != 5 || r.ClaimedAt != claims["lost-001"].ClaimedAt {
+		t.Errorf("lost-001 opens again: %+v %v, want ALREADY_OPENED with the original claim", r, err)
+	}
+	if st, _ := lua.ReadState(ctx, rdb, k); st.Left != 1 || st.Claims != 3 {
+		t.Errorf("state: %+v, want 1 left and 3 claims", st)
+	}
+	// A second pass has nothing to do.
+	if rep, err := rec.Reconcile(ctx, pipeline.ReconcileOptions{Grace: -1}, id); err != nil || rep.Readded != 0 {
+		t.Errorf("second pass: %+v %v", rep, err)
+	}
+
+	// If the packet was handed out again meanwhile, the claim still goes
+	// back (the user keeps what they were told) and the oversell is counted.
+	rdb.Do(ctx, rdb.B().Hdel().Key(k.Claims()).Field("lost-002").Build())
+	claimInRedis(t, rdb, k, "late") // takes the last packet
+	rdb.Do(ctx, rdb.B().Hdel().Key(k.Claims()).Field("late").Build())
+	rdb.Do(ctx, rdb.B().Hdel().Key(k.Claims()).Field("lost-000").Build())
+	rep, err = rec.Reconcile(ctx, pipeline.ReconcileOptions{Grace: -1}, id)
+	if err != nil || rep.Readded != 2 || rep.Oversold != 2 {
+		t.Errorf("oversold pass: %+v %v, want 2 put back, both oversold", rep, err)
+	}
+}
