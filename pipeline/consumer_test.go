@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -173,102 +172,6 @@ func TestConsumerDeadLetters(t *testing.T) {
 	}
 }
 
-// faultProxy is a loopback TCP proxy to PostgreSQL that can be taken down:
-// down, it closes every connection and refuses new ones (accept, close).
-type faultProxy struct {
-	ln     net.Listener
-	target string
-	mu     sync.Mutex
-	down   bool
-	conns  map[net.Conn]struct{}
-}
-
-func newFaultProxy(t testing.TB) *faultProxy {
-	cfg, err := pgxpool.ParseConfig(testenv.PostgresDSN())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	target := net.JoinHostPort(cfg.ConnConfig.Host, strconv.Itoa(int(cfg.ConnConfig.Port)))
-	p := &faultProxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
-	t.Cleanup(func() { ln.Close(); p.setDown(true) })
-	go p.serve()
-	return p
-}
-
-func (p *faultProxy) serve() {
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		p.mu.Lock()
-		down := p.down
-		p.mu.Unlock()
-		if down {
-			c.Close()
-			continue
-		}
-		go p.pipe(c)
-	}
-}
-
-func (p *faultProxy) pipe(c net.Conn) {
-	s, err := net.Dial("tcp", p.target)
-	if err != nil {
-		c.Close()
-		return
-	}
-	p.mu.Lock()
-	if p.down {
-		p.mu.Unlock()
-		c.Close()
-		s.Close()
-		return
-	}
-	p.conns[c], p.conns[s] = struct{}{}, struct{}{}
-	p.mu.Unlock()
-	go func() { _, _ = io.Copy(s, c); s.Close(); c.Close() }()
-	_, _ = io.Copy(c, s)
-	c.Close()
-	s.Close()
-	p.mu.Lock()
-	delete(p.conns, c)
-	delete(p.conns, s)
-	p.mu.Unlock()
-}
-
-func (p *faultProxy) setDown(down bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.down = down
-	if down {
-		for c := range p.conns {
-			c.Close()
-		}
-	}
-}
-
-func (p *faultProxy) pool(t testing.TB) *pgxpool.Pool {
-	cfg, err := pgxpool.ParseConfig(testenv.PostgresDSN())
-	if err != nil {
-		t.Fatal(err)
-	}
-	host, port, _ := net.SplitHostPort(p.ln.Addr().String())
-	n, _ := strconv.Atoi(port)
-	cfg.ConnConfig.Host, cfg.ConnConfig.Port = host, uint16(n)
-	cfg.ConnConfig.ConnectTimeout = 2 * time.Second
-	db, err := pgxpool.NewWithConfig(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(db.Close)
-	return db
-}
-
 func TestConsumerPostgresDown(t *testing.T) {
 	t.Parallel()
 	db := testenv.Postgres(t) // direct, for the test's own reads
@@ -287,15 +190,15 @@ func TestConsumerPostgresDown(t *testing.T) {
 		return vals, want
 	}
 
-	proxy := newFaultProxy(t)
+	proxy := testenv.NewProxy(t, testenv.PostgresHostPort(t))
 	g := group(t)
-	c, _ := startConsumer(t, proxy.pool(t), pipeline.ConsumerConfig{Topic: topic, Group: g, RetryMax: 300 * time.Millisecond})
+	c, _ := startConsumer(t, testenv.PostgresAt(t, proxy.Addr()), pipeline.ConsumerConfig{Topic: topic, Group: g, RetryMax: 300 * time.Millisecond})
 
 	first, _ := batch(0, 100)
 	produce(t, cl, topic, first...)
 	waitCommitted(t, adm, g, topic, 30*time.Second)
 
-	proxy.setDown(true)
+	proxy.Cut()
 	second, _ := batch(100, 250)
 	produce(t, cl, topic, second...)
 	eventually(t, 20*time.Second, func() (bool, string) {
@@ -316,7 +219,7 @@ func TestConsumerPostgresDown(t *testing.T) {
 		t.Fatalf("%d claims persisted while postgres is down, want 100", n)
 	}
 
-	proxy.setDown(false)
+	proxy.Restore()
 	waitCommitted(t, adm, g, topic, 30*time.Second)
 	_, want := batch(0, 250)
 	assertState(t, db, id, want)

@@ -145,15 +145,9 @@ func run(cfg config, log *slog.Logger) error {
 	boot, cancel := context.WithTimeout(ctx, cfg.bootTimeout)
 	defer cancel()
 
-	_, err := rain.Retry(boot, log, "migrate postgres", func() (struct{}, error) {
-		return struct{}{}, migrations.Migrate(boot, cfg.postgresDSN)
-	})
+	db, err := migrations.Boot(boot, log, cfg.postgresDSN)
 	if err != nil {
 		return err
-	}
-	db, err := pgxpool.New(ctx, cfg.postgresDSN)
-	if err != nil {
-		return fmt.Errorf("POSTGRES_DSN: %w", err)
 	}
 	defer db.Close()
 

@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -73,6 +74,35 @@ func Postgres(tb testing.TB) *pgxpool.Pool {
 	db, err := pgxpool.New(ctx, PostgresDSN())
 	if err != nil {
 		tb.Fatalf("postgres: %v", err)
+	}
+	tb.Cleanup(db.Close)
+	return db
+}
+
+// PostgresHostPort is the host:port of the test database (for a Proxy).
+func PostgresHostPort(tb testing.TB) string {
+	cfg, err := pgxpool.ParseConfig(PostgresDSN())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return net.JoinHostPort(cfg.ConnConfig.Host, strconv.Itoa(int(cfg.ConnConfig.Port)))
+}
+
+// PostgresAt returns a pool on the test database reached through addr (a
+// Proxy), with a short connect timeout so outages show quickly.
+func PostgresAt(tb testing.TB, addr string) *pgxpool.Pool {
+	tb.Helper()
+	cfg, err := pgxpool.ParseConfig(PostgresDSN())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	host, port, _ := net.SplitHostPort(addr)
+	n, _ := strconv.Atoi(port)
+	cfg.ConnConfig.Host, cfg.ConnConfig.Port = host, uint16(n)
+	cfg.ConnConfig.ConnectTimeout = 2 * time.Second
+	db, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		tb.Fatal(err)
 	}
 	tb.Cleanup(db.Close)
 	return db
