@@ -30,7 +30,7 @@ RUN_KAFKA_MODE := none
 RUN_KAFKA_BROKERS := $(KAFKA_BROKERS)
 endif
 
-.PHONY: help services build run test bench stop fmt lint clean
+.PHONY: help services build run test bench chaos stop fmt lint clean
 
 help:
 	@echo "make services  start Redis (AOF), PostgreSQL and Kafka (KAFKA_MODE=$(KAFKA_MODE)) locally"
@@ -86,6 +86,14 @@ test:
 bench: build
 	@if [ -f loadtest/bench.sh ]; then bash loadtest/bench.sh; \
 	else echo "loadtest/bench.sh is not there yet: no benchmark to run"; fi
+
+# The fault-injection suite (loadtest/chaos, issue 6): each scenario kills or stops a part
+# under load (api, consumer, Kafka, PostgreSQL, Redis), heals it and checks that nothing
+# was lost. It stops and restarts the local services, and leaves them all up.
+# CHAOS_SHORT=1: the short version CI runs; more settings in loadtest/chaos/README.md.
+chaos:
+	@bash deploy/local/up.sh $(KAFKA_MODE)
+	go run ./loadtest/chaos
 
 stop:
 	@bash deploy/local/stop.sh

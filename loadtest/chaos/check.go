@@ -1,0 +1,519 @@
+package main
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"sort"
+	"strings"
+)
+
+// The invariants the checker verifies after each scenario, in table order
+// (issue 6; SPEC.md "Durability model").
+const (
+	InvAcked    = "200→log"   // every 200 the driver saw is in claim_log once, with its amount
+	InvOneClaim = "1/user"    // no user got two packets; every 409 names the user's one amount
+	InvRetries  = "retries"   // a retry after no answer gets the original result
+	InvOpened   = "opened"    // per amount, opened_count = rows in claim_log
+	InvStock    = "stock"     // per amount, Redis remaining + Redis claims = total
+	InvRedisLog = "redis=log" // claim_log holds exactly the claims Redis holds
+	InvAnswers  = "answers"   // no 5xx but the designed 503 BUSY; nothing unexpected
+	InvAlive    = "alive"     // every process came back; no panic; services up
+)
+
+// Invariants lists the invariants in table order.
+var Invariants = []string{InvAcked, InvOneClaim, InvRetries, InvOpened, InvStock, InvRedisLog, InvAnswers, InvAlive}
+
+// Verdict is the result of one invariant in one scenario.
+type Verdict struct {
+	Name     string   `json:"name"`
+	OK       bool     `json:"ok"`
+	Warn     bool     `json:"warn,omitempty"` // failed, but in a documented window: does not fail the run
+	Short    string   `json:"short"`          // the number the table shows
+	Detail   string   `json:"detail"`         // the numbers behind it
+	Examples []string `json:"examples,omitempty"`
+}
+
+// Failed reports whether the verdict fails the run.
+func (v Verdict) Failed() bool { return !v.OK && !v.Warn }
+
+// CampaignState is what PostgreSQL and Redis hold for one campaign once a
+// scenario is over.
+type CampaignState struct {
+	ID        int64
+	Label     string           // what the campaign is for ("big", "small")
+	SoldOutOK bool             // the campaign may sell out: 410 is an expected answer
+	Total     map[int64]int64  // campaign_inventory.total_count per amount
+	Opened    map[int64]int64  // campaign_inventory.opened_count per amount
+	Log       map[string]int64 // claim_log: user → amount
+	LogRows   int              // rows read from claim_log (above len(Log): a user twice)
+	Loaded    bool             // Redis has the campaign (its meta hash)
+	Remaining map[int64]int64  // Redis stock hash: amount → remaining (sold-out amounts absent)
+	Redis     map[string]int64 // Redis claims hash: user → amount
+}
+
+// CheckOptions tune what the checker tolerates.
+type CheckOptions struct {
+	// Tolerate503Claims turns "a 503 had claimed" into a warning: when Redis
+	// goes away with a script's reply in flight the api cannot tell whether
+	// the claim was made (NOTES.md, rueidis) and answers 503.
+	Tolerate503Claims bool
+	// NoAnswerOK: the api may not answer (it is killed in the scenario).
+	// Otherwise an open with no answer breaks InvAnswers: the api must keep
+	// answering, with 503 if it cannot claim.
+	NoAnswerOK bool
+}
+
+// maxExamples bounds the examples kept per invariant.
+const maxExamples = 5
+
+// tally counts violations of one invariant and keeps a few examples.
+type tally struct {
+	bad      int
+	warn     int
+	examples []string
+}
+
+func (t *tally) fail(format string, args ...any) {
+	t.bad++
+	t.note(format, args...)
+}
+
+func (t *tally) warnf(format string, args ...any) {
+	t.warn++
+	t.note(format, args...)
+}
+
+func (t *tally) note(format string, args ...any) {
+	if len(t.examples) < maxExamples {
+		t.examples = append(t.examples, fmt.Sprintf(format, args...))
+	}
+}
+
+// verdict sums up the tally; n is what was checked (the table shows it
+// when all is well, else the number of violations).
+func (t *tally) verdict(name string, n int, detail string) Verdict {
+	v := Verdict{Name: name, OK: t.bad == 0 && t.warn == 0, Warn: t.bad == 0 && t.warn > 0,
+		Short: fmt.Sprint(n), Detail: detail, Examples: t.examples}
+	switch {
+	case t.bad > 0:
+		v.Short = fmt.Sprintf("%d bad", t.bad)
+	case t.warn > 0:
+		v.Short = fmt.Sprintf("%d tolerated", t.warn)
+	}
+	return v
+}
+
+// Check compares the driver's records with the state of the campaigns they
+// opened and returns one verdict per invariant but InvAlive (the runner's).
+// It is pure: everything it needs is in its arguments.
+func Check(recs []Record, states []*CampaignState, opts CheckOptions) []Verdict {
+	byCampaign := make(map[int64]*CampaignState, len(states))
+	for _, st := range states {
+		byCampaign[st.ID] = st
+	}
+	users := histories(recs)
+
+	var acked, oneClaim, retries, opened, stock, redisLog, answers tally
+	var nAcked, nRetried, nUnknown, nClaimedUnseen, nNotClaimed, nUnresolved, nToldNothing, nVerified409, nVerified int
+	statuses := map[string]int{}
+
+	// Answers, record by record.
+	for i := range recs {
+		r := &recs[i]
+		st := byCampaign[r.Campaign]
+		key := statusKey(r)
+		statuses[key]++
+		switch {
+		case st == nil:
+			answers.fail("%s: campaign %d is not one of the run's", r.User, r.Campaign)
+		case !r.Answered():
+			if !opts.NoAnswerOK {
+				answers.fail("%s (%s #%d, campaign %d) at %dms: no answer (%s)", r.User, r.Kind, r.Attempt, r.Campaign, r.AtMs, r.Err)
+			}
+		case r.Status == 200 && r.Code == "OK", r.Status == 409 && r.Code == "ALREADY_OPENED", r.Busy():
+		case r.Status == 410 && r.Code == "SOLD_OUT" && st.SoldOutOK:
+		default:
+			answers.fail("%s (%s #%d, campaign %d): %d %s", r.User, r.Kind, r.Attempt, r.Campaign, r.Status, r.Code)
+		}
+	}
+
+	// Users, one history at a time.
+	for _, h := range users {
+		st := byCampaign[h[0].Campaign]
+		if st == nil {
+			continue
+		}
+		user := h[0].User
+		logAmount, inLog := st.Log[user]
+		var oks []*Record
+		amounts := map[int64]bool{}
+		for _, r := range h {
+			if r.Kind == KindVerify {
+				nVerified++
+			}
+			switch r.Status {
+			case 200:
+				oks = append(oks, r)
+				amounts[r.Amount] = true
+			case 409:
+				amounts[r.Amount] = true
+				if inLog && r.Amount != logAmount {
+					oneClaim.fail("%s: 409 with amount %d, claim_log has %d", user, r.Amount, logAmount)
+				}
+				if r.Kind == KindVerify {
+					nVerified409++
+				}
+			case 410:
+				if amount, ok := claimAmount(st, user); ok {
+					// SPEC.md checks "already opened" before stock, but
+					// edge/hot.go answers a campaign it has seen sold out
+					// from memory, before the claims are looked up: a user
+					// whose claim this api process did not see (made before
+					// a restart, or through another replica) gets 410, not
+					// 409. Documented there; no second packet is handed out.
+					oneClaim.warnf("%s (%s #%d): 410 SOLD_OUT though the user holds a claim (amount %d)", user, r.Kind, r.Attempt, amount)
+				}
+			}
+		}
+		// The claim the api told the user of: the first 200, else a 409.
+		if told := firstClaim(h); told != nil {
+			nAcked++
+			switch {
+			case !inLog:
+				acked.fail("%s (campaign %d): %d amount %d at %dms, not in claim_log", user, st.ID, told.Status, told.Amount, told.AtMs)
+			case logAmount != told.Amount:
+				acked.fail("%s (campaign %d): %d amount %d, claim_log has %d", user, st.ID, told.Status, told.Amount, logAmount)
+			}
+		}
+		if len(oks) > 1 {
+			oneClaim.fail("%s: %d answers 200 (amounts %v)", user, len(oks), amountsOf(oks))
+		}
+		if len(amounts) > 1 {
+			oneClaim.fail("%s: answers name amounts %v", user, slices.Sorted(maps.Keys(amounts)))
+		}
+		if h[0].Status == 409 {
+			oneClaim.fail("%s: 409 on the first open of a new user (amount %d)", user, h[0].Amount)
+		}
+
+		// The first answer after an attempt with no answer or a 503.
+		if r, unknown, busy := firstResolution(h); unknown || busy {
+			nRetried++
+			if unknown {
+				nUnknown++
+			}
+			switch {
+			case r == nil:
+				if unknown {
+					nUnresolved++
+				}
+			case r.Status == 409:
+				if unknown {
+					nClaimedUnseen++ // an attempt with no answer had claimed
+				}
+				if want, ok := claimAmount(st, user); ok && want != r.Amount {
+					retries.fail("%s: retry got 409 with amount %d, the claim is %d", user, r.Amount, want)
+				}
+			case r.Status == 200:
+				if unknown {
+					nNotClaimed++
+				}
+			}
+		}
+		// A claim no 200 made came from an attempt with no answer, or from
+		// a 503, which promises that nothing was claimed.
+		if amount, holds := claimAmount(st, user); holds && len(oks) == 0 {
+			if firstClaim(h) == nil {
+				nToldNothing++
+			}
+			if !hasNoAnswer(h) {
+				msg := "%s: holds a claim (amount %d) though every open was answered, none 200 (%s): a 503 had claimed"
+				if opts.Tolerate503Claims {
+					retries.warnf(msg, user, amount, answersOf(h))
+				} else {
+					retries.fail(msg, user, amount, answersOf(h))
+				}
+			}
+		}
+	}
+
+	// Per campaign: counters and the two stores.
+	var logRows, redisClaims, amountsChecked int
+	for _, st := range states {
+		logRows += st.LogRows
+		redisClaims += len(st.Redis)
+		if st.LogRows != len(st.Log) {
+			oneClaim.fail("campaign %d: claim_log has %d rows for %d users", st.ID, st.LogRows, len(st.Log))
+		}
+		logBy := countBy(st.Log)
+		redisBy := countBy(st.Redis)
+		for _, a := range slices.Sorted(maps.Keys(st.Total)) {
+			amountsChecked++
+			if st.Opened[a] != logBy[a] {
+				opened.fail("campaign %d amount %d: opened_count %d, claim_log rows %d", st.ID, a, st.Opened[a], logBy[a])
+			}
+			if st.Remaining[a]+redisBy[a] != st.Total[a] || st.Remaining[a] < 0 {
+				stock.fail("campaign %d amount %d: remaining %d + claimed %d != total %d", st.ID, a, st.Remaining[a], redisBy[a], st.Total[a])
+			}
+		}
+		for a, n := range logBy {
+			if _, ok := st.Total[a]; !ok {
+				opened.fail("campaign %d: %d claim_log rows with amount %d, not in the inventory", st.ID, n, a)
+			}
+		}
+		for a, n := range st.Remaining {
+			if _, ok := st.Total[a]; !ok {
+				stock.fail("campaign %d: Redis stock has amount %d (%d left), not in the inventory", st.ID, a, n)
+			}
+		}
+		for a, n := range redisBy {
+			if _, ok := st.Total[a]; !ok {
+				stock.fail("campaign %d: %d Redis claims with amount %d, not in the inventory", st.ID, n, a)
+			}
+		}
+		if !st.Loaded {
+			stock.fail("campaign %d: not loaded in Redis (no meta hash)", st.ID)
+		}
+		left := int64(0)
+		for _, n := range st.Remaining {
+			left += n
+		}
+		if left > 0 {
+			for _, r := range recs {
+				if r.Campaign == st.ID && r.Status == 410 {
+					stock.fail("campaign %d: answered 410 SOLD_OUT (%s at %dms) but %d packets are left", st.ID, r.User, r.AtMs, left)
+					break
+				}
+			}
+		}
+		for _, u := range slices.Sorted(maps.Keys(st.Redis)) {
+			la, ok := st.Log[u]
+			switch {
+			case !ok:
+				redisLog.fail("campaign %d: %s (amount %d) is in Redis, not in claim_log", st.ID, u, st.Redis[u])
+			case la != st.Redis[u]:
+				redisLog.fail("campaign %d: %s has amount %d in Redis, %d in claim_log", st.ID, u, st.Redis[u], la)
+			}
+		}
+		for _, u := range slices.Sorted(maps.Keys(st.Log)) {
+			if _, ok := st.Redis[u]; !ok {
+				redisLog.fail("campaign %d: %s (amount %d) is in claim_log, not in Redis", st.ID, u, st.Log[u])
+			}
+		}
+	}
+	if statuses["200"] == 0 {
+		answers.fail("no open was answered 200: the run tested nothing")
+	}
+
+	return []Verdict{
+		acked.verdict(InvAcked, nAcked, fmt.Sprintf("%d users told of a claim (200, or 409 only); %d not in claim_log with that amount", nAcked, acked.bad)),
+		oneClaim.verdict(InvOneClaim, len(users), fmt.Sprintf("%d users; %d of %d re-opens after the run answered 409; %d violations, %d tolerated", len(users), nVerified409, nVerified, oneClaim.bad, oneClaim.warn)),
+		retries.verdict(InvRetries, nRetried, fmt.Sprintf("%d users retried after no answer or 503; %d had no answer: %d had claimed (409 later), %d had not (200 later), %d never answered; %d hold a claim they were never told of (no 200 or 409); %d violations, %d tolerated",
+			nRetried, nUnknown, nClaimedUnseen, nNotClaimed, nUnresolved, nToldNothing, retries.bad, retries.warn)),
+		opened.verdict(InvOpened, logRows, fmt.Sprintf("%d amounts, %d claim_log rows; %d mismatches", amountsChecked, logRows, opened.bad)),
+		stock.verdict(InvStock, amountsChecked, fmt.Sprintf("%d amounts, %d Redis claims; %d mismatches", amountsChecked, redisClaims, stock.bad)),
+		redisLog.verdict(InvRedisLog, redisClaims, fmt.Sprintf("%d in Redis, %d in claim_log; %d differences", redisClaims, logRows, redisLog.bad)),
+		answers.verdict(InvAnswers, len(recs), fmt.Sprintf("%s; %d unexpected", formatStatuses(statuses), answers.bad)),
+	}
+}
+
+// histories groups the records by campaign and user, each in attempt order.
+func histories(recs []Record) [][]*Record {
+	type key struct {
+		c int64
+		u string
+	}
+	idx := make(map[key]int)
+	var out [][]*Record
+	for i := range recs {
+		k := key{recs[i].Campaign, recs[i].User}
+		j, ok := idx[k]
+		if !ok {
+			j = len(out)
+			idx[k] = j
+			out = append(out, nil)
+		}
+		out[j] = append(out[j], &recs[i])
+	}
+	for _, h := range out {
+		sort.SliceStable(h, func(a, b int) bool { return h[a].Attempt < h[b].Attempt })
+	}
+	return out
+}
+
+// claimAmount is the user's claim as the stores hold it: claim_log first,
+// else Redis.
+func claimAmount(st *CampaignState, user string) (int64, bool) {
+	if a, ok := st.Log[user]; ok {
+		return a, true
+	}
+	a, ok := st.Redis[user]
+	return a, ok
+}
+
+// firstClaim is the first 200 of a history, else its first 409, else nil.
+func firstClaim(h []*Record) *Record {
+	var first409 *Record
+	for _, r := range h {
+		switch {
+		case r.Status == 200:
+			return r
+		case r.Status == 409 && first409 == nil:
+			first409 = r
+		}
+	}
+	return first409
+}
+
+// hasNoAnswer reports whether an attempt of h got no answer.
+func hasNoAnswer(h []*Record) bool {
+	for _, r := range h {
+		if !r.Answered() {
+			return true
+		}
+	}
+	return false
+}
+
+// answersOf lists the answers of a history briefly: "503 503 410".
+func answersOf(h []*Record) string {
+	var b strings.Builder
+	for i, r := range h {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(statusKey(r))
+	}
+	return b.String()
+}
+
+// firstResolution looks at a history up to its first definitive answer
+// (anything but no answer and 503). unknown and busy report whether an
+// attempt with no answer, or a 503, came before it; r is that answer (nil
+// if there is none).
+func firstResolution(h []*Record) (r *Record, unknown, busy bool) {
+	for _, r := range h {
+		switch {
+		case !r.Answered():
+			unknown = true
+		case r.Busy():
+			busy = true
+		default:
+			return r, unknown, busy
+		}
+	}
+	return nil, unknown, busy
+}
+
+func amountsOf(rs []*Record) []int64 {
+	out := make([]int64, len(rs))
+	for i, r := range rs {
+		out[i] = r.Amount
+	}
+	return out
+}
+
+func countBy(claims map[string]int64) map[int64]int64 {
+	out := make(map[int64]int64)
+	for _, a := range claims {
+		out[a]++
+	}
+	return out
+}
+
+// statusKey names an answer for the counts: "200", "503", "none", or the
+// status with its code when it is not the usual one ("500 INTERNAL").
+func statusKey(r *Record) string {
+	switch {
+	case !r.Answered():
+		return "none"
+	case r.Status == 200 && r.Code == "OK", r.Status == 409 && r.Code == "ALREADY_OPENED",
+		r.Status == 410 && r.Code == "SOLD_OUT", r.Busy():
+		return fmt.Sprint(r.Status)
+	}
+	return fmt.Sprintf("%d %s", r.Status, r.Code)
+}
+
+// formatStatuses prints answer counts in a stable order: 200 409 410 503,
+// then the rest, then none.
+func formatStatuses(m map[string]int) string {
+	order := func(k string) string {
+		switch k {
+		case "200", "409", "410", "503":
+			return "0" + k
+		case "none":
+			return "2"
+		}
+		return "1" + k
+	}
+	keys := slices.Collect(maps.Keys(m))
+	sort.Slice(keys, func(i, j int) bool { return order(keys[i]) < order(keys[j]) })
+	var b strings.Builder
+	for i, k := range keys {
+		if i > 0 {
+			b.WriteString(" ")
+		}
+		fmt.Fprintf(&b, "%s:%d", k, m[k])
+	}
+	if b.Len() == 0 {
+		return "no requests"
+	}
+	return b.String()
+}
+
+// Liveness is what the runner saw of its processes and the services.
+type Liveness struct {
+	Kills      map[string]int // SIGKILLs the runner sent, per process (api, consumer)
+	Outages    int            // services the runner stopped and started again
+	Restarts   map[string]int // restarts that became ready again
+	NotBack    []string       // restarts that did not become ready in time
+	Crashes    []string       // exits the runner did not cause
+	Panics     []string       // log lines that tell of a panic or a fatal error
+	APIReady   bool           // api /readyz answered 200 at the end
+	Healthy    bool           // consumer /healthz answered 200 at the end
+	ServiceErr []string       // services that could not be stopped or brought back
+}
+
+// Verdict turns what was seen into the InvAlive verdict.
+func (l *Liveness) Verdict() Verdict {
+	var t tally
+	for _, s := range l.NotBack {
+		t.fail("did not come back: %s", s)
+	}
+	for _, s := range l.Crashes {
+		t.fail("exited on its own: %s", s)
+	}
+	for _, s := range l.Panics {
+		t.fail("log: %s", s)
+	}
+	for _, s := range l.ServiceErr {
+		t.fail("service: %s", s)
+	}
+	if !l.APIReady {
+		t.fail("api /readyz not 200 at the end")
+	}
+	if !l.Healthy {
+		t.fail("consumer /healthz not 200 at the end")
+	}
+	var parts []string
+	for _, p := range slices.Sorted(maps.Keys(l.Kills)) {
+		parts = append(parts, fmt.Sprintf("%s killed %d, back %d", p, l.Kills[p], l.Restarts[p]))
+	}
+	parts = append(parts, fmt.Sprintf("readyz %s, healthz %s, %d crashes, %d panics",
+		okText(l.APIReady), okText(l.Healthy), len(l.Crashes), len(l.Panics)))
+	faults := l.Outages
+	for _, n := range l.Kills {
+		faults += n
+	}
+	if l.Outages > 0 {
+		parts = append([]string{fmt.Sprintf("%d service outages healed", l.Outages)}, parts...)
+	}
+	return t.verdict(InvAlive, faults, strings.Join(parts, "; "))
+}
+
+func okText(ok bool) string {
+	if ok {
+		return "200"
+	}
+	return "not 200"
+}

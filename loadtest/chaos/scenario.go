@@ -1,0 +1,686 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Profile is the timing of a suite run.
+type Profile struct {
+	Name      string
+	Rate      int           // new users per second
+	Duration  time.Duration // of the load
+	FaultAt   time.Duration // when the fault comes, after the load started
+	Outage    time.Duration // how long a service stays down
+	KillPause time.Duration // between killing the api or consumer and restarting it
+	Tail      time.Duration // retries after the load, at most
+	Converge  time.Duration // the checker's wait for claim_log to hold every claim
+	Verify    int           // users re-opened per campaign after the load
+	Timeout   time.Duration // the whole suite, at most (CHAOS_TIMEOUT)
+}
+
+var (
+	fullProfile = Profile{Name: "full", Rate: 1000, Duration: 45 * time.Second, FaultAt: 10 * time.Second,
+		Outage: 20 * time.Second, KillPause: 3 * time.Second, Tail: 20 * time.Second, Converge: 60 * time.Second, Verify: 300,
+		Timeout: 20 * time.Minute}
+	shortProfile = Profile{Name: "short", Rate: 500, Duration: 20 * time.Second, FaultAt: 4 * time.Second,
+		Outage: 8 * time.Second, KillPause: time.Second, Tail: 12 * time.Second, Converge: 45 * time.Second, Verify: 100,
+		Timeout: 6 * time.Minute}
+)
+
+// Scenario is one fault, injected under load.
+type Scenario struct {
+	Name string
+	What string
+	// Info marks a scenario whose failures are reported, not fatal: it
+	// probes a window the durability model documents as open.
+	Info bool
+	// Optional scenarios run only when named (CHAOS_SCENARIOS).
+	Optional bool
+	// Tolerate503Claims and NoAnswerOK: see CheckOptions.
+	Tolerate503Claims bool
+	NoAnswerOK        bool
+	APIEnv            []string // added to the api's environment
+	ConsumerEnv       []string // added to the consumer's
+	// Fault injects the fault and heals it; it returns once the faulty
+	// part is back (or could not be brought back).
+	Fault func(ctx context.Context, r *run) error
+}
+
+// Scenarios are all the scenarios, in the order they run.
+var Scenarios = []*Scenario{
+	{
+		Name: "api-kill9", What: "api SIGKILLed under load, restarted; its unsent claims reach claim_log through the reconciler",
+		// A long linger keeps claims in the producer when the kill comes,
+		// so the reconciler has something to repair.
+		APIEnv:     []string{"PRODUCER_LINGER=200ms"},
+		NoAnswerOK: true,
+		Fault:      killProc("api"),
+	},
+	{
+		Name: "kafka-down", What: "Kafka broker stopped under load, started again; the ring fills, opens get 503",
+		Fault: outage("kafka", func(ctx context.Context, s *Services) (Outage, error) { return s.StopKafka(ctx) }),
+	},
+	{
+		Name: "postgres-down", What: "PostgreSQL stopped under load, started again; the consumer retries",
+		Fault: outage("postgres", func(ctx context.Context, s *Services) (Outage, error) { return s.StopPostgres(ctx) }),
+	},
+	{
+		Name: "consumer-kill9", What: "consumer SIGKILLed mid-batch, restarted; the batch is redelivered",
+		Fault: killProc("consumer"),
+	},
+	{
+		Name: "redis-restart", What: "Redis stopped (SIGTERM, AOF flushed) under load, started again; opens get 503 meanwhile",
+		// A script whose reply is lost when Redis goes away looks like a
+		// failure to the api, which answers 503 though the claim was made.
+		Tolerate503Claims: true,
+		Fault: outage("redis", func(ctx context.Context, s *Services) (Outage, error) {
+			return s.StopRedis(ctx, syscall.SIGTERM)
+		}),
+	},
+	{
+		// Redis write(2)s the AOF before it replies, and only the fsync waits
+		// for the next second: a killed process loses nothing acknowledged.
+		// The everysec window needs the machine to lose its page cache (an OS
+		// crash or power loss), which this suite cannot cause on loopback.
+		Name: "redis-kill9", What: "Redis SIGKILLed under load (a process crash), started again from its AOF",
+		Info: true, Optional: true, Tolerate503Claims: true,
+		Fault: outage("redis", func(ctx context.Context, s *Services) (Outage, error) {
+			return s.StopRedis(ctx, syscall.SIGKILL)
+		}),
+	},
+}
+
+// Runner runs scenarios on the local services.
+type Runner struct {
+	Root        string // the repository
+	Out         string // this run's results directory
+	Stamp       string // this run's id (UTC time)
+	Profile     Profile
+	APIBin      string
+	ConsumerBin string
+	APIAddr     string // 127.0.0.1:18090
+	MetricsAddr string // the consumer's, 127.0.0.1:19190
+	RedisAddr   string
+	PostgresDSN string
+	Brokers     string
+	Token       string
+	Keep        bool // keep campaigns, topics and records even when the scenario passed
+	Services    *Services
+	Stores      *Stores
+	Logf        func(format string, args ...any)
+
+	touched bool // a service was stopped: bring everything up before exiting
+}
+
+// ScenarioStats are the numbers behind a scenario's verdicts.
+type ScenarioStats struct {
+	Driver      DriverStats    `json:"driver"`
+	Answers     map[string]int `json:"answers"`
+	DownMs      int64          `json:"down_ms"`      // from the stop or kill until back
+	ConvergeMs  int64          `json:"converge_ms"`  // from the last answer until claim_log = Redis; -1: never
+	Counts      []Counts       `json:"counts"`       // per campaign, at the end
+	Repaired    int            `json:"repaired"`     // claims the reconciler wrote
+	Duplicates  int            `json:"duplicates"`   // redelivered events the consumer skipped
+	DeadLetters int            `json:"dead_letters"` // events the consumer dead-lettered
+	Abandoned   int            `json:"abandoned"`    // events the api's producer gave up on
+	Latency     Latency        `json:"latency"`      // of the answered opens
+	// Unsolicited counts answers the api wrote on a connection with no
+	// request in flight (net/http logs and drops them): fasthttp answers a
+	// new connection that sends nothing within ReadTimeout, and the api's
+	// error handler makes that a 400 "malformed HTTP request".
+	Unsolicited int64 `json:"unsolicited"`
+}
+
+// Latency sums up how long the answered opens took.
+type Latency struct {
+	P50, P99, Max float64 // ms
+	Over1s        int     // answers slower than a second
+}
+
+// latencies computes Latency over the answered records.
+func latencies(recs []Record) Latency {
+	var ms []float64
+	var l Latency
+	for i := range recs {
+		if recs[i].Answered() {
+			ms = append(ms, recs[i].LatMs)
+			if recs[i].LatMs > 1000 {
+				l.Over1s++
+			}
+		}
+	}
+	if len(ms) == 0 {
+		return l
+	}
+	slices.Sort(ms)
+	at := func(q float64) float64 { return ms[min(len(ms)-1, int(q*float64(len(ms))))] }
+	l.P50, l.P99, l.Max = at(0.5), at(0.99), ms[len(ms)-1]
+	return l
+}
+
+// ScenarioResult is what one scenario found.
+type ScenarioResult struct {
+	Name      string        `json:"name"`
+	What      string        `json:"what"`
+	Info      bool          `json:"info,omitempty"`
+	Err       string        `json:"error,omitempty"` // it could not run to the end
+	Verdicts  []Verdict     `json:"verdicts"`
+	Stats     ScenarioStats `json:"stats"`
+	Events    []string      `json:"events"`
+	Campaigns []int64       `json:"campaigns"`
+	TookMs    int64         `json:"took_ms"`
+	Dir       string        `json:"dir"`
+}
+
+// Failed reports whether the scenario fails the run.
+func (r *ScenarioResult) Failed() bool {
+	if r.Info {
+		return false
+	}
+	if r.Err != "" {
+		return true
+	}
+	for _, v := range r.Verdicts {
+		if v.Failed() {
+			return true
+		}
+	}
+	return false
+}
+
+// run is one scenario in progress.
+type run struct {
+	*Runner
+	sc       *Scenario
+	dir      string
+	api      *Proc
+	consumer *Proc
+	start    time.Time // the load's start
+	res      *ScenarioResult
+	live     Liveness
+}
+
+// event notes a moment of the scenario, timed from the load's start.
+func (r *run) event(format string, args ...any) {
+	t := "setup"
+	if !r.start.IsZero() {
+		t = fmt.Sprintf("t=%.1fs", time.Since(r.start).Seconds())
+	}
+	msg := t + " " + fmt.Sprintf(format, args...)
+	r.res.Events = append(r.res.Events, msg)
+	r.Logf("[%s] %s", r.sc.Name, msg)
+}
+
+func (r *run) proc(name string) *Proc {
+	if name == "api" {
+		return r.api
+	}
+	return r.consumer
+}
+
+// restart starts p again and waits until it is ready.
+func (r *run) restart(ctx context.Context, p *Proc) error {
+	if err := p.Start(); err != nil {
+		r.live.NotBack = append(r.live.NotBack, err.Error())
+		return err
+	}
+	if err := p.WaitReady(ctx, 90*time.Second); err != nil {
+		r.live.NotBack = append(r.live.NotBack, err.Error())
+		return err
+	}
+	r.live.Restarts[p.Name]++
+	r.event("%s ready again (pid %d)", p.Name, p.Pid())
+	return nil
+}
+
+// killProc is the fault "SIGKILL the api (or consumer), restart it".
+func killProc(name string) func(ctx context.Context, r *run) error {
+	return func(ctx context.Context, r *run) error {
+		p := r.proc(name)
+		t0 := time.Now()
+		r.event("SIGKILL %s (pid %d)", name, p.Pid())
+		if err := p.Signal(syscall.SIGKILL, 10*time.Second); err != nil {
+			return err
+		}
+		r.live.Kills[name]++
+		sleep(ctx, r.Profile.KillPause)
+		r.event("restarting %s", name)
+		err := r.restart(context.WithoutCancel(ctx), p)
+		r.res.Stats.DownMs = time.Since(t0).Milliseconds()
+		return err
+	}
+}
+
+// outage is the fault "stop a service for Profile.Outage, start it again".
+// The service is started again even when ctx ends meanwhile.
+func outage(name string, stop func(context.Context, *Services) (Outage, error)) func(ctx context.Context, r *run) error {
+	return func(ctx context.Context, r *run) error {
+		t0 := time.Now()
+		r.event("stopping %s", name)
+		r.touched = true
+		start, err := stop(ctx, r.Services)
+		if start == nil {
+			r.live.ServiceErr = append(r.live.ServiceErr, fmt.Sprintf("%s not stopped: %v", name, err))
+			return err
+		}
+		if err != nil {
+			r.live.ServiceErr = append(r.live.ServiceErr, fmt.Sprintf("%s: stop: %v", name, err))
+		} else {
+			r.event("%s down (stopping took %s)", name, time.Since(t0).Round(100*time.Millisecond))
+			sleep(ctx, r.Profile.Outage)
+		}
+		r.event("starting %s", name)
+		if serr := start(context.WithoutCancel(ctx)); serr != nil {
+			r.live.ServiceErr = append(r.live.ServiceErr, fmt.Sprintf("%s not started again: %v", name, serr))
+			return serr
+		}
+		r.res.Stats.DownMs = time.Since(t0).Milliseconds()
+		r.live.Outages++
+		r.event("%s up again, %s after the stop began", name, time.Since(t0).Round(100*time.Millisecond))
+		return err
+	}
+}
+
+// sleep waits d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
+
+// childEnv is the environment of the api and consumer: a minimal one, so
+// nothing of the caller's configuration leaks in, plus vars.
+func childEnv(vars ...string) []string {
+	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
+	return append(env, vars...)
+}
+
+// Run runs one scenario: its own api and consumer, two fresh campaigns, the
+// load with the fault in it, then the checker.
+func (rn *Runner) Run(ctx context.Context, sc *Scenario) (res *ScenarioResult) {
+	t0 := time.Now()
+	res = &ScenarioResult{Name: sc.Name, What: sc.What, Info: sc.Info, Stats: ScenarioStats{ConvergeMs: -1}}
+	r := &run{Runner: rn, sc: sc, res: res, dir: filepath.Join(rn.Out, sc.Name),
+		live: Liveness{Kills: map[string]int{}, Restarts: map[string]int{}}}
+	res.Dir = r.dir
+	defer func() { res.TookMs = time.Since(t0).Milliseconds() }()
+	if err := r.run(ctx); err != nil {
+		res.Err = err.Error()
+		r.event("scenario error: %v", err)
+	}
+	return res
+}
+
+func (r *run) run(ctx context.Context) (err error) {
+	p := r.Profile
+	limit := p.Duration + p.Tail + p.Converge + p.Outage + 2*time.Minute
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	if err := os.MkdirAll(r.dir, 0o755); err != nil {
+		return err
+	}
+	for _, addr := range []string{r.APIAddr, r.MetricsAddr} {
+		if err := portFree(addr); err != nil {
+			return err
+		}
+	}
+	topic := "chaos_" + r.Stamp + "_" + strings.ReplaceAll(r.sc.Name, "-", "_")
+	r.consumer = &Proc{Name: "consumer", Bin: r.ConsumerBin, Log: filepath.Join(r.dir, "consumer.log"),
+		Probe: "http://" + r.MetricsAddr + "/healthz",
+		Env: append(childEnv(
+			"METRICS_ADDR="+r.MetricsAddr, "REDIS_ADDR="+r.RedisAddr, "POSTGRES_DSN="+r.PostgresDSN,
+			"KAFKA_BROKERS="+r.Brokers, "KAFKA_TOPIC="+topic, "KAFKA_GROUP="+topic,
+			// The reconciler closes gaps within the checker's wait.
+			"RECONCILE_INTERVAL=2s", "RECONCILE_GRACE=3s",
+			// A killed member's partitions move on quickly (the broker's minimum).
+			"KAFKA_SESSION_TIMEOUT=6s", "PG_RETRY_MAX=1s", "SHUTDOWN_TIMEOUT=10s", "BOOT_TIMEOUT=90s",
+		), r.sc.ConsumerEnv...)}
+	r.api = &Proc{Name: "api", Bin: r.APIBin, Log: filepath.Join(r.dir, "api.log"),
+		Probe: "http://" + r.APIAddr + "/readyz",
+		Env: append(childEnv(
+			"LISTEN_ADDR="+r.APIAddr, "REDIS_ADDR="+r.RedisAddr, "POSTGRES_DSN="+r.PostgresDSN,
+			"KAFKA_BROKERS="+r.Brokers, "KAFKA_TOPIC="+topic, "ADMIN_TOKEN="+r.Token,
+			// Small buffers, so that a Kafka outage fills them and opens get
+			// the designed 503 within seconds.
+			"RING_SIZE=2048", "PRODUCER_MAX_BUFFERED=4096", "SHUTDOWN_TIMEOUT=10s", "BOOT_TIMEOUT=90s",
+		), r.sc.APIEnv...)}
+	defer func() {
+		for _, p := range []*Proc{r.api, r.consumer} {
+			if serr := p.Stop(); serr != nil {
+				r.event("stopping %s: %v", p.Name, serr)
+			}
+		}
+	}()
+	for _, pr := range []*Proc{r.consumer, r.api} {
+		if err := pr.Start(); err != nil {
+			return err
+		}
+		if err := pr.WaitReady(ctx, 90*time.Second); err != nil {
+			return err
+		}
+	}
+	r.event("api (pid %d) and consumer (pid %d) ready; topic %s", r.api.Pid(), r.consumer.Pid(), topic)
+
+	big, small, skipped, err := r.createCampaigns(ctx)
+	defer func() {
+		if len(skipped) > 0 {
+			_ = r.Stores.Delete(context.WithoutCancel(ctx), skipped, false)
+		}
+	}()
+	if err != nil {
+		return err
+	}
+	r.res.Campaigns = []int64{big, small}
+	r.event("campaigns: %d (never sells out), %d (sells out mid-run)", big, small)
+
+	recPath := filepath.Join(r.dir, "records.jsonl")
+	f, err := os.Create(recPath)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	drv, err := NewDriver(DriverConfig{
+		BaseURL: "http://" + r.APIAddr, Targets: []Target{{big, 9}, {small, 1}},
+		Rate: p.Rate, Duration: p.Duration, Tail: p.Tail, Verify: p.Verify,
+		Prefix: "chaos-" + r.Stamp + "-" + r.sc.Name, Out: f,
+	})
+	if err != nil {
+		return err
+	}
+	type driven struct {
+		st  DriverStats
+		err error
+	}
+	dctx, dcancel := context.WithTimeout(ctx, p.Duration+p.Tail+2*time.Minute)
+	defer dcancel()
+	done := make(chan driven, 1)
+	r.start = time.Now()
+	unsolicited.Store(0)
+	go func() {
+		st, err := drv.Run(dctx)
+		done <- driven{st, err}
+	}()
+	r.event("load: %d new users/s for %s", p.Rate, p.Duration)
+
+	sleep(ctx, p.FaultAt)
+	faultErr := r.sc.Fault(ctx, r)
+	if faultErr != nil {
+		r.event("fault: %v", faultErr)
+	}
+	d := <-done
+	r.res.Stats.Driver = d.st
+	if d.err != nil {
+		return fmt.Errorf("driver: %w", d.err)
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	loadEnd := r.start.Add(time.Duration(d.st.LoadEndsMs) * time.Millisecond)
+	r.event("load done: %d users, %d attempts, %d skipped, %d gave up, %d abandoned",
+		d.st.Users, d.st.Attempts, d.st.Skipped, d.st.GaveUp, d.st.Abandoned)
+
+	// Wait (bounded) for claim_log to hold what Redis holds and for both
+	// processes to be healthy, then check.
+	ids := r.res.Campaigns
+	var counts []Counts
+	converged := false
+	werr := waitFor(ctx, p.Converge, func() error {
+		counts = counts[:0]
+		converged = true
+		for _, id := range ids {
+			c, err := r.Stores.Counts(ctx, id)
+			if err != nil {
+				converged = false
+				return err
+			}
+			counts = append(counts, c)
+			converged = converged && c.Converged()
+		}
+		r.live.APIReady = probe(ctx, r.api.Probe) == nil
+		r.live.Healthy = probe(ctx, r.consumer.Probe) == nil
+		if converged && r.live.APIReady && r.live.Healthy {
+			return nil
+		}
+		return fmt.Errorf("counts %v, api ready %v, consumer healthy %v", counts, r.live.APIReady, r.live.Healthy)
+	})
+	r.res.Stats.Counts = append([]Counts(nil), counts...)
+	if converged {
+		r.res.Stats.ConvergeMs = time.Since(loadEnd).Milliseconds()
+	}
+	if werr != nil {
+		r.event("not converged: %v", werr)
+	} else {
+		r.event("converged: %v", counts)
+	}
+
+	recs, err := readRecords(recPath)
+	if err != nil {
+		return err
+	}
+	var states []*CampaignState
+	for i, id := range ids {
+		st, err := r.Stores.State(ctx, id)
+		if err != nil {
+			return err
+		}
+		st.Label, st.SoldOutOK = []string{"big", "small"}[i], i == 1
+		states = append(states, st)
+	}
+	r.res.Verdicts = Check(recs, states, CheckOptions{Tolerate503Claims: r.sc.Tolerate503Claims, NoAnswerOK: r.sc.NoAnswerOK})
+	r.res.Stats.Latency = latencies(recs)
+	r.res.Stats.Unsolicited = unsolicited.Swap(0)
+	r.res.Stats.Answers = map[string]int{}
+	for i := range recs {
+		r.res.Stats.Answers[statusKey(&recs[i])]++
+	}
+
+	// Stop the processes (an expected exit), then read their logs whole.
+	for _, pr := range []*Proc{r.api, r.consumer} {
+		if err := pr.Stop(); err != nil {
+			r.event("stopping %s: %v", pr.Name, err)
+		}
+		r.live.Crashes = append(r.live.Crashes, pr.Crashes()...)
+	}
+	if down := r.Services.AllUp(); len(down) > 0 {
+		r.live.ServiceErr = append(r.live.ServiceErr, "down at the end: "+strings.Join(down, ", "))
+	}
+	r.scanLogs(ids)
+	r.res.Verdicts = append(r.res.Verdicts, r.live.Verdict())
+
+	if !r.res.Failed() && !r.res.Info && !r.Keep {
+		r.cleanup(context.WithoutCancel(ctx), ids, topic)
+		_ = os.Remove(recPath)
+	} else {
+		r.event("kept campaigns %v, topic %s and %s", ids, topic, recPath)
+	}
+	return nil
+}
+
+// createCampaigns creates the scenario's two campaigns through the api: one
+// too large to sell out and a small one that sells out mid-run. A campaign
+// whose id already has state in the shared Redis (the test database's
+// campaigns take ids from the same keys) is skipped and another created.
+func (r *run) createCampaigns(ctx context.Context) (big, small int64, skipped []int64, err error) {
+	n := max(50, int64(float64(r.Profile.Rate)/10*r.Profile.Duration.Seconds()*0.35))
+	invs := []map[string]int64{
+		{"1": 3_000_000, "10": 500_000, "100": 20_000},
+		{"8": n * 3 / 4, "88": n - n*3/4},
+	}
+	var ids []int64
+	for i, inv := range invs {
+		for try := 0; ; try++ {
+			if try == 5 {
+				return 0, 0, skipped, fmt.Errorf("no fresh campaign id in 5 tries (skipped %v)", skipped)
+			}
+			id, err := r.createCampaign(ctx, fmt.Sprintf("chaos %s %s %d", r.Stamp, r.sc.Name, i), inv)
+			if err != nil {
+				return 0, 0, skipped, err
+			}
+			fresh, err := r.fresh(ctx, id, inv)
+			if err != nil {
+				return 0, 0, skipped, err
+			}
+			if fresh {
+				ids = append(ids, id)
+				break
+			}
+			r.event("campaign %d: Redis already holds state under this id (shared Redis); skipped", id)
+			skipped = append(skipped, id)
+		}
+	}
+	return ids[0], ids[1], skipped, nil
+}
+
+func (r *run) createCampaign(ctx context.Context, name string, inv map[string]int64) (int64, error) {
+	now := time.Now().UTC()
+	body, _ := json.Marshal(map[string]any{"name": name, "start_time": now.Add(-time.Minute).Format(time.RFC3339),
+		"end_time": now.Add(30 * time.Minute).Format(time.RFC3339), "inventory": inv})
+	var out struct {
+		ID int64 `json:"id"`
+	}
+	if err := r.admin(ctx, http.MethodPost, "/campaign", body, http.StatusCreated, &out); err != nil {
+		return 0, err
+	}
+	return out.ID, nil
+}
+
+// fresh reports whether campaign id has exactly the stock it was created
+// with and no claims, in Redis and PostgreSQL.
+func (r *run) fresh(ctx context.Context, id int64, inv map[string]int64) (bool, error) {
+	var v struct {
+		Loaded    bool  `json:"loaded"`
+		Total     int64 `json:"total"`
+		Remaining int64 `json:"remaining"`
+		Claims    int64 `json:"claims"`
+		Persisted int64 `json:"persisted"`
+		Inventory []struct {
+			Amount    int64 `json:"amount"`
+			Total     int64 `json:"total"`
+			Remaining int64 `json:"remaining"`
+		} `json:"inventory"`
+	}
+	if err := r.admin(ctx, http.MethodGet, "/campaign/"+strconv.FormatInt(id, 10), nil, http.StatusOK, &v); err != nil {
+		return false, err
+	}
+	ok := v.Loaded && v.Remaining == v.Total && v.Claims == 0 && v.Persisted == 0 && len(v.Inventory) == len(inv)
+	for _, s := range v.Inventory {
+		ok = ok && s.Remaining == s.Total && inv[strconv.FormatInt(s.Amount, 10)] == s.Total
+	}
+	return ok, nil
+}
+
+// admin calls a merchant route and decodes its answer into out.
+func (r *run) admin(ctx context.Context, method, path string, body []byte, want int, out any) error {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, "http://"+r.APIAddr+path, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+r.Token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := probeClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode != want {
+		return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, b)
+	}
+	return json.Unmarshal(b, out)
+}
+
+// scanLogs reads the api and consumer logs: panics, and the reconciler's,
+// consumer's and producer's counts of what they did.
+func (r *run) scanLogs(ids []int64) {
+	ours := map[int64]bool{}
+	for _, id := range ids {
+		ours[id] = true
+	}
+	for _, pr := range []*Proc{r.api, r.consumer} {
+		f, err := os.Open(pr.Log)
+		if err != nil {
+			r.live.Panics = append(r.live.Panics, fmt.Sprintf("%s log: %v", pr.Name, err))
+			continue
+		}
+		sc := bufio.NewScanner(f)
+		sc.Buffer(make([]byte, 64<<10), 4<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			if l := strings.ToLower(line); strings.Contains(l, "panic") || strings.HasPrefix(line, "fatal error:") ||
+				strings.Contains(line, "DATA RACE") {
+				r.live.Panics = append(r.live.Panics, pr.Name+": "+truncate(line, 300))
+			}
+			var e struct {
+				Msg         string `json:"msg"`
+				CampaignID  int64  `json:"campaign_id"`
+				Repaired    int    `json:"repaired"`
+				Duplicates  int    `json:"duplicates"`
+				DeadLetters int    `json:"dead_letters"`
+			}
+			if !strings.HasPrefix(line, "{") || json.Unmarshal([]byte(line), &e) != nil {
+				continue
+			}
+			switch e.Msg {
+			case "reconciler repaired claims missing from claim_log":
+				if ours[e.CampaignID] {
+					r.res.Stats.Repaired += e.Repaired
+				}
+			case "batch committed":
+				r.res.Stats.Duplicates += e.Duplicates
+				r.res.Stats.DeadLetters += e.DeadLetters
+			case "claim event not produced before shutdown; the reconciler will persist it":
+				r.res.Stats.Abandoned++
+			}
+		}
+		f.Close()
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
+}
+
+// cleanup deletes what the scenario made: campaigns (rows and Redis keys),
+// the topics and the consumer group.
+func (r *run) cleanup(ctx context.Context, ids []int64, topic string) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := r.Stores.Delete(ctx, ids, true); err != nil {
+		r.event("cleanup: campaigns %v: %v", ids, err)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(r.Brokers, ",")...))
+	if err != nil {
+		r.event("cleanup: kafka: %v", err)
+		return
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	if _, err := adm.DeleteGroup(ctx, topic); err != nil {
+		r.event("cleanup: group %s: %v", topic, err)
+	}
+	if _, err := adm.DeleteTopics(ctx, topic, topic+".dlq"); err != nil {
+		r.event("cleanup: topics %s: %v", topic, err)
+	}
+}

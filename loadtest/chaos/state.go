@@ -1,0 +1,120 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/rueidis"
+	"github.com/redpacket/rain/lua"
+)
+
+// Stores reads what PostgreSQL and Redis hold of the run's campaigns.
+type Stores struct {
+	DB    *pgxpool.Pool
+	Redis rueidis.Client
+}
+
+// Counts are the three numbers that agree once a campaign has converged.
+type Counts struct {
+	Redis  int64 // claims in the Redis claims hash
+	Log    int64 // rows in claim_log
+	Opened int64 // sum of campaign_inventory.opened_count
+}
+
+// Converged reports whether every claim Redis holds is counted in claim_log
+// and opened_count.
+func (c Counts) Converged() bool { return c.Redis == c.Log && c.Log == c.Opened }
+
+func (c Counts) String() string {
+	return fmt.Sprintf("redis %d, claim_log %d, opened %d", c.Redis, c.Log, c.Opened)
+}
+
+// Counts reads the three counts of campaign id.
+func (s *Stores) Counts(ctx context.Context, id int64) (Counts, error) {
+	var c Counts
+	var err error
+	if c.Redis, err = s.Redis.Do(ctx, s.Redis.B().Hlen().Key(lua.KeysOf(id).Claims()).Build()).AsInt64(); err != nil {
+		return c, fmt.Errorf("redis: %w", err)
+	}
+	err = s.DB.QueryRow(ctx, `SELECT (SELECT count(*) FROM claim_log WHERE campaign_id = $1),
+		(SELECT coalesce(sum(opened_count), 0)::bigint FROM campaign_inventory WHERE campaign_id = $1)`, id).
+		Scan(&c.Log, &c.Opened)
+	if err != nil {
+		return c, fmt.Errorf("postgres: %w", err)
+	}
+	return c, nil
+}
+
+// State reads everything the checker compares for campaign id.
+func (s *Stores) State(ctx context.Context, id int64) (*CampaignState, error) {
+	st := &CampaignState{ID: id, Total: map[int64]int64{}, Opened: map[int64]int64{},
+		Log: map[string]int64{}, Redis: map[string]int64{}}
+	rows, _ := s.DB.Query(ctx, `SELECT amount, total_count, opened_count FROM campaign_inventory WHERE campaign_id = $1`, id)
+	var amount, total, opened int64
+	if _, err := pgx.ForEachRow(rows, []any{&amount, &total, &opened}, func() error {
+		st.Total[amount], st.Opened[amount] = total, opened
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("postgres: inventory of %d: %w", id, err)
+	}
+	if len(st.Total) == 0 {
+		return nil, fmt.Errorf("postgres: campaign %d has no inventory", id)
+	}
+	rows, _ = s.DB.Query(ctx, `SELECT user_id, amount FROM claim_log WHERE campaign_id = $1`, id)
+	var user string
+	if _, err := pgx.ForEachRow(rows, []any{&user, &amount}, func() error {
+		st.LogRows++
+		st.Log[user] = amount
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("postgres: claim_log of %d: %w", id, err)
+	}
+	k := lua.KeysOf(id)
+	rs, err := lua.ReadState(ctx, s.Redis, k)
+	if err != nil {
+		return nil, fmt.Errorf("redis: state of %d: %w", id, err)
+	}
+	st.Loaded, st.Remaining = rs.Loaded, rs.Remaining
+	err = lua.ScanClaims(ctx, s.Redis, k, func(user string, amount, _ int64) error {
+		st.Redis[user] = amount
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("redis: claims of %d: %w", id, err)
+	}
+	return st, nil
+}
+
+// Delete removes campaigns: their PostgreSQL rows, and their Redis keys
+// when redisToo (not for a campaign whose id another database's campaign
+// holds in the shared Redis).
+func (s *Stores) Delete(ctx context.Context, ids []int64, redisToo bool) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	err := pgx.BeginFunc(ctx, s.DB, func(tx pgx.Tx) error {
+		for _, q := range []string{
+			`DELETE FROM claim_log WHERE campaign_id = ANY($1)`,
+			`DELETE FROM campaign_inventory WHERE campaign_id = ANY($1)`,
+			`DELETE FROM campaign WHERE id = ANY($1)`,
+		} {
+			if _, err := tx.Exec(ctx, q, ids); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil || !redisToo {
+		return err
+	}
+	for _, id := range ids {
+		k := lua.KeysOf(id)
+		loading := fmt.Sprintf("rp:{%d}:loading", id)
+		if err := s.Redis.Do(ctx, s.Redis.B().Del().Key(k.Meta(), k.Stock(), k.Claims(), loading).Build()).Error(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
