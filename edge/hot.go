@@ -1,28 +1,34 @@
 package edge
 
 import (
+	"context"
+	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
+	"github.com/redis/rueidis"
 	"github.com/redpacket/rain/lua"
 )
 
 // The open path keeps a little state per campaign in memory (hotCampaign):
 // its Redis keys, built once, and what lets two kinds of request be answered
-// without Redis:
+// without Redis, giving exactly the answer claim.lua would:
 //
 //   - a repeat by a user this instance has seen claim (or seen refused as
 //     ALREADY_OPENED): claims are never taken back, so the amount stays
-//     true; the answer is 409 with it, as claim.lua would give, until the
-//     campaign ends (then the script's ENDED comes first);
-//   - an open of a campaign this instance has seen sold out, for a short
-//     while (Config.SoldOutTTL), after which Redis is asked again, so stock
-//     ever added back is served within that time. Remembered claimants
-//     still get their 409 first.
-//
-// A user who claimed through another api replica and opens again during a
-// sold-out flood gets 410 from this replica instead of 409: both say there
-// is no packet for this request; the claim is untouched (README).
+//     true; the answer is 409 with it until the campaign ends (then the
+//     script's ENDED comes first);
+//   - any open of a campaign seen sold out. Once the script says SOLD_OUT no
+//     claim can be added, so the instance copies the campaign's claims hash
+//     (in the background; opens go to Redis meanwhile) and, from then on,
+//     answers every open from memory: 409 with the amount for a user in the
+//     copy, 410 for anyone else. The flag holds for Config.SoldOutTTL, then
+//     one open goes to Redis again; its SOLD_OUT reply carries the number of
+//     claims, and a copy that no longer matches (stock added back, or claims
+//     put back after a Redis crash) is taken again. A campaign with more
+//     claims than the memory bound allows is never copied: its opens all go
+//     to Redis.
 //
 // Claimants are kept per campaign, so the check on a sold-out flood looks
 // in a map the size of the campaign's stock (cache-resident), not in one
@@ -33,7 +39,8 @@ import (
 type hotCampaign struct {
 	keys         *lua.Keys
 	endMs        atomic.Int64 // the campaign's end, unix ms, once a reply told it
-	soldOutUntil atomic.Int64 // unix ms; 0 = not known sold out
+	soldOutUntil atomic.Int64 // unix ms; set only while claimed is a whole copy
+	copying      atomic.Bool  // a copy of the claims hash is being taken
 
 	mu      sync.RWMutex
 	claimed map[string]int64 // user → amount
@@ -46,6 +53,8 @@ type hotCampaign struct {
 type hotCampaigns struct {
 	maxClaims int64 // 0: claimants are not remembered
 	soldOutMs int64 // 0: sold out is not remembered
+	redis     rueidis.Client
+	log       *slog.Logger
 	claims    atomic.Int64
 	mu        sync.Mutex
 	m         atomic.Pointer[map[int64]*hotCampaign]
@@ -106,24 +115,63 @@ func (h *hotCampaigns) remember(c *hotCampaign, user string, r lua.Result) {
 	if h.maxClaims == 0 {
 		return
 	}
-	if h.claims.Add(1) > h.maxClaims {
-		h.forget()
-		return
-	}
 	c.mu.Lock()
+	_, known := c.claimed[user]
 	c.claimed[user] = r.Amount
 	c.mu.Unlock()
+	if !known && h.claims.Add(1) > h.maxClaims {
+		h.forget()
+	}
 }
 
-// soldOut reports whether the campaign is flagged sold out at nowMs.
+// soldOut reports whether the campaign is flagged sold out at nowMs, with
+// a whole copy of its claims in claimed.
 func (c *hotCampaign) soldOut(nowMs int64) bool {
 	return nowMs < c.soldOutUntil.Load()
 }
 
-// markSoldOut flags the campaign sold out for the TTL, never past its end.
-func (h *hotCampaigns) markSoldOut(c *hotCampaign, nowMs, endMs int64) {
-	c.endMs.Store(endMs)
-	if h.soldOutMs > 0 {
-		c.soldOutUntil.Store(min(nowMs+h.soldOutMs, endMs))
+// markSoldOut handles a SOLD_OUT from the script: if the copy of the claims
+// is whole (as many as Redis counts), the flag is set for the TTL, never
+// past the campaign's end; otherwise a copy is taken in the background and
+// the flag set when it is done.
+func (h *hotCampaigns) markSoldOut(c *hotCampaign, r lua.Result) {
+	c.endMs.Store(r.EndMs)
+	if h.soldOutMs == 0 || r.Claims > h.maxClaims/2 {
+		return
+	}
+	c.mu.RLock()
+	whole := int64(len(c.claimed)) == r.Claims
+	c.mu.RUnlock()
+	if whole {
+		c.soldOutUntil.Store(min(time.Now().UnixMilli()+h.soldOutMs, r.EndMs))
+		return
+	}
+	if c.copying.CompareAndSwap(false, true) {
+		go h.copyClaims(c, r)
+	}
+}
+
+// copyClaims replaces the campaign's remembered claims with a copy of its
+// claims hash and sets the sold-out flag.
+func (h *hotCampaigns) copyClaims(c *hotCampaign, r lua.Result) {
+	defer c.copying.Store(false)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	claimed := make(map[string]int64, r.Claims)
+	err := lua.ScanClaims(ctx, h.redis, c.keys, func(user string, amount, _ int64) error {
+		claimed[user] = amount
+		return nil
+	})
+	if err != nil {
+		h.log.Warn("copy of a sold-out campaign's claims failed; its opens go to Redis", "campaign_id", c.keys.ID, "err", err)
+		return
+	}
+	n := int64(len(claimed)) // read before the map is shared
+	c.mu.Lock()
+	h.claims.Add(n - int64(len(c.claimed)))
+	c.claimed = claimed
+	c.mu.Unlock()
+	if n == r.Claims { // else claims moved meanwhile: the next SOLD_OUT copies again
+		c.soldOutUntil.Store(min(time.Now().UnixMilli()+h.soldOutMs, r.EndMs))
 	}
 }

@@ -50,56 +50,93 @@ func TestHotCampaignMemory(t *testing.T) {
 }
 
 func TestSoldOutFlag(t *testing.T) {
-	h := hotCampaigns{soldOutMs: 1000}
+	h := hotCampaigns{soldOutMs: 1000, maxClaims: 100}
 	c := h.get(7)
-	h.markSoldOut(c, 10_000, 10_500)
-	if !c.soldOut(10_499) || c.soldOut(10_500) || h.get(8).soldOut(10_000) {
-		t.Error("flag must hold until min(now+ttl, end) for its campaign only")
+	h.remember(c, "alice", lua.Result{Amount: 5, EndMs: 1e15})
+	c.copying.Store(true) // no copy from Redis in this unit test
+	h.markSoldOut(c, lua.Result{Outcome: lua.SoldOut, EndMs: 1e15, Claims: 2})
+	if c.soldOut(time.Now().UnixMilli()) {
+		t.Error("flag set while the copy of the claims is not whole (1 of 2)")
 	}
-	h.markSoldOut(c, 20_000, 90_000)
-	if !c.soldOut(20_999) || c.soldOut(21_000) {
-		t.Error("flag must expire after the ttl")
+	h.markSoldOut(c, lua.Result{Outcome: lua.SoldOut, EndMs: 1e15, Claims: 1})
+	now := time.Now().UnixMilli()
+	if !c.soldOut(now) || c.soldOut(now+1100) || h.get(8).soldOut(now) {
+		t.Error("flag must hold for the ttl, for its campaign only, once the copy is whole")
 	}
-	off := hotCampaigns{}
+	end := time.Now().UnixMilli() + 300
+	h.markSoldOut(c, lua.Result{Outcome: lua.SoldOut, EndMs: end, Claims: 1})
+	if c.soldOut(end) {
+		t.Error("flag held past the campaign's end")
+	}
+	off := hotCampaigns{maxClaims: 100}
 	c = off.get(7)
-	off.markSoldOut(c, 0, 1e9)
+	off.markSoldOut(c, lua.Result{Outcome: lua.SoldOut, EndMs: 1e15})
 	if c.soldOut(1) {
 		t.Error("flag held with the ttl off")
 	}
 }
 
-// TestSoldOutFromMemory: after a sell-out, opens are answered 410 from the
-// flag, the claimant still gets 409 with the amount, and stock added back in
-// Redis is served once the flag expires.
+// waitSoldOutFlag waits until the instance answers the campaign's opens
+// from memory (its copy of the claims is taken in the background).
+func waitSoldOutFlag(t *testing.T, h *harness, id int64) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !h.srv.hot.get(id).soldOut(time.Now().UnixMilli()) {
+		if time.Now().After(deadline) {
+			t.Fatal("the sold-out flag was never set")
+		}
+		h.open(id, fmt.Sprint("probe-", time.Now().UnixNano()))
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestSoldOutFromMemory: after a sell-out, opens are answered from memory
+// with exactly the script's answers: 410 for new users, 409 with the amount
+// for every claimant, also those who claimed through another replica; stock
+// added back in Redis is served once the flag expires.
 func TestSoldOutFromMemory(t *testing.T) {
-	h := newHarness(t, harnessOpt{cfg: Config{SoldOutTTL: 200 * time.Millisecond}})
-	id := h.live(`{"20":1}`)
-	h.open(id, "alice")
-	if status, _ := h.open(id, "bob"); status != 410 {
-		t.Fatalf("bob: %d", status)
+	h := newHarness(t, harnessOpt{cfg: Config{SoldOutTTL: 300 * time.Millisecond}})
+	other := newHarness(t, harnessOpt{}) // a second api replica on the same Redis
+	id := h.live(`{"20":1,"7":1}`)
+	if status, _ := other.open(id, "bob"); status != 200 {
+		t.Fatalf("bob through the other replica: %d", status)
 	}
-	before := claimsSoldOutFlag.Get()
+	_, alice := h.open(id, "alice")
 	if status, _ := h.open(id, "carol"); status != 410 {
-		t.Errorf("carol: %d", status)
+		t.Fatalf("carol: %d", status)
 	}
-	if claimsSoldOutFlag.Get() != before+1 {
-		t.Error("the second sold-out open was not answered from the flag")
+	waitSoldOutFlag(t, h, id)
+
+	before := claimsSoldOutFlag.Get()
+	if status, _ := h.open(id, "dave"); status != 410 {
+		t.Errorf("dave: %d", status)
 	}
-	if status, m := h.open(id, "alice"); status != 409 || m["amount"] != float64(20) {
-		t.Errorf("alice after sell-out: %d %v, want 409 with 20", status, m)
+	if status, m := h.open(id, "bob"); status != 409 || m["amount"] == nil {
+		t.Errorf("bob, who claimed through the other replica: %d %v, want 409 with his amount", status, m)
 	}
+	if status, m := h.open(id, "alice"); status != 409 || m["amount"] != alice["amount"] {
+		t.Errorf("alice after sell-out: %d %v, want 409 with %v", status, m, alice["amount"])
+	}
+	if claimsSoldOutFlag.Get() < before+1 || !h.srv.hot.get(id).soldOut(time.Now().UnixMilli()) {
+		t.Error("opens during the flag were not answered from memory")
+	}
+
 	// The merchant's operator adds a packet straight in Redis.
 	k := lua.KeysOf(id)
-	ctx := context.Background()
-	h.redis.Do(ctx, h.redis.B().Hset().Key(k.Stock()).FieldValue().FieldValue("5", "1").Build())
+	h.redis.Do(context.Background(), h.redis.B().Hset().Key(k.Stock()).FieldValue().FieldValue("5", "1").Build())
 	deadline := time.Now().Add(5 * time.Second)
-	status, m := h.open(id, "dave")
+	status, m := h.open(id, "erin")
 	for status == 410 && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
-		status, m = h.open(id, "dave")
+		status, m = h.open(id, "erin")
 	}
 	if status != 200 || m["amount"] != float64(5) {
 		t.Errorf("after stock came back: %d %v, want 200 with 5", status, m)
+	}
+	// Sold out again with one claim more: the copy is taken again, erin in it.
+	waitSoldOutFlag(t, h, id)
+	if status, m := h.open(id, "erin"); status != 409 || m["amount"] != float64(5) {
+		t.Errorf("erin after the second sell-out: %d %v, want 409 with 5", status, m)
 	}
 }
 

@@ -111,7 +111,7 @@ func (s *Server) claim(ctx *fasthttp.RequestCtx, c *hotCampaign, user string, ma
 	case lua.AlreadyOpened:
 		s.hot.remember(c, user, res)
 	case lua.SoldOut:
-		s.hot.markSoldOut(c, time.Now().UnixMilli(), res.EndMs)
+		s.hot.markSoldOut(c, res)
 	}
 	if res.Outcome == lua.NotFound && mayRepair {
 		s.openUnloaded(ctx, c, user)

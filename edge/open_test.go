@@ -3,6 +3,7 @@ package edge
 import (
 	"context"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -174,5 +175,38 @@ func TestRetriedOpenGetsOriginalResult(t *testing.T) {
 	}
 	if n := h.claims(id); n != 1 {
 		t.Errorf("claims: %d, want 1", n)
+	}
+}
+
+// TestIdleConnectionTimesOut: a connection that sends nothing within the
+// read timeout gets 408 and is closed, never a 400 it did not ask for.
+func TestIdleConnectionTimesOut(t *testing.T) {
+	h := newHarness(t, harnessOpt{cfg: Config{ReadTimeout: 200 * time.Millisecond}})
+	conn, err := h.dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	b, _ := io.ReadAll(conn) // until the server closes it
+	if !strings.HasPrefix(string(b), "HTTP/1.1 408") || !strings.Contains(string(b), "Connection: close") {
+		t.Errorf("idle connection got %q, want a 408 and close", b)
+	}
+}
+
+// TestHugeHeadersAre431: headers over the read buffer get 431 with the
+// API's JSON error body.
+func TestHugeHeadersAre431(t *testing.T) {
+	h := newHarness(t, harnessOpt{})
+	conn, err := h.dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	go fmt.Fprintf(conn, "POST /campaign/1/open HTTP/1.1\r\nHost: api\r\nX-Big: %s\r\n\r\n", strings.Repeat("x", 16<<10))
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	b, _ := io.ReadAll(conn)
+	if !strings.HasPrefix(string(b), "HTTP/1.1 431") || !strings.Contains(string(b), `"status":"INVALID_REQUEST"`) {
+		t.Errorf("huge headers got %.200q, want a JSON 431", b)
 	}
 }

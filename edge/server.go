@@ -98,6 +98,7 @@ func New(cfg Config, rdb rueidis.Client, db *pgxpool.Pool, ring *pipeline.Ring, 
 		missing: missingCache{ttl: time.Second}, gauges: metrics.NewSet()}
 	s.hot.maxClaims = int64(max(cfg.ClaimMemo, 0))
 	s.hot.soldOutMs = max(cfg.SoldOutTTL.Milliseconds(), 0)
+	s.hot.redis, s.hot.log = rdb, log
 	s.stock.s = s
 	s.loader = &Loader{Store: s.store, Redis: rdb, Log: log}
 	for _, t := range cfg.AdminTokens {
@@ -159,8 +160,22 @@ func (s *Server) Handler() fasthttp.RequestHandler {
 const maxReadBody = 1 << 20
 
 // requestError answers requests fasthttp could not read: a body over the
-// server's limit is 413 with the API's error body.
+// server's limit is 413 with the API's error body. A connection that sent
+// nothing within ReadTimeout gets 408 and is closed: a 400 there would be
+// an unsolicited response on an idle keep-alive connection, which a client
+// could take for the answer to the request it sends next.
 func requestError(ctx *fasthttp.RequestCtx, err error) {
+	var te interface{ Timeout() bool } // net.Error's, and fasthttputil's pipes'
+	if errors.As(err, &te) && te.Timeout() {
+		ctx.SetConnectionClose()
+		writeJSON(ctx, fasthttp.StatusRequestTimeout, []byte(`{"status":"INVALID_REQUEST","error":"request timeout"}`))
+		return
+	}
+	var small *fasthttp.ErrSmallBuffer
+	if errors.As(err, &small) {
+		writeJSON(ctx, fasthttp.StatusRequestHeaderFieldsTooLarge, []byte(`{"status":"INVALID_REQUEST","error":"request headers too large"}`))
+		return
+	}
 	if errors.Is(err, fasthttp.ErrBodyTooLarge) {
 		writeError(ctx, rain.Errorf(rain.ETOOLARGE, "body is over %d bytes", maxReadBody))
 		return

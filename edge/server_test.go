@@ -29,6 +29,7 @@ type harness struct {
 	ring   *pipeline.Ring
 	redis  rueidis.Client
 	client *fasthttp.Client
+	dial   func() (net.Conn, error) // a raw connection to the server
 }
 
 type harnessOpt struct {
@@ -69,7 +70,7 @@ func newHarness(t testing.TB, o harnessOpt) *harness {
 	go s.Serve(ln)
 	t.Cleanup(func() { s.Shutdown(context.Background()) })
 	h := &harness{t: t, srv: s, ring: ring, redis: o.redis,
-		client: &fasthttp.Client{Dial: func(string) (net.Conn, error) { return ln.Dial() }}}
+		client: &fasthttp.Client{Dial: func(string) (net.Conn, error) { return ln.Dial() }}, dial: ln.Dial}
 	return h
 }
 

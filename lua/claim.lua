@@ -9,9 +9,10 @@
 --
 -- Checks in SPEC order: campaign exists, window (Redis TIME, so every API
 -- replica agrees), already opened, stock. Returns {code} or
--- {code, amount, claimed_at_ms, end_ms}; the codes are lua.Outcome values.
--- end_ms lets the api answer repeats and sold-out floods from memory until
--- the window closes.
+-- {code, amount, claimed_at_ms, end_ms[, claims]}; the codes are lua.Outcome
+-- values. end_ms lets the api answer repeats and sold-out floods from memory
+-- until the window closes; claims (SOLD_OUT only: how many users hold a
+-- packet) tells it whether its copy of the claims is whole.
 local m = redis.call('HMGET', KEYS[1], 'start', 'end')
 if not m[1] then
   return {0} -- NOT_FOUND
@@ -37,7 +38,7 @@ for i = 2, #s, 2 do
   left = left + tonumber(s[i])
 end
 if left <= 0 then
-  return {4, 0, 0, tonumber(m[2])} -- SOLD_OUT
+  return {4, 0, 0, tonumber(m[2]), redis.call('HLEN', KEYS[3])} -- SOLD_OUT
 end
 -- A draw from the bag: every remaining packet is equally likely, so each
 -- amount is picked with probability remaining(amount) / left. Doubles hold

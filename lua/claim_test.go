@@ -74,8 +74,8 @@ func TestClaimBranches(t *testing.T) {
 	if again := claim(t, c, k, "alice"); again.Outcome != lua.AlreadyOpened || again.Amount != 20 || again.ClaimedAt != r.ClaimedAt || again.EndMs != r.EndMs {
 		t.Errorf("second open by alice: %+v, want ALREADY_OPENED with the same amount and time", again)
 	}
-	if so := claim(t, c, k, "bob"); so.Outcome != lua.SoldOut || so.EndMs != r.EndMs {
-		t.Errorf("open after sell-out: %+v, want SOLD_OUT with the end time", so)
+	if so := claim(t, c, k, "bob"); so.Outcome != lua.SoldOut || so.EndMs != r.EndMs || so.Claims != 1 {
+		t.Errorf("open after sell-out: %+v, want SOLD_OUT with the end time and 1 claim", so)
 	}
 	// Already opened is checked before stock: alice still gets her amount.
 	if r := claim(t, c, k, "alice"); r.Outcome != lua.AlreadyOpened {

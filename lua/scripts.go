@@ -60,6 +60,7 @@ type Result struct {
 	Amount    int64 // OK and AlreadyOpened: the user's amount
 	ClaimedAt int64 // OK and AlreadyOpened: unix ms of the claim, by Redis TIME
 	EndMs     int64 // OK, AlreadyOpened and SoldOut: the campaign's end_time, unix ms
+	Claims    int64 // SoldOut: how many users hold a packet
 }
 
 // Claim runs claim.lua for user in the campaign of k. rnd must be uniform in
@@ -98,6 +99,11 @@ func parseClaim(msgs []rueidis.RedisMessage) (Result, error) {
 		}
 		if r.EndMs, err = msgs[3].AsInt64(); err != nil {
 			return r, fmt.Errorf("claim.lua: bad end time: %w", err)
+		}
+	}
+	if len(msgs) > 4 {
+		if r.Claims, err = msgs[4].AsInt64(); err != nil {
+			return r, fmt.Errorf("claim.lua: bad claims count: %w", err)
 		}
 	}
 	return r, nil
