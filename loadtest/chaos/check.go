@@ -166,13 +166,10 @@ func Check(recs []Record, states []*CampaignState, opts CheckOptions) []Verdict 
 				}
 			case 410:
 				if amount, ok := claimAmount(st, user); ok {
-					// SPEC.md checks "already opened" before stock, but
-					// edge/hot.go answers a campaign it has seen sold out
-					// from memory, before the claims are looked up: a user
-					// whose claim this api process did not see (made before
-					// a restart, or through another replica) gets 410, not
-					// 409. Documented there; no second packet is handed out.
-					oneClaim.warnf("%s (%s #%d): 410 SOLD_OUT though the user holds a claim (amount %d)", user, r.Kind, r.Attempt, amount)
+					// SPEC.md checks "already opened" before stock; the
+					// api's sold-out answers from memory keep that order
+					// (edge/hot.go), so a claimant must get 409.
+					oneClaim.fail("%s (%s #%d): 410 SOLD_OUT though the user holds a claim (amount %d)", user, r.Kind, r.Attempt, amount)
 				}
 			}
 		}

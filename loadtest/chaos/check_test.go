@@ -129,10 +129,10 @@ func TestCheckViolations(t *testing.T) {
 		{"503 then 410, and the user holds a claim", func(f *fixture) {
 			f.recs[4].Status, f.recs[4].Code, f.recs[4].Amount = 503, "BUSY", 0
 			f.recs = append(f.recs, Record{Campaign: 2, User: "s1", Kind: KindRetry, Attempt: 2, Status: 410, Code: "SOLD_OUT"})
-		}, CheckOptions{Tolerate503Claims: true}, nil, []string{InvRetries, InvOneClaim}},
+		}, CheckOptions{Tolerate503Claims: true}, []string{InvOneClaim}, []string{InvRetries}},
 		{"410 to a user who holds a claim", func(f *fixture) {
 			f.recs = append(f.recs, Record{Campaign: 2, User: "s1", Kind: KindVerify, Attempt: 1000, Status: 410, Code: "SOLD_OUT"})
-		}, CheckOptions{}, nil, []string{InvOneClaim}},
+		}, CheckOptions{}, []string{InvOneClaim}, nil},
 		{"opened_count off", func(f *fixture) {
 			f.states[0].Opened[20] = 2
 		}, CheckOptions{}, []string{InvOpened}, nil},
