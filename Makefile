@@ -58,9 +58,8 @@ run: build
 	apid=; cpid=; \
 	stop_apps() { \
 		trap - INT TERM EXIT; \
-		for p in $$apid $$cpid; do \
-			if kill -0 $$p 2>/dev/null; then kill -TERM $$p; wait $$p 2>/dev/null || true; fi; \
-		done; \
+		for p in $$apid $$cpid; do kill -TERM $$p 2>/dev/null || true; done; \
+		for p in $$apid $$cpid; do wait $$p 2>/dev/null || true; done; \
 	}; \
 	trap 'stop_apps; exit 0' INT TERM; trap stop_apps EXIT; \
 	echo "KAFKA_BROKERS=$$KAFKA_BROKERS REDIS_ADDR=$$REDIS_ADDR ADMIN_TOKEN=$$ADMIN_TOKEN (Ctrl-C stops api and consumer)"; \
