@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -130,4 +131,26 @@ func (p problems) report(t testing.TB, what string) {
 		sort.Strings(p)
 		t.Errorf("%s: %d problem(s):\n  %s", what, len(p), strings.Join(p, "\n  "))
 	}
+}
+
+// startUntilCleanup starts cmd and, when the test ends, stops it with
+// SIGTERM, killing it if it has not exited within grace. The channel is
+// closed when the process exits (cmd.ProcessState says how).
+func startUntilCleanup(t testing.TB, cmd *exec.Cmd, grace time.Duration) <-chan struct{} {
+	t.Helper()
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", filepath.Base(cmd.Path), err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(grace):
+			cmd.Process.Kill()
+			<-done
+		}
+	})
+	return done
 }

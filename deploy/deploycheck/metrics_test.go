@@ -16,7 +16,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -159,28 +158,15 @@ func startStack(t *testing.T) *stack {
 		"SHUTDOWN_TIMEOUT=5s",
 	}
 	cmd.Stdout, cmd.Stderr = st.consumerLog, st.consumerLog
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start consumer: %v", err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-	})
+	exited := startUntilCleanup(t, cmd, 20*time.Second)
 
 	// Wait until the consumer has written both claims and dead-lettered the
 	// malformed record (its lag gauge then exists too).
 	deadline := time.Now().Add(90 * time.Second)
 	for {
 		select {
-		case err := <-done:
-			t.Fatalf("consumer exited: %v\n%s", err, tail(st.consumerLog.String(), 4000))
+		case <-exited:
+			t.Fatalf("consumer exited: %v\n%s", cmd.ProcessState, tail(st.consumerLog.String(), 4000))
 		default:
 		}
 		exp, err := scrape(st.consumerAddr)

@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -75,26 +74,13 @@ func checkPrometheus(t *testing.T, st *stack) {
 	cmd := exec.Command(bin, "--config.file="+cfgFile, "--storage.tsdb.path="+filepath.Join(dir, "data"),
 		"--web.listen-address="+listen, "--log.level=warn")
 	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start prometheus: %v", err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-	})
+	exited := startUntilCleanup(t, cmd, 15*time.Second)
 	api := &promAPI{base: "http://" + listen}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		select {
-		case err := <-done:
-			t.Fatalf("prometheus exited: %v\n%s", err, tail(log.String(), 4000))
+		case <-exited:
+			t.Fatalf("prometheus exited: %v\n%s", cmd.ProcessState, tail(log.String(), 4000))
 		default:
 		}
 		if resp, err := http.Get(api.base + "/-/ready"); err == nil {
