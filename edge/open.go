@@ -38,14 +38,6 @@ func openCampaignID(path []byte) (int64, bool) {
 // open is POST /campaign/{id}/open, the hot path: parse, one Redis round
 // trip (claim.lua), a push into the ring, a response built on the stack.
 func (s *Server) open(ctx *fasthttp.RequestCtx) {
-	if s.inflight.Add(1) > s.cfg.MaxInflight {
-		s.inflight.Add(-1)
-		claimsBusy.Inc()
-		writeBusy(ctx, "too many opens in flight")
-		return
-	}
-	defer s.inflight.Add(-1)
-
 	id, ok := openCampaignID(ctx.Path())
 	if !ok {
 		writeError(ctx, errCampaignID)
@@ -76,6 +68,15 @@ func (s *Server) open(ctx *fasthttp.RequestCtx) {
 	}
 	user := string(userID) // it outlives the request: Redis, the claim event
 	openParsers.Put(p)
+	// The cap counts only opens bound for Redis: answers from memory above
+	// cost no Redis slot (and two atomics less on their path).
+	if s.inflight.Add(1) > s.cfg.MaxInflight {
+		s.inflight.Add(-1)
+		claimsBusy.Inc()
+		writeBusy(ctx, "too many opens in flight")
+		return
+	}
+	defer s.inflight.Add(-1)
 	s.claim(ctx, c, user, true)
 }
 
