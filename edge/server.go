@@ -23,7 +23,8 @@ import (
 type Config struct {
 	// AdminTokens are the merchant bearer tokens (ADMIN_TOKEN, comma-separated).
 	AdminTokens []string
-	// MaxInflight caps concurrent opens (MAX_INFLIGHT, default 4096); above
+	// MaxInflight caps concurrent opens waiting on Redis (MAX_INFLIGHT,
+	// default 4096; answers from memory do not count); above
 	// it opens get 503. rueidis queues at most 1024 commands a connection
 	// and waits beyond that ignoring deadlines, so the cap belongs here.
 	MaxInflight int64
