@@ -64,12 +64,20 @@ type hotCampaigns struct {
 // the map without bound).
 const maxHot = 4096
 
+// peek returns the state of campaign id, or nil when there is none: the
+// open path creates state only for campaigns Redis knows, so a flood of
+// opens of made-up ids cannot make it copy the map on every request.
+func (h *hotCampaigns) peek(id int64) *hotCampaign {
+	if m := h.m.Load(); m != nil {
+		return (*m)[id]
+	}
+	return nil
+}
+
 // get returns the state of campaign id, creating it.
 func (h *hotCampaigns) get(id int64) *hotCampaign {
-	if m := h.m.Load(); m != nil {
-		if c, ok := (*m)[id]; ok {
-			return c
-		}
+	if c := h.peek(id); c != nil {
+		return c
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()

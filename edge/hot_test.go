@@ -158,3 +158,22 @@ func TestRepeatFromMemoryStopsAtEnd(t *testing.T) {
 		t.Errorf("repeat after the end: %d %v, want 400 ENDED", status, m)
 	}
 }
+
+// TestUnknownIDsMakeNoState: opens of ids Redis does not know leave no
+// per-campaign state behind (a flood of made-up ids costs no memory).
+func TestUnknownIDsMakeNoState(t *testing.T) {
+	h := newHarness(t, harnessOpt{})
+	for i := int64(0); i < 20; i++ {
+		if status, _ := h.open(1<<61+i, "u"); status != 404 {
+			t.Fatalf("open of unknown id: %d", status)
+		}
+	}
+	if m := h.srv.hot.m.Load(); m != nil && len(*m) > 0 {
+		t.Errorf("%d campaigns tracked after opens of unknown ids, want 0", len(*m))
+	}
+	id := h.live(`{"5":10}`)
+	h.open(id, "alice")
+	if h.srv.hot.peek(id) == nil {
+		t.Error("a known campaign has no state after an open")
+	}
+}

@@ -50,21 +50,22 @@ func (s *Server) open(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, err)
 		return
 	}
-	c := s.hot.get(id)
-	nowMs := time.Now().UnixMilli()
-	if amount, ok := c.claimedAmount(userID, nowMs); ok {
-		openParsers.Put(p)
-		claimsMemo.Inc()
-		claimsByOutcome[lua.AlreadyOpened].Inc()
-		writeOutcome(ctx, lua.Result{Outcome: lua.AlreadyOpened, Amount: amount})
-		return
-	}
-	if c.soldOut(nowMs) {
-		openParsers.Put(p)
-		claimsSoldOutFlag.Inc()
-		claimsByOutcome[lua.SoldOut].Inc()
-		writeOutcome(ctx, lua.Result{Outcome: lua.SoldOut})
-		return
+	if c := s.hot.peek(id); c != nil {
+		nowMs := time.Now().UnixMilli()
+		if amount, ok := c.claimedAmount(userID, nowMs); ok {
+			openParsers.Put(p)
+			claimsMemo.Inc()
+			claimsByOutcome[lua.AlreadyOpened].Inc()
+			writeOutcome(ctx, lua.Result{Outcome: lua.AlreadyOpened, Amount: amount})
+			return
+		}
+		if c.soldOut(nowMs) {
+			openParsers.Put(p)
+			claimsSoldOutFlag.Inc()
+			claimsByOutcome[lua.SoldOut].Inc()
+			writeOutcome(ctx, lua.Result{Outcome: lua.SoldOut})
+			return
+		}
 	}
 	user := string(userID) // it outlives the request: Redis, the claim event
 	openParsers.Put(p)
@@ -77,12 +78,12 @@ func (s *Server) open(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	defer s.inflight.Add(-1)
-	s.claim(ctx, c, user, true)
+	s.claim(ctx, id, user, true)
 }
 
 // claim runs claim.lua for one user and answers. mayRepair is false on the
 // second try after a campaign was loaded from PostgreSQL.
-func (s *Server) claim(ctx *fasthttp.RequestCtx, c *hotCampaign, user string, mayRepair bool) {
+func (s *Server) claim(ctx *fasthttp.RequestCtx, id int64, user string, mayRepair bool) {
 	// Room for the event is taken before the claim: if the pipeline cannot
 	// carry one more, nothing is claimed.
 	if !s.ring.Reserve() {
@@ -90,11 +91,17 @@ func (s *Server) claim(ctx *fasthttp.RequestCtx, c *hotCampaign, user string, ma
 		writeBusy(ctx, "claim pipeline is full")
 		return
 	}
+	c := s.hot.peek(id)
+	var k *lua.Keys
+	if c != nil {
+		k = c.keys
+	} else { // an id Redis may not know: no state is made for it before the script answers
+		k = lua.KeysOf(id)
+	}
 	start := time.Now()
 	// context.Background, not ctx: the claim must not be cut short by the
 	// client going away half-way (the script runs anyway).
-	id := c.keys.ID
-	res, err := lua.Claim(context.Background(), s.redis, c.keys, user, rand.Uint64())
+	res, err := lua.Claim(context.Background(), s.redis, k, user, rand.Uint64())
 	redisClaim.UpdateDuration(start)
 	if err != nil || res.Outcome != lua.OK {
 		s.ring.Release()
@@ -104,6 +111,9 @@ func (s *Server) claim(ctx *fasthttp.RequestCtx, c *hotCampaign, user string, ma
 		s.log.Warn("claim failed", "campaign_id", id, "user_id", user, "err", err)
 		writeBusy(ctx, "redis unavailable")
 		return
+	}
+	if c == nil && res.Outcome != lua.NotFound {
+		c = s.hot.get(id)
 	}
 	switch res.Outcome {
 	case lua.OK:
@@ -115,7 +125,7 @@ func (s *Server) claim(ctx *fasthttp.RequestCtx, c *hotCampaign, user string, ma
 		s.hot.markSoldOut(c, res)
 	}
 	if res.Outcome == lua.NotFound && mayRepair {
-		s.openUnloaded(ctx, c, user)
+		s.openUnloaded(ctx, id, user)
 		return
 	}
 	claimsByOutcome[res.Outcome].Inc()
@@ -128,8 +138,7 @@ func (s *Server) claim(ctx *fasthttp.RequestCtx, c *hotCampaign, user string, ma
 // missing from Redis: a create that failed between the two, or a Redis that
 // lost its data. Then it is rebuilt from PostgreSQL and the open retried;
 // opens that arrive while another rebuilds it get 503.
-func (s *Server) openUnloaded(ctx *fasthttp.RequestCtx, c *hotCampaign, user string) {
-	id := c.keys.ID
+func (s *Server) openUnloaded(ctx *fasthttp.RequestCtx, id int64, user string) {
 	if s.missing.has(id) {
 		claimsByOutcome[lua.NotFound].Inc()
 		writeOutcome(ctx, lua.Result{Outcome: lua.NotFound})
@@ -140,7 +149,7 @@ func (s *Server) openUnloaded(ctx *fasthttp.RequestCtx, c *hotCampaign, user str
 	err := s.loader.Ensure(rctx, id)
 	switch rain.ErrorCode(err) {
 	case "":
-		s.claim(ctx, c, user, false)
+		s.claim(ctx, id, user, false)
 	case rain.ENOTFOUND:
 		s.missing.add(id)
 		claimsByOutcome[lua.NotFound].Inc()
