@@ -114,8 +114,11 @@ func TestOpenBusyWhenRingFull(t *testing.T) {
 	if n := h.claims(id); n != 1 {
 		t.Errorf("claims after the 503: %d, want 1 (nothing claimed)", n)
 	}
-	// A repeat of the first user also needs no slot... but is still refused
-	// before Redis: the ring decides first, so the answer is 503 too.
+	// A repeat of the first user takes no slot: this instance remembers
+	// the claim and answers it from memory, full ring or not.
+	if status, m := h.open(id, "first"); status != 409 {
+		t.Errorf("repeat with a full ring: %d %v, want 409 from memory", status, m)
+	}
 	<-h.ring.Events()
 	h.ring.Done()
 	if status, _ := h.open(id, "second"); status != 200 {
