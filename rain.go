@@ -41,15 +41,6 @@ type Stock struct {
 	Opened int64 // claims of this amount persisted in PostgreSQL
 }
 
-// TotalPackets is the number of packets the campaign started with.
-func (c *Campaign) TotalPackets() int64 {
-	var n int64
-	for _, s := range c.Inventory {
-		n += s.Total
-	}
-	return n
-}
-
 // Validate checks a campaign to be created against the API limits.
 func (c *Campaign) Validate() error {
 	if n := utf8.RuneCountInString(c.Name); n < 1 || n > MaxNameLen || !utf8.ValidString(c.Name) {

@@ -203,9 +203,6 @@ func (p *Producer) Healthy() bool {
 	return true
 }
 
-// Buffered is the number of records produced but not yet acknowledged.
-func (p *Producer) Buffered() int64 { return p.cl.BufferedProduceRecords() }
-
 // Close drains the ring (stop taking opens first), waits until Kafka has
 // acknowledged everything or ctx ends, then closes the client. Records still
 // unacknowledged then are abandoned to the reconciler.

@@ -49,8 +49,5 @@ func (r *Ring) Done() { r.reserved.Add(-1) }
 // Len is the number of slots in use (reserved or queued).
 func (r *Ring) Len() int { return int(r.reserved.Load()) }
 
-// Queued is the number of events waiting to be produced.
-func (r *Ring) Queued() int { return len(r.ch) }
-
 // Cap is the ring's size.
 func (r *Ring) Cap() int { return int(r.size) }

@@ -19,8 +19,8 @@ func TestRingReserveBounds(t *testing.T) {
 	}
 	r.Push(Event{UserID: "a"})
 	r.Push(Event{UserID: "b"})
-	if r.Len() != 2 || r.Queued() != 2 || r.Cap() != 2 {
-		t.Errorf("len %d queued %d cap %d", r.Len(), r.Queued(), r.Cap())
+	if r.Len() != 2 || len(r.Events()) != 2 || r.Cap() != 2 {
+		t.Errorf("len %d queued %d cap %d", r.Len(), len(r.Events()), r.Cap())
 	}
 	if e := <-r.Events(); e.UserID != "a" {
 		t.Errorf("first out: %q", e.UserID)
