@@ -7,8 +7,10 @@ import (
 
 func TestRingReserveBounds(t *testing.T) {
 	r := NewRing(2)
-	if !r.Reserve() || !r.Reserve() {
-		t.Fatal("a ring of 2 refused a reservation")
+	for i := 0; i < 2; i++ {
+		if !r.Reserve() {
+			t.Fatalf("a ring of 2 refused reservation %d", i+1)
+		}
 	}
 	if r.Reserve() {
 		t.Fatal("a full ring took a third reservation")
