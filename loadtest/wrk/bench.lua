@@ -25,7 +25,12 @@ end
 -- can read them with thread:get.
 statuses = {}
 local mode, prefix, users, n = "get", "wrk", 1, 0
+local head -- the request up to the Content-Length value, built once
 
+-- open_request builds each request by concatenation onto a head made once,
+-- not with wrk.format (a table and a string.format per header per request):
+-- wrk shares the cores with the server it measures, and the trivial route
+-- it is compared with costs wrk no Lua at all.
 local function open_request()
    n = n + 1
    local user
@@ -34,7 +39,8 @@ local function open_request()
    else
       user = prefix .. "-" .. tid .. "-" .. n
    end
-   return wrk.format(nil, nil, nil, '{"user_id":"' .. user .. '"}')
+   local body = '{"user_id":"' .. user .. '"}'
+   return head .. #body .. "\r\n\r\n" .. body
 end
 
 function init(args)
@@ -44,6 +50,15 @@ function init(args)
    if mode == "unique" or mode == "fixed" then
       wrk.method = "POST"
       wrk.headers["Content-Type"] = "application/json"
+      local lines = { "POST " .. wrk.path .. " HTTP/1.1" }
+      for name, value in pairs(wrk.headers) do
+         lines[#lines + 1] = name .. ": " .. value
+      end
+      if not wrk.headers["Host"] then
+         lines[#lines + 1] = "Host: " .. wrk.host
+      end
+      lines[#lines + 1] = "Content-Length: "
+      head = table.concat(lines, "\r\n")
       request = open_request
    elseif mode ~= "get" then
       error("bench.lua: MODE must be get, unique or fixed, not " .. mode)
