@@ -31,7 +31,10 @@ type ProducerConfig struct {
 	Brokers []string // KAFKA_BROKERS
 	Topic   string   // KAFKA_TOPIC, default claim_events
 	// Linger is how long a partition's batch waits for more records
-	// (PRODUCER_LINGER, default 5ms): larger batches, fewer requests.
+	// (PRODUCER_LINGER, default 50ms): larger batches, fewer produce
+	// requests. Measured with make bench against Apache Kafka on the same
+	// 2 cores: 5ms cost the broker 0.20 cores at 31k claims/s, 50ms 0.07,
+	// and opens ran 16% faster; the price is ~25ms more claim → row lag.
 	Linger time.Duration
 	// MaxBuffered bounds the records buffered in the client and not yet
 	// acknowledged (PRODUCER_MAX_BUFFERED, default 100000). When it is
@@ -50,7 +53,7 @@ func (c *ProducerConfig) defaults() {
 		c.Topic = "claim_events"
 	}
 	if c.Linger == 0 {
-		c.Linger = 5 * time.Millisecond
+		c.Linger = 50 * time.Millisecond
 	}
 	if c.MaxBuffered == 0 {
 		c.MaxBuffered = 100_000

@@ -72,7 +72,7 @@ func loadConfig() (config, error) {
 	c.producer = pipeline.ProducerConfig{
 		Brokers:     c.brokers,
 		Topic:       c.topic,
-		Linger:      e.Duration("PRODUCER_LINGER", 5*time.Millisecond, 0, 10*time.Second),
+		Linger:      e.Duration("PRODUCER_LINGER", 50*time.Millisecond, 0, 10*time.Second),
 		MaxBuffered: e.Int("PRODUCER_MAX_BUFFERED", 100_000, 1, 10_000_000),
 	}
 	return c, e.Err()
