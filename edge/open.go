@@ -50,7 +50,8 @@ func (s *Server) open(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, err)
 		return
 	}
-	if c := s.hot.peek(id); c != nil {
+	c := s.hot.peek(id)
+	if c != nil {
 		nowMs := time.Now().UnixMilli()
 		if amount, ok := c.claimedAmount(userID, nowMs); ok {
 			openParsers.Put(p)
@@ -78,12 +79,14 @@ func (s *Server) open(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	defer s.inflight.Add(-1)
-	s.claim(ctx, id, user, true)
+	s.claim(ctx, id, c, user, true)
 }
 
-// claim runs claim.lua for one user and answers. mayRepair is false on the
-// second try after a campaign was loaded from PostgreSQL.
-func (s *Server) claim(ctx *fasthttp.RequestCtx, id int64, user string, mayRepair bool) {
+// claim runs claim.lua for one user and answers. c is the campaign's
+// in-process state, nil while Redis has not shown the campaign exists.
+// mayRepair is false on the second try after a campaign was loaded from
+// PostgreSQL.
+func (s *Server) claim(ctx *fasthttp.RequestCtx, id int64, c *hotCampaign, user string, mayRepair bool) {
 	// Room for the event is taken before the claim: if the pipeline cannot
 	// carry one more, nothing is claimed.
 	if !s.ring.Reserve() {
@@ -91,7 +94,6 @@ func (s *Server) claim(ctx *fasthttp.RequestCtx, id int64, user string, mayRepai
 		writeBusy(ctx, "claim pipeline is full")
 		return
 	}
-	c := s.hot.peek(id)
 	var k *lua.Keys
 	if c != nil {
 		k = c.keys
@@ -149,7 +151,7 @@ func (s *Server) openUnloaded(ctx *fasthttp.RequestCtx, id int64, user string) {
 	err := s.loader.Ensure(rctx, id)
 	switch rain.ErrorCode(err) {
 	case "":
-		s.claim(ctx, id, user, false)
+		s.claim(ctx, id, s.hot.peek(id), user, false)
 	case rain.ENOTFOUND:
 		s.missing.add(id)
 		claimsByOutcome[lua.NotFound].Inc()
