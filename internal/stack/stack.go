@@ -46,6 +46,7 @@ import (
 // The zero value of a field means its default (see FromEnv).
 type Config struct {
 	Root         string // repository root (holding go.mod); "": found from the working directory
+	State        string // pidfiles, logs, data, locks; "": Root/.local
 	RedisAddr    string // 127.0.0.1:6379
 	PostgresPort int    // 5432
 	KafkaAddr    string // 127.0.0.1:9092; the KRaft controller listens on the next port
@@ -148,9 +149,12 @@ func New(cfg Config) (*Stack, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
+	if cfg.State == "" {
+		cfg.State = filepath.Join(cfg.Root, ".local")
+	}
 	s := &Stack{
 		Root:  cfg.Root,
-		State: filepath.Join(cfg.Root, ".local"),
+		State: cfg.State,
 		Cache: filepath.Join(cfg.Root, ".cache"),
 		Bin:   filepath.Join(cfg.Root, "bin"),
 		cfg:   cfg,
