@@ -354,7 +354,7 @@ func (k *Kafka) startReal(ctx context.Context) error {
 		return err
 	}
 	if err := k.waitStarted(ctx, 120*time.Second, pid, exited, k.realLog(), mark); err != nil {
-		return fmt.Errorf("Apache Kafka: %w", err)
+		return fmt.Errorf("broker: %w", err)
 	}
 	k.s.logf("KAFKA: ready after %s; pid %d, data %s, log %s", time.Since(t0).Round(100*time.Millisecond), pid, data, k.realLog())
 	return k.announce(KindReal)
@@ -378,7 +378,7 @@ func javaAndMaven(ctx context.Context) error {
 		return fmt.Errorf("java not found (bash deploy/local/install.sh installs it): %w", err)
 	}
 	if major := javaMajor(string(out)); major < 17 {
-		return fmt.Errorf("Apache Kafka 4 needs Java 17+, found %q", strings.SplitN(string(out), "\n", 2)[0])
+		return fmt.Errorf("java 17+ is needed for Apache Kafka 4, found %q", strings.SplitN(string(out), "\n", 2)[0])
 	}
 	if _, err := exec.LookPath("mvn"); err != nil {
 		return errors.New("mvn not found: Maven fetches the Kafka jars (bash deploy/local/install.sh installs it)")
