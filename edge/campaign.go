@@ -4,13 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"sort"
 	"strconv"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/redpacket/rain"
+	"github.com/redpacket/rain/internal/retry"
 	"github.com/redpacket/rain/lua"
 	"github.com/valyala/fasthttp"
 )
@@ -76,17 +77,16 @@ func (s *Server) createCampaign(ctx *fasthttp.RequestCtx) {
 	}
 	rctx, cancel := context.WithTimeout(context.Background(), s.cfg.RepairTimeout)
 	defer cancel()
-	if err := s.store.CreateCampaign(rctx, c); err != nil {
+	start := time.Now()
+	err = s.store.CreateCampaign(rctx, c)
+	pgCreate.UpdateDuration(start)
+	if err != nil {
 		s.log.Error("create campaign", "err", err)
 		writeBusy(ctx, "database unavailable; nothing was created")
 		return
 	}
-	for attempt := 0; ; attempt++ {
-		if err = s.loader.Load(rctx, c); err == nil || attempt == 2 {
-			break
-		}
-		time.Sleep(100 * time.Millisecond << attempt)
-	}
+	_, err = backoff.Retry(rctx, func() (struct{}, error) { return struct{}{}, s.loader.Load(rctx, c) },
+		backoff.WithBackOff(retry.BackOff(time.Second)), backoff.WithMaxTries(3))
 	if err != nil {
 		s.log.Error("campaign saved but not loaded into redis", "campaign_id", c.ID, "err", err)
 		writeError(ctx, rain.Errorf(rain.EBUSY,
@@ -129,16 +129,16 @@ func (s *Server) getCampaign(ctx *fasthttp.RequestCtx) {
 	}
 	rctx, cancel := context.WithTimeout(context.Background(), s.cfg.RepairTimeout)
 	defer cancel()
-	c, err := s.store.Campaign(rctx, id)
+	c, err := s.loader.campaign(rctx, id)
 	if err != nil {
-		if !errors.Is(err, errNotFound) {
+		if rain.ErrorCode(err) != rain.ENOTFOUND {
 			s.log.Error("read campaign", "campaign_id", id, "err", err)
 			err = rain.Errorf(rain.EBUSY, "database unavailable")
 		}
 		writeError(ctx, err)
 		return
 	}
-	st, err := lua.ReadState(rctx, s.redis, s.hot.get(id).keys)
+	st, err := lua.ReadState(rctx, s.redis, s.keys.Of(id))
 	if err != nil {
 		writeError(ctx, busyIf(err))
 		return

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/redpacket/rain/internal/testenv"
-	"github.com/redpacket/rain/lua"
 )
 
 func TestCreateAndGet(t *testing.T) {
@@ -183,7 +182,7 @@ func TestHalfMadeCampaignIsRepaired(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	k := lua.KeysOf(id)
+	k := testenv.Keys().Of(id)
 	h.redis.Do(ctx, h.redis.B().Del().Key(k.Meta(), k.Stock(), k.Claims()).Build())
 
 	if status, m := h.open(id, "alice"); status != 409 || m["amount"] != float64(5) {

@@ -54,6 +54,7 @@ type hotCampaigns struct {
 	maxClaims int64 // 0: claimants are not remembered
 	soldOutMs int64 // 0: sold out is not remembered
 	redis     rueidis.Client
+	keys      lua.Keyspace
 	log       *slog.Logger
 	claims    atomic.Int64
 	mu        sync.Mutex
@@ -93,7 +94,7 @@ func (h *hotCampaigns) get(id int64) *hotCampaign {
 			next[id] = c
 		}
 	}
-	c := &hotCampaign{keys: lua.KeysOf(id), claimed: make(map[string]int64)}
+	c := &hotCampaign{keys: h.keys.Of(id), claimed: make(map[string]int64)}
 	next[id] = c
 	h.m.Store(&next)
 	return c

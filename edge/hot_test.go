@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redpacket/rain/internal/testenv"
 	"github.com/redpacket/rain/lua"
 )
 
@@ -95,7 +96,7 @@ func waitSoldOutFlag(t *testing.T, h *harness, id int64) {
 // for every claimant, also those who claimed through another replica; stock
 // added back in Redis is served once the flag expires.
 func TestSoldOutFromMemory(t *testing.T) {
-	h := newHarness(t, harnessOpt{cfg: Config{SoldOutTTL: 300 * time.Millisecond}})
+	h := newHarness(t, harnessOpt{set: func(c *Config) { c.SoldOutTTL = 300 * time.Millisecond }})
 	other := newHarness(t, harnessOpt{}) // a second api replica on the same Redis
 	id := h.live(`{"20":1,"7":1}`)
 	if status, _ := other.open(id, "bob"); status != 200 {
@@ -122,7 +123,7 @@ func TestSoldOutFromMemory(t *testing.T) {
 	}
 
 	// The merchant's operator adds a packet straight in Redis.
-	k := lua.KeysOf(id)
+	k := testenv.Keys().Of(id)
 	h.redis.Do(context.Background(), h.redis.B().Hset().Key(k.Stock()).FieldValue().FieldValue("5", "1").Build())
 	deadline := time.Now().Add(5 * time.Second)
 	status, m := h.open(id, "erin")

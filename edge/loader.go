@@ -11,6 +11,7 @@ import (
 
 	"github.com/redis/rueidis"
 	"github.com/redpacket/rain"
+	"github.com/redpacket/rain/internal/postgres"
 	"github.com/redpacket/rain/lua"
 )
 
@@ -19,8 +20,9 @@ import (
 // campaign missing from Redis (a create interrupted between PostgreSQL and
 // Redis, or a Redis that lost its data).
 type Loader struct {
-	Store *Store
+	Store *postgres.Store
 	Redis rueidis.Client
+	Keys  lua.Keyspace
 	Log   *slog.Logger
 }
 
@@ -30,11 +32,17 @@ var errRebuilding = rain.Errorf(rain.EBUSY, "campaign is being loaded by another
 // is missing from Redis. It returns a rain.ENOTFOUND error when there is no
 // such campaign and a rain.EBUSY one when another process is loading it.
 func (l *Loader) Ensure(ctx context.Context, id int64) error {
-	c, err := l.Store.Campaign(ctx, id)
+	c, err := l.campaign(ctx, id)
 	if err != nil {
 		return err
 	}
 	return l.Load(ctx, c)
+}
+
+// campaign reads a campaign from PostgreSQL, timed.
+func (l *Loader) campaign(ctx context.Context, id int64) (*rain.Campaign, error) {
+	defer pgRead.UpdateDuration(time.Now())
+	return l.Store.Campaign(ctx, id)
 }
 
 // Load rebuilds the Redis state of c unless it is already there. The claims
@@ -44,7 +52,7 @@ func (l *Loader) Ensure(ctx context.Context, id int64) error {
 // which is what makes the campaign visible. A Redis lock keeps two
 // processes from rebuilding the same campaign at once.
 func (l *Loader) Load(ctx context.Context, c *rain.Campaign) error {
-	k := lua.KeysOf(c.ID)
+	k := l.Keys.Of(c.ID)
 	if ok, err := lua.Exists(ctx, l.Redis, k); err != nil || ok {
 		return busyIf(err)
 	}
@@ -56,7 +64,7 @@ func (l *Loader) Load(ctx context.Context, c *rain.Campaign) error {
 	defer redisLoad.UpdateDuration(time.Now())
 
 	claims := make(map[string]string)
-	err = l.Store.Claims(ctx, c.ID, func(user string, amount int64, at time.Time) error {
+	err = l.Store.ForEachClaim(ctx, c.ID, func(user string, amount int64, at time.Time) error {
 		claims[user] = lua.ClaimValue(amount, at.UnixMilli())
 		return nil
 	})
@@ -90,12 +98,12 @@ func (l *Loader) Load(ctx context.Context, c *rain.Campaign) error {
 	return nil
 }
 
-// lock takes rp:{id}:loading for this process, or fails with EBUSY.
+// lock takes the campaign's loading key for this process, or fails with EBUSY.
 func (l *Loader) lock(ctx context.Context, k *lua.Keys) (unlock func(), err error) {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	token := hex.EncodeToString(b[:])
-	key := fmt.Sprintf("rp:{%d}:loading", k.ID)
+	key := k.Loading()
 	err = l.Redis.Do(ctx, l.Redis.B().Set().Key(key).Value(token).Nx().Px(30*time.Second).Build()).Error()
 	if rueidis.IsRedisNil(err) {
 		return nil, errRebuilding

@@ -72,7 +72,7 @@ func (s *Server) open(ctx *fasthttp.RequestCtx) {
 	openParsers.Put(p)
 	// The cap counts only opens bound for Redis: answers from memory above
 	// cost no Redis slot (and two atomics less on their path).
-	if s.inflight.Add(1) > s.cfg.MaxInflight {
+	if s.inflight.Add(1) > int64(s.cfg.MaxInflight) {
 		s.inflight.Add(-1)
 		claimsBusy.Inc()
 		writeBusy(ctx, "too many opens in flight")
@@ -98,7 +98,7 @@ func (s *Server) claim(ctx *fasthttp.RequestCtx, id int64, c *hotCampaign, user 
 	if c != nil {
 		k = c.keys
 	} else { // an id Redis may not know: no state is made for it before the script answers
-		k = lua.KeysOf(id)
+		k = s.keys.Of(id)
 	}
 	start := time.Now()
 	// context.Background, not ctx: the claim must not be cut short by the

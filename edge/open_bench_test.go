@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/redpacket/rain/internal/testenv"
 	"github.com/redpacket/rain/lua"
 	"github.com/valyala/fasthttp"
 )
@@ -47,7 +48,7 @@ func BenchmarkOpenHandler(b *testing.B) {
 // BenchmarkOpenHandler.
 func BenchmarkClaimScript(b *testing.B) {
 	h, id := newBenchServer(b)
-	k := lua.KeysOf(id)
+	k := testenv.Keys().Of(id)
 	users := make([]string, 0, 1<<16)
 	for i := 0; i < cap(users); i++ {
 		users = append(users, "claim-"+strconv.FormatInt(benchUser.Add(1), 10))

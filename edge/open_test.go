@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/redpacket/rain/internal/testenv"
-	"github.com/redpacket/rain/lua"
 )
 
 // TestOpenStatusTable walks every row of SPEC.md's table for POST /open.
@@ -158,7 +157,7 @@ func TestOpenBusyWhenRedisDown(t *testing.T) {
 	if status != 200 {
 		t.Fatalf("open after redis is back: %d %v", status, m)
 	}
-	n, _ := direct.Do(context.Background(), direct.B().Hlen().Key(lua.KeysOf(id).Claims()).Build()).AsInt64()
+	n, _ := direct.Do(context.Background(), direct.B().Hlen().Key(testenv.Keys().Of(id).Claims()).Build()).AsInt64()
 	if n != 1 {
 		t.Errorf("claims: %d, want 1", n)
 	}
@@ -184,7 +183,7 @@ func TestRetriedOpenGetsOriginalResult(t *testing.T) {
 // TestIdleConnectionTimesOut: a connection that sends nothing within the
 // read timeout gets 408 and is closed, never a 400 it did not ask for.
 func TestIdleConnectionTimesOut(t *testing.T) {
-	h := newHarness(t, harnessOpt{cfg: Config{ReadTimeout: 200 * time.Millisecond}})
+	h := newHarness(t, harnessOpt{set: func(c *Config) { c.ReadTimeout = 200 * time.Millisecond }})
 	conn, err := h.dial()
 	if err != nil {
 		t.Fatal(err)

@@ -7,65 +7,62 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/fasthttp/router"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/rueidis"
 	"github.com/redpacket/rain"
-	"github.com/redpacket/rain/pipeline"
+	"github.com/redpacket/rain/internal/config"
+	"github.com/redpacket/rain/internal/postgres"
+	"github.com/redpacket/rain/lua"
+	"github.com/redpacket/rain/pipeline/producer"
 	"github.com/valyala/fasthttp"
 )
 
-// Config tunes the HTTP server. Zero values take the defaults named.
+// Config tunes the HTTP server.
 type Config struct {
-	// AdminTokens are the merchant bearer tokens (ADMIN_TOKEN, comma-separated).
+	// AdminTokens are the merchant bearer tokens.
 	AdminTokens []string
-	// MaxInflight caps concurrent opens waiting on Redis (MAX_INFLIGHT,
-	// default 4096; answers from memory do not count); above
-	// it opens get 503. rueidis queues at most 1024 commands a connection
-	// and waits beyond that ignoring deadlines, so the cap belongs here.
-	MaxInflight int64
-	// RepairTimeout bounds the PostgreSQL and Redis work of a create, a read
-	// or a campaign rebuild (default 5s).
-	RepairTimeout time.Duration
+	// MaxInflight caps concurrent opens waiting on Redis (answers from
+	// memory do not count); above it opens get 503. rueidis queues at most
+	// 1024 commands a connection and waits beyond that ignoring deadlines,
+	// so the cap belongs here.
+	MaxInflight int
 	// ClaimMemo is how many claims the instance remembers to answer repeat
-	// opens without Redis (CLAIM_MEMO_SIZE, default 262144, about 100 bytes
-	// each; negative disables).
+	// opens without Redis (about 100 bytes each); 0 turns it off.
 	ClaimMemo int
 	// SoldOutTTL is how long a campaign seen sold out is answered 410 from
-	// memory before Redis is asked again (SOLD_OUT_TTL, default 1s;
-	// negative disables).
+	// memory before Redis is asked again; 0 turns it off.
 	SoldOutTTL time.Duration
-	// ReadTimeout, WriteTimeout and IdleTimeout of connections (defaults
-	// 10s, 10s, 60s; fasthttp's own are unlimited).
+	// RepairTimeout bounds the PostgreSQL and Redis work of a merchant
+	// request or a campaign rebuild.
+	RepairTimeout time.Duration
+	// ReadTimeout, WriteTimeout and IdleTimeout of connections (fasthttp's
+	// own are unlimited).
 	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
 }
 
-func (c *Config) defaults() {
-	if c.MaxInflight == 0 {
-		c.MaxInflight = 4096
+// Bind declares the HTTP server's variables.
+func (c *Config) Bind(s *config.Set) {
+	var tokens string
+	s.Secret(&tokens, "ADMIN_TOKEN", "merchant bearer token(s), comma-separated")
+	c.AdminTokens = nil
+	for _, t := range strings.Split(tokens, ",") {
+		if t = strings.TrimSpace(t); t != "" {
+			c.AdminTokens = append(c.AdminTokens, t)
+		}
 	}
-	if c.RepairTimeout == 0 {
-		c.RepairTimeout = 5 * time.Second
-	}
-	if c.ClaimMemo == 0 {
-		c.ClaimMemo = 262_144
-	}
-	if c.SoldOutTTL == 0 {
-		c.SoldOutTTL = time.Second
-	}
-	if c.ReadTimeout == 0 {
-		c.ReadTimeout = 10 * time.Second
-	}
-	if c.WriteTimeout == 0 {
-		c.WriteTimeout = 10 * time.Second
-	}
-	if c.IdleTimeout == 0 {
-		c.IdleTimeout = 60 * time.Second
-	}
+	s.Int(&c.MaxInflight, "MAX_INFLIGHT", 4096, 1, 1<<20,
+		"concurrent opens waiting on Redis (answers from memory do not count); above it, 503")
+	s.Int(&c.ClaimMemo, "CLAIM_MEMO_SIZE", 262_144, 0, 1<<26,
+		"claims remembered to answer repeat opens without Redis (`0` = off)")
+	s.Duration(&c.SoldOutTTL, "SOLD_OUT_TTL", time.Second, 0, time.Minute,
+		"how long a sold-out campaign is answered 410 from memory before asking Redis again (`0` = off)")
+	c.RepairTimeout = 5 * time.Second
+	c.ReadTimeout, c.WriteTimeout, c.IdleTimeout = 10*time.Second, 10*time.Second, 60*time.Second
 }
 
 // Health is what /readyz asks of the producer.
@@ -75,9 +72,10 @@ type Health interface{ Healthy() bool }
 type Server struct {
 	cfg      Config
 	redis    rueidis.Client
-	store    *Store
+	keys     lua.Keyspace
+	store    *postgres.Store
 	loader   *Loader
-	ring     *pipeline.Ring
+	ring     *producer.Ring
 	producer Health
 	log      *slog.Logger
 	tokens   [][]byte
@@ -89,22 +87,33 @@ type Server struct {
 	srv      *fasthttp.Server
 }
 
+// Deps are what the server works with.
+type Deps struct {
+	Redis    rueidis.Client
+	Keys     lua.Keyspace
+	DB       *postgres.Store
+	Ring     *producer.Ring
+	Producer Health // nil: /readyz asks Redis only
+	Log      *slog.Logger
+}
+
 // New returns a server over its dependencies.
-func New(cfg Config, rdb rueidis.Client, db *pgxpool.Pool, ring *pipeline.Ring, producer Health, log *slog.Logger) *Server {
-	cfg.defaults()
+func New(cfg Config, d Deps) *Server {
+	log := d.Log
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Server{cfg: cfg, redis: rdb, store: &Store{DB: db}, ring: ring, producer: producer, log: log,
+	s := &Server{cfg: cfg, redis: d.Redis, keys: d.Keys, store: d.DB, ring: d.Ring, producer: d.Producer, log: log,
 		missing: missingCache{ttl: time.Second}, gauges: metrics.NewSet()}
-	s.hot.maxClaims = int64(max(cfg.ClaimMemo, 0))
-	s.hot.soldOutMs = max(cfg.SoldOutTTL.Milliseconds(), 0)
-	s.hot.redis, s.hot.log = rdb, log
+	s.hot.maxClaims = int64(cfg.ClaimMemo)
+	s.hot.soldOutMs = cfg.SoldOutTTL.Milliseconds()
+	s.hot.redis, s.hot.keys, s.hot.log = d.Redis, d.Keys, log
 	s.stock.s = s
-	s.loader = &Loader{Store: s.store, Redis: rdb, Log: log}
+	s.loader = &Loader{Store: d.DB, Redis: d.Redis, Keys: d.Keys, Log: log}
 	for _, t := range cfg.AdminTokens {
 		s.tokens = append(s.tokens, []byte(t))
 	}
+	ring := d.Ring
 	s.gauges.NewGauge(`rain_ring_length`, func() float64 { return float64(ring.Len()) })
 	s.gauges.NewGauge(`rain_ring_capacity`, func() float64 { return float64(ring.Cap()) })
 	s.gauges.NewGauge(`rain_open_inflight`, func() float64 { return float64(s.inflight.Load()) })

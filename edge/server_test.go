@@ -13,8 +13,8 @@ import (
 
 	"github.com/redis/rueidis"
 	"github.com/redpacket/rain/internal/testenv"
-	"github.com/redpacket/rain/lua"
 	"github.com/redpacket/rain/pipeline"
+	"github.com/redpacket/rain/pipeline/producer"
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttputil"
 )
@@ -26,7 +26,7 @@ const testToken = "test-token"
 type harness struct {
 	t      testing.TB
 	srv    *Server
-	ring   *pipeline.Ring
+	ring   *producer.Ring
 	redis  rueidis.Client
 	client *fasthttp.Client
 	dial   func() (net.Conn, error) // a raw connection to the server
@@ -36,7 +36,7 @@ type harnessOpt struct {
 	ringSize int    // default 1024
 	topic    string // "" = no producer: the ring is not drained
 	redis    rueidis.Client
-	cfg      Config // AdminTokens are set by the harness
+	set      func(*Config) // changes to the default configuration (AdminTokens are the harness's)
 }
 
 func newHarness(t testing.TB, o harnessOpt) *harness {
@@ -47,29 +47,32 @@ func newHarness(t testing.TB, o harnessOpt) *harness {
 	if o.redis == nil {
 		o.redis = testenv.Redis(t)
 	}
-	db := testenv.Postgres(t)
-	ring := pipeline.NewRing(o.ringSize)
-	var health Health
+	cfg := DefaultMainConfig()
+	cfg.Producer.RingSize = o.ringSize
+	cfg.Server.AdminTokens = []string{"other-token", testToken}
+	if o.set != nil {
+		o.set(&cfg.Server)
+	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	d := Deps{Redis: o.redis, Keys: testenv.Keys(), DB: testenv.Store(t), Ring: producer.NewRing(o.ringSize), Log: log}
 	if o.topic != "" {
-		p, err := pipeline.NewProducer(pipeline.ProducerConfig{Brokers: testenv.Brokers(), Topic: o.topic, Logger: log}, ring)
+		p, err := producer.New(cfg.Producer, pipeline.KafkaConfig{Brokers: testenv.Brokers(), Topic: o.topic}, log)
 		if err != nil {
 			t.Fatal(err)
 		}
 		go p.Run()
-		health = p
+		d.Ring, d.Producer = p.Ring(), p
 		t.Cleanup(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			p.Close(ctx)
 		})
 	}
-	o.cfg.AdminTokens = []string{"other-token", testToken}
-	s := New(o.cfg, o.redis, db, ring, health, log)
+	s := New(cfg.Server, d)
 	ln := fasthttputil.NewInmemoryListener()
 	go s.Serve(ln)
 	t.Cleanup(func() { s.Shutdown(context.Background()) })
-	h := &harness{t: t, srv: s, ring: ring, redis: o.redis,
+	h := &harness{t: t, srv: s, ring: d.Ring, redis: o.redis,
 		client: &fasthttp.Client{Dial: func(string) (net.Conn, error) { return ln.Dial() }}, dial: ln.Dial}
 	return h
 }
@@ -116,7 +119,7 @@ func (h *harness) create(start, end time.Time, inventory string) int64 {
 	}
 	id := int64(m["id"].(float64))
 	h.t.Cleanup(func() { // keep Redis clean; PostgreSQL rows stay (ids are unique)
-		k := lua.KeysOf(id)
+		k := testenv.Keys().Of(id)
 		h.redis.Do(context.Background(), h.redis.B().Del().Key(k.Meta(), k.Stock(), k.Claims()).Build())
 	})
 	return id
@@ -134,7 +137,7 @@ func (h *harness) open(id int64, user string) (int, map[string]any) {
 // claims is the number of claims Redis holds for a campaign.
 func (h *harness) claims(id int64) int64 {
 	h.t.Helper()
-	n, err := h.redis.Do(context.Background(), h.redis.B().Hlen().Key(lua.KeysOf(id).Claims()).Build()).AsInt64()
+	n, err := h.redis.Do(context.Background(), h.redis.B().Hlen().Key(testenv.Keys().Of(id).Claims()).Build()).AsInt64()
 	if err != nil {
 		h.t.Fatal(err)
 	}

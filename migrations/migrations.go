@@ -5,12 +5,9 @@ import (
 	"context"
 	"embed"
 	"fmt"
-	"log/slog"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/tern/v2/migrate"
-	"github.com/redpacket/rain"
 )
 
 //go:embed *.sql
@@ -47,21 +44,4 @@ func Migrate(ctx context.Context, dsn string) error {
 func Latest() int {
 	names, _ := migrate.FindMigrations(files)
 	return len(names)
-}
-
-// Boot migrates the database at dsn, retrying while it is unreachable
-// until ctx ends (PostgreSQL may come up after the process), and opens a
-// connection pool on it. Both binaries start this way.
-func Boot(ctx context.Context, log *slog.Logger, dsn string) (*pgxpool.Pool, error) {
-	_, err := rain.Retry(ctx, log, "migrate postgres", func() (struct{}, error) {
-		return struct{}{}, Migrate(ctx, dsn)
-	})
-	if err != nil {
-		return nil, err
-	}
-	db, err := pgxpool.New(context.WithoutCancel(ctx), dsn)
-	if err != nil {
-		return nil, fmt.Errorf("POSTGRES_DSN: %w", err)
-	}
-	return db, nil
 }

@@ -16,6 +16,7 @@ import (
 // freshDatabase creates an empty database for this test and returns its DSN.
 func freshDatabase(t *testing.T) string {
 	t.Helper()
+	testenv.Need(t, "PostgreSQL at "+testenv.PostgresDSN())
 	ctx := context.Background()
 	admin, err := pgx.Connect(ctx, testenv.PostgresDSN())
 	if err != nil {

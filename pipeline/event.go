@@ -1,7 +1,9 @@
-// Package pipeline carries claims from the api to PostgreSQL: the event codec,
-// the ring buffer the open handler pushes into, the Kafka producer that drains
-// it, the consumer group and batch writer on the other side, and the
-// reconciler that repairs what a crash left out.
+// Package pipeline carries claims from the api to PostgreSQL. This package
+// holds what both sides share: the claim event and its codec, the Kafka
+// settings and topics. The sides are packages of their own, so each binary
+// links only its own: producer (the api's ring buffer and Kafka producer),
+// consumer (the consumer group and batch writer) and reconcile (the repair
+// of what a crash left out).
 package pipeline
 
 import (
@@ -9,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 	"unicode/utf8"
 
@@ -35,32 +38,14 @@ type Event struct {
 // encoding/json because it runs once per claim and allocates nothing.
 func (e *Event) AppendJSON(b []byte) []byte {
 	b = append(b, `{"v":1,"campaign_id":`...)
-	b = appendInt(b, e.CampaignID)
+	b = strconv.AppendInt(b, e.CampaignID, 10)
 	b = append(b, `,"user_id":`...)
 	b = appendJSONString(b, e.UserID)
 	b = append(b, `,"amount":`...)
-	b = appendInt(b, e.Amount)
+	b = strconv.AppendInt(b, e.Amount, 10)
 	b = append(b, `,"claimed_at":"`...)
 	b = time.UnixMilli(e.ClaimedAt).UTC().AppendFormat(b, claimedAtLayout)
 	return append(b, '"', '}')
-}
-
-func appendInt(b []byte, n int64) []byte {
-	if n < 0 {
-		b = append(b, '-')
-		n = -n
-	}
-	var d [20]byte
-	i := len(d)
-	for {
-		i--
-		d[i] = byte('0' + n%10)
-		n /= 10
-		if n == 0 {
-			break
-		}
-	}
-	return append(b, d[i:]...)
 }
 
 const hexDigits = "0123456789abcdef"

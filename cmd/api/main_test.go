@@ -1,20 +1,29 @@
 package main
 
 import (
+	"bytes"
+	"os"
 	"strings"
 	"testing"
+
+	"github.com/redpacket/rain/edge"
+	"github.com/redpacket/rain/internal/config"
 )
 
+func bind(env map[string]string) (edge.MainConfig, *config.Set) {
+	var c edge.MainConfig
+	s := config.New(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	c.Bind(s)
+	return c, s
+}
+
 func TestConfigFailsFastNamingTheVariable(t *testing.T) {
-	t.Setenv("ADMIN_TOKEN", "")
-	t.Setenv("RING_SIZE", "0")
-	t.Setenv("REDIS_ADDR", "no-port")
-	t.Setenv("PRODUCER_LINGER", "soon")
-	_, err := loadConfig()
+	_, s := bind(map[string]string{"RING_SIZE": "0", "REDIS_ADDR": "no-port", "PRODUCER_LINGER": "soon", "KAFKA_DLQ_TOPIC": "claim_events"})
+	err := s.Err()
 	if err == nil {
 		t.Fatal("bad configuration accepted")
 	}
-	for _, name := range []string{"ADMIN_TOKEN", "RING_SIZE", "REDIS_ADDR", "PRODUCER_LINGER"} {
+	for _, name := range []string{"ADMIN_TOKEN", "RING_SIZE", "REDIS_ADDR", "PRODUCER_LINGER", "KAFKA_DLQ_TOPIC"} {
 		if !strings.Contains(err.Error(), name) {
 			t.Errorf("error does not name %s:\n%v", name, err)
 		}
@@ -22,17 +31,37 @@ func TestConfigFailsFastNamingTheVariable(t *testing.T) {
 }
 
 func TestConfigDefaults(t *testing.T) {
-	for _, v := range []string{"PORT", "LISTEN_ADDR", "KAFKA_TOPIC", "KAFKA_DLQ_TOPIC", "RING_SIZE", "SOLD_OUT_TTL"} {
-		t.Setenv(v, "")
+	c, s := bind(map[string]string{"ADMIN_TOKEN": "a, b", "CLAIM_MEMO_SIZE": "0", "SOLD_OUT_TTL": "0"})
+	if err := s.Err(); err != nil {
+		t.Fatal(err)
 	}
-	t.Setenv("ADMIN_TOKEN", "a,b")
-	t.Setenv("CLAIM_MEMO_SIZE", "0")
-	c, err := loadConfig()
+	if c.Listen != ":8080" || c.Kafka.Topic != "claim_events" || c.Kafka.DLQTopic != "claim_events.dlq" || c.Producer.RingSize != 65536 ||
+		len(c.Server.AdminTokens) != 2 || c.Server.ClaimMemo != 0 || c.Server.SoldOutTTL != 0 || c.Boot.KeyPrefix != "rp" {
+		t.Errorf("defaults: %+v", c)
+	}
+	if c, _ := bind(map[string]string{"PORT": "9000"}); c.Listen != ":9000" {
+		t.Errorf("PORT=9000: listen %q", c.Listen)
+	}
+	if c, _ := bind(map[string]string{"PORT": "9000", "LISTEN_ADDR": "127.0.0.1:7000"}); c.Listen != "127.0.0.1:7000" {
+		t.Errorf("LISTEN_ADDR: listen %q", c.Listen)
+	}
+}
+
+// TestReadmeListsEveryVariable: the README's api table is exactly what
+// `api -help` lists (regenerate it with the expected text below).
+func TestReadmeListsEveryVariable(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.addr != ":8080" || c.topic != "claim_events" || c.dlqTopic != "claim_events.dlq" || c.ringSize != 65536 ||
-		len(c.edge.AdminTokens) != 2 || c.edge.ClaimMemo != -1 || c.edge.SoldOutTTL <= 0 {
-		t.Errorf("defaults: %+v", c)
+	got, err := config.ReadmeTable(string(readme), "### api (`cmd/api`)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, s := bind(nil)
+	var want bytes.Buffer
+	s.Markdown(&want)
+	if got != want.String() {
+		t.Errorf("README's api configuration table differs from the declared variables; want:\n%s", want.String())
 	}
 }

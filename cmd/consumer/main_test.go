@@ -21,9 +21,13 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redpacket/rain/internal/boot"
+	"github.com/redpacket/rain/internal/config"
 	"github.com/redpacket/rain/internal/testenv"
 	"github.com/redpacket/rain/lua"
 	"github.com/redpacket/rain/pipeline"
+	"github.com/redpacket/rain/pipeline/consumer"
+	"github.com/redpacket/rain/pipeline/reconcile"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -38,43 +42,67 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-func env(kv map[string]string) func(string) (string, bool) {
-	return func(k string) (string, bool) { v, ok := kv[k]; return v, ok }
+func bind(env map[string]string) (consumer.MainConfig, *config.Set) {
+	var c consumer.MainConfig
+	s := config.New(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	c.Bind(s)
+	return c, s
 }
 
 func TestLoadConfig(t *testing.T) {
-	c, err := loadConfig(env(nil))
-	if err != nil {
+	c, s := bind(nil)
+	if err := s.Err(); err != nil {
 		t.Fatal(err)
 	}
-	cc := c.consumer
-	if cc.Topic != "claim_events" || cc.DLQTopic != "claim_events.dlq" || cc.Group != "consumer" ||
-		cc.BatchSize != 5000 || cc.BatchWait != 50*time.Millisecond || c.metricsAddr != ":9091" ||
-		c.reconcileEvery != 30*time.Second || c.reconciler.Lookback != 24*time.Hour || c.reconciler.Grace != 30*time.Second {
+	cc := c.Consumer
+	if c.Kafka.Topic != "claim_events" || c.Kafka.DLQTopic != "claim_events.dlq" || cc.Group != "consumer" ||
+		cc.BatchSize != 5000 || cc.BatchWait != 50*time.Millisecond || c.MetricsAddr != ":9091" ||
+		c.Reconcile.Interval != 30*time.Second || c.Reconcile.Lookback != 24*time.Hour || c.Reconcile.Grace != 30*time.Second ||
+		c.Reconcile.Chunk != 5000 || cc.StopTimeout != 15*time.Second {
 		t.Fatalf("defaults: %+v", c)
 	}
-	c, err = loadConfig(env(map[string]string{"KAFKA_TOPIC": "t", "RECONCILE_INTERVAL": "0", "RECONCILE_GRACE": "0"}))
-	if err != nil || c.consumer.DLQTopic != "t.dlq" || c.reconcileEvery != 0 || c.reconciler.Grace >= 0 {
-		t.Fatalf("KAFKA_TOPIC=t: %+v %v", c, err)
+	c, s = bind(map[string]string{"KAFKA_TOPIC": "t", "RECONCILE_INTERVAL": "0", "RECONCILE_GRACE": "0", "BATCH_WAIT": "0"})
+	if s.Err() != nil || c.Kafka.DLQTopic != "t.dlq" || c.Reconcile.Interval != 0 || c.Reconcile.Grace != 0 || c.Consumer.BatchWait != 0 {
+		t.Fatalf("KAFKA_TOPIC=t, zeros: %+v %v", c, s.Err())
 	}
 
-	_, err = loadConfig(env(map[string]string{
+	_, s = bind(map[string]string{
 		"BATCH_SIZE": "0", "BATCH_WAIT": "soon", "METRICS_ADDR": "nowhere", "KAFKA_TOPIC": "x",
-		"KAFKA_DLQ_TOPIC": "x", "POSTGRES_DSN": "postgres://a b", "RECONCILE_LOOKBACK": "1s",
-	}))
+		"KAFKA_DLQ_TOPIC": "x", "RECONCILE_LOOKBACK": "1s",
+	})
+	err := s.Err()
 	if err == nil {
 		t.Fatal("bad configuration accepted")
 	}
-	for _, name := range []string{"BATCH_SIZE", "BATCH_WAIT", "METRICS_ADDR", "KAFKA_DLQ_TOPIC", "POSTGRES_DSN", "RECONCILE_LOOKBACK"} {
+	for _, name := range []string{"BATCH_SIZE", "BATCH_WAIT", "METRICS_ADDR", "KAFKA_DLQ_TOPIC", "RECONCILE_LOOKBACK"} {
 		if !strings.Contains(err.Error(), name) {
 			t.Errorf("error does not name %s:\n%v", name, err)
 		}
 	}
 }
 
+// TestReadmeListsEveryVariable: the README's consumer table is exactly what
+// `consumer -help` lists (regenerate it with the expected text below).
+func TestReadmeListsEveryVariable(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := config.ReadmeTable(string(readme), "### consumer (`cmd/consumer`)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, s := bind(nil)
+	var want bytes.Buffer
+	s.Markdown(&want)
+	if got != want.String() {
+		t.Errorf("README's consumer configuration table differs from the declared variables; want:\n%s", want.String())
+	}
+}
+
 func TestHandler(t *testing.T) {
 	var health error
-	srv := httptest.NewServer(handler(func() error { return health }))
+	srv := httptest.NewServer(consumer.Handler(func() error { return health }))
 	defer srv.Close()
 	get := func(path string) (int, string) {
 		resp, err := http.Get(srv.URL + path)
@@ -94,9 +122,12 @@ func TestHandler(t *testing.T) {
 	if code != 503 || json.Unmarshal([]byte(body), &v) != nil || v.Status != "DEGRADED" || !strings.Contains(v.Error, "postgres") {
 		t.Fatalf("degraded: %d %s", code, body)
 	}
-	pipeline.NewWriter(nil) // building the consumer side registers its metrics
-	if code, body := get("/metrics"); code != 200 || !strings.Contains(body, "rain_consumer_rows_inserted_total") {
+	code, body = get("/metrics")
+	if code != 200 || !strings.Contains(body, "rain_consumer_rows_inserted_total") {
 		t.Fatalf("metrics: %d %.300s", code, body)
+	}
+	if strings.Contains(body, "rain_producer_") || strings.Contains(body, "rain_http_") {
+		t.Fatalf("the consumer exports the api's metrics: %.300s", body)
 	}
 }
 
@@ -115,7 +146,7 @@ func campaign(t *testing.T, db *pgxpool.Pool, n int) (int64, *lua.Keys) {
 	if _, err := db.Exec(ctx, `INSERT INTO campaign_inventory (campaign_id, amount, total_count) VALUES ($1, 5, 1000)`, id); err != nil {
 		t.Fatal(err)
 	}
-	k := lua.KeysOf(id)
+	k := testenv.Keys().Of(id)
 	del := func() { rdb.Do(ctx, rdb.B().Del().Key(k.Meta(), k.Stock(), k.Claims()).Build()) }
 	del()
 	t.Cleanup(func() {
@@ -139,16 +170,13 @@ func TestReconcileCommand(t *testing.T) {
 	t.Parallel()
 	db := testenv.Postgres(t)
 	id, k := campaign(t, db, 12)
-	cfg, err := loadConfig(env(map[string]string{"POSTGRES_DSN": testenv.PostgresDSN(), "REDIS_ADDR": testenv.RedisAddr()}))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg, _ := bind(map[string]string{"POSTGRES_DSN": testenv.PostgresDSN(), "REDIS_ADDR": testenv.RedisAddr(),
+		"REDIS_KEY_PREFIX": testenv.KeyPrefix})
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	cfg.reconciler.Logger = log
-	run := func(args ...string) (int, pipeline.ReconcileReport) {
+	run := func(args ...string) (int, reconcile.Report) {
 		var out bytes.Buffer
-		code := reconcile(cfg, args, &out, log)
-		var rep pipeline.ReconcileReport
+		code := boot.ExitCode(reconcileNow(context.Background(), cfg, args, &out, log))
+		var rep reconcile.Report
 		if out.Len() > 0 {
 			if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
 				t.Fatalf("report %q: %v", out.String(), err)
@@ -178,7 +206,7 @@ func TestReconcileCommand(t *testing.T) {
 		t.Fatalf("with a bad claim: exit %d, %+v; want 1", code, rep)
 	}
 	// PostgreSQL unreachable: it could not finish.
-	cfg.postgresDSN = "postgres://rain:rain@127.0.0.1:1/rain_test?sslmode=disable&connect_timeout=2"
+	cfg.Boot.PostgresDSN = "postgres://rain:rain@127.0.0.1:1/rain_test?sslmode=disable&connect_timeout=2"
 	if code, _ := run("-campaign", campaignArg); code != 1 {
 		t.Fatalf("postgres unreachable: exit %d, want 1", code)
 	}
@@ -201,7 +229,7 @@ func TestProcess(t *testing.T) {
 
 	cmd := exec.Command(os.Args[0]) // no arguments: main() reads them
 	cmd.Env = append(os.Environ(), runMainEnv+"=1",
-		"POSTGRES_DSN="+testenv.PostgresDSN(), "REDIS_ADDR="+testenv.RedisAddr(),
+		"POSTGRES_DSN="+testenv.PostgresDSN(), "REDIS_ADDR="+testenv.RedisAddr(), "REDIS_KEY_PREFIX="+testenv.KeyPrefix,
 		"KAFKA_BROKERS="+strings.Join(testenv.Brokers(), ","), "KAFKA_TOPIC="+topic,
 		"KAFKA_GROUP=g_"+topic, "METRICS_ADDR="+addr,
 		"RECONCILE_INTERVAL=0") // the shared test database holds other tests' campaigns

@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -21,7 +20,6 @@ import (
 
 	"github.com/redpacket/rain/edge"
 	"github.com/redpacket/rain/internal/testenv"
-	"github.com/redpacket/rain/lua"
 	"github.com/redpacket/rain/pipeline"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -54,7 +52,7 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// startStack starts the api (edge.New, as cmd/api builds it) and the
+// startStack starts the api (edge.Main, as cmd/api runs it) and the
 // consumer binary, exercises the api, and waits until the consumer has
 // written the claims and dead-lettered a malformed record, so that the
 // metrics of every path the dashboard shows have been touched.
@@ -62,29 +60,25 @@ func startStack(t *testing.T) *stack {
 	t.Helper()
 	bins := binaries(t)
 	rdb := testenv.Redis(t)
-	db := testenv.Postgres(t)
+	testenv.Postgres(t) // migrated before the processes start
 	topic := testenv.Topic(t, 3)
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 
-	ring := pipeline.NewRing(1024)
-	producer, err := pipeline.NewProducer(pipeline.ProducerConfig{Brokers: testenv.Brokers(), Topic: topic, Logger: log}, ring)
-	if err != nil {
+	cfg := edge.DefaultMainConfig()
+	cfg.Listen = "127.0.0.1:0"
+	cfg.Boot = testenv.Boot()
+	cfg.Kafka = pipeline.KafkaConfig{Brokers: testenv.Brokers(), Topic: topic, DLQTopic: topic + ".dlq", Partitions: 3}
+	cfg.Server.AdminTokens = []string{adminToken}
+	api := edge.NewMain(cfg, log)
+	if err := api.Open(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	go producer.Run()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		producer.Close(ctx)
+		api.Close(ctx)
 	})
-	srv := edge.New(edge.Config{AdminTokens: []string{adminToken}}, rdb, db, ring, producer, log)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Shutdown(context.Background()) })
-	st := &stack{apiAddr: ln.Addr().String(), consumerLog: &syncBuffer{}}
+	st := &stack{apiAddr: api.Addr(), consumerLog: &syncBuffer{}}
 
 	// Exercise the api: a campaign of 2 packets, 2 wins, a sold-out, a
 	// repeat, the errors, the admin read, the probes.
@@ -116,7 +110,7 @@ func startStack(t *testing.T) *stack {
 		t.Fatalf("create answered %s", created)
 	}
 	t.Cleanup(func() {
-		k := lua.KeysOf(id)
+		k := testenv.Keys().Of(id)
 		rdb.Do(context.Background(), rdb.B().Del().Key(k.Meta(), k.Stock(), k.Claims()).Build())
 	})
 	open := fmt.Sprintf("/campaign/%d/open", id)
@@ -147,6 +141,7 @@ func startStack(t *testing.T) *stack {
 		"PATH=" + os.Getenv("PATH"),
 		"POSTGRES_DSN=" + testenv.PostgresDSN(),
 		"REDIS_ADDR=" + testenv.RedisAddr(),
+		"REDIS_KEY_PREFIX=" + testenv.KeyPrefix,
 		"KAFKA_BROKERS=" + strings.Join(testenv.Brokers(), ","),
 		"KAFKA_TOPIC=" + topic,
 		"KAFKA_DLQ_TOPIC=" + topic + ".dlq",

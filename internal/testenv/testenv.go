@@ -1,7 +1,10 @@
 // Package testenv connects tests to the real Redis, PostgreSQL and Kafka
-// that `make test` starts (deploy/local/up.sh). Addresses come from the same
-// environment variables the services use, with the local defaults; a missing
-// service fails the test with a hint, it is never skipped.
+// that `make test` starts. Addresses come from the same environment
+// variables the services use, with the local defaults.
+//
+// Two tiers: under `go test -short` every test that needs a service skips,
+// saying which (so the pure tests run anywhere in seconds); otherwise a
+// missing service fails the test with a hint, it is never skipped.
 package testenv
 
 import (
@@ -18,12 +21,16 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/rueidis"
+	"github.com/redpacket/rain/internal/boot"
+	"github.com/redpacket/rain/internal/config"
+	"github.com/redpacket/rain/internal/postgres"
+	"github.com/redpacket/rain/lua"
 	"github.com/redpacket/rain/migrations"
 	"github.com/redpacket/rain/pipeline"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-const hint = " (start the local services with `make services`, or run `make test`)"
+const hint = " (start the local services with `make services`, or run `make test`; `go test -short` skips the tests that need them)"
 
 func env(name, def string) string {
 	if v := os.Getenv(name); v != "" {
@@ -43,9 +50,34 @@ func PostgresDSN() string {
 // Brokers is KAFKA_BROKERS or 127.0.0.1:9092.
 func Brokers() []string { return strings.Split(env("KAFKA_BROKERS", "127.0.0.1:9092"), ",") }
 
+// Need skips the test under -short: it needs what (a service or a tool).
+func Need(tb testing.TB, what string) {
+	tb.Helper()
+	if testing.Short() {
+		tb.Skipf("-short: needs %s", what)
+	}
+}
+
+// KeyPrefix is the Redis key prefix of the tests: apart from `make run`'s
+// (rp), `make bench`'s and `make chaos`'s in a shared Redis.
+const KeyPrefix = "rptest"
+
+// Keys is the tests' Redis keyspace.
+func Keys() lua.Keyspace { return lua.NewKeyspace(KeyPrefix) }
+
+// Boot is the shared process configuration pointed at the test services.
+func Boot() boot.Config {
+	var c boot.Config
+	c.Bind(config.Defaults())
+	c.RedisAddr, c.PostgresDSN, c.KeyPrefix = RedisAddr(), PostgresDSN(), KeyPrefix
+	c.BootTimeout, c.ShutdownTimeout = 30*time.Second, 15*time.Second
+	return c
+}
+
 // Redis returns a client of the test Redis, closed when the test ends.
 func Redis(tb testing.TB) rueidis.Client {
 	tb.Helper()
+	Need(tb, "Redis at "+RedisAddr())
 	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{RedisAddr()}, DisableCache: true})
 	if err != nil {
 		tb.Fatalf("redis %s: %v"+hint, RedisAddr(), err)
@@ -60,13 +92,11 @@ var migrateOnce sync.Once
 // test ends. Tests share the database; each works in campaigns of its own.
 func Postgres(tb testing.TB) *pgxpool.Pool {
 	tb.Helper()
+	Need(tb, "PostgreSQL at "+PostgresDSN())
 	ctx := context.Background()
 	var err error
 	migrateOnce.Do(func() {
-		if err = migrations.Migrate(ctx, PostgresDSN()); err != nil {
-			return
-		}
-		err = separateIDs(ctx)
+		err = migrations.Migrate(ctx, PostgresDSN())
 	})
 	if err != nil {
 		tb.Fatalf("postgres %s: %v"+hint, PostgresDSN(), err)
@@ -78,6 +108,9 @@ func Postgres(tb testing.TB) *pgxpool.Pool {
 	tb.Cleanup(db.Close)
 	return db
 }
+
+// Store is Postgres as the service's store.
+func Store(tb testing.TB) *postgres.Store { return &postgres.Store{DB: Postgres(tb)} }
 
 // PostgresHostPort is the host:port of the test database (for a Proxy).
 func PostgresHostPort(tb testing.TB) string {
@@ -92,6 +125,7 @@ func PostgresHostPort(tb testing.TB) string {
 // Proxy), with a short connect timeout so outages show quickly.
 func PostgresAt(tb testing.TB, addr string) *pgxpool.Pool {
 	tb.Helper()
+	Need(tb, "PostgreSQL")
 	cfg, err := pgxpool.ParseConfig(PostgresDSN())
 	if err != nil {
 		tb.Fatal(err)
@@ -106,23 +140,6 @@ func PostgresAt(tb testing.TB, addr string) *pgxpool.Pool {
 	}
 	tb.Cleanup(db.Close)
 	return db
-}
-
-// TestCampaignIDs is where the test database numbers its campaigns. Tests
-// share the local Redis with `make run` and `make bench`, whose database
-// counts from 1; campaign keys are named by id, so the test ids live far
-// above any a developer will reach.
-const TestCampaignIDs = 1_000_000_000_000
-
-func separateIDs(ctx context.Context) error {
-	db, err := pgxpool.New(ctx, PostgresDSN())
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	_, err = db.Exec(ctx, `SELECT setval(pg_get_serial_sequence('campaign', 'id'),
-		GREATEST($1, (SELECT last_value FROM campaign_id_seq)))`, TestCampaignIDs)
-	return err
 }
 
 // Topic returns the name of a new topic for this test alone (so tests never
@@ -142,6 +159,7 @@ func Topic(tb testing.TB, partitions int32) string {
 // Kafka returns a plain client of the test broker, closed when the test ends.
 func Kafka(tb testing.TB, opts ...kgo.Opt) *kgo.Client {
 	tb.Helper()
+	Need(tb, fmt.Sprintf("Kafka at %v", Brokers()))
 	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(Brokers()...)}, opts...)...)
 	if err != nil {
 		tb.Fatalf("kafka: %v", err)
@@ -167,6 +185,7 @@ func sanitize(s string) string {
 // timeouts so outages show quickly.
 func RedisAt(tb testing.TB, addr string) rueidis.Client {
 	tb.Helper()
+	Need(tb, "Redis")
 	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{addr}, DisableCache: true,
 		ConnWriteTimeout: time.Second, Dialer: net.Dialer{Timeout: time.Second}})
 	if err != nil {

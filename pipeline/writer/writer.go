@@ -1,69 +1,47 @@
-package pipeline
+// Package writer is the batch writer: claims into PostgreSQL with
+// exactly-once effect, for the consumer and the reconciler alike.
+package writer
 
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/redpacket/rain/internal/postgres"
+	"github.com/redpacket/rain/pipeline"
 )
 
 var (
-	pgWriteClaims   = consumerMetrics.NewPrometheusHistogram(`rain_postgres_duration_seconds{op="write_claims"}`)
-	pgLoadInventory = consumerMetrics.NewPrometheusHistogram(`rain_postgres_duration_seconds{op="load_inventory"}`)
+	pgWriteClaims   = metrics.NewPrometheusHistogram(`rain_postgres_duration_seconds{op="write_claims"}`)
+	pgLoadInventory = metrics.NewPrometheusHistogram(`rain_postgres_duration_seconds{op="load_inventory"}`)
 )
-
-// insertClaims inserts the claims claim_log lacks and adds exactly those to
-// campaign_inventory.opened_count, in one statement (so one transaction):
-// the data-modifying CTE's RETURNING rows are the newly inserted claims only,
-// a redelivered claim hits ON CONFLICT DO NOTHING and is not counted. It
-// returns how many rows were inserted.
-//
-// One INSERT … SELECT FROM unnest(arrays) measured faster here than CopyFrom
-// into a TEMP staging table followed by the same INSERT … SELECT (README,
-// "Consumer"; BenchmarkWriter in writer_bench_test.go measures both).
-const insertClaims = `
-WITH ins AS (
-	INSERT INTO claim_log (campaign_id, user_id, amount, claimed_at)
-	SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::timestamptz[])
-	ON CONFLICT (campaign_id, user_id) DO NOTHING
-	RETURNING campaign_id, amount
-), opened AS (
-	UPDATE campaign_inventory i SET opened_count = i.opened_count + n.n
-	FROM (SELECT campaign_id, amount, count(*) AS n FROM ins GROUP BY campaign_id, amount) n
-	WHERE i.campaign_id = n.campaign_id AND i.amount = n.amount
-	RETURNING n.n
-)
-SELECT coalesce(sum(n), 0)::bigint FROM opened`
 
 // Writer persists claims into PostgreSQL with exactly-once effect: a claim
 // claim_log already holds changes nothing, so any batch may be written again
 // (a redelivery, a retry after an error whose outcome is unknown, the
 // reconciler and the consumer writing the same claim) without harm.
 type Writer struct {
-	db  *pgxpool.Pool
+	db  *postgres.Store
 	inv *inventories
 }
 
-// NewWriter returns a writer over db.
-func NewWriter(db *pgxpool.Pool) *Writer {
-	registerConsumer()
+// New returns a writer over db.
+func New(db *postgres.Store) *Writer {
 	return &Writer{db: db, inv: newInventories(db)}
 }
 
-// WriteResult is what one Write did with its events.
-type WriteResult struct {
+// Result is what one Write did with its events.
+type Result struct {
 	// Inserted claims were new to claim_log and were added to opened_count.
 	Inserted int
 	// Duplicates were already in claim_log, or repeated an earlier event of
 	// the same batch (same campaign and user).
 	Duplicates int
 	// Rejected events were not written, each with its reason
-	// (ReasonUnknownCampaign, ReasonUnknownAmount, ReasonRejected).
+	// (pipeline.ReasonUnknownCampaign, pipeline.ReasonUnknownAmount, pipeline.ReasonRejected).
 	Rejected []Rejection
 }
 
@@ -86,8 +64,8 @@ type Rejection struct {
 //
 // An error means PostgreSQL is unavailable or failed in a way worth
 // retrying; the whole Write may be retried as it is.
-func (w *Writer) Write(ctx context.Context, evs []Event) (WriteResult, error) {
-	var res WriteResult
+func (w *Writer) Write(ctx context.Context, evs []pipeline.Event) (Result, error) {
+	var res Result
 	if len(evs) == 0 {
 		return res, nil
 	}
@@ -117,13 +95,13 @@ func (w *Writer) Write(ctx context.Context, evs []Event) (WriteResult, error) {
 		uniq = append(uniq, i)
 	}
 
-	batch := make([]Event, len(uniq))
+	batch := make([]pipeline.Event, len(uniq))
 	for k, i := range uniq {
 		batch[k] = evs[i]
 	}
 	reasons, err := w.inv.Check(ctx, batch)
 	if err != nil {
-		return WriteResult{}, err
+		return Result{}, err
 	}
 	valid := uniq[:0]
 	for k, i := range uniq {
@@ -144,8 +122,8 @@ func (w *Writer) Write(ctx context.Context, evs []Event) (WriteResult, error) {
 		res.Duplicates += len(valid) - n
 		return res, nil
 	}
-	if !rowError(err) {
-		return WriteResult{}, err
+	if !postgres.IsDataError(err) {
+		return Result{}, err
 	}
 	// One row (or more) is refused: find which, one statement per row.
 	for _, i := range valid {
@@ -154,44 +132,25 @@ func (w *Writer) Write(ctx context.Context, evs []Event) (WriteResult, error) {
 		case err == nil:
 			res.Inserted += n
 			res.Duplicates += 1 - n
-		case rowError(err):
-			res.Rejected = append(res.Rejected, Rejection{Index: i, Reason: ReasonRejected,
+		case postgres.IsDataError(err):
+			res.Rejected = append(res.Rejected, Rejection{Index: i, Reason: pipeline.ReasonRejected,
 				Err: fmt.Errorf("campaign %d user %q amount %d: %w", evs[i].CampaignID, evs[i].UserID, evs[i].Amount, err)})
 		default:
-			return WriteResult{}, err
+			return Result{}, err
 		}
 	}
 	return res, nil
 }
 
-// insert runs insertClaims for evs[i], i in idx.
-func (w *Writer) insert(ctx context.Context, evs []Event, idx []int) (int, error) {
-	campaigns := make([]int64, len(idx))
-	users := make([]string, len(idx))
-	amounts := make([]int64, len(idx))
-	times := make([]time.Time, len(idx))
-	for k, i := range idx {
+// insert writes evs[i], i in idx.
+func (w *Writer) insert(ctx context.Context, evs []pipeline.Event, idx []int) (int, error) {
+	var c postgres.Claims
+	for _, i := range idx {
 		ev := &evs[i]
-		campaigns[k], users[k], amounts[k] = ev.CampaignID, ev.UserID, ev.Amount
-		times[k] = time.UnixMilli(ev.ClaimedAt).UTC()
+		c.Append(ev.CampaignID, ev.UserID, ev.Amount, time.UnixMilli(ev.ClaimedAt).UTC())
 	}
 	start := time.Now()
-	var n int64
-	err := w.db.QueryRow(ctx, insertClaims, campaigns, users, amounts, times).Scan(&n)
+	n, err := w.db.InsertClaims(ctx, &c)
 	pgWriteClaims.UpdateDuration(start)
-	if err != nil {
-		return 0, fmt.Errorf("write %d claims: %w", len(idx), err)
-	}
-	return int(n), nil
-}
-
-// rowError reports whether PostgreSQL refused a statement for the data it
-// carried (SQLSTATE class 22 data exception or 23 integrity constraint
-// violation), which no retry fixes.
-func rowError(err error) bool {
-	var pe *pgconn.PgError
-	if !errors.As(err, &pe) || len(pe.Code) < 2 {
-		return false
-	}
-	return pe.Code[:2] == "22" || pe.Code[:2] == "23"
+	return n, err
 }

@@ -1,137 +1,109 @@
-package pipeline
+package consumer
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
-	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/redpacket/rain"
+	"github.com/redpacket/rain/internal/config"
+	"github.com/redpacket/rain/internal/postgres"
+	"github.com/redpacket/rain/internal/retry"
+	"github.com/redpacket/rain/pipeline"
+	"github.com/redpacket/rain/pipeline/writer"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 var (
-	consumerRecords    = consumerMetrics.NewCounter(`rain_consumer_records_total`)
-	consumerBatchSize  = consumerMetrics.NewPrometheusHistogramExt(`rain_consumer_batch_size`, metrics.ExponentialBuckets(1, 2, 15))
-	consumerBatch      = consumerMetrics.NewPrometheusHistogram(`rain_consumer_batch_duration_seconds`)
-	consumerDecode     = consumerMetrics.NewPrometheusHistogram(`rain_consumer_step_duration_seconds{step="decode"}`)
-	consumerWrite      = consumerMetrics.NewPrometheusHistogram(`rain_consumer_step_duration_seconds{step="write"}`)
-	consumerDLQ        = consumerMetrics.NewPrometheusHistogram(`rain_consumer_step_duration_seconds{step="dead_letter"}`)
-	consumerCommit     = consumerMetrics.NewPrometheusHistogram(`rain_consumer_step_duration_seconds{step="commit"}`)
-	consumerInserted   = consumerMetrics.NewCounter(`rain_consumer_rows_inserted_total`)
-	consumerDuplicates = consumerMetrics.NewCounter(`rain_consumer_duplicates_skipped_total`)
-	writeErrors        = consumerMetrics.NewCounter(`rain_consumer_write_errors_total`)
-	commitErrors       = consumerMetrics.NewCounter(`rain_consumer_commit_errors_total`)
-	fetchErrors        = consumerMetrics.NewCounter(`rain_consumer_fetch_errors_total`)
-	dlqErrors          = consumerMetrics.NewCounter(`rain_consumer_dead_letter_produce_errors_total`)
+	consumerRecords    = metrics.NewCounter(`rain_consumer_records_total`)
+	consumerBatchSize  = metrics.NewPrometheusHistogramExt(`rain_consumer_batch_size`, metrics.ExponentialBuckets(1, 2, 15))
+	consumerBatch      = metrics.NewPrometheusHistogram(`rain_consumer_batch_duration_seconds`)
+	consumerDecode     = metrics.NewPrometheusHistogram(`rain_consumer_step_duration_seconds{step="decode"}`)
+	consumerWrite      = metrics.NewPrometheusHistogram(`rain_consumer_step_duration_seconds{step="write"}`)
+	consumerDLQ        = metrics.NewPrometheusHistogram(`rain_consumer_step_duration_seconds{step="dead_letter"}`)
+	consumerCommit     = metrics.NewPrometheusHistogram(`rain_consumer_step_duration_seconds{step="commit"}`)
+	consumerInserted   = metrics.NewCounter(`rain_consumer_rows_inserted_total`)
+	consumerDuplicates = metrics.NewCounter(`rain_consumer_duplicates_skipped_total`)
+	writeErrors        = metrics.NewCounter(`rain_consumer_write_errors_total`)
+	commitErrors       = metrics.NewCounter(`rain_consumer_commit_errors_total`)
+	fetchErrors        = metrics.NewCounter(`rain_consumer_fetch_errors_total`)
+	dlqErrors          = metrics.NewCounter(`rain_consumer_dead_letter_produce_errors_total`)
 	deadLetters        = map[string]*metrics.Counter{}
 )
 
 func init() {
-	for _, r := range []string{ReasonMalformed, ReasonUnsupportedVersion, ReasonInvalid,
-		ReasonUnknownCampaign, ReasonUnknownAmount, ReasonRejected} {
-		deadLetters[r] = consumerMetrics.NewCounter(`rain_consumer_dead_letters_total{reason="` + r + `"}`)
+	for _, r := range []string{pipeline.ReasonMalformed, pipeline.ReasonUnsupportedVersion, pipeline.ReasonInvalid,
+		pipeline.ReasonUnknownCampaign, pipeline.ReasonUnknownAmount, pipeline.ReasonRejected} {
+		deadLetters[r] = metrics.NewCounter(`rain_consumer_dead_letters_total{reason="` + r + `"}`)
 	}
 }
 
-// ConsumerConfig configures a Consumer. Zero values take the defaults named
-// on each field (the environment variables are those of cmd/consumer).
-type ConsumerConfig struct {
-	// Brokers are the Kafka seed brokers (KAFKA_BROKERS, default 127.0.0.1:9092).
-	Brokers []string
-	// Topic is the claim events topic (KAFKA_TOPIC, default claim_events).
-	Topic string
-	// DLQTopic receives the records that cannot be written (KAFKA_DLQ_TOPIC,
-	// default Topic + ".dlq").
-	DLQTopic string
-	// Group is the consumer group (KAFKA_GROUP, default consumer). A group
-	// with no committed offsets starts at the oldest record: replaying
-	// claims changes nothing, skipping them would lose them.
+// Config tunes a Consumer.
+type Config struct {
+	// Group is the consumer group. A group with no committed offsets starts
+	// at the oldest record: replaying claims changes nothing, skipping them
+	// would lose them.
 	Group string
-	// BatchSize is the most records written in one transaction (BATCH_SIZE,
-	// default 5000).
+	// BatchSize is the most records written in one transaction.
 	BatchSize int
 	// BatchWait is how long a batch that is not full may wait for more
-	// records after the first arrived (BATCH_WAIT, default 50ms).
+	// records after the first arrived.
 	BatchWait time.Duration
 	// RebalanceTimeout is how long the group waits for this member to
-	// finish its batch when a rebalance starts (KAFKA_REBALANCE_TIMEOUT,
-	// default 60s; a batch of 5000 takes well under a second). A member
-	// stuck longer (PostgreSQL down) is dropped from the group; its
-	// uncommitted records go to another member and are written once.
+	// finish its batch when a rebalance starts (a batch of 5000 takes well
+	// under a second). A member stuck longer (PostgreSQL down) is dropped
+	// from the group; its uncommitted records go to another member and are
+	// written once.
 	RebalanceTimeout time.Duration
 	// SessionTimeout is how long the group waits for heartbeats of a member
-	// before it hands its partitions to the others (KAFKA_SESSION_TIMEOUT,
-	// default 15s; the broker allows 6s-300s by default).
+	// before it hands its partitions to the others (the broker allows
+	// 6s-300s by default).
 	SessionTimeout time.Duration
 	// RetryMax caps the backoff between attempts to write a batch while
-	// PostgreSQL fails (default 5s).
+	// PostgreSQL fails.
 	RetryMax time.Duration
 	// StopTimeout is how long the batch in flight when Run's context ends
-	// may take to be written and committed (default 15s). Past it, the
-	// batch is left uncommitted and is redelivered.
+	// may take to be written and committed. Past it, the batch is left
+	// uncommitted and is redelivered.
 	StopTimeout time.Duration
-	// Logger receives the logs (default slog.Default()).
-	Logger *slog.Logger
 }
 
-func (c *ConsumerConfig) defaults() {
-	if len(c.Brokers) == 0 {
-		c.Brokers = []string{"127.0.0.1:9092"}
-	}
-	if c.Topic == "" {
-		c.Topic = "claim_events"
-	}
-	if c.DLQTopic == "" {
-		c.DLQTopic = c.Topic + ".dlq"
-	}
-	if c.Group == "" {
-		c.Group = "consumer"
-	}
-	if c.BatchSize <= 0 {
-		c.BatchSize = 5000
-	}
-	if c.BatchWait == 0 {
-		c.BatchWait = 50 * time.Millisecond
-	}
-	if c.RebalanceTimeout == 0 {
-		c.RebalanceTimeout = 60 * time.Second
-	}
-	if c.SessionTimeout == 0 {
-		c.SessionTimeout = 15 * time.Second
-	}
-	if c.RetryMax == 0 {
-		c.RetryMax = 5 * time.Second
-	}
-	if c.StopTimeout == 0 {
-		c.StopTimeout = 15 * time.Second
-	}
-	if c.Logger == nil {
-		c.Logger = slog.Default()
-	}
+// Bind declares the consumer group's variables.
+func (c *Config) Bind(s *config.Set) {
+	s.String(&c.Group, "KAFKA_GROUP", "consumer", "consumer group")
+	s.Duration(&c.SessionTimeout, "KAFKA_SESSION_TIMEOUT", 15*time.Second, time.Second, 30*time.Minute,
+		"a replica silent this long loses its partitions")
+	s.Duration(&c.RebalanceTimeout, "KAFKA_REBALANCE_TIMEOUT", 60*time.Second, time.Second, 30*time.Minute,
+		"how long a rebalance waits for the batch in flight")
+	s.Int(&c.BatchSize, "BATCH_SIZE", 5000, 1, 100_000, "most records per PostgreSQL transaction")
+	s.Duration(&c.BatchWait, "BATCH_WAIT", 50*time.Millisecond, 0, 10*time.Second,
+		"how long a batch that is not full waits for more records")
+	s.Duration(&c.RetryMax, "PG_RETRY_MAX", 5*time.Second, 100*time.Millisecond, 5*time.Minute,
+		"backoff cap while PostgreSQL writes fail")
 }
 
 // Consumer reads claim events from Kafka in a consumer group and writes them
 // to PostgreSQL with exactly-once effect. Each batch is:
 //
 //	poll (up to BatchSize records or BatchWait) → decode → one PostgreSQL
-//	transaction (Writer) → dead letters acknowledged → offsets committed →
+//	transaction (writer.Writer) → dead letters acknowledged → offsets committed →
 //	rebalances allowed again
 //
 // Offsets are committed only after the batch is in PostgreSQL and its dead
 // letters are in Kafka, and rebalances are held off while a batch is in
 // flight (BlockRebalanceOnPoll), so a batch is committed by the member that
 // wrote it. A crash before the commit redelivers the batch, which the
-// Writer turns into no-ops.
+// writer.Writer turns into no-ops.
 type Consumer struct {
-	cfg    ConsumerConfig
+	cfg    Config
+	kafka  pipeline.KafkaConfig
 	cl     *kgo.Client
-	writer *Writer
+	writer *writer.Writer
 	log    *slog.Logger
 
 	mu       sync.Mutex
@@ -141,16 +113,14 @@ type Consumer struct {
 	kafkaAt  time.Time // when
 }
 
-// NewConsumer returns a consumer of cfg.Topic writing through a Writer over
+// New returns a consumer of kafka's topic writing through a writer.Writer over
 // db. It joins the group when Run starts polling.
-func NewConsumer(cfg ConsumerConfig, db *pgxpool.Pool) (*Consumer, error) {
-	registerConsumer()
-	cfg.defaults()
-	c := &Consumer{cfg: cfg, writer: NewWriter(db), log: cfg.Logger}
+func New(cfg Config, kafka pipeline.KafkaConfig, db *postgres.Store, log *slog.Logger) (*Consumer, error) {
+	c := &Consumer{cfg: cfg, kafka: kafka, writer: writer.New(db), log: log}
 	cl, err := kgo.NewClient(
-		kgo.SeedBrokers(cfg.Brokers...),
+		kgo.SeedBrokers(kafka.Brokers...),
 		kgo.ConsumerGroup(cfg.Group),
-		kgo.ConsumeTopics(cfg.Topic),
+		kgo.ConsumeTopics(kafka.Topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
@@ -187,7 +157,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	stopAfter := context.AfterFunc(ctx, func() { time.AfterFunc(c.cfg.StopTimeout, cancelWork) })
 	defer stopAfter()
 
-	c.log.Info("consumer started", "topic", c.cfg.Topic, "group", c.cfg.Group, "dlq", c.cfg.DLQTopic,
+	c.log.Info("consumer started", "topic", c.kafka.Topic, "group", c.cfg.Group, "dlq", c.kafka.DLQTopic,
 		"batch_size", c.cfg.BatchSize, "batch_wait", c.cfg.BatchWait.String())
 	var err error
 	for ctx.Err() == nil {
@@ -255,11 +225,11 @@ func (c *Consumer) handle(ctx context.Context, fs kgo.Fetches) error {
 	consumerRecords.Add(len(recs))
 	consumerBatchSize.Update(float64(len(recs)))
 
-	evs := make([]Event, 0, len(recs))
+	evs := make([]pipeline.Event, 0, len(recs))
 	src := make([]*kgo.Record, 0, len(recs))
 	var dead []deadLetter
 	for _, r := range recs {
-		ev, err := DecodeEvent(r.Value)
+		ev, err := pipeline.DecodeEvent(r.Value)
 		if err != nil {
 			dead = append(dead, deadLetter{rec: r, reason: decodeReason(r.Value), err: err})
 			continue
@@ -301,7 +271,7 @@ func (c *Consumer) handle(ctx context.Context, fs kgo.Fetches) error {
 			"offsets", nextOffsets(recs), "err", err)
 	} else {
 		consumerCommit.UpdateDuration(t)
-		c.log.Info("batch committed", "topic", c.cfg.Topic, "offsets", nextOffsets(recs), "records", len(recs),
+		c.log.Info("batch committed", "topic", c.kafka.Topic, "offsets", nextOffsets(recs), "records", len(recs),
 			"inserted", res.Inserted, "duplicates", res.Duplicates, "dead_letters", len(dead),
 			"took_ms", time.Since(start).Milliseconds())
 	}
@@ -313,8 +283,8 @@ func (c *Consumer) handle(ctx context.Context, fs kgo.Fetches) error {
 // write writes evs, retrying with capped backoff while PostgreSQL fails,
 // until it succeeds or ctx ends. Nothing is committed meanwhile, and
 // Health reports the failure.
-func (c *Consumer) write(ctx context.Context, evs []Event) (WriteResult, error) {
-	bo := rain.NewBackOff(c.cfg.RetryMax)
+func (c *Consumer) write(ctx context.Context, evs []pipeline.Event) (writer.Result, error) {
+	bo := retry.BackOff(c.cfg.RetryMax)
 	for attempt := 1; ; attempt++ {
 		res, err := c.writer.Write(ctx, evs)
 		if err == nil {
@@ -343,7 +313,7 @@ func (c *Consumer) logDeadLetters(dead []deadLetter) {
 		deadLetters[d.reason].Inc()
 		if i < logged {
 			attrs := []any{"reason", d.reason, "err", d.err, "topic", d.rec.Topic, "partition", d.rec.Partition,
-				"offset", d.rec.Offset, "dlq", c.cfg.DLQTopic}
+				"offset", d.rec.Offset, "dlq", c.kafka.DLQTopic}
 			if d.id != 0 {
 				attrs = append(attrs, "campaign_id", d.id, "user_id", d.user)
 			}
@@ -351,7 +321,7 @@ func (c *Consumer) logDeadLetters(dead []deadLetter) {
 		}
 	}
 	if len(dead) > logged {
-		c.log.Warn("more records dead-lettered in the batch", "count", len(dead)-logged, "dlq", c.cfg.DLQTopic)
+		c.log.Warn("more records dead-lettered in the batch", "count", len(dead)-logged, "dlq", c.kafka.DLQTopic)
 	}
 }
 
@@ -457,10 +427,10 @@ func nextOffsets(recs []*kgo.Record) map[string]int64 {
 }
 
 // campaignIDs lists up to max distinct campaign ids of evs, for the logs.
-func campaignIDs(evs []Event, max int) []int64 {
+func campaignIDs(evs []pipeline.Event, max int) []int64 {
 	var ids []int64
 	for _, ev := range evs {
-		if !contains(ids, ev.CampaignID) {
+		if !slices.Contains(ids, ev.CampaignID) {
 			if ids = append(ids, ev.CampaignID); len(ids) == max {
 				break
 			}
@@ -483,4 +453,4 @@ func sleep(ctx context.Context, d time.Duration) error {
 
 // Lag is the lag this consumer last saw per partition it owns: records
 // behind the high watermark after its last batch.
-func (c *Consumer) Lag() map[int32]int64 { return consumerLag.lag(c.cfg.Group, c.cfg.Topic) }
+func (c *Consumer) Lag() map[int32]int64 { return consumerLag.lag(c.cfg.Group, c.kafka.Topic) }

@@ -1,4 +1,4 @@
-package pipeline_test
+package writer_test
 
 import (
 	"context"
@@ -6,21 +6,22 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redpacket/rain/internal/postgres"
 	"github.com/redpacket/rain/internal/testenv"
 	"github.com/redpacket/rain/pipeline"
+	"github.com/redpacket/rain/pipeline/writer"
 )
 
 func TestWriterExactlyOnce(t *testing.T) {
 	t.Parallel()
 	db := testenv.Postgres(t)
 	ctx := context.Background()
-	id := liveCampaign(t, db, map[int64]int64{5: 100, 20: 10})
-	w := pipeline.NewWriter(db)
+	id := testenv.LiveCampaign(t, db, map[int64]int64{5: 100, 20: 10})
+	w := writer.New(&postgres.Store{DB: db})
 	at := time.Now().Add(-time.Minute).UnixMilli()
 
 	var batch []pipeline.Event
-	want := map[string]row{}
+	want := map[string]testenv.Row{}
 	for i := range 30 {
 		amount := int64(5)
 		if i%5 == 0 {
@@ -28,7 +29,7 @@ func TestWriterExactlyOnce(t *testing.T) {
 		}
 		user := fmt.Sprintf("u%02d", i)
 		batch = append(batch, pipeline.Event{CampaignID: id, UserID: user, Amount: amount, ClaimedAt: at + int64(i)})
-		want[user] = row{amount, at + int64(i)}
+		want[user] = testenv.Row{Amount: amount, ClaimedAt: at + int64(i)}
 	}
 	res, err := w.Write(ctx, batch)
 	if err != nil {
@@ -37,7 +38,7 @@ func TestWriterExactlyOnce(t *testing.T) {
 	if res.Inserted != 30 || res.Duplicates != 0 || len(res.Rejected) != 0 {
 		t.Fatalf("first write: %+v, want 30 inserted", res)
 	}
-	assertState(t, db, id, want)
+	testenv.AssertState(t, db, id, want)
 
 	// The same batch again: a redelivery changes nothing.
 	res, err = w.Write(ctx, batch)
@@ -47,7 +48,7 @@ func TestWriterExactlyOnce(t *testing.T) {
 	if res.Inserted != 0 || res.Duplicates != 30 {
 		t.Fatalf("second write: %+v, want 30 duplicates", res)
 	}
-	assertState(t, db, id, want)
+	testenv.AssertState(t, db, id, want)
 
 	// Repeats inside one batch, mixed with new claims and old ones: the
 	// first event of a (campaign, user) wins.
@@ -66,17 +67,17 @@ func TestWriterExactlyOnce(t *testing.T) {
 	if res.Inserted != 2 || res.Duplicates != 4 {
 		t.Fatalf("mixed write: %+v, want 2 inserted, 4 duplicates", res)
 	}
-	want["new-a"] = row{5, at}
-	want["new-b"] = row{20, at + 2}
-	assertState(t, db, id, want)
+	want["new-a"] = testenv.Row{Amount: 5, ClaimedAt: at}
+	want["new-b"] = testenv.Row{Amount: 20, ClaimedAt: at + 2}
+	testenv.AssertState(t, db, id, want)
 }
 
 func TestWriterRejects(t *testing.T) {
 	t.Parallel()
 	db := testenv.Postgres(t)
 	ctx := context.Background()
-	id := liveCampaign(t, db, map[int64]int64{5: 2})
-	w := pipeline.NewWriter(db)
+	id := testenv.LiveCampaign(t, db, map[int64]int64{5: 2})
+	w := writer.New(&postgres.Store{DB: db})
 	at := time.Now().UnixMilli()
 	unknown := id + 1_000_000_000 // no campaign has it (ids are a sequence)
 
@@ -101,28 +102,8 @@ func TestWriterRejects(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(want) || res.Inserted != 2 {
 		t.Fatalf("rejected %v inserted %d, want %v and 2", got, res.Inserted, want)
 	}
-	assertState(t, db, id, map[string]row{"ok-1": {5, at}, "ok-2": {5, at}})
+	testenv.AssertState(t, db, id, map[string]testenv.Row{"ok-1": {Amount: 5, ClaimedAt: at}, "ok-2": {Amount: 5, ClaimedAt: at}})
 }
 
 // assertState checks claim_log of campaign id against want and that
 // opened_count per amount is the number of its claims.
-func assertState(t *testing.T, db *pgxpool.Pool, id int64, want map[string]row) {
-	t.Helper()
-	got := claimLog(t, db, id)
-	if fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Fatalf("claim_log of campaign %d:\n got %v\nwant %v", id, got, want)
-	}
-	opened := openedCounts(t, db, id)
-	for amount, n := range tally(want) {
-		if opened[amount] != n {
-			t.Fatalf("opened_count %v, want %v", opened, tally(want))
-		}
-	}
-	var sum int64
-	for _, n := range opened {
-		sum += n
-	}
-	if sum != int64(len(want)) {
-		t.Fatalf("opened_count %v sums to %d, want %d", opened, sum, len(want))
-	}
-}

@@ -1,34 +1,25 @@
-package pipeline_test
+package testenv
 
 import (
 	"context"
 	"fmt"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/redpacket/rain/internal/testenv"
 	"github.com/redpacket/rain/pipeline"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// TestMain turns the test binary into a consumer replica when the crash
-// test re-executes it (see childConsumer in consumer_test.go).
-func TestMain(m *testing.M) {
-	if os.Getenv(childEnv) != "" {
-		os.Exit(childConsumer())
-	}
-	os.Exit(m.Run())
-}
+// Fixtures shared by the tests of several packages.
 
-// newCampaign inserts a campaign with the given window and inventory
+// NewCampaign inserts a campaign with the given window and inventory
 // (amount -> total) straight into PostgreSQL and deletes it, with its
 // claims, when the test ends. The database is shared by every test package:
 // each test works in its own campaigns only.
-func newCampaign(tb testing.TB, db *pgxpool.Pool, start, end time.Time, inventory map[int64]int64) int64 {
+func NewCampaign(tb testing.TB, db *pgxpool.Pool, start, end time.Time, inventory map[int64]int64) int64 {
 	tb.Helper()
 	ctx := context.Background()
 	var id int64
@@ -43,41 +34,41 @@ func newCampaign(tb testing.TB, db *pgxpool.Pool, start, end time.Time, inventor
 			tb.Fatalf("insert inventory: %v", err)
 		}
 	}
-	tb.Cleanup(func() { deleteCampaign(db, id) })
+	tb.Cleanup(func() { DeleteCampaign(db, id) })
 	return id
 }
 
-// liveCampaign is a campaign open from an hour ago to an hour from now.
-func liveCampaign(tb testing.TB, db *pgxpool.Pool, inventory map[int64]int64) int64 {
-	return newCampaign(tb, db, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), inventory)
+// LiveCampaign is a campaign open from an hour ago to an hour from now.
+func LiveCampaign(tb testing.TB, db *pgxpool.Pool, inventory map[int64]int64) int64 {
+	return NewCampaign(tb, db, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), inventory)
 }
 
-func deleteCampaign(db *pgxpool.Pool, id int64) {
+func DeleteCampaign(db *pgxpool.Pool, id int64) {
 	ctx := context.Background()
 	_, _ = db.Exec(ctx, `DELETE FROM claim_log WHERE campaign_id = $1`, id)
 	_, _ = db.Exec(ctx, `DELETE FROM campaign_inventory WHERE campaign_id = $1`, id)
 	_, _ = db.Exec(ctx, `DELETE FROM campaign WHERE id = $1`, id)
 }
 
-// row is one claim_log row.
-type row struct {
+// Row is one claim_log row.
+type Row struct {
 	Amount    int64
 	ClaimedAt int64 // unix ms
 }
 
-// claimLog reads the claims of campaign id: user -> row.
-func claimLog(tb testing.TB, db *pgxpool.Pool, id int64) map[string]row {
+// ClaimLog reads the claims of campaign id: user -> Row.
+func ClaimLog(tb testing.TB, db *pgxpool.Pool, id int64) map[string]Row {
 	tb.Helper()
 	rows, _ := db.Query(context.Background(),
 		`SELECT user_id, amount, claimed_at FROM claim_log WHERE campaign_id = $1`, id)
-	out := make(map[string]row)
+	out := make(map[string]Row)
 	var (
 		user   string
 		amount int64
 		at     time.Time
 	)
 	_, err := pgx.ForEachRow(rows, []any{&user, &amount, &at}, func() error {
-		out[user] = row{amount, at.UnixMilli()}
+		out[user] = Row{Amount: amount, ClaimedAt: at.UnixMilli()}
 		return nil
 	})
 	if err != nil {
@@ -86,8 +77,8 @@ func claimLog(tb testing.TB, db *pgxpool.Pool, id int64) map[string]row {
 	return out
 }
 
-// countClaims is the number of claim_log rows of the campaigns.
-func countClaims(tb testing.TB, db *pgxpool.Pool, ids ...int64) int {
+// CountClaims is the number of claim_log rows of the campaigns.
+func CountClaims(tb testing.TB, db *pgxpool.Pool, ids ...int64) int {
 	tb.Helper()
 	var n int
 	if err := db.QueryRow(context.Background(),
@@ -97,8 +88,8 @@ func countClaims(tb testing.TB, db *pgxpool.Pool, ids ...int64) int {
 	return n
 }
 
-// openedCounts reads opened_count per amount of campaign id.
-func openedCounts(tb testing.TB, db *pgxpool.Pool, id int64) map[int64]int64 {
+// OpenedCounts reads opened_count per amount of campaign id.
+func OpenedCounts(tb testing.TB, db *pgxpool.Pool, id int64) map[int64]int64 {
 	tb.Helper()
 	rows, _ := db.Query(context.Background(),
 		`SELECT amount, opened_count FROM campaign_inventory WHERE campaign_id = $1`, id)
@@ -114,8 +105,8 @@ func openedCounts(tb testing.TB, db *pgxpool.Pool, id int64) map[int64]int64 {
 	return out
 }
 
-// tally counts claims per amount.
-func tally(claims map[string]row) map[int64]int64 {
+// Tally counts claims per amount.
+func Tally(claims map[string]Row) map[int64]int64 {
 	out := make(map[int64]int64)
 	for _, r := range claims {
 		out[r.Amount]++
@@ -123,9 +114,9 @@ func tally(claims map[string]row) map[int64]int64 {
 	return out
 }
 
-// eventually polls cond every 50ms until it holds or timeout passes, then
+// Eventually polls cond every 50ms until it holds or timeout passes, then
 // fails the test with cond's last description of the state.
-func eventually(tb testing.TB, timeout time.Duration, cond func() (bool, string)) {
+func Eventually(tb testing.TB, timeout time.Duration, cond func() (bool, string)) {
 	tb.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -140,14 +131,14 @@ func eventually(tb testing.TB, timeout time.Duration, cond func() (bool, string)
 	}
 }
 
-// event builds the JSON of a claim event.
-func event(campaign int64, user string, amount, claimedAt int64) []byte {
+// EventJSON builds the JSON of a claim event.
+func EventJSON(campaign int64, user string, amount, claimedAt int64) []byte {
 	ev := pipeline.Event{CampaignID: campaign, UserID: user, Amount: amount, ClaimedAt: claimedAt}
 	return ev.AppendJSON(nil)
 }
 
-// produce writes the values to topic (keyed by index) and waits for the acks.
-func produce(tb testing.TB, cl *kgo.Client, topic string, values ...[]byte) {
+// Produce writes the values to topic (keyed by index) and waits for the acks.
+func Produce(tb testing.TB, cl *kgo.Client, topic string, values ...[]byte) {
 	tb.Helper()
 	recs := make([]*kgo.Record, len(values))
 	for i, v := range values {
@@ -160,11 +151,11 @@ func produce(tb testing.TB, cl *kgo.Client, topic string, values ...[]byte) {
 	}
 }
 
-// committed is the sum over partitions of the group's committed offsets in
+// Committed is the sum over partitions of the group's committed offsets in
 // topic, and the sum of the partitions' end offsets. Kafka answers
 // COORDINATOR_NOT_AVAILABLE for a moment after a group or the offsets topic
 // is new: an error is returned, for the caller to poll again.
-func committed(adm *kadm.Client, group, topic string) (commit, end int64, err error) {
+func Committed(adm *kadm.Client, group, topic string) (commit, end int64, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	offs, err := adm.FetchOffsets(ctx, group)
@@ -190,12 +181,12 @@ func committed(adm *kadm.Client, group, topic string) (commit, end int64, err er
 	return commit, end, nil
 }
 
-// mustCommitted is committed, retried for a while on errors.
-func mustCommitted(tb testing.TB, adm *kadm.Client, group, topic string) (commit, end int64) {
+// MustCommitted is committed, retried for a while on errors.
+func MustCommitted(tb testing.TB, adm *kadm.Client, group, topic string) (commit, end int64) {
 	tb.Helper()
 	var err error
 	for range 50 {
-		if commit, end, err = committed(adm, group, topic); err == nil {
+		if commit, end, err = Committed(adm, group, topic); err == nil {
 			return commit, end
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -204,16 +195,39 @@ func mustCommitted(tb testing.TB, adm *kadm.Client, group, topic string) (commit
 	return 0, 0
 }
 
-// newTopic is testenv.Topic, deleted with its DLQ when the test ends (after
+// NewTopic is testenv.Topic, deleted with its DLQ when the test ends (after
 // the consumers it started, which stop in cleanups registered later).
-func newTopic(tb testing.TB, partitions int32) string {
+func NewTopic(tb testing.TB, partitions int32) string {
 	tb.Helper()
-	topic := testenv.Topic(tb, partitions)
-	adm := kadm.NewClient(testenv.Kafka(tb))
+	topic := Topic(tb, partitions)
+	adm := kadm.NewClient(Kafka(tb))
 	tb.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		_, _ = adm.DeleteTopics(ctx, topic, topic+".dlq")
 	})
 	return topic
+}
+
+// AssertState fails the test unless claim_log of campaign id holds exactly
+// want and opened_count per amount counts exactly those claims.
+func AssertState(t testing.TB, db *pgxpool.Pool, id int64, want map[string]Row) {
+	t.Helper()
+	got := ClaimLog(t, db, id)
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("claim_log of campaign %d:\n got %v\nwant %v", id, got, want)
+	}
+	opened := OpenedCounts(t, db, id)
+	for amount, n := range Tally(want) {
+		if opened[amount] != n {
+			t.Fatalf("opened_count %v, want %v", opened, Tally(want))
+		}
+	}
+	var sum int64
+	for _, n := range opened {
+		sum += n
+	}
+	if sum != int64(len(want)) {
+		t.Fatalf("opened_count %v sums to %d, want %d", opened, sum, len(want))
+	}
 }

@@ -1,4 +1,7 @@
-package pipeline
+// Package reconcile repairs what a crash left out of the pipeline: the
+// claims Redis holds and claim_log lacks are written (through the
+// consumer's Writer), and claims claim_log holds and Redis lost are put back.
+package reconcile
 
 import (
 	"context"
@@ -8,24 +11,27 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/redis/rueidis"
+	"github.com/redpacket/rain/internal/config"
+	"github.com/redpacket/rain/internal/postgres"
 	"github.com/redpacket/rain/lua"
+	"github.com/redpacket/rain/pipeline"
+	"github.com/redpacket/rain/pipeline/writer"
 )
 
 var (
-	reconcileRepairs   = consumerMetrics.NewCounter(`rain_reconciler_repairs_total`)
-	reconcileRejected  = consumerMetrics.NewCounter(`rain_reconciler_rejected_total`)
-	reconcileScanned   = consumerMetrics.NewCounter(`rain_reconciler_claims_scanned_total`)
-	reconcileCampaigns = consumerMetrics.NewCounter(`rain_reconciler_campaigns_checked_total`)
-	reconcileOK        = consumerMetrics.NewCounter(`rain_reconciler_passes_total{result="ok"}`)
-	reconcileFailed    = consumerMetrics.NewCounter(`rain_reconciler_passes_total{result="error"}`)
-	reconcileLocked    = consumerMetrics.NewCounter(`rain_reconciler_passes_total{result="locked_elsewhere"}`)
-	reconcileDuration  = consumerMetrics.NewPrometheusHistogram(`rain_reconciler_pass_duration_seconds`)
-	reconcileReadded   = consumerMetrics.NewCounter(`rain_reconciler_readded_total`)
-	reconcileOversold  = consumerMetrics.NewCounter(`rain_reconciler_oversold_total`)
-	reconcileLastOK    = consumerMetrics.NewGauge(`rain_reconciler_last_success_timestamp_seconds`, nil)
+	reconcileRepairs   = metrics.NewCounter(`rain_reconciler_repairs_total`)
+	reconcileRejected  = metrics.NewCounter(`rain_reconciler_rejected_total`)
+	reconcileScanned   = metrics.NewCounter(`rain_reconciler_claims_scanned_total`)
+	reconcileCampaigns = metrics.NewCounter(`rain_reconciler_campaigns_checked_total`)
+	reconcileOK        = metrics.NewCounter(`rain_reconciler_passes_total{result="ok"}`)
+	reconcileFailed    = metrics.NewCounter(`rain_reconciler_passes_total{result="error"}`)
+	reconcileLocked    = metrics.NewCounter(`rain_reconciler_passes_total{result="locked_elsewhere"}`)
+	reconcileDuration  = metrics.NewPrometheusHistogram(`rain_reconciler_pass_duration_seconds`)
+	reconcileReadded   = metrics.NewCounter(`rain_reconciler_readded_total`)
+	reconcileOversold  = metrics.NewCounter(`rain_reconciler_oversold_total`)
+	reconcileLastOK    = metrics.NewGauge(`rain_reconciler_last_success_timestamp_seconds`, nil)
 )
 
 // verifyMargin is taken off the cutoff a periodic pass records as checked,
@@ -36,44 +42,30 @@ const verifyMargin = time.Minute
 // holds, so one replica at a time walks the campaigns ("rainrec0").
 const reconcileLockKey int64 = 0x7261696e72656330
 
-// ReconcilerConfig configures a Reconciler. Zero values take the defaults
-// named on each field (the environment variables are those of cmd/consumer).
-type ReconcilerConfig struct {
-	// Interval between periodic passes (RECONCILE_INTERVAL, default 30s).
+// Config tunes a Reconciler.
+type Config struct {
+	// Interval between periodic passes; 0: no periodic pass.
 	Interval time.Duration
 	// Lookback: a pass walks the campaigns that have started and whose
-	// window ends after now − Lookback (RECONCILE_LOOKBACK, default 24h).
+	// window ends after now − Lookback.
 	Lookback time.Duration
 	// Grace: periodic passes leave alone the claims younger than this,
-	// which are normally still on their way through Kafka
-	// (RECONCILE_GRACE, default 30s; a repair then means a claim was lost;
-	// negative: none).
+	// which are normally still on their way through Kafka (a repair then
+	// means a claim was lost); 0: none.
 	Grace time.Duration
-	// Chunk is the most claims written in one transaction (default 5000).
+	// Chunk is the most claims written in one transaction.
 	Chunk int
-	// Logger receives the logs (default slog.Default()).
-	Logger *slog.Logger
 }
 
-func (c *ReconcilerConfig) defaults() {
-	if c.Interval <= 0 {
-		c.Interval = 30 * time.Second
-	}
-	if c.Lookback <= 0 {
-		c.Lookback = 24 * time.Hour
-	}
-	switch {
-	case c.Grace == 0:
-		c.Grace = 30 * time.Second
-	case c.Grace < 0:
-		c.Grace = 0
-	}
-	if c.Chunk <= 0 {
-		c.Chunk = 5000
-	}
-	if c.Logger == nil {
-		c.Logger = slog.Default()
-	}
+// Bind declares the reconciler's variables.
+func (c *Config) Bind(s *config.Set) {
+	s.Duration(&c.Interval, "RECONCILE_INTERVAL", 30*time.Second, 0, 24*time.Hour,
+		"between reconciler passes; `0` turns the periodic pass off")
+	s.Duration(&c.Lookback, "RECONCILE_LOOKBACK", 24*time.Hour, time.Minute, 24*365*time.Hour,
+		"campaigns that ended longer ago are not reconciled")
+	s.Duration(&c.Grace, "RECONCILE_GRACE", 30*time.Second, 0, 24*time.Hour,
+		"periodic passes leave younger claims to the pipeline; `0`: none")
+	c.Chunk = 5000
 }
 
 // Reconciler writes to claim_log the claims Redis holds and PostgreSQL
@@ -84,26 +76,25 @@ func (c *ReconcilerConfig) defaults() {
 // original amount and claim time, at most once, and only the claims
 // inserted are added to opened_count.
 type Reconciler struct {
-	cfg    ReconcilerConfig
-	db     *pgxpool.Pool
+	cfg    Config
+	db     *postgres.Store
 	redis  rueidis.Client
-	writer *Writer
+	keys   lua.Keyspace
+	writer *writer.Writer
 	log    *slog.Logger
 
 	mu       sync.Mutex
 	verified map[int64]int64 // campaign -> claims up to this unix ms are known persisted
 }
 
-// NewReconciler returns a reconciler of the claims in rdb into db.
-func NewReconciler(cfg ReconcilerConfig, db *pgxpool.Pool, rdb rueidis.Client) *Reconciler {
-	registerConsumer()
-	cfg.defaults()
-	return &Reconciler{cfg: cfg, db: db, redis: rdb, writer: NewWriter(db), log: cfg.Logger,
+// New returns a reconciler of the claims in rdb (under the keys of ks) into db.
+func New(cfg Config, db *postgres.Store, rdb rueidis.Client, ks lua.Keyspace, log *slog.Logger) *Reconciler {
+	return &Reconciler{cfg: cfg, db: db, redis: rdb, keys: ks, writer: writer.New(db), log: log,
 		verified: make(map[int64]int64)}
 }
 
-// ReconcileOptions tune one Reconcile.
-type ReconcileOptions struct {
+// Options tune one Reconcile.
+type Options struct {
 	// Grace: claims younger than this are left alone (0: none are).
 	Grace time.Duration
 	// Full scans every campaign's claims. Otherwise a campaign whose
@@ -113,8 +104,8 @@ type ReconcileOptions struct {
 	Full bool
 }
 
-// ReconcileReport is what a Reconcile did.
-type ReconcileReport struct {
+// Report is what a Reconcile did.
+type Report struct {
 	Campaigns int `json:"campaigns"` // campaigns checked
 	Scanned   int `json:"scanned"`   // claims read from Redis
 	Repaired  int `json:"repaired"`  // claims missing from claim_log, now written
@@ -124,7 +115,7 @@ type ReconcileReport struct {
 	Oversold  int `json:"oversold"`  // of those, claims whose packet Redis had handed out again
 }
 
-func (r *ReconcileReport) add(o ReconcileReport) {
+func (r *Report) add(o Report) {
 	r.Campaigns += o.Campaigns
 	r.Scanned += o.Scanned
 	r.Repaired += o.Repaired
@@ -137,21 +128,14 @@ func (r *ReconcileReport) add(o ReconcileReport) {
 // ActiveCampaigns lists the campaigns a pass walks: started, and ending
 // after now − Lookback (so live ones and those that ended recently).
 func (r *Reconciler) ActiveCampaigns(ctx context.Context) ([]int64, error) {
-	now := time.Now()
-	rows, _ := r.db.Query(ctx,
-		`SELECT id FROM campaign WHERE start_time <= $1 AND end_time > $2 ORDER BY id`, now, now.Add(-r.cfg.Lookback))
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
-	if err != nil {
-		return nil, fmt.Errorf("list active campaigns: %w", err)
-	}
-	return ids, nil
+	return r.db.ActiveCampaignIDs(ctx, time.Now(), r.cfg.Lookback)
 }
 
 // Reconcile repairs the given campaigns, or the active ones when ids is
 // empty. It goes on past a campaign that fails and returns every failure
 // joined: a nil error means every campaign was checked.
-func (r *Reconciler) Reconcile(ctx context.Context, opts ReconcileOptions, ids ...int64) (ReconcileReport, error) {
-	var rep ReconcileReport
+func (r *Reconciler) Reconcile(ctx context.Context, opts Options, ids ...int64) (Report, error) {
+	var rep Report
 	if len(ids) == 0 {
 		var err error
 		if ids, err = r.ActiveCampaigns(ctx); err != nil {
@@ -173,20 +157,18 @@ func (r *Reconciler) Reconcile(ctx context.Context, opts ReconcileOptions, ids .
 }
 
 // campaign repairs one campaign.
-func (r *Reconciler) campaign(ctx context.Context, id int64, opts ReconcileOptions) (ReconcileReport, error) {
-	rep := ReconcileReport{Campaigns: 1}
+func (r *Reconciler) campaign(ctx context.Context, id int64, opts Options) (Report, error) {
+	rep := Report{Campaigns: 1}
 	reconcileCampaigns.Inc()
-	k := lua.KeysOf(id)
+	k := r.keys.Of(id)
 	cutoff := time.Now().Add(-opts.Grace).UnixMilli()
 	var verified int64 = -1 << 63
 	inRedis, err := r.redis.Do(ctx, r.redis.B().Hlen().Key(k.Claims()).Build()).AsInt64()
 	if err != nil {
 		return rep, fmt.Errorf("redis: %w", err)
 	}
-	var persisted int64
-	if err := r.db.QueryRow(ctx,
-		`SELECT coalesce(sum(opened_count), 0)::bigint FROM campaign_inventory WHERE campaign_id = $1`, id).
-		Scan(&persisted); err != nil {
+	persisted, err := r.db.OpenedTotal(ctx, id)
+	if err != nil {
 		return rep, fmt.Errorf("postgres: %w", err)
 	}
 	// Every claim in claim_log came from Redis, so fewer claims in Redis
@@ -205,7 +187,7 @@ func (r *Reconciler) campaign(ctx context.Context, id int64, opts ReconcileOptio
 		verified = r.getVerified(id)
 	}
 
-	chunk := make([]Event, 0, min(r.cfg.Chunk, 1024))
+	chunk := make([]pipeline.Event, 0, min(r.cfg.Chunk, 1024))
 	flush := func() error {
 		if len(chunk) == 0 {
 			return nil
@@ -236,7 +218,7 @@ func (r *Reconciler) campaign(ctx context.Context, id int64, opts ReconcileOptio
 		case at <= verified:
 			return nil
 		}
-		chunk = append(chunk, Event{CampaignID: id, UserID: user, Amount: amount, ClaimedAt: at})
+		chunk = append(chunk, pipeline.Event{CampaignID: id, UserID: user, Amount: amount, ClaimedAt: at})
 		if len(chunk) >= r.cfg.Chunk {
 			return flush()
 		}
@@ -259,13 +241,8 @@ func (r *Reconciler) campaign(ctx context.Context, id int64, opts ReconcileOptio
 }
 
 // readd puts back into Redis the claims of claim_log that Redis lacks.
-func (r *Reconciler) readd(ctx context.Context, id int64, k *lua.Keys, rep *ReconcileReport) error {
-	rows, _ := r.db.Query(ctx, `SELECT user_id, amount, claimed_at FROM claim_log WHERE campaign_id = $1`, id)
-	var (
-		batch []lua.Record
-		cl    lua.Record
-		at    time.Time
-	)
+func (r *Reconciler) readd(ctx context.Context, id int64, k *lua.Keys, rep *Report) error {
+	var batch []lua.Record
 	flush := func() error {
 		n, over, err := lua.Readd(ctx, r.redis, k, batch)
 		rep.Readded += n
@@ -275,9 +252,8 @@ func (r *Reconciler) readd(ctx context.Context, id int64, k *lua.Keys, rep *Reco
 		batch = batch[:0]
 		return err
 	}
-	_, err := pgx.ForEachRow(rows, []any{&cl.User, &cl.Amount, &at}, func() error {
-		cl.ClaimedAtMs = at.UnixMilli()
-		if batch = append(batch, cl); len(batch) == 500 {
+	err := r.db.ForEachClaim(ctx, id, func(user string, amount int64, at time.Time) error {
+		if batch = append(batch, lua.Record{User: user, Amount: amount, ClaimedAtMs: at.UnixMilli()}); len(batch) == 500 {
 			return flush()
 		}
 		return nil
@@ -313,32 +289,11 @@ func (r *Reconciler) setVerified(id, at int64) {
 	r.verified[id] = max(r.verified[id], at)
 }
 
-// WithLock runs fn while holding the reconciler's PostgreSQL advisory lock
-// on a connection of its own (closed afterwards, which releases the lock
-// even if unlocking failed). With wait false it returns false at once if
-// another process holds the lock; with wait true it waits for it.
+// WithLock runs fn while holding the reconciler's PostgreSQL advisory lock,
+// so one process at a time walks the campaigns. With wait false it returns
+// false at once if another process holds the lock.
 func (r *Reconciler) WithLock(ctx context.Context, wait bool, fn func(context.Context) error) (bool, error) {
-	conn, err := pgx.ConnectConfig(ctx, r.db.Config().ConnConfig.Copy())
-	if err != nil {
-		return false, fmt.Errorf("postgres: %w", err)
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	if wait {
-		if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, reconcileLockKey); err != nil {
-			return false, fmt.Errorf("postgres: advisory lock: %w", err)
-		}
-	} else {
-		var ok bool
-		if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, reconcileLockKey).Scan(&ok); err != nil {
-			return false, fmt.Errorf("postgres: advisory lock: %w", err)
-		}
-		if !ok {
-			return false, nil
-		}
-	}
-	err = fn(ctx)
-	_, _ = conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, reconcileLockKey)
-	return true, err
+	return r.db.WithLock(ctx, reconcileLockKey, wait, fn)
 }
 
 // Run reconciles the active campaigns every Interval until ctx ends, one
@@ -360,12 +315,12 @@ func (r *Reconciler) Run(ctx context.Context) {
 
 // Pass is one periodic pass: under the lock if no other process holds it,
 // over the active campaigns, leaving claims younger than Grace alone.
-func (r *Reconciler) Pass(ctx context.Context) (ReconcileReport, error) {
+func (r *Reconciler) Pass(ctx context.Context) (Report, error) {
 	start := time.Now()
-	var rep ReconcileReport
+	var rep Report
 	ran, err := r.WithLock(ctx, false, func(ctx context.Context) error {
 		var err error
-		rep, err = r.Reconcile(ctx, ReconcileOptions{Grace: r.cfg.Grace})
+		rep, err = r.Reconcile(ctx, Options{Grace: r.cfg.Grace})
 		return err
 	})
 	switch {
@@ -384,4 +339,11 @@ func (r *Reconciler) Pass(ctx context.Context) (ReconcileReport, error) {
 	}
 	reconcileDuration.UpdateDuration(start)
 	return rep, err
+}
+
+// DefaultConfig is the configuration with no variable set.
+func DefaultConfig() Config {
+	var c Config
+	c.Bind(config.Defaults())
+	return c
 }

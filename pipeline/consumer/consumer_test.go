@@ -1,4 +1,4 @@
-package pipeline_test
+package consumer_test
 
 import (
 	"bytes"
@@ -16,29 +16,67 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redpacket/rain/internal/postgres"
 	"github.com/redpacket/rain/internal/testenv"
 	"github.com/redpacket/rain/pipeline"
+	"github.com/redpacket/rain/pipeline/consumer"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
+
+// TestMain turns the test binary into a consumer replica when the crash
+// test re-executes it (see childConsumer).
+func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) != "" {
+		os.Exit(childConsumer())
+	}
+	os.Exit(m.Run())
+}
 
 // testLogger logs warnings and errors into the test's output.
 func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
+// opts are what the tests vary of a consumer's configuration; the rest is
+// the default.
+type opts struct {
+	brokers        []string
+	topic, group   string
+	batchSize      int
+	retryMax       time.Duration
+	sessionTimeout time.Duration
+}
+
+func (o opts) config() consumer.Config {
+	c := consumer.DefaultMainConfig().Consumer
+	c.Group = o.group
+	if o.batchSize > 0 {
+		c.BatchSize = o.batchSize
+	}
+	if o.retryMax > 0 {
+		c.RetryMax = o.retryMax
+	}
+	if o.sessionTimeout > 0 {
+		c.SessionTimeout = o.sessionTimeout
+	}
+	return c
+}
+
+func (o opts) kafka() pipeline.KafkaConfig {
+	k := pipeline.KafkaConfig{Brokers: o.brokers, Topic: o.topic, DLQTopic: o.topic + ".dlq", Partitions: 3}
+	if k.Brokers == nil {
+		k.Brokers = testenv.Brokers()
+	}
+	return k
+}
+
 // startConsumer runs a consumer until the test ends (or stop is called)
 // and returns it with a stop function that waits for Run to return.
-func startConsumer(t testing.TB, db *pgxpool.Pool, cfg pipeline.ConsumerConfig) (*pipeline.Consumer, func()) {
+func startConsumer(t testing.TB, db *pgxpool.Pool, o opts) (*consumer.Consumer, func()) {
 	t.Helper()
-	if cfg.Brokers == nil {
-		cfg.Brokers = testenv.Brokers()
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = testLogger(t)
-	}
-	c, err := pipeline.NewConsumer(cfg, db)
+	c, err := consumer.New(o.config(), o.kafka(), &postgres.Store{DB: db}, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,8 +103,8 @@ func group(t testing.TB) string {
 // waitCommitted waits until group has committed every record of topic.
 func waitCommitted(t testing.TB, adm *kadm.Client, g, topic string, timeout time.Duration) {
 	t.Helper()
-	eventually(t, timeout, func() (bool, string) {
-		c, e, err := committed(adm, g, topic)
+	testenv.Eventually(t, timeout, func() (bool, string) {
+		c, e, err := testenv.Committed(adm, g, topic)
 		if err != nil {
 			return false, err.Error()
 		}
@@ -77,70 +115,70 @@ func waitCommitted(t testing.TB, adm *kadm.Client, g, topic string, timeout time
 func TestConsumerRedelivery(t *testing.T) {
 	t.Parallel()
 	db := testenv.Postgres(t)
-	topic := newTopic(t, 3)
+	topic := testenv.NewTopic(t, 3)
 	adm := kadm.NewClient(testenv.Kafka(t))
-	id := liveCampaign(t, db, map[int64]int64{1: 1000, 10: 100})
+	id := testenv.LiveCampaign(t, db, map[int64]int64{1: 1000, 10: 100})
 	at := time.Now().Add(-time.Minute).UnixMilli()
 
-	want := map[string]row{}
+	want := map[string]testenv.Row{}
 	var values [][]byte
 	for i := range 300 {
 		user, amount := fmt.Sprintf("user-%03d", i), int64(1)
 		if i%7 == 0 {
 			amount = 10
 		}
-		want[user] = row{amount, at + int64(i)}
-		values = append(values, event(id, user, amount, at+int64(i)))
+		want[user] = testenv.Row{Amount: amount, ClaimedAt: at + int64(i)}
+		values = append(values, testenv.EventJSON(id, user, amount, at+int64(i)))
 		if i%10 == 0 { // the producer's own retries put some events in twice
-			values = append(values, event(id, user, amount, at+int64(i)))
+			values = append(values, testenv.EventJSON(id, user, amount, at+int64(i)))
 		}
 	}
-	produce(t, testenv.Kafka(t), topic, values...)
+	testenv.Produce(t, testenv.Kafka(t), topic, values...)
 
 	g1 := group(t)
-	c, stop := startConsumer(t, db, pipeline.ConsumerConfig{Topic: topic, Group: g1, BatchSize: 64})
+	c, stop := startConsumer(t, db, opts{topic: topic, group: g1, batchSize: 64})
 	waitCommitted(t, adm, g1, topic, 30*time.Second)
-	eventually(t, 10*time.Second, func() (bool, string) {
+	testenv.Eventually(t, 10*time.Second, func() (bool, string) {
 		lag := c.Lag()
 		return fmt.Sprint(lag) == "map[0:0 1:0 2:0]", fmt.Sprintf("lag %v, want 0 on the 3 partitions", lag)
 	})
 	stop()
-	assertState(t, db, id, want)
+	testenv.AssertState(t, db, id, want)
 
 	// A second group reads every record again: nothing changes.
 	g2 := group(t) + "_again"
-	_, stop = startConsumer(t, db, pipeline.ConsumerConfig{Topic: topic, Group: g2})
+	_, stop = startConsumer(t, db, opts{topic: topic, group: g2})
 	waitCommitted(t, adm, g2, topic, 30*time.Second)
 	stop()
-	assertState(t, db, id, want)
+	testenv.AssertState(t, db, id, want)
 }
 
 func TestConsumerDeadLetters(t *testing.T) {
 	t.Parallel()
 	db := testenv.Postgres(t)
-	topic := newTopic(t, 1) // one partition: the order below is the order read
+	topic := testenv.NewTopic(t, 1) // one partition: the order below is the order read
 	cl := testenv.Kafka(t)
 	adm := kadm.NewClient(cl)
-	id := liveCampaign(t, db, map[int64]int64{5: 10})
+	id := testenv.LiveCampaign(t, db, map[int64]int64{5: 10})
 	at := time.Now().Add(-time.Minute).UnixMilli()
 	unknown := id + 1_000_000_000
 
 	values := [][]byte{
-		event(id, "good-1", 5, at),
+		testenv.EventJSON(id, "good-1", 5, at),
 		[]byte(`{"v":1,"campaign_id":`), // cut short
-		event(id, "good-2", 5, at),
+		testenv.EventJSON(id, "good-2", 5, at),
 		[]byte(`{"v":2,"campaign_id":1,"user_id":"u","amount":5,"claimed_at":"2025-01-01T00:00:00.000Z"}`),
-		event(id, "good-3", 5, at),
-		event(unknown, "lost", 5, at),
-		event(id, "bad-amount", 7, at),
+		testenv.EventJSON(id, "good-3", 5, at),
+		testenv.EventJSON(unknown, "lost", 5, at),
+		testenv.EventJSON(id, "bad-amount", 7, at),
 		[]byte(`{"v":1,"campaign_id":1,"user_id":"has space","amount":5,"claimed_at":"2025-01-01T00:00:00.000Z"}`),
-		event(id, "good-4", 5, at),
+		testenv.EventJSON(id, "good-4", 5, at),
 	}
-	produce(t, cl, topic, values...)
+	testenv.Produce(t, cl, topic, values...)
 	g := group(t)
-	startConsumer(t, db, pipeline.ConsumerConfig{Topic: topic, Group: g})
+	startConsumer(t, db, opts{topic: topic, group: g})
 	waitCommitted(t, adm, g, topic, 30*time.Second)
-	assertState(t, db, id, map[string]row{"good-1": {5, at}, "good-2": {5, at}, "good-3": {5, at}, "good-4": {5, at}})
+	testenv.AssertState(t, db, id, map[string]testenv.Row{"good-1": {Amount: 5, ClaimedAt: at}, "good-2": {Amount: 5, ClaimedAt: at}, "good-3": {Amount: 5, ClaimedAt: at}, "good-4": {Amount: 5, ClaimedAt: at}})
 
 	// Every dead letter is on the DLQ, acknowledged before the commit.
 	type dl struct{ offset, reason string }
@@ -161,10 +199,10 @@ func TestConsumerDeadLetters(t *testing.T) {
 			for _, kv := range r.Headers {
 				h[kv.Key] = string(kv.Value)
 			}
-			if h[pipeline.HeaderDLQTopic] != topic || h[pipeline.HeaderDLQPartition] != "0" || h[pipeline.HeaderDLQError] == "" {
+			if h[consumer.HeaderDLQTopic] != topic || h[consumer.HeaderDLQPartition] != "0" || h[consumer.HeaderDLQError] == "" {
 				t.Errorf("dead letter %q: headers %v", r.Value, h)
 			}
-			got[string(r.Value)] = dl{h[pipeline.HeaderDLQOffset], h[pipeline.HeaderDLQReason]}
+			got[string(r.Value)] = dl{h[consumer.HeaderDLQOffset], h[consumer.HeaderDLQReason]}
 		})
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
@@ -175,39 +213,39 @@ func TestConsumerDeadLetters(t *testing.T) {
 func TestConsumerPostgresDown(t *testing.T) {
 	t.Parallel()
 	db := testenv.Postgres(t) // direct, for the test's own reads
-	topic := newTopic(t, 3)
+	topic := testenv.NewTopic(t, 3)
 	cl := testenv.Kafka(t)
 	adm := kadm.NewClient(cl)
-	id := liveCampaign(t, db, map[int64]int64{5: 1000})
+	id := testenv.LiveCampaign(t, db, map[int64]int64{5: 1000})
 	at := time.Now().Add(-time.Minute).UnixMilli()
-	batch := func(from, to int) (vals [][]byte, want map[string]row) {
-		want = map[string]row{}
+	batch := func(from, to int) (vals [][]byte, want map[string]testenv.Row) {
+		want = map[string]testenv.Row{}
 		for i := from; i < to; i++ {
 			u := fmt.Sprintf("u%04d", i)
-			vals = append(vals, event(id, u, 5, at))
-			want[u] = row{5, at}
+			vals = append(vals, testenv.EventJSON(id, u, 5, at))
+			want[u] = testenv.Row{Amount: 5, ClaimedAt: at}
 		}
 		return vals, want
 	}
 
 	proxy := testenv.NewProxy(t, testenv.PostgresHostPort(t))
 	g := group(t)
-	c, _ := startConsumer(t, testenv.PostgresAt(t, proxy.Addr()), pipeline.ConsumerConfig{Topic: topic, Group: g, RetryMax: 300 * time.Millisecond})
+	c, _ := startConsumer(t, testenv.PostgresAt(t, proxy.Addr()), opts{topic: topic, group: g, retryMax: 300 * time.Millisecond})
 
 	first, _ := batch(0, 100)
-	produce(t, cl, topic, first...)
+	testenv.Produce(t, cl, topic, first...)
 	waitCommitted(t, adm, g, topic, 30*time.Second)
 
 	proxy.Cut()
 	second, _ := batch(100, 250)
-	produce(t, cl, topic, second...)
-	eventually(t, 20*time.Second, func() (bool, string) {
+	testenv.Produce(t, cl, topic, second...)
+	testenv.Eventually(t, 20*time.Second, func() (bool, string) {
 		err := c.Health()
 		return err != nil, "consumer still healthy with postgres unreachable"
 	})
 	// While PostgreSQL is down the consumer retries and commits nothing.
 	for range 6 {
-		if n, end := mustCommitted(t, adm, g, topic); n != 100 || end != 250 {
+		if n, end := testenv.MustCommitted(t, adm, g, topic); n != 100 || end != 250 {
 			t.Fatalf("committed %d of %d while postgres is down, want 100 of 250", n, end)
 		}
 		if c.Health() == nil {
@@ -215,14 +253,14 @@ func TestConsumerPostgresDown(t *testing.T) {
 		}
 		time.Sleep(250 * time.Millisecond) // spans several retries (backoff cap 300ms)
 	}
-	if n := countClaims(t, db, id); n != 100 {
+	if n := testenv.CountClaims(t, db, id); n != 100 {
 		t.Fatalf("%d claims persisted while postgres is down, want 100", n)
 	}
 
 	proxy.Restore()
 	waitCommitted(t, adm, g, topic, 30*time.Second)
 	_, want := batch(0, 250)
-	assertState(t, db, id, want)
+	testenv.AssertState(t, db, id, want)
 	if err := c.Health(); err != nil {
 		t.Fatalf("health after recovery: %v", err)
 	}
@@ -244,14 +282,9 @@ func childConsumer() int {
 		return 1
 	}
 	defer db.Close()
-	c, err := pipeline.NewConsumer(pipeline.ConsumerConfig{
-		Brokers:        testenv.Brokers(),
-		Topic:          os.Getenv("CHILD_TOPIC"),
-		Group:          os.Getenv("CHILD_GROUP"),
-		BatchSize:      300,
-		SessionTimeout: 6 * time.Second, // the broker's minimum: a killed member is noticed fast
-		Logger:         log,
-	}, db)
+	o := opts{topic: os.Getenv("CHILD_TOPIC"), group: os.Getenv("CHILD_GROUP"), batchSize: 300,
+		sessionTimeout: 6 * time.Second} // the broker's minimum: a killed member is noticed fast
+	c, err := consumer.New(o.config(), o.kafka(), &postgres.Store{DB: db}, log)
 	if err != nil {
 		log.Error("child: consumer", "err", err)
 		return 1
@@ -293,16 +326,16 @@ func startChild(t *testing.T, topic, g string) *child {
 func TestConsumerReplicaKilled(t *testing.T) {
 	t.Parallel()
 	db := testenv.Postgres(t)
-	topic := newTopic(t, 6)
+	topic := testenv.NewTopic(t, 6)
 	cl := testenv.Kafka(t)
 	adm := kadm.NewClient(cl)
-	id := liveCampaign(t, db, map[int64]int64{1: 100_000, 5: 100_000})
+	id := testenv.LiveCampaign(t, db, map[int64]int64{1: 100_000, 5: 100_000})
 	g := group(t)
 
 	a := startChild(t, topic, g)
 	b := startChild(t, topic, g)
 	// Both replicas in the group, each with partitions.
-	eventually(t, 60*time.Second, func() (bool, string) {
+	testenv.Eventually(t, 60*time.Second, func() (bool, string) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		gs, err := adm.DescribeGroups(ctx, g)
@@ -328,7 +361,7 @@ func TestConsumerReplicaKilled(t *testing.T) {
 			var recs []*kgo.Record
 			for i := from; i < from+500; i++ {
 				recs = append(recs, &kgo.Record{Topic: topic, Key: []byte(strconv.Itoa(i)),
-					Value: event(id, fmt.Sprintf("user-%05d", i), int64(1+4*(i%2)), at+int64(i))})
+					Value: testenv.EventJSON(id, fmt.Sprintf("user-%05d", i), int64(1+4*(i%2)), at+int64(i))})
 			}
 			if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
 				produced <- err
@@ -338,8 +371,8 @@ func TestConsumerReplicaKilled(t *testing.T) {
 		}
 		produced <- nil
 	}()
-	eventually(t, 60*time.Second, func() (bool, string) {
-		n := countClaims(t, db, id)
+	testenv.Eventually(t, 60*time.Second, func() (bool, string) {
+		n := testenv.CountClaims(t, db, id)
 		return n >= total/4, fmt.Sprintf("%d claims persisted", n)
 	})
 	if err := a.cmd.Process.Signal(syscall.SIGKILL); err != nil {
@@ -350,13 +383,13 @@ func TestConsumerReplicaKilled(t *testing.T) {
 	}
 
 	waitCommitted(t, adm, g, topic, 90*time.Second)
-	got := claimLog(t, db, id)
+	got := testenv.ClaimLog(t, db, id)
 	if len(got) != total {
 		t.Fatalf("%d claims persisted, want %d", len(got), total)
 	}
 	want := map[int64]int64{1: total / 2, 5: total / 2}
-	if o := openedCounts(t, db, id); fmt.Sprint(o) != fmt.Sprint(want) || fmt.Sprint(tally(got)) != fmt.Sprint(want) {
-		t.Fatalf("opened_count %v, claims per amount %v, want %v", o, tally(got), want)
+	if o := testenv.OpenedCounts(t, db, id); fmt.Sprint(o) != fmt.Sprint(want) || fmt.Sprint(testenv.Tally(got)) != fmt.Sprint(want) {
+		t.Fatalf("opened_count %v, claims per amount %v, want %v", o, testenv.Tally(got), want)
 	}
 	for i := range total {
 		if r, ok := got[fmt.Sprintf("user-%05d", i)]; !ok || r.ClaimedAt != at+int64(i) {
@@ -390,7 +423,7 @@ func TestConsumerReplicaKilled(t *testing.T) {
 func TestConsumerKafkaOutage(t *testing.T) {
 	t.Parallel()
 	db := testenv.Postgres(t)
-	id := liveCampaign(t, db, map[int64]int64{5: 1000})
+	id := testenv.LiveCampaign(t, db, map[int64]int64{5: 1000})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -413,17 +446,17 @@ func TestConsumerKafkaOutage(t *testing.T) {
 		cl := testenv.Kafka(t, kgo.SeedBrokers(brokers...))
 		var vals [][]byte
 		for i := from; i < to; i++ {
-			vals = append(vals, event(id, fmt.Sprintf("k%03d", i), 5, at))
+			vals = append(vals, testenv.EventJSON(id, fmt.Sprintf("k%03d", i), 5, at))
 		}
-		produce(t, cl, topic, vals...)
+		testenv.Produce(t, cl, topic, vals...)
 		cl.Close()
 	}
 
 	g := group(t)
-	c, _ := startConsumer(t, db, pipeline.ConsumerConfig{Brokers: brokers, Topic: topic, Group: g})
+	c, _ := startConsumer(t, db, opts{brokers: brokers, topic: topic, group: g})
 	produceUsers(0, 100)
-	eventually(t, 30*time.Second, func() (bool, string) {
-		n := countClaims(t, db, id)
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) {
+		n := testenv.CountClaims(t, db, id)
 		return n == 100, fmt.Sprintf("%d of 100 claims persisted", n)
 	})
 
@@ -434,7 +467,7 @@ func TestConsumerKafkaOutage(t *testing.T) {
 	produceUsers(100, 200)
 	adm := kadm.NewClient(testenv.Kafka(t, kgo.SeedBrokers(brokers...)))
 	waitCommitted(t, adm, g, topic, 60*time.Second)
-	if n := countClaims(t, db, id); n != 200 {
+	if n := testenv.CountClaims(t, db, id); n != 200 {
 		t.Fatalf("%d of 200 claims persisted after the outage", n)
 	}
 	if err := c.Health(); err != nil {

@@ -1,6 +1,10 @@
-package pipeline
+package producer
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+
+	"github.com/redpacket/rain/pipeline"
+)
 
 // Ring is the bounded buffer between the open handler and the Kafka
 // producer. Room is reserved before a claim is attempted, so an open that
@@ -14,14 +18,14 @@ import "sync/atomic"
 // The slots are a buffered channel (a mutex-guarded ring in the runtime,
 // ~50 ns a push here); the reservation count keeps every Push non-blocking.
 type Ring struct {
-	ch       chan Event
+	ch       chan pipeline.Event
 	reserved atomic.Int64 // slots held: reserved but not pushed, plus queued
 	size     int64
 }
 
 // NewRing returns a ring with room for size events.
 func NewRing(size int) *Ring {
-	return &Ring{ch: make(chan Event, size), size: int64(size)}
+	return &Ring{ch: make(chan pipeline.Event, size), size: int64(size)}
 }
 
 // Reserve takes a slot, or reports false when the ring is full.
@@ -37,11 +41,11 @@ func (r *Ring) Reserve() bool {
 func (r *Ring) Release() { r.reserved.Add(-1) }
 
 // Push puts an event into a slot taken by Reserve. It never blocks.
-func (r *Ring) Push(e Event) { r.ch <- e }
+func (r *Ring) Push(e pipeline.Event) { r.ch <- e }
 
 // Events is the consumer side: each event received from it must be followed
 // by one call to Done, which frees its slot.
-func (r *Ring) Events() <-chan Event { return r.ch }
+func (r *Ring) Events() <-chan pipeline.Event { return r.ch }
 
 // Done frees the slot of an event taken from Events.
 func (r *Ring) Done() { r.reserved.Add(-1) }

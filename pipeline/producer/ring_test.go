@@ -1,8 +1,10 @@
-package pipeline
+package producer
 
 import (
 	"sync"
 	"testing"
+
+	"github.com/redpacket/rain/pipeline"
 )
 
 func TestRingReserveBounds(t *testing.T) {
@@ -19,8 +21,8 @@ func TestRingReserveBounds(t *testing.T) {
 	if !r.Reserve() {
 		t.Fatal("a released slot was not reusable")
 	}
-	r.Push(Event{UserID: "a"})
-	r.Push(Event{UserID: "b"})
+	r.Push(pipeline.Event{UserID: "a"})
+	r.Push(pipeline.Event{UserID: "b"})
 	if r.Len() != 2 || len(r.Events()) != 2 || r.Cap() != 2 {
 		t.Errorf("len %d queued %d cap %d", r.Len(), len(r.Events()), r.Cap())
 	}
@@ -64,7 +66,7 @@ func TestRingConcurrent(t *testing.T) {
 						continue
 					}
 				}
-				r.Push(Event{Amount: int64(i)})
+				r.Push(pipeline.Event{Amount: int64(i)})
 				i++
 			}
 		}()
@@ -87,7 +89,7 @@ func BenchmarkRing(b *testing.B) {
 		}
 		close(done)
 	}()
-	e := Event{CampaignID: 1, UserID: "user-1", Amount: 20, ClaimedAt: 1}
+	e := pipeline.Event{CampaignID: 1, UserID: "user-1", Amount: 20, ClaimedAt: 1}
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {

@@ -1,17 +1,14 @@
-package pipeline_test
+package consumer_test
 
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"math/rand/v2"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/redpacket/rain/internal/testenv"
-	"github.com/redpacket/rain/pipeline"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -30,8 +27,8 @@ func BenchmarkConsumer(b *testing.B) {
 	for _, dup := range []int{0, 10} {
 		b.Run(fmt.Sprintf("dup=%d%%", dup), func(b *testing.B) {
 			db := testenv.Postgres(b)
-			topic := newTopic(b, 6)
-			id := liveCampaign(b, db, map[int64]int64{1: 50_000_000, 5: 30_000_000, 20: 20_000_000})
+			topic := testenv.NewTopic(b, 6)
+			id := testenv.LiveCampaign(b, db, map[int64]int64{1: 50_000_000, 5: 30_000_000, 20: 20_000_000})
 			cl := testenv.Kafka(b, kgo.DefaultProduceTopic(topic), kgo.MaxBufferedRecords(1_000_000))
 			adm := kadm.NewClient(cl)
 
@@ -47,7 +44,7 @@ func BenchmarkConsumer(b *testing.B) {
 					unique++
 				}
 				user := "bench-" + strconv.Itoa(n)
-				cl.Produce(context.Background(), &kgo.Record{Key: []byte(user), Value: event(id, user, amounts[n%len(amounts)], at)},
+				cl.Produce(context.Background(), &kgo.Record{Key: []byte(user), Value: testenv.EventJSON(id, user, amounts[n%len(amounts)], at)},
 					func(_ *kgo.Record, err error) {
 						if err != nil {
 							select {
@@ -69,13 +66,12 @@ func BenchmarkConsumer(b *testing.B) {
 			g := group(b)
 			b.ResetTimer()
 			start := time.Now()
-			_, stop := startConsumer(b, db, pipeline.ConsumerConfig{Topic: topic, Group: g,
-				Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))})
+			_, stop := startConsumer(b, db, opts{topic: topic, group: g})
 			waitCommitted(b, adm, g, topic, 10*time.Minute)
 			el := time.Since(start)
 			b.StopTimer()
 			stop()
-			if n := countClaims(b, db, id); n != unique {
+			if n := testenv.CountClaims(b, db, id); n != unique {
 				b.Fatalf("%d claims in claim_log, want %d", n, unique)
 			}
 			b.ReportMetric(float64(b.N)/el.Seconds(), "rows/s")

@@ -1,4 +1,4 @@
-package pipeline_test
+package writer_test
 
 import (
 	"context"
@@ -9,15 +9,17 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redpacket/rain/internal/postgres"
 	"github.com/redpacket/rain/internal/testenv"
 	"github.com/redpacket/rain/pipeline"
+	"github.com/redpacket/rain/pipeline/writer"
 )
 
 // BenchmarkWriter compares the two ways NOTES.md describes of writing one
 // batch of claims with exactly-once effect, with 10 % of each batch
 // redelivered from earlier batches:
 //
-//	unnest: pipeline.Writer (one INSERT … SELECT FROM unnest(…) ON CONFLICT
+//	unnest: writer.Writer (one INSERT … SELECT FROM unnest(…) ON CONFLICT
 //	        DO NOTHING, opened_count bumped from the CTE's RETURNING rows)
 //	copy:   CopyFrom into a TEMP staging table (ON COMMIT DELETE ROWS), then
 //	        the same INSERT … SELECT FROM the staging table, in a transaction
@@ -28,8 +30,8 @@ func BenchmarkWriter(b *testing.B) {
 	for _, size := range []int{500, 5000} {
 		for _, method := range []string{"unnest", "copy"} {
 			b.Run(fmt.Sprintf("%s/batch=%d", method, size), func(b *testing.B) {
-				id := liveCampaign(b, db, map[int64]int64{1: 50_000_000, 5: 30_000_000, 20: 20_000_000})
-				w := pipeline.NewWriter(db)
+				id := testenv.LiveCampaign(b, db, map[int64]int64{1: 50_000_000, 5: 30_000_000, 20: 20_000_000})
+				w := writer.New(&postgres.Store{DB: db})
 				ctx := context.Background()
 				batches := make([][]pipeline.Event, b.N)
 				var prev []pipeline.Event
@@ -44,7 +46,7 @@ func BenchmarkWriter(b *testing.B) {
 					var n int
 					var err error
 					if method == "unnest" {
-						var res pipeline.WriteResult
+						var res writer.Result
 						res, err = w.Write(ctx, batches[i])
 						n = res.Inserted
 					} else {

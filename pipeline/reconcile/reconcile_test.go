@@ -1,24 +1,44 @@
-package pipeline_test
+package reconcile_test
 
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/rueidis"
+	"github.com/redpacket/rain/internal/postgres"
 	"github.com/redpacket/rain/internal/testenv"
 	"github.com/redpacket/rain/lua"
 	"github.com/redpacket/rain/pipeline"
+	"github.com/redpacket/rain/pipeline/reconcile"
+	"github.com/redpacket/rain/pipeline/writer"
 )
 
 // loadRedis makes campaign id (already in PostgreSQL) live in Redis with
 // the given stock, and removes its keys when the test ends.
+// newReconciler is a reconciler of the test keyspace with the default
+// configuration, changed by set.
+func newReconciler(t testing.TB, db *pgxpool.Pool, rdb rueidis.Client, set func(*reconcile.Config)) *reconcile.Reconciler {
+	cfg := reconcile.DefaultConfig()
+	if set != nil {
+		set(&cfg)
+	}
+	return reconcile.New(cfg, &postgres.Store{DB: db}, rdb, testenv.Keys(), testLogger(t))
+}
+
+// testLogger logs warnings and errors into the test's output.
+func testLogger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
 func loadRedis(t testing.TB, rdb rueidis.Client, id int64, stock map[int64]int64) *lua.Keys {
 	t.Helper()
-	k := lua.KeysOf(id)
+	k := testenv.Keys().Of(id)
 	ctx := context.Background()
 	del := func() { rdb.Do(ctx, rdb.B().Del().Key(k.Meta(), k.Stock(), k.Claims()).Build()) }
 	del() // leftovers of a database recreated under a persistent Redis
@@ -32,15 +52,15 @@ func loadRedis(t testing.TB, rdb rueidis.Client, id int64, stock map[int64]int64
 
 // claimInRedis opens packets for users straight in Redis (claim.lua), as
 // the api does, with no event: as if the api died with them in its ring.
-func claimInRedis(t testing.TB, rdb rueidis.Client, k *lua.Keys, users ...string) map[string]row {
+func claimInRedis(t testing.TB, rdb rueidis.Client, k *lua.Keys, users ...string) map[string]testenv.Row {
 	t.Helper()
-	out := map[string]row{}
+	out := map[string]testenv.Row{}
 	for _, u := range users {
 		r, err := lua.Claim(context.Background(), rdb, k, u, rand.Uint64())
 		if err != nil || r.Outcome != lua.OK {
 			t.Fatalf("claim %s: %+v %v", u, r, err)
 		}
-		out[u] = row{r.Amount, r.ClaimedAt}
+		out[u] = testenv.Row{Amount: r.Amount, ClaimedAt: r.ClaimedAt}
 	}
 	return out
 }
@@ -58,7 +78,7 @@ func TestReconcilerRepairsMissingClaims(t *testing.T) {
 	db, rdb := testenv.Postgres(t), testenv.Redis(t)
 	ctx := context.Background()
 	inventory := map[int64]int64{20: 10, 5: 60}
-	id := liveCampaign(t, db, inventory)
+	id := testenv.LiveCampaign(t, db, inventory)
 	k := loadRedis(t, rdb, id, inventory)
 
 	// 40 claims in Redis; the events of the first 15 reached PostgreSQL.
@@ -67,39 +87,39 @@ func TestReconcilerRepairsMissingClaims(t *testing.T) {
 	for _, u := range users("r", 15) {
 		persisted = append(persisted, pipeline.Event{CampaignID: id, UserID: u, Amount: claims[u].Amount, ClaimedAt: claims[u].ClaimedAt})
 	}
-	if _, err := pipeline.NewWriter(db).Write(ctx, persisted); err != nil {
+	if _, err := writer.New(&postgres.Store{DB: db}).Write(ctx, persisted); err != nil {
 		t.Fatal(err)
 	}
 
-	rec := pipeline.NewReconciler(pipeline.ReconcilerConfig{Chunk: 7, Logger: testLogger(t)}, db, rdb)
-	rep, err := rec.Reconcile(ctx, pipeline.ReconcileOptions{Full: true}, id)
+	rec := newReconciler(t, db, rdb, func(c *reconcile.Config) { c.Chunk = 7 })
+	rep, err := rec.Reconcile(ctx, reconcile.Options{Full: true}, id)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep != (pipeline.ReconcileReport{Campaigns: 1, Scanned: 40, Repaired: 25}) {
+	if rep != (reconcile.Report{Campaigns: 1, Scanned: 40, Repaired: 25}) {
 		t.Fatalf("first reconcile: %+v, want 40 scanned, 25 repaired", rep)
 	}
-	assertState(t, db, id, claims) // original amounts and claim times
+	testenv.AssertState(t, db, id, claims) // original amounts and claim times
 
 	// Again, full and periodic-style: nothing to do.
-	for _, opts := range []pipeline.ReconcileOptions{{Full: true}, {}} {
+	for _, opts := range []reconcile.Options{{Full: true}, {}} {
 		rep, err = rec.Reconcile(ctx, opts, id)
 		if err != nil || rep.Repaired != 0 {
 			t.Fatalf("reconcile %+v again: %+v %v, want nothing repaired", opts, rep, err)
 		}
 	}
-	assertState(t, db, id, claims)
+	testenv.AssertState(t, db, id, claims)
 
 	// A claim lost later is found by the next periodic-style pass, which
 	// does not rewrite what the previous one checked.
 	for u, r := range claimInRedis(t, rdb, k, "late") {
 		claims[u] = r
 	}
-	rep, err = rec.Reconcile(ctx, pipeline.ReconcileOptions{}, id)
+	rep, err = rec.Reconcile(ctx, reconcile.Options{}, id)
 	if err != nil || rep.Repaired != 1 {
 		t.Fatalf("reconcile after a late claim: %+v %v, want 1 repaired", rep, err)
 	}
-	assertState(t, db, id, claims)
+	testenv.AssertState(t, db, id, claims)
 }
 
 func TestReconcilerGraceAndRejects(t *testing.T) {
@@ -107,28 +127,28 @@ func TestReconcilerGraceAndRejects(t *testing.T) {
 	db, rdb := testenv.Postgres(t), testenv.Redis(t)
 	ctx := context.Background()
 	inventory := map[int64]int64{3: 20}
-	id := liveCampaign(t, db, inventory)
+	id := testenv.LiveCampaign(t, db, inventory)
 	k := loadRedis(t, rdb, id, inventory)
 	claims := claimInRedis(t, rdb, k, users("g", 5)...)
-	rec := pipeline.NewReconciler(pipeline.ReconcilerConfig{Logger: testLogger(t)}, db, rdb)
+	rec := newReconciler(t, db, rdb, nil)
 
 	// Young claims are left to the pipeline.
-	rep, err := rec.Reconcile(ctx, pipeline.ReconcileOptions{Grace: time.Hour, Full: true}, id)
+	rep, err := rec.Reconcile(ctx, reconcile.Options{Grace: time.Hour, Full: true}, id)
 	if err != nil || rep.Young != 5 || rep.Repaired != 0 {
 		t.Fatalf("reconcile with a grace: %+v %v, want 5 young", rep, err)
 	}
-	if n := countClaims(t, db, id); n != 0 {
+	if n := testenv.CountClaims(t, db, id); n != 0 {
 		t.Fatalf("%d claims written inside the grace", n)
 	}
 
 	// A claims-hash entry whose amount the inventory lacks is reported,
 	// and does not keep the others out.
 	rdb.Do(ctx, rdb.B().Hset().Key(k.Claims()).FieldValue().FieldValue("odd", lua.ClaimValue(999, time.Now().UnixMilli())).Build())
-	rep, err = rec.Reconcile(ctx, pipeline.ReconcileOptions{Full: true}, id)
+	rep, err = rec.Reconcile(ctx, reconcile.Options{Full: true}, id)
 	if err != nil || rep.Repaired != 5 || rep.Rejected != 1 {
 		t.Fatalf("reconcile: %+v %v, want 5 repaired, 1 rejected", rep, err)
 	}
-	assertState(t, db, id, claims)
+	testenv.AssertState(t, db, id, claims)
 }
 
 func TestReconcilerActiveCampaigns(t *testing.T) {
@@ -136,12 +156,12 @@ func TestReconcilerActiveCampaigns(t *testing.T) {
 	db, rdb := testenv.Postgres(t), testenv.Redis(t)
 	now := time.Now()
 	inv := map[int64]int64{1: 1}
-	live := newCampaign(t, db, now.Add(-time.Hour), now.Add(time.Hour), inv)
-	recent := newCampaign(t, db, now.Add(-3*time.Hour), now.Add(-2*time.Hour), inv)
-	old := newCampaign(t, db, now.Add(-50*time.Hour), now.Add(-49*time.Hour), inv)
-	future := newCampaign(t, db, now.Add(time.Hour), now.Add(2*time.Hour), inv)
+	live := testenv.NewCampaign(t, db, now.Add(-time.Hour), now.Add(time.Hour), inv)
+	recent := testenv.NewCampaign(t, db, now.Add(-3*time.Hour), now.Add(-2*time.Hour), inv)
+	old := testenv.NewCampaign(t, db, now.Add(-50*time.Hour), now.Add(-49*time.Hour), inv)
+	future := testenv.NewCampaign(t, db, now.Add(time.Hour), now.Add(2*time.Hour), inv)
 
-	rec := pipeline.NewReconciler(pipeline.ReconcilerConfig{Lookback: 24 * time.Hour}, db, rdb)
+	rec := newReconciler(t, db, rdb, func(c *reconcile.Config) { c.Lookback = 24 * time.Hour })
 	ids, err := rec.ActiveCampaigns(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -157,8 +177,8 @@ func TestReconcilerLock(t *testing.T) {
 	t.Parallel()
 	db, rdb := testenv.Postgres(t), testenv.Redis(t)
 	ctx := context.Background()
-	a := pipeline.NewReconciler(pipeline.ReconcilerConfig{}, db, rdb)
-	b := pipeline.NewReconciler(pipeline.ReconcilerConfig{}, db, rdb)
+	a := newReconciler(t, db, rdb, nil)
+	b := newReconciler(t, db, rdb, nil)
 
 	// Another package's tests or a running consumer may hold the lock for
 	// a moment: take it first (waiting), then check b is kept out.
@@ -180,13 +200,13 @@ func TestReconcilerLock(t *testing.T) {
 func TestReconcilerPassSkipsWhileLocked(t *testing.T) {
 	t.Parallel()
 	db, rdb := testenv.Postgres(t), testenv.Redis(t)
-	holder := pipeline.NewReconciler(pipeline.ReconcilerConfig{}, db, rdb)
-	other := pipeline.NewReconciler(pipeline.ReconcilerConfig{Logger: testLogger(t)}, db, rdb)
+	holder := newReconciler(t, db, rdb, nil)
+	other := newReconciler(t, db, rdb, nil)
 	// Only while the lock is held elsewhere: a pass that ran would walk
 	// every active campaign of the shared test database.
 	ran, err := holder.WithLock(context.Background(), true, func(ctx context.Context) error {
 		rep, err := other.Pass(ctx)
-		if err != nil || rep != (pipeline.ReconcileReport{}) {
+		if err != nil || rep != (reconcile.Report{}) {
 			return fmt.Errorf("pass while locked elsewhere: %+v %v, want skipped", rep, err)
 		}
 		return nil
@@ -204,22 +224,22 @@ func TestReconcilerPutsBackClaimsRedisLost(t *testing.T) {
 	db, rdb := testenv.Postgres(t), testenv.Redis(t)
 	ctx := context.Background()
 	inventory := map[int64]int64{5: 4}
-	id := liveCampaign(t, db, inventory)
+	id := testenv.LiveCampaign(t, db, inventory)
 	k := loadRedis(t, rdb, id, inventory)
 	claims := claimInRedis(t, rdb, k, users("lost", 3)...)
 	var events []pipeline.Event
 	for u, c := range claims {
 		events = append(events, pipeline.Event{CampaignID: id, UserID: u, Amount: c.Amount, ClaimedAt: c.ClaimedAt})
 	}
-	if _, err := pipeline.NewWriter(db).Write(ctx, events); err != nil {
+	if _, err := writer.New(&postgres.Store{DB: db}).Write(ctx, events); err != nil {
 		t.Fatal(err)
 	}
 	// Redis loses lost-001's claim and gives its packet back to the stock.
 	rdb.Do(ctx, rdb.B().Hdel().Key(k.Claims()).Field("lost-001").Build())
 	rdb.Do(ctx, rdb.B().Hincrby().Key(k.Stock()).Field("5").Increment(1).Build())
 
-	rec := pipeline.NewReconciler(pipeline.ReconcilerConfig{Logger: testLogger(t)}, db, rdb)
-	rep, err := rec.Reconcile(ctx, pipeline.ReconcileOptions{Grace: -1}, id)
+	rec := newReconciler(t, db, rdb, nil)
+	rep, err := rec.Reconcile(ctx, reconcile.Options{Grace: -1}, id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,7 +254,7 @@ func TestReconcilerPutsBackClaimsRedisLost(t *testing.T) {
 		t.Errorf("state: %+v, want 1 left and 3 claims", st)
 	}
 	// A second pass has nothing to do.
-	if rep, err := rec.Reconcile(ctx, pipeline.ReconcileOptions{Grace: -1}, id); err != nil || rep.Readded != 0 {
+	if rep, err := rec.Reconcile(ctx, reconcile.Options{Grace: -1}, id); err != nil || rep.Readded != 0 {
 		t.Errorf("second pass: %+v %v", rep, err)
 	}
 
@@ -244,7 +264,7 @@ func TestReconcilerPutsBackClaimsRedisLost(t *testing.T) {
 	claimInRedis(t, rdb, k, "late") // takes the last packet
 	rdb.Do(ctx, rdb.B().Hdel().Key(k.Claims()).Field("late").Build())
 	rdb.Do(ctx, rdb.B().Hdel().Key(k.Claims()).Field("lost-000").Build())
-	rep, err = rec.Reconcile(ctx, pipeline.ReconcileOptions{Grace: -1}, id)
+	rep, err = rec.Reconcile(ctx, reconcile.Options{Grace: -1}, id)
 	if err != nil || rep.Readded != 2 || rep.Oversold != 2 {
 		t.Errorf("oversold pass: %+v %v, want 2 put back, both oversold", rep, err)
 	}

@@ -1,4 +1,6 @@
-package pipeline
+// Package producer is the api's side of the pipeline: the ring buffer the
+// open handler pushes claims into and the Kafka producer that drains it.
+package producer
 
 import (
 	"context"
@@ -9,61 +11,54 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/redpacket/rain"
+	"github.com/redpacket/rain/internal/config"
+	"github.com/redpacket/rain/pipeline"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 var (
-	producedTotal    = producerMetrics.NewCounter(`rain_producer_records_total{result="ok"}`)
-	produceErrors    = producerMetrics.NewCounter(`rain_producer_records_total{result="error"}`)
-	produceRetries   = producerMetrics.NewCounter(`rain_producer_retries_total`)
-	produceAbandoned = producerMetrics.NewCounter(`rain_producer_abandoned_total`)
-	produceLatency   = producerMetrics.NewPrometheusHistogram(`rain_kafka_produce_duration_seconds`)
+	producedTotal    = metrics.NewCounter(`rain_producer_records_total{result="ok"}`)
+	produceErrors    = metrics.NewCounter(`rain_producer_records_total{result="error"}`)
+	produceRetries   = metrics.NewCounter(`rain_producer_retries_total`)
+	produceAbandoned = metrics.NewCounter(`rain_producer_abandoned_total`)
+	produceLatency   = metrics.NewPrometheusHistogram(`rain_kafka_produce_duration_seconds`)
 
 	// producerUnhealthy is how long failures or a stall may last before
 	// Healthy (and so /readyz) says no.
 	producerUnhealthy = 10 * time.Second
 )
 
-// ProducerConfig configures the Kafka producer. Zero values take the
-// defaults named on each field.
-type ProducerConfig struct {
-	Brokers []string // KAFKA_BROKERS
-	Topic   string   // KAFKA_TOPIC, default claim_events
-	// Linger is how long a partition's batch waits for more records
-	// (PRODUCER_LINGER, default 50ms): larger batches, fewer produce
-	// requests. Measured with make bench against Apache Kafka on the same
-	// 2 cores: 5ms cost the broker 0.20 cores at 31k claims/s, 50ms 0.07,
-	// and opens ran 16% faster; the price is ~25ms more claim → row lag.
+// Config tunes the ring and the Kafka producer.
+type Config struct {
+	// RingSize is the ring's capacity: claims taken and not yet handed to
+	// the Kafka client. When it is full opens get 503 before claiming.
+	RingSize int
+	// Linger is how long a partition's batch waits for more records: larger
+	// batches, fewer produce requests. Measured with make bench against
+	// Apache Kafka on the same 2 cores: 5ms cost the broker 0.20 cores at
+	// 31k claims/s, 50ms 0.07, and opens ran 16% faster; the price is ~25ms
+	// more claim → row lag.
 	Linger time.Duration
 	// MaxBuffered bounds the records buffered in the client and not yet
-	// acknowledged (PRODUCER_MAX_BUFFERED, default 100000). When it is
-	// reached the drainer waits, the ring fills, and opens get 503.
+	// acknowledged. When it is reached the drainer waits, the ring fills,
+	// and opens get 503.
 	MaxBuffered int
 	// RetryBackoff is the wait before a record whose produce failed is
-	// produced again (default 250ms). franz-go already retries retriable
-	// errors forever; this covers the rest.
+	// produced again. franz-go already retries retriable errors forever;
+	// this covers the rest.
 	RetryBackoff time.Duration
-	// Logger receives failures (default slog.Default()).
-	Logger *slog.Logger
 }
 
-func (c *ProducerConfig) defaults() {
-	if c.Topic == "" {
-		c.Topic = "claim_events"
-	}
-	if c.Linger == 0 {
-		c.Linger = 50 * time.Millisecond
-	}
-	if c.MaxBuffered == 0 {
-		c.MaxBuffered = 100_000
-	}
-	if c.RetryBackoff == 0 {
-		c.RetryBackoff = 250 * time.Millisecond
-	}
-	if c.Logger == nil {
-		c.Logger = slog.Default()
-	}
+// Bind declares the producer's variables.
+func (c *Config) Bind(s *config.Set) {
+	s.Int(&c.RingSize, "RING_SIZE", 65_536, 1, 1<<24, "ring buffer slots; when full, opens get 503 before claiming")
+	s.Duration(&c.Linger, "PRODUCER_LINGER", 50*time.Millisecond, 0, 10*time.Second,
+		"how long a Kafka batch waits for more records (fewer, larger produce requests: the broker's CPU at 31k claims/s fell from 0.20 to 0.07 cores against 5 ms)")
+	s.Int(&c.MaxBuffered, "PRODUCER_MAX_BUFFERED", 100_000, 1, 10_000_000,
+		"records buffered in the producer, unacknowledged; when reached the ring fills")
+	c.RetryBackoff = 250 * time.Millisecond
 }
 
 // Producer drains a Ring into Kafka with an asynchronous, idempotent,
@@ -72,9 +67,11 @@ func (c *ProducerConfig) defaults() {
 // then is logged and counted (rain_producer_abandoned_total): its claim is
 // in Redis and the reconciler writes it to PostgreSQL.
 type Producer struct {
-	cfg  ProducerConfig
-	cl   *kgo.Client
-	ring *Ring
+	cfg   Config
+	topic string
+	log   *slog.Logger
+	cl    *kgo.Client
+	ring  *Ring
 
 	// ctx is given to every Produce; it is cancelled only when Close runs
 	// out of time, which fails whatever is still buffered.
@@ -90,13 +87,12 @@ type Producer struct {
 	pool    sync.Pool    // *kgo.Record with its buffer
 }
 
-// NewProducer connects a producer for ring. Run drains the ring.
-func NewProducer(cfg ProducerConfig, ring *Ring) (*Producer, error) {
-	registerProducer()
-	cfg.defaults()
+// New connects a producer of claim events to kafka, with the ring it
+// drains (Run). log receives failures.
+func New(cfg Config, kafka pipeline.KafkaConfig, log *slog.Logger) (*Producer, error) {
 	cl, err := kgo.NewClient(
-		kgo.SeedBrokers(cfg.Brokers...),
-		kgo.DefaultProduceTopic(cfg.Topic),
+		kgo.SeedBrokers(kafka.Brokers...),
+		kgo.DefaultProduceTopic(kafka.Topic),
 		kgo.ProducerLinger(cfg.Linger),
 		kgo.MaxBufferedRecords(cfg.MaxBuffered),
 		kgo.RequiredAcks(kgo.AllISRAcks()), // the default, stated: durability is the point
@@ -106,7 +102,8 @@ func NewProducer(cfg ProducerConfig, ring *Ring) (*Producer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kafka producer: %w", err)
 	}
-	p := &Producer{cfg: cfg, cl: cl, ring: ring, stop: make(chan struct{}), done: make(chan struct{})}
+	p := &Producer{cfg: cfg, topic: kafka.Topic, log: log, cl: cl, ring: NewRing(cfg.RingSize),
+		stop: make(chan struct{}), done: make(chan struct{})}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	p.lastOK.Store(time.Now().UnixNano())
 	return p, nil
@@ -114,6 +111,9 @@ func NewProducer(cfg ProducerConfig, ring *Ring) (*Producer, error) {
 
 // Client is the underlying franz-go client (for topic admin and tests).
 func (p *Producer) Client() *kgo.Client { return p.cl }
+
+// Ring is the ring buffer the producer drains.
+func (p *Producer) Ring() *Ring { return p.ring }
 
 // Run drains the ring into Kafka until Close. Call it once, in its own goroutine.
 func (p *Producer) Run() {
@@ -138,7 +138,7 @@ func (p *Producer) Run() {
 	}
 }
 
-func (p *Producer) produce(ev Event) {
+func (p *Producer) produce(ev pipeline.Event) {
 	rec, _ := p.pool.Get().(*kgo.Record)
 	if rec == nil {
 		rec = &kgo.Record{}
@@ -153,7 +153,7 @@ func (p *Producer) produce(ev Event) {
 	buf = append(buf, ev.UserID...)
 	k := len(buf)
 	buf = ev.AppendJSON(buf)
-	*rec = kgo.Record{Key: buf[:k:k], Value: buf[k:], Topic: p.cfg.Topic}
+	*rec = kgo.Record{Key: buf[:k:k], Value: buf[k:], Topic: p.topic}
 	p.cl.Produce(p.ctx, rec, p.promise)
 }
 
@@ -173,11 +173,11 @@ func (p *Producer) promise(rec *kgo.Record, err error) {
 	p.lastErr.Store(time.Now().UnixNano())
 	if p.ctx.Err() != nil || errors.Is(err, kgo.ErrClientClosed) {
 		produceAbandoned.Inc()
-		p.cfg.Logger.Error("claim event not produced before shutdown; the reconciler will persist it",
+		p.log.Error("claim event not produced before shutdown; the reconciler will persist it",
 			"topic", rec.Topic, "user_id", string(rec.Key), "err", err)
 		return
 	}
-	p.cfg.Logger.Warn("produce failed; retrying", "user_id", string(rec.Key), "err", err)
+	p.log.Warn("produce failed; retrying", "user_id", string(rec.Key), "err", err)
 	retry := &kgo.Record{Key: rec.Key, Value: rec.Value, Topic: rec.Topic}
 	p.wg.Add(1)
 	p.waiting.Add(1)

@@ -1,4 +1,4 @@
-package edge
+package postgres
 
 import (
 	"context"
@@ -11,7 +11,9 @@ import (
 	"github.com/redpacket/rain"
 )
 
-// Store is the campaign side of PostgreSQL: create, read, list.
+// Store is the service's PostgreSQL: every query of every table is a
+// method of it, in this package (campaigns.go: campaign and
+// campaign_inventory; claims.go: claim_log; lock.go: advisory locks).
 type Store struct {
 	DB *pgxpool.Pool
 }
@@ -19,7 +21,6 @@ type Store struct {
 // CreateCampaign writes the campaign and its inventory in one transaction
 // and sets c.ID and c.CreatedAt.
 func (s *Store) CreateCampaign(ctx context.Context, c *rain.Campaign) error {
-	defer pgCreate.UpdateDuration(time.Now())
 	amounts := make([]int64, len(c.Inventory))
 	totals := make([]int64, len(c.Inventory))
 	for i, st := range c.Inventory {
@@ -46,13 +47,12 @@ func (s *Store) CreateCampaign(ctx context.Context, c *rain.Campaign) error {
 // Campaign reads a campaign with its inventory (opened counts as persisted).
 // A missing campaign is a rain.ENOTFOUND error.
 func (s *Store) Campaign(ctx context.Context, id int64) (*rain.Campaign, error) {
-	defer pgRead.UpdateDuration(time.Now())
 	c := &rain.Campaign{ID: id}
 	err := s.DB.QueryRow(ctx,
 		`SELECT name, start_time, end_time, created_at FROM campaign WHERE id = $1`, id).
 		Scan(&c.Name, &c.StartTime, &c.EndTime, &c.CreatedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, errNotFound
+		return nil, rain.Errorf(rain.ENOTFOUND, "campaign %d not found", id)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read campaign %d: %w", id, err)
@@ -95,16 +95,43 @@ func (s *Store) LiveAmounts(ctx context.Context, limit int) (ids []int64, amount
 	return ids, amounts, err
 }
 
-// Claims calls fn for every persisted claim of a campaign.
-func (s *Store) Claims(ctx context.Context, id int64, fn func(user string, amount int64, claimedAt time.Time) error) error {
-	rows, _ := s.DB.Query(ctx, `SELECT user_id, amount, claimed_at FROM claim_log WHERE campaign_id = $1`, id)
-	var (
-		user      string
-		amount    int64
-		claimedAt time.Time
-	)
-	_, err := pgx.ForEachRow(rows, []any{&user, &amount, &claimedAt}, func() error {
-		return fn(user, amount, claimedAt)
+// ActiveCampaignIDs lists the campaigns that have started by now and end
+// after now − lookback (live ones and those that ended recently).
+func (s *Store) ActiveCampaignIDs(ctx context.Context, now time.Time, lookback time.Duration) ([]int64, error) {
+	rows, _ := s.DB.Query(ctx,
+		`SELECT id FROM campaign WHERE start_time <= $1 AND end_time > $2 ORDER BY id`, now, now.Add(-lookback))
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return nil, fmt.Errorf("list active campaigns: %w", err)
+	}
+	return ids, nil
+}
+
+// OpenedTotal is the number of claims of a campaign persisted in claim_log,
+// as campaign_inventory counts them.
+func (s *Store) OpenedTotal(ctx context.Context, id int64) (int64, error) {
+	var n int64
+	err := s.DB.QueryRow(ctx,
+		`SELECT coalesce(sum(opened_count), 0)::bigint FROM campaign_inventory WHERE campaign_id = $1`, id).Scan(&n)
+	return n, err
+}
+
+// InventoryAmounts returns, for those of the given campaigns that exist,
+// the set of amounts of their inventory.
+func (s *Store) InventoryAmounts(ctx context.Context, ids []int64) (map[int64]map[int64]struct{}, error) {
+	rows, _ := s.DB.Query(ctx,
+		`SELECT campaign_id, amount FROM campaign_inventory WHERE campaign_id = ANY($1)`, ids)
+	found := make(map[int64]map[int64]struct{}, len(ids))
+	var id, amount int64
+	_, err := pgx.ForEachRow(rows, []any{&id, &amount}, func() error {
+		if found[id] == nil {
+			found[id] = make(map[int64]struct{}, 4)
+		}
+		found[id][amount] = struct{}{}
+		return nil
 	})
-	return err
+	if err != nil {
+		return nil, fmt.Errorf("load inventories of campaigns %v: %w", ids, err)
+	}
+	return found, nil
 }

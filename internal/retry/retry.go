@@ -1,4 +1,6 @@
-package rain
+// Package retry is the one backoff policy for retries of an unavailable
+// dependency.
+package retry
 
 import (
 	"context"
@@ -8,9 +10,9 @@ import (
 	"github.com/cenkalti/backoff/v5"
 )
 
-// NewBackOff returns the capped exponential backoff used for every retry of
+// BackOff returns the capped exponential backoff used for every retry of
 // an unavailable dependency: 100ms doubling to max, with ±50% jitter.
-func NewBackOff(max time.Duration) *backoff.ExponentialBackOff {
+func BackOff(max time.Duration) *backoff.ExponentialBackOff {
 	return &backoff.ExponentialBackOff{
 		InitialInterval:     100 * time.Millisecond,
 		RandomizationFactor: 0.5,
@@ -19,12 +21,12 @@ func NewBackOff(max time.Duration) *backoff.ExponentialBackOff {
 	}
 }
 
-// Retry runs fn until it succeeds or ctx ends, backing off up to 2s and
+// Forever runs fn until it succeeds or ctx ends, backing off up to 2s and
 // logging each failure as a warning about what. Used at start-up, where
 // Redis, PostgreSQL or Kafka may come up after the process.
-func Retry[T any](ctx context.Context, log *slog.Logger, what string, fn func() (T, error)) (T, error) {
+func Forever[T any](ctx context.Context, log *slog.Logger, what string, fn func() (T, error)) (T, error) {
 	return backoff.Retry(ctx, fn,
-		backoff.WithBackOff(NewBackOff(2*time.Second)),
+		backoff.WithBackOff(BackOff(2*time.Second)),
 		backoff.WithMaxElapsedTime(0), // ctx decides
 		backoff.WithNotify(func(err error, next time.Duration) {
 			log.Warn(what+" failed; retrying", "err", err, "retry_in", next)

@@ -1,4 +1,4 @@
-package pipeline
+package consumer
 
 import (
 	"bytes"
@@ -7,7 +7,8 @@ import (
 	"errors"
 	"strconv"
 
-	"github.com/redpacket/rain"
+	"github.com/redpacket/rain/internal/retry"
+	"github.com/redpacket/rain/pipeline"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -35,19 +36,19 @@ type deadLetter struct {
 	id     int64
 }
 
-// decodeReason tells apart why DecodeEvent refused a value: not JSON at
+// decodeReason tells apart why pipeline.DecodeEvent refused a value: not JSON at
 // all, a version this build does not read, or a bad field.
 func decodeReason(value []byte) string {
 	var probe struct {
 		V json.RawMessage `json:"v"`
 	}
 	if err := json.NewDecoder(bytes.NewReader(value)).Decode(&probe); err != nil {
-		return ReasonMalformed
+		return pipeline.ReasonMalformed
 	}
-	if probe.V != nil && string(probe.V) != strconv.Itoa(EventVersion) {
-		return ReasonUnsupportedVersion
+	if probe.V != nil && string(probe.V) != strconv.Itoa(pipeline.EventVersion) {
+		return pipeline.ReasonUnsupportedVersion
 	}
-	return ReasonInvalid
+	return pipeline.ReasonInvalid
 }
 
 // dlqRecord is the dead letter of d for topic.
@@ -72,9 +73,9 @@ func dlqRecord(topic string, d deadLetter) *kgo.Record {
 func (c *Consumer) produceDeadLetters(ctx context.Context, dead []deadLetter) error {
 	recs := make([]*kgo.Record, len(dead))
 	for i, d := range dead {
-		recs[i] = dlqRecord(c.cfg.DLQTopic, d)
+		recs[i] = dlqRecord(c.kafka.DLQTopic, d)
 	}
-	bo := rain.NewBackOff(c.cfg.RetryMax)
+	bo := retry.BackOff(c.cfg.RetryMax)
 	for {
 		var failed []*kgo.Record
 		var firstErr error
@@ -103,7 +104,7 @@ func (c *Consumer) produceDeadLetters(ctx context.Context, dead []deadLetter) er
 			return ctx.Err()
 		}
 		wait := bo.NextBackOff()
-		c.log.Warn("dead letters not acknowledged; retrying", "topic", c.cfg.DLQTopic,
+		c.log.Warn("dead letters not acknowledged; retrying", "topic", c.kafka.DLQTopic,
 			"records", len(failed), "err", firstErr, "retry_in", wait)
 		if err := sleep(ctx, wait); err != nil {
 			return err

@@ -1,4 +1,4 @@
-package pipeline_test
+package consumer_test
 
 import (
 	"bytes"
@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"sync"
 	"testing"
@@ -19,39 +18,42 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 )
 
-// TestEndToEnd runs the whole path: the api (edge server, ring, producer)
-// on a test topic, a campaign created over HTTP, concurrent opens, then the
+// startAPI runs a whole api process (edge.Main, as cmd/api does) on the
+// test services, producing to topic, on a free loopback port.
+func startAPI(t testing.TB, topic, token string) *edge.Main {
+	t.Helper()
+	cfg := edge.DefaultMainConfig()
+	cfg.Listen = "127.0.0.1:0"
+	cfg.Boot = testenv.Boot()
+	cfg.Kafka = pipeline.KafkaConfig{Brokers: testenv.Brokers(), Topic: topic, DLQTopic: topic + ".dlq", Partitions: 3}
+	cfg.Producer.RingSize = 1024
+	cfg.Server.AdminTokens = []string{token}
+	api := edge.NewMain(cfg, testLogger(t))
+	if err := api.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return api
+}
+
+// TestEndToEnd runs the whole path: the api process on a test topic, a campaign created over HTTP, concurrent opens, then the
 // consumer. claim_log must hold exactly the (user, amount) pairs that got
 // 200, and opened_count per amount their number.
 func TestEndToEnd(t *testing.T) {
 	t.Parallel()
 	rdb, db := testenv.Redis(t), testenv.Postgres(t)
-	topic := newTopic(t, 3)
-	log := testLogger(t)
+	topic := testenv.NewTopic(t, 3)
 
-	ring := pipeline.NewRing(1024)
-	producer, err := pipeline.NewProducer(pipeline.ProducerConfig{Brokers: testenv.Brokers(), Topic: topic, Logger: log}, ring)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go producer.Run()
 	const token = "e2e-token"
-	srv := edge.New(edge.Config{AdminTokens: []string{token}}, rdb, db, ring, producer, log)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = srv.Serve(ln) }()
+	api := startAPI(t, topic, token)
 	stopAPI := sync.OnceFunc(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		_ = srv.Shutdown(ctx)
-		if err := producer.Close(ctx); err != nil {
-			t.Errorf("producer close: %v", err)
+		if err := api.Close(ctx); err != nil {
+			t.Errorf("api close: %v", err)
 		}
 	})
 	t.Cleanup(stopAPI)
-	base := "http://" + ln.Addr().String()
+	base := "http://" + api.Addr()
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 
 	// Create: 30 packets of 20 and 220 of 5, for 300 users: 50 sell out.
@@ -72,8 +74,8 @@ func TestEndToEnd(t *testing.T) {
 	}
 	id := created.ID
 	t.Cleanup(func() {
-		deleteCampaign(db, id)
-		k := lua.KeysOf(id)
+		testenv.DeleteCampaign(db, id)
+		k := testenv.Keys().Of(id)
 		rdb.Do(context.Background(), rdb.B().Del().Key(k.Meta(), k.Stock(), k.Claims()).Build())
 	})
 
@@ -142,9 +144,9 @@ func TestEndToEnd(t *testing.T) {
 	stopAPI() // flushes the producer: every 200's event is in Kafka
 
 	g := group(t)
-	startConsumer(t, db, pipeline.ConsumerConfig{Topic: topic, Group: g})
+	startConsumer(t, db, opts{topic: topic, group: g})
 	waitCommitted(t, kadm.NewClient(testenv.Kafka(t)), g, topic, 30*time.Second)
-	got := claimLog(t, db, id)
+	got := testenv.ClaimLog(t, db, id)
 	if len(got) != len(won) {
 		t.Fatalf("claim_log holds %d claims, want %d", len(got), len(won))
 	}
@@ -155,15 +157,15 @@ func TestEndToEnd(t *testing.T) {
 		}
 		wantOpened[amount]++
 	}
-	if o := openedCounts(t, db, id); fmt.Sprint(o) != fmt.Sprint(wantOpened) {
+	if o := testenv.OpenedCounts(t, db, id); fmt.Sprint(o) != fmt.Sprint(wantOpened) {
 		t.Fatalf("opened_count %v, want %v", o, wantOpened)
 	}
 	if fmt.Sprint(wantOpened) != fmt.Sprint(map[int64]int64{5: 220, 20: 30}) {
 		t.Fatalf("claims per amount %v, want the whole inventory", wantOpened)
 	}
 	// The claim times are those Redis recorded.
-	if err := lua.ScanClaims(context.Background(), rdb, lua.KeysOf(id), func(u string, amount, at int64) error {
-		if got[u] != (row{amount, at}) {
+	if err := lua.ScanClaims(context.Background(), rdb, testenv.Keys().Of(id), func(u string, amount, at int64) error {
+		if got[u] != (testenv.Row{Amount: amount, ClaimedAt: at}) {
 			return fmt.Errorf("user %s: redis %d@%d, claim_log %+v", u, amount, at, got[u])
 		}
 		return nil

@@ -1,0 +1,148 @@
+// Package boot is what both binaries do the same way: read the
+// configuration (answering -help), log as JSON, stop on SIGINT/SIGTERM,
+// and connect to PostgreSQL (migrating it) and Redis with the same options.
+package boot
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/redis/rueidis"
+	"github.com/redpacket/rain/internal/config"
+	"github.com/redpacket/rain/internal/postgres"
+	"github.com/redpacket/rain/internal/retry"
+	"github.com/redpacket/rain/lua"
+)
+
+// Config is what every process needs to reach its stores and to start and
+// stop.
+type Config struct {
+	RedisAddr       string
+	RedisConns      int
+	KeyPrefix       string
+	PostgresDSN     string
+	BootTimeout     time.Duration
+	ShutdownTimeout time.Duration
+}
+
+// Bind declares the variables shared by the api and the consumer.
+func (c *Config) Bind(s *config.Set) {
+	s.Addr(&c.RedisAddr, "REDIS_ADDR", "127.0.0.1:6379", "Redis")
+	s.Int(&c.RedisConns, "REDIS_CONNS", 1, 1, 64,
+		"Redis connections (rueidis pipelines every command over them; one was fastest on 2 cores)")
+	s.String(&c.KeyPrefix, "REDIS_KEY_PREFIX", lua.DefaultPrefix, "prefix of every Redis key (`<prefix>:{<campaign id>}:…`)")
+	s.String(&c.PostgresDSN, "POSTGRES_DSN", "postgres://rain:rain@127.0.0.1:5432/rain?sslmode=disable", "PostgreSQL")
+	s.Duration(&c.BootTimeout, "BOOT_TIMEOUT", 60*time.Second, time.Second, 10*time.Minute,
+		"how long to wait for PostgreSQL (and the migrations) at start")
+	s.Duration(&c.ShutdownTimeout, "SHUTDOWN_TIMEOUT", 15*time.Second, time.Second, 10*time.Minute,
+		"time to finish the work in flight after SIGTERM")
+}
+
+// Keys is the Redis keyspace of the configured prefix.
+func (c *Config) Keys() lua.Keyspace { return lua.NewKeyspace(c.KeyPrefix) }
+
+// Postgres migrates the database and opens a pool on it, retrying while
+// PostgreSQL is unreachable until ctx ends.
+func (c *Config) Postgres(ctx context.Context, log *slog.Logger) (*postgres.Store, error) {
+	return postgres.Open(ctx, log, c.PostgresDSN)
+}
+
+// Redis connects a client, retrying until ctx ends. rueidis queues at most
+// 1024 commands a connection and waits beyond that, so callers cap what
+// they send (the api's in-flight cap).
+func (c *Config) Redis(ctx context.Context, log *slog.Logger) (rueidis.Client, error) {
+	return retry.Forever(ctx, log, "connect redis", func() (rueidis.Client, error) {
+		return rueidis.NewClient(c.RedisOptions())
+	})
+}
+
+// RedisOptions are the client options every process and test uses.
+func (c *Config) RedisOptions() rueidis.ClientOption {
+	return rueidis.ClientOption{
+		InitAddress:       []string{c.RedisAddr},
+		DisableCache:      true,
+		PipelineMultiplex: multiplex(c.RedisConns),
+		ConnWriteTimeout:  2 * time.Second,
+		Dialer:            net.Dialer{Timeout: time.Second},
+	}
+}
+
+// multiplex turns a connection count into rueidis's PipelineMultiplex
+// (log2 of the count; -1 for one connection).
+func multiplex(conns int) int {
+	if conns <= 1 {
+		return -1
+	}
+	n := 0
+	for 1<<(n+1) <= conns {
+		n++
+	}
+	return n
+}
+
+// Main runs a process: it reads the configuration through bind (every
+// variable declared there), prints it for -help, and calls run with a JSON
+// logger and a context cancelled by SIGINT or SIGTERM, passing on the
+// arguments after the flags. It returns the exit status: 2 for a bad
+// configuration or usage, 1 when run fails.
+func Main(name string, args []string, stderr io.Writer, bind func(*config.Set), run func(ctx context.Context, log *slog.Logger, args []string) error) int {
+	set := config.New(nil)
+	bind(set)
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: %s\n\nConfiguration is by environment:\n\n", name)
+		set.Usage(stderr)
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if err := set.Err(); err != nil {
+		fmt.Fprintf(stderr, "%s: invalid configuration:\n%v\n", name, err)
+		return 2
+	}
+	log := slog.New(slog.NewJSONHandler(stderr, nil))
+	slog.SetDefault(log)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := run(ctx, log, fs.Args())
+	switch code := ExitCode(err); code {
+	case 2:
+		fmt.Fprintln(stderr, err.Error())
+		return 2
+	case 1:
+		log.Error(name+" stopped", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// ExitCode is the exit status for run's error: 0 for none, 2 for a
+// UsageError, 1 for any other.
+func ExitCode(err error) int {
+	var u UsageError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &u):
+		return 2
+	}
+	return 1
+}
+
+// UsageError is returned by a run function for bad arguments (exit status 2).
+type UsageError string
+
+func (e UsageError) Error() string { return string(e) }
