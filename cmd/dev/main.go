@@ -24,6 +24,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"strings"
@@ -214,10 +215,12 @@ func run(args []string) error {
 		"POSTGRES_DSN":  s.Postgres().DSN("rain"),
 		"ADMIN_TOKEN":   "dev-token",
 	})
-	port := lookup(envs, "PORT", "8080")
+	apiAddr, err := probeAddr(lookup(envs, "LISTEN_ADDR", ":"+lookup(envs, "PORT", "8080")))
+	if err != nil {
+		return err
+	}
 	consumer := &stack.Proc{Name: "consumer", Path: bins["consumer"], Env: envs, Output: os.Stderr}
-	api := &stack.Proc{Name: "api", Path: bins["api"], Env: envs, Output: os.Stderr,
-		Ready: stack.TCPReady("127.0.0.1:" + port)}
+	api := &stack.Proc{Name: "api", Path: bins["api"], Env: envs, Output: os.Stderr, Ready: stack.TCPReady(apiAddr)}
 	fmt.Printf("KAFKA_BROKERS=%s REDIS_ADDR=%s ADMIN_TOKEN=%s (Ctrl-C stops api and consumer; services stay up until make stop)\n",
 		brokers, s.Redis().Addr(), lookup(envs, "ADMIN_TOKEN", ""))
 	stopAll := func() {
@@ -241,7 +244,7 @@ func run(args []string) error {
 	if err := api.WaitReady(ctx, time.Minute); err != nil {
 		return err
 	}
-	fmt.Printf("api listening on http://127.0.0.1:%s\n", port)
+	fmt.Printf("api ready at http://%s\n", apiAddr)
 
 	select {
 	case <-ctx.Done():
@@ -254,6 +257,20 @@ func run(args []string) error {
 	}
 	stopAll()
 	return errors.New(strings.Join(append(api.Crashes(), consumer.Crashes()...), "; "))
+}
+
+// probeAddr is the loopback address that reaches a listen address
+// (":8080" or "0.0.0.0:8080" → 127.0.0.1:8080).
+func probeAddr(listen string) (string, error) {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return "", fmt.Errorf("api listen address %q: %w", listen, err)
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	addr := net.JoinHostPort(host, port)
+	return addr, stack.CheckAddr(addr)
 }
 
 // childEnv is base with the defaults added where base lacks them.
