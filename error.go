@@ -10,6 +10,9 @@ import (
 const (
 	EINVALID      = "INVALID_REQUEST" // bad input; nothing changed
 	ETOOLARGE     = "BODY_TOO_LARGE"  // body over the route's limit (shown as INVALID_REQUEST, 413)
+	EMETHOD       = "BAD_METHOD"      // a route without this method (shown as INVALID_REQUEST, 405)
+	ETIMEOUT      = "TIMEOUT"         // a request not sent within the read timeout (shown as INVALID_REQUEST, 408)
+	EHEADERS      = "HEADERS_TOO_BIG" // request headers over the server's buffer (shown as INVALID_REQUEST, 431)
 	EUNAUTHORIZED = "UNAUTHORIZED"    // missing or wrong merchant token
 	ENOTFOUND     = "NOT_FOUND"       // no such campaign or route
 	EBUSY         = "BUSY"            // a dependency is down or the pipeline is full; retry later

@@ -15,8 +15,10 @@ var (
 	errOpenUserID  = rain.Errorf(rain.EINVALID, "user_id must be a string of 1-128 bytes with no whitespace or control characters")
 	errOpenTooBig  = rain.Errorf(rain.ETOOLARGE, "body is over 4 KiB")
 	errCampaignID  = rain.Errorf(rain.EINVALID, "campaign id must be a positive integer")
-	errNotFound    = rain.Errorf(rain.ENOTFOUND, "no such campaign")
 	errUnknownPath = rain.Errorf(rain.ENOTFOUND, "no such route")
+	errMethod      = rain.Errorf(rain.EMETHOD, "method not allowed")
+	errTimeout     = rain.Errorf(rain.ETIMEOUT, "request timeout")
+	errHeaders     = rain.Errorf(rain.EHEADERS, "request headers too large")
 )
 
 // parseOpenBody returns the user id of an open body. Strict: one JSON

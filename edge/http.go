@@ -35,6 +35,12 @@ func errorStatus(code string) (int, string) {
 		return fasthttp.StatusBadRequest, code
 	case rain.ETOOLARGE:
 		return fasthttp.StatusRequestEntityTooLarge, rain.EINVALID
+	case rain.EMETHOD:
+		return fasthttp.StatusMethodNotAllowed, rain.EINVALID
+	case rain.ETIMEOUT:
+		return fasthttp.StatusRequestTimeout, rain.EINVALID
+	case rain.EHEADERS:
+		return fasthttp.StatusRequestHeaderFieldsTooLarge, rain.EINVALID
 	case rain.EUNAUTHORIZED:
 		return fasthttp.StatusUnauthorized, code
 	case rain.ENOTFOUND:

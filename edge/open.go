@@ -43,33 +43,10 @@ func (s *Server) open(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, errCampaignID)
 		return
 	}
-	p := openParsers.Get()
-	userID, err := parseOpenBody(p, ctx.PostBody())
-	if err != nil {
-		openParsers.Put(p)
-		writeError(ctx, err)
+	user, c, answered := s.openRequest(ctx, id)
+	if answered {
 		return
 	}
-	c := s.hot.peek(id)
-	if c != nil {
-		nowMs := time.Now().UnixMilli()
-		if amount, ok := c.claimedAmount(userID, nowMs); ok {
-			openParsers.Put(p)
-			claimsMemo.Inc()
-			claimsByOutcome[lua.AlreadyOpened].Inc()
-			writeOutcome(ctx, lua.Result{Outcome: lua.AlreadyOpened, Amount: amount})
-			return
-		}
-		if c.soldOut(nowMs) {
-			openParsers.Put(p)
-			claimsSoldOutFlag.Inc()
-			claimsByOutcome[lua.SoldOut].Inc()
-			writeOutcome(ctx, lua.Result{Outcome: lua.SoldOut})
-			return
-		}
-	}
-	user := string(userID) // it outlives the request: Redis, the claim event
-	openParsers.Put(p)
 	// The cap counts only opens bound for Redis: answers from memory above
 	// cost no Redis slot (and two atomics less on their path).
 	if s.inflight.Add(1) > int64(s.cfg.MaxInflight) {
@@ -80,6 +57,38 @@ func (s *Server) open(ctx *fasthttp.RequestCtx) {
 	}
 	defer s.inflight.Add(-1)
 	s.claim(ctx, id, c, user, true)
+}
+
+// openRequest reads the open's body and answers it from memory when it
+// can. Otherwise it returns the user id, as a string that may outlive the
+// request (Redis, the claim event), and the campaign's state (nil while
+// Redis has not shown the campaign exists). The parser goes back to its
+// pool on the one way out: the user id is a slice of its memory until copied.
+func (s *Server) openRequest(ctx *fasthttp.RequestCtx, id int64) (user string, c *hotCampaign, answered bool) {
+	p := openParsers.Get()
+	defer openParsers.Put(p)
+	userID, err := parseOpenBody(p, ctx.PostBody())
+	if err != nil {
+		writeError(ctx, err)
+		return "", nil, true
+	}
+	c = s.hot.peek(id)
+	if c != nil {
+		nowMs := time.Now().UnixMilli()
+		if amount, ok := c.claimedAmount(userID, nowMs); ok {
+			claimsMemo.Inc()
+			claimsByOutcome[lua.AlreadyOpened].Inc()
+			writeOutcome(ctx, lua.Result{Outcome: lua.AlreadyOpened, Amount: amount})
+			return "", nil, true
+		}
+		if c.soldOut(nowMs) {
+			claimsSoldOutFlag.Inc()
+			claimsByOutcome[lua.SoldOut].Inc()
+			writeOutcome(ctx, lua.Result{Outcome: lua.SoldOut})
+			return "", nil, true
+		}
+	}
+	return string(userID), c, false
 }
 
 // claim runs claim.lua for one user and answers. c is the campaign's

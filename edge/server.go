@@ -145,7 +145,7 @@ func (s *Server) Handler() fasthttp.RequestHandler {
 	r.GET("/readyz", instrument("GET", "/readyz", s.readyz))
 	r.NotFound = func(ctx *fasthttp.RequestCtx) { writeError(ctx, errUnknownPath) }
 	r.MethodNotAllowed = func(ctx *fasthttp.RequestCtx) {
-		writeJSON(ctx, fasthttp.StatusMethodNotAllowed, []byte(`{"status":"INVALID_REQUEST","error":"method not allowed"}`))
+		writeError(ctx, errMethod)
 	}
 	r.PanicHandler = func(ctx *fasthttp.RequestCtx, v any) {
 		s.log.Error("panic in handler", "path", string(ctx.Path()), "panic", v)
@@ -178,12 +178,12 @@ func requestError(ctx *fasthttp.RequestCtx, err error) {
 	var te interface{ Timeout() bool } // net.Error's, and fasthttputil's pipes'
 	if errors.As(err, &te) && te.Timeout() {
 		ctx.SetConnectionClose()
-		writeJSON(ctx, fasthttp.StatusRequestTimeout, []byte(`{"status":"INVALID_REQUEST","error":"request timeout"}`))
+		writeError(ctx, errTimeout)
 		return
 	}
 	var small *fasthttp.ErrSmallBuffer
 	if errors.As(err, &small) {
-		writeJSON(ctx, fasthttp.StatusRequestHeaderFieldsTooLarge, []byte(`{"status":"INVALID_REQUEST","error":"request headers too large"}`))
+		writeError(ctx, errHeaders)
 		return
 	}
 	if errors.Is(err, fasthttp.ErrBodyTooLarge) {
