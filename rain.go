@@ -12,7 +12,7 @@ import (
 	"unicode/utf8"
 )
 
-// Limits of the public API (SPEC.md "HTTP API").
+// Limits of the public API (README, "API").
 const (
 	MaxNameLen       = 200           // characters in a campaign name
 	MaxInventory     = 64            // distinct amounts per campaign

@@ -13,7 +13,7 @@ import (
 )
 
 // TestEveryClaimIsOneEvent: every 200 yields exactly one record on the
-// topic, keyed by the user, with SPEC's fields; no other open does.
+// topic, keyed by the user, with the documented fields; no other open does.
 func TestEveryClaimIsOneEvent(t *testing.T) {
 	topic := testenv.Topic(t, 3)
 	h := newHarness(t, harnessOpt{topic: topic})

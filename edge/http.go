@@ -17,7 +17,7 @@ var (
 	retryAfterSecs  = []byte("1")
 )
 
-// outcomeStatus maps a claim outcome to its HTTP status (SPEC.md table).
+// outcomeStatus maps a claim outcome to its HTTP status (README, "POST /campaign/{id}/open").
 var outcomeStatus = [...]int{
 	lua.NotFound:      fasthttp.StatusNotFound,
 	lua.NotStarted:    fasthttp.StatusBadRequest,

@@ -11,7 +11,7 @@ import (
 	"github.com/redpacket/rain/internal/testenv"
 )
 
-// TestOpenStatusTable walks every row of SPEC.md's table for POST /open.
+// TestOpenStatusTable walks every row of the README's table for POST /open.
 func TestOpenStatusTable(t *testing.T) {
 	h := newHarness(t, harnessOpt{})
 	id := h.live(`{"20":1}`)
