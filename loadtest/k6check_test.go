@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/redpacket/rain/internal/testenv"
 )
 
 // scenarios are the k6 scripts users run; lib.js is imported by them.
@@ -69,6 +71,7 @@ process.stdout.write(JSON.stringify({ exports: kinds, options: m.options ?? null
 
 func node(t *testing.T) string {
 	t.Helper()
+	testenv.Need(t, "node")
 	p, err := exec.LookPath("node")
 	if err != nil {
 		t.Fatalf("node is needed to check the k6 scripts (apt-get install nodejs): %v", err)
@@ -161,6 +164,7 @@ func TestK6ScriptsParse(t *testing.T) {
 }
 
 func TestK6ScenariosExportOptionsAndDefault(t *testing.T) {
+	testenv.Need(t, "node")
 	for _, s := range scenarios {
 		t.Run(s, func(t *testing.T) {
 			info, stderr, err := evaluate(t, s, nil)

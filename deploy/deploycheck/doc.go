@@ -8,6 +8,7 @@
 // queried through a real Prometheus.
 //
 // promtool, prometheus and haproxy come from Debian packages; install them
-// with deploy/local/tools.sh. A missing tool fails the tests, it never skips
-// them.
+// with `bash deploy/local/install.sh checks`. Under go test -short the checks
+// that need a tool or a service skip, naming it; otherwise (make test) a
+// missing tool fails them, it never skips them.
 package deploycheck

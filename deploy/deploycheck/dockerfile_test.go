@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/redpacket/rain/internal/testenv"
 )
 
 // instruction is one Dockerfile instruction, continuation lines joined.
@@ -235,6 +237,7 @@ func TestMain(m *testing.M) {
 // are static (no ELF interpreter, no shared libraries), so they run on any
 // base image.
 func TestStaticBinaries(t *testing.T) {
+	testenv.Need(t, "CGO_ENABLED=0 builds of cmd/api and cmd/consumer (slow)")
 	if runtime.GOOS != "linux" {
 		t.Fatalf("the image is linux; run this check on linux (GOOS=%s)", runtime.GOOS)
 	}

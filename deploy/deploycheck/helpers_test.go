@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redpacket/rain/internal/stack"
+	"github.com/redpacket/rain/internal/testenv"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -59,14 +60,15 @@ func readYAML(t testing.TB, rel string, v any) {
 }
 
 // toolHint says how to get the tools these checks run.
-const toolHint = "install the deployment check tools with `bash deploy/local/tools.sh` " +
+const toolHint = "install the deployment check tools with `bash deploy/local/install.sh checks` " +
 	"(apt-get install -y --no-install-recommends prometheus haproxy)"
 
 // requireTool returns the path of a command the checks need (on PATH or in
-// an sbin directory), failing the test, never skipping it, when it is not
-// installed.
+// an sbin directory). Under -short the test skips; otherwise a tool that is
+// not installed fails it, never skips it.
 func requireTool(t testing.TB, name string) string {
 	t.Helper()
+	testenv.Need(t, name)
 	if p, err := exec.LookPath(name); err == nil {
 		return p
 	}
@@ -97,12 +99,10 @@ func run(t testing.TB, timeout time.Duration, name string, args ...string) strin
 // freeAddr returns a 127.0.0.1 address with a port that was free a moment ago.
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := stack.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := ln.Addr().String()
-	ln.Close()
 	return addr
 }
 
@@ -133,24 +133,16 @@ func (p problems) report(t testing.TB, what string) {
 	}
 }
 
-// startUntilCleanup starts cmd and, when the test ends, stops it with
-// SIGTERM, killing it if it has not exited within grace. The channel is
-// closed when the process exits (cmd.ProcessState says how).
-func startUntilCleanup(t testing.TB, cmd *exec.Cmd, grace time.Duration) <-chan struct{} {
+// startProc starts p and, when the test ends, stops it with SIGTERM,
+// killing it if it has not exited within grace.
+func startProc(t testing.TB, p *stack.Proc, grace time.Duration) {
 	t.Helper()
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", filepath.Base(cmd.Path), err)
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
 	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
 	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(grace):
-			cmd.Process.Kill()
-			<-done
+		if p.Pid() != 0 {
+			_ = p.Signal(syscall.SIGTERM, grace)
 		}
 	})
-	return done
 }

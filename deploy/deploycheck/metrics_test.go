@@ -9,7 +9,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -19,6 +18,7 @@ import (
 	"time"
 
 	"github.com/redpacket/rain/edge"
+	"github.com/redpacket/rain/internal/stack"
 	"github.com/redpacket/rain/internal/testenv"
 	"github.com/redpacket/rain/pipeline"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -26,9 +26,9 @@ import (
 
 const adminToken = "deploycheck-token"
 
-// stack is an api served in-process and a consumer process, both on the
+// running is an api served in-process and a consumer process, both on the
 // local Redis, PostgreSQL and Kafka, on a topic of their own.
-type stack struct {
+type running struct {
 	apiAddr      string // 127.0.0.1:port of the api (HTTP, /metrics)
 	consumerAddr string // 127.0.0.1:port of the consumer's METRICS_ADDR
 	consumerLog  *syncBuffer
@@ -56,7 +56,7 @@ func (s *syncBuffer) String() string {
 // consumer binary, exercises the api, and waits until the consumer has
 // written the claims and dead-lettered a malformed record, so that the
 // metrics of every path the dashboard shows have been touched.
-func startStack(t *testing.T) *stack {
+func startStack(t *testing.T) *running {
 	t.Helper()
 	bins := binaries(t)
 	rdb := testenv.Redis(t)
@@ -78,7 +78,7 @@ func startStack(t *testing.T) *stack {
 		defer cancel()
 		api.Close(ctx)
 	})
-	st := &stack{apiAddr: api.Addr(), consumerLog: &syncBuffer{}}
+	st := &running{apiAddr: api.Addr(), consumerLog: &syncBuffer{}}
 
 	// Exercise the api: a campaign of 2 packets, 2 wins, a sold-out, a
 	// repeat, the errors, the admin read, the probes.
@@ -136,8 +136,8 @@ func startStack(t *testing.T) *stack {
 	// The consumer, as the image runs it (no periodic reconciler: it would
 	// walk the campaigns of the other packages' tests in the shared database).
 	st.consumerAddr = freeAddr(t)
-	cmd := exec.Command(filepath.Join(bins, "consumer"))
-	cmd.Env = []string{
+	consumer := &stack.Proc{Name: "consumer", Path: filepath.Join(bins, "consumer"), Output: st.consumerLog}
+	consumer.Env = []string{
 		"PATH=" + os.Getenv("PATH"),
 		"POSTGRES_DSN=" + testenv.PostgresDSN(),
 		"REDIS_ADDR=" + testenv.RedisAddr(),
@@ -152,16 +152,15 @@ func startStack(t *testing.T) *stack {
 		"RECONCILE_INTERVAL=0",
 		"SHUTDOWN_TIMEOUT=5s",
 	}
-	cmd.Stdout, cmd.Stderr = st.consumerLog, st.consumerLog
-	exited := startUntilCleanup(t, cmd, 20*time.Second)
+	startProc(t, consumer, 20*time.Second)
 
 	// Wait until the consumer has written both claims and dead-lettered the
 	// malformed record (its lag gauge then exists too).
 	deadline := time.Now().Add(90 * time.Second)
 	for {
 		select {
-		case <-exited:
-			t.Fatalf("consumer exited: %v\n%s", cmd.ProcessState, tail(st.consumerLog.String(), 4000))
+		case <-consumer.Done():
+			t.Fatalf("consumer exited: %v\n%s", consumer.State(), tail(st.consumerLog.String(), 4000))
 		default:
 		}
 		exp, err := scrape(st.consumerAddr)
@@ -188,14 +187,10 @@ func scrape(addr string) (exposition, error) {
 		return nil, err
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, err
-	}
 	if resp.StatusCode != 200 {
 		return nil, fmt.Errorf("GET /metrics: %d", resp.StatusCode)
 	}
-	return parseExposition(string(b))
+	return parseExposition(resp.Body)
 }
 
 // sum adds the values of a metric's series.
@@ -212,6 +207,7 @@ func sum(e exposition, name string) float64 {
 // checkExported), and then through a real Prometheus scraping them (see
 // checkPrometheus).
 func TestDashboardMetrics(t *testing.T) {
+	testenv.Need(t, "Redis, PostgreSQL, Kafka and prometheus")
 	queries := append(dashboardQueries(t), alertQueries(t)...)
 	if len(queries) == 0 {
 		t.Fatal("no dashboard or alert queries")

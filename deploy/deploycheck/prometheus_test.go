@@ -8,13 +8,13 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/redpacket/rain/internal/stack"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -23,7 +23,7 @@ import (
 // instead of compose's DNS names, and checks that both targets are up, that
 // every dashboard query evaluates without error, that every panel gets data
 // from at least one of its queries, and that every alert rule evaluates.
-func checkPrometheus(t *testing.T, st *stack) {
+func checkPrometheus(t *testing.T, st *running) {
 	bin := requireTool(t, "prometheus")
 	dir := t.TempDir()
 
@@ -71,34 +71,19 @@ func checkPrometheus(t *testing.T, st *stack) {
 
 	listen := freeAddr(t)
 	log := &syncBuffer{}
-	cmd := exec.Command(bin, "--config.file="+cfgFile, "--storage.tsdb.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+listen, "--log.level=warn")
-	cmd.Stdout, cmd.Stderr = log, log
-	exited := startUntilCleanup(t, cmd, 15*time.Second)
 	api := &promAPI{base: "http://" + listen}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		select {
-		case <-exited:
-			t.Fatalf("prometheus exited: %v\n%s", cmd.ProcessState, tail(log.String(), 4000))
-		default:
-		}
-		if resp, err := http.Get(api.base + "/-/ready"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("prometheus not ready in 30s\n%s", tail(log.String(), 4000))
-		}
-		time.Sleep(100 * time.Millisecond)
+	prom := &stack.Proc{Name: "prometheus", Path: bin, Output: log, Ready: stack.HTTPReady(api.base + "/-/ready"),
+		Args: []string{"--config.file=" + cfgFile, "--storage.tsdb.path=" + filepath.Join(dir, "data"),
+			"--web.listen-address=" + listen, "--log.level=warn"}}
+	startProc(t, prom, 15*time.Second)
+	if err := prom.WaitReady(context.Background(), 30*time.Second); err != nil {
+		t.Fatalf("%v\n%s", err, tail(log.String(), 4000))
 	}
 
 	// Poll until every target is up, every panel has data and every rule
 	// has been evaluated; then report whatever is still wrong.
 	queries := dashboardQueries(t)
-	deadline = time.Now().Add(45 * time.Second)
+	deadline := time.Now().Add(45 * time.Second)
 	for {
 		var p problems
 		var targets struct {

@@ -1,89 +1,11 @@
 package deploycheck
 
 import (
-	"bufio"
 	"fmt"
 	"regexp"
-	"strconv"
 	"strings"
 	"unicode"
 )
-
-// series is one sample line of a Prometheus text exposition.
-type series struct {
-	name   string
-	labels map[string]string
-	value  float64
-}
-
-// exposition is what one process exports: its series by metric name.
-type exposition map[string][]series
-
-// parseExposition reads the Prometheus text format (comments skipped).
-func parseExposition(text string) (exposition, error) {
-	out := exposition{}
-	sc := bufio.NewScanner(strings.NewReader(text))
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		s := series{labels: map[string]string{}}
-		i := strings.IndexAny(line, "{ ")
-		if i <= 0 {
-			return nil, fmt.Errorf("line %d: %q", n, line)
-		}
-		s.name = line[:i]
-		rest := line[i:]
-		if rest[0] == '{' {
-			end, err := parseLabels(rest, s.labels)
-			if err != nil {
-				return nil, fmt.Errorf("line %d: %v: %q", n, err, line)
-			}
-			rest = rest[end:]
-		}
-		f := strings.Fields(rest)
-		if len(f) == 0 {
-			return nil, fmt.Errorf("line %d: no value: %q", n, line)
-		}
-		v, err := strconv.ParseFloat(f[0], 64)
-		if err != nil {
-			return nil, fmt.Errorf("line %d: value: %v", n, err)
-		}
-		s.value = v
-		out[s.name] = append(out[s.name], s)
-	}
-	return out, sc.Err()
-}
-
-// parseLabels reads {a="x",b="y"} at the start of s into m and returns the
-// index just past the closing brace.
-func parseLabels(s string, m map[string]string) (int, error) {
-	i := 1
-	for {
-		for i < len(s) && (s[i] == ' ' || s[i] == ',') {
-			i++
-		}
-		if i < len(s) && s[i] == '}' {
-			return i + 1, nil
-		}
-		j := i
-		for j < len(s) && s[j] != '=' {
-			j++
-		}
-		if j+1 >= len(s) || s[j+1] != '"' {
-			return 0, fmt.Errorf("bad label at %d", i)
-		}
-		name := strings.TrimSpace(s[i:j])
-		val, end, err := readString(s, j+1)
-		if err != nil {
-			return 0, err
-		}
-		m[name] = val
-		i = end
-	}
-}
 
 // readString reads a quoted string starting at s[i] and returns its value
 // and the index past its closing quote.
