@@ -41,6 +41,10 @@ func (ks Keyspace) Pattern(id int64) string {
 	return ks.prefix + ":{" + strconv.FormatInt(id, 10) + "}:*"
 }
 
+// Match matches every key of every campaign in the keyspace, for a tool
+// that owns its namespace (the benchmark, the fault suite) and clears it.
+func (ks Keyspace) Match() string { return ks.prefix + ":{*}:*" }
+
 // KeysOf returns the keys of campaign id under DefaultPrefix.
 //
 // Deprecated: use a Keyspace; kept while the tools move to their own.
