@@ -60,7 +60,7 @@ lint:
 
 bench: dev
 	@bash deploy/local/install.sh services kafka bench
-	bash loadtest/bench.sh
+	go run ./loadtest/bench
 
 # The fault-injection suite (loadtest/chaos): each scenario kills or stops a part under
 # load (api, consumer, Kafka, PostgreSQL, Redis), heals it and checks that nothing was

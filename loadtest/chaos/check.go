@@ -9,7 +9,7 @@ import (
 )
 
 // The invariants the checker verifies after each scenario, in table order
-// (issue 6; SPEC.md "Durability model").
+// (the durability model: nothing acknowledged is lost, nothing is claimed twice).
 const (
 	InvAcked    = "200→log"   // every 200 the driver saw is in claim_log once, with its amount
 	InvOneClaim = "1/user"    // no user got two packets; every 409 names the user's one amount
@@ -56,7 +56,7 @@ type CampaignState struct {
 type CheckOptions struct {
 	// Tolerate503Claims turns "a 503 had claimed" into a warning: when Redis
 	// goes away with a script's reply in flight the api cannot tell whether
-	// the claim was made (NOTES.md, rueidis) and answers 503.
+	// the claim was made and answers 503.
 	Tolerate503Claims bool
 	// NoAnswerOK: the api may not answer (it is killed in the scenario).
 	// Otherwise an open with no answer breaks InvAnswers: the api must keep
@@ -108,209 +108,247 @@ func (t *tally) verdict(name string, n int, detail string) Verdict {
 // opened and returns one verdict per invariant but InvAlive (the runner's).
 // It is pure: everything it needs is in its arguments.
 func Check(recs []Record, states []*CampaignState, opts CheckOptions) []Verdict {
-	byCampaign := make(map[int64]*CampaignState, len(states))
+	c := &checker{opts: opts, recs: recs, statuses: map[string]int{}, byCampaign: make(map[int64]*CampaignState, len(states))}
 	for _, st := range states {
-		byCampaign[st.ID] = st
+		c.byCampaign[st.ID] = st
+	}
+	for i := range recs {
+		c.answer(&recs[i])
 	}
 	users := histories(recs)
-
-	var acked, oneClaim, retries, opened, stock, redisLog, answers tally
-	var nAcked, nRetried, nUnknown, nClaimedUnseen, nNotClaimed, nUnresolved, nToldNothing, nVerified409, nVerified int
-	statuses := map[string]int{}
-
-	// Answers, record by record.
-	for i := range recs {
-		r := &recs[i]
-		st := byCampaign[r.Campaign]
-		key := statusKey(r)
-		statuses[key]++
-		switch {
-		case st == nil:
-			answers.fail("%s: campaign %d is not one of the run's", r.User, r.Campaign)
-		case !r.Answered():
-			if !opts.NoAnswerOK {
-				answers.fail("%s (%s #%d, campaign %d) at %dms: no answer (%s)", r.User, r.Kind, r.Attempt, r.Campaign, r.AtMs, r.Err)
-			}
-		case r.Status == 200 && r.Code == "OK", r.Status == 409 && r.Code == "ALREADY_OPENED", r.Busy():
-		case r.Status == 410 && r.Code == "SOLD_OUT" && st.SoldOutOK:
-		default:
-			answers.fail("%s (%s #%d, campaign %d): %d %s", r.User, r.Kind, r.Attempt, r.Campaign, r.Status, r.Code)
-		}
-	}
-
-	// Users, one history at a time.
 	for _, h := range users {
-		st := byCampaign[h[0].Campaign]
-		if st == nil {
-			continue
-		}
-		user := h[0].User
-		logAmount, inLog := st.Log[user]
-		var oks []*Record
-		amounts := map[int64]bool{}
-		for _, r := range h {
-			if r.Kind == KindVerify {
-				nVerified++
-			}
-			switch r.Status {
-			case 200:
-				oks = append(oks, r)
-				amounts[r.Amount] = true
-			case 409:
-				amounts[r.Amount] = true
-				if inLog && r.Amount != logAmount {
-					oneClaim.fail("%s: 409 with amount %d, claim_log has %d", user, r.Amount, logAmount)
-				}
-				if r.Kind == KindVerify {
-					nVerified409++
-				}
-			case 410:
-				if amount, ok := claimAmount(st, user); ok {
-					// SPEC.md checks "already opened" before stock; the
-					// api's sold-out answers from memory keep that order
-					// (edge/hot.go), so a claimant must get 409.
-					oneClaim.fail("%s (%s #%d): 410 SOLD_OUT though the user holds a claim (amount %d)", user, r.Kind, r.Attempt, amount)
-				}
-			}
-		}
-		// The claim the api told the user of: the first 200, else a 409.
-		if told := firstClaim(h); told != nil {
-			nAcked++
-			switch {
-			case !inLog:
-				acked.fail("%s (campaign %d): %d amount %d at %dms, not in claim_log", user, st.ID, told.Status, told.Amount, told.AtMs)
-			case logAmount != told.Amount:
-				acked.fail("%s (campaign %d): %d amount %d, claim_log has %d", user, st.ID, told.Status, told.Amount, logAmount)
-			}
-		}
-		if len(oks) > 1 {
-			oneClaim.fail("%s: %d answers 200 (amounts %v)", user, len(oks), amountsOf(oks))
-		}
-		if len(amounts) > 1 {
-			oneClaim.fail("%s: answers name amounts %v", user, slices.Sorted(maps.Keys(amounts)))
-		}
-		if h[0].Status == 409 {
-			oneClaim.fail("%s: 409 on the first open of a new user (amount %d)", user, h[0].Amount)
-		}
-
-		// The first answer after an attempt with no answer or a 503.
-		if r, unknown, busy := firstResolution(h); unknown || busy {
-			nRetried++
-			if unknown {
-				nUnknown++
-			}
-			switch {
-			case r == nil:
-				if unknown {
-					nUnresolved++
-				}
-			case r.Status == 409:
-				if unknown {
-					nClaimedUnseen++ // an attempt with no answer had claimed
-				}
-				if want, ok := claimAmount(st, user); ok && want != r.Amount {
-					retries.fail("%s: retry got 409 with amount %d, the claim is %d", user, r.Amount, want)
-				}
-			case r.Status == 200:
-				if unknown {
-					nNotClaimed++
-				}
-			}
-		}
-		// A claim no 200 made came from an attempt with no answer, or from
-		// a 503, which promises that nothing was claimed.
-		if amount, holds := claimAmount(st, user); holds && len(oks) == 0 {
-			if firstClaim(h) == nil {
-				nToldNothing++
-			}
-			if !hasNoAnswer(h) {
-				msg := "%s: holds a claim (amount %d) though every open was answered, none 200 (%s): a 503 had claimed"
-				if opts.Tolerate503Claims {
-					retries.warnf(msg, user, amount, answersOf(h))
-				} else {
-					retries.fail(msg, user, amount, answersOf(h))
-				}
-			}
+		if st := c.byCampaign[h[0].Campaign]; st != nil {
+			c.user(st, h)
 		}
 	}
-
-	// Per campaign: counters and the two stores.
-	var logRows, redisClaims, amountsChecked int
 	for _, st := range states {
-		logRows += st.LogRows
-		redisClaims += len(st.Redis)
-		if st.LogRows != len(st.Log) {
-			oneClaim.fail("campaign %d: claim_log has %d rows for %d users", st.ID, st.LogRows, len(st.Log))
-		}
-		logBy := countBy(st.Log)
-		redisBy := countBy(st.Redis)
-		for _, a := range slices.Sorted(maps.Keys(st.Total)) {
-			amountsChecked++
-			if st.Opened[a] != logBy[a] {
-				opened.fail("campaign %d amount %d: opened_count %d, claim_log rows %d", st.ID, a, st.Opened[a], logBy[a])
-			}
-			if st.Remaining[a]+redisBy[a] != st.Total[a] || st.Remaining[a] < 0 {
-				stock.fail("campaign %d amount %d: remaining %d + claimed %d != total %d", st.ID, a, st.Remaining[a], redisBy[a], st.Total[a])
-			}
-		}
-		for a, n := range logBy {
-			if _, ok := st.Total[a]; !ok {
-				opened.fail("campaign %d: %d claim_log rows with amount %d, not in the inventory", st.ID, n, a)
-			}
-		}
-		for a, n := range st.Remaining {
-			if _, ok := st.Total[a]; !ok {
-				stock.fail("campaign %d: Redis stock has amount %d (%d left), not in the inventory", st.ID, a, n)
-			}
-		}
-		for a, n := range redisBy {
-			if _, ok := st.Total[a]; !ok {
-				stock.fail("campaign %d: %d Redis claims with amount %d, not in the inventory", st.ID, n, a)
-			}
-		}
-		if !st.Loaded {
-			stock.fail("campaign %d: not loaded in Redis (no meta hash)", st.ID)
-		}
-		left := int64(0)
-		for _, n := range st.Remaining {
-			left += n
-		}
-		if left > 0 {
-			for _, r := range recs {
-				if r.Campaign == st.ID && r.Status == 410 {
-					stock.fail("campaign %d: answered 410 SOLD_OUT (%s at %dms) but %d packets are left", st.ID, r.User, r.AtMs, left)
-					break
-				}
-			}
-		}
-		for _, u := range slices.Sorted(maps.Keys(st.Redis)) {
-			la, ok := st.Log[u]
-			switch {
-			case !ok:
-				redisLog.fail("campaign %d: %s (amount %d) is in Redis, not in claim_log", st.ID, u, st.Redis[u])
-			case la != st.Redis[u]:
-				redisLog.fail("campaign %d: %s has amount %d in Redis, %d in claim_log", st.ID, u, st.Redis[u], la)
-			}
-		}
-		for _, u := range slices.Sorted(maps.Keys(st.Log)) {
-			if _, ok := st.Redis[u]; !ok {
-				redisLog.fail("campaign %d: %s (amount %d) is in claim_log, not in Redis", st.ID, u, st.Log[u])
-			}
-		}
+		c.campaign(st)
 	}
-	if statuses["200"] == 0 {
-		answers.fail("no open was answered 200: the run tested nothing")
+	if c.statuses["200"] == 0 {
+		c.answers.fail("no open was answered 200: the run tested nothing")
 	}
+	return c.verdicts(len(users))
+}
 
+// checker holds a check in progress: a tally per invariant and the
+// counts the verdicts' details report.
+type checker struct {
+	opts       CheckOptions
+	recs       []Record
+	byCampaign map[int64]*CampaignState
+	statuses   map[string]int // answers by statusKey
+
+	acked, oneClaim, retries, opened, stock, redisLog, answers tally
+
+	nAcked         int // users told of a claim
+	nRetried       int // users who retried after no answer or a 503
+	nUnknown       int // ... after no answer
+	nClaimedUnseen int // ... whose attempt with no answer had claimed
+	nNotClaimed    int // ... whose attempt with no answer had not
+	nUnresolved    int // ... who never got an answer
+	nToldNothing   int // users holding a claim no 200 or 409 told them of
+	nVerified      int // re-opens after the run
+	nVerified409   int // ... answered 409
+	logRows        int
+	redisClaims    int
+	amounts        int // amounts checked, over all campaigns
+}
+
+// answer checks one record's answer against what the api may say (InvAnswers).
+func (c *checker) answer(r *Record) {
+	st := c.byCampaign[r.Campaign]
+	c.statuses[statusKey(r)]++
+	switch {
+	case st == nil:
+		c.answers.fail("%s: campaign %d is not one of the run's", r.User, r.Campaign)
+	case !r.Answered():
+		if !c.opts.NoAnswerOK {
+			c.answers.fail("%s (%s #%d, campaign %d) at %dms: no answer (%s)", r.User, r.Kind, r.Attempt, r.Campaign, r.AtMs, r.Err)
+		}
+	case r.Status == 200 && r.Code == "OK", r.Status == 409 && r.Code == "ALREADY_OPENED", r.Busy():
+	case r.Status == 410 && r.Code == "SOLD_OUT" && st.SoldOutOK:
+	default:
+		c.answers.fail("%s (%s #%d, campaign %d): %d %s", r.User, r.Kind, r.Attempt, r.Campaign, r.Status, r.Code)
+	}
+}
+
+// user checks one user's history, in attempt order, against the stores:
+// what the user was told is in claim_log (InvAcked), one claim and one
+// amount (InvOneClaim), and retries (InvRetries).
+func (c *checker) user(st *CampaignState, h []*Record) {
+	user := h[0].User
+	logAmount, inLog := st.Log[user]
+	var oks []*Record
+	amounts := map[int64]bool{}
+	for _, r := range h {
+		if r.Kind == KindVerify {
+			c.nVerified++
+		}
+		switch r.Status {
+		case 200:
+			oks = append(oks, r)
+			amounts[r.Amount] = true
+		case 409:
+			amounts[r.Amount] = true
+			if inLog && r.Amount != logAmount {
+				c.oneClaim.fail("%s: 409 with amount %d, claim_log has %d", user, r.Amount, logAmount)
+			}
+			if r.Kind == KindVerify {
+				c.nVerified409++
+			}
+		case 410:
+			if amount, ok := claimAmount(st, user); ok {
+				// "Already opened" is checked before stock, and the api's
+				// sold-out answers from memory keep that order, so a
+				// claimant must get 409.
+				c.oneClaim.fail("%s (%s #%d): 410 SOLD_OUT though the user holds a claim (amount %d)", user, r.Kind, r.Attempt, amount)
+			}
+		}
+	}
+	// The claim the api told the user of: the first 200, else a 409.
+	if told := firstClaim(h); told != nil {
+		c.nAcked++
+		switch {
+		case !inLog:
+			c.acked.fail("%s (campaign %d): %d amount %d at %dms, not in claim_log", user, st.ID, told.Status, told.Amount, told.AtMs)
+		case logAmount != told.Amount:
+			c.acked.fail("%s (campaign %d): %d amount %d, claim_log has %d", user, st.ID, told.Status, told.Amount, logAmount)
+		}
+	}
+	if len(oks) > 1 {
+		c.oneClaim.fail("%s: %d answers 200 (amounts %v)", user, len(oks), amountsOf(oks))
+	}
+	if len(amounts) > 1 {
+		c.oneClaim.fail("%s: answers name amounts %v", user, slices.Sorted(maps.Keys(amounts)))
+	}
+	if h[0].Status == 409 {
+		c.oneClaim.fail("%s: 409 on the first open of a new user (amount %d)", user, h[0].Amount)
+	}
+	c.retry(st, h, len(oks) > 0)
+}
+
+// retry checks what came after an attempt with no answer or a 503
+// (InvRetries): a retry gets the original result, and a claim no 200 made
+// came from an attempt with no answer, never from a 503 (which promises
+// that nothing was claimed).
+func (c *checker) retry(st *CampaignState, h []*Record, got200 bool) {
+	user := h[0].User
+	if r, unknown, busy := firstResolution(h); unknown || busy {
+		c.nRetried++
+		if unknown {
+			c.nUnknown++
+		}
+		switch {
+		case r == nil:
+			if unknown {
+				c.nUnresolved++
+			}
+		case r.Status == 409:
+			if unknown {
+				c.nClaimedUnseen++ // an attempt with no answer had claimed
+			}
+			if want, ok := claimAmount(st, user); ok && want != r.Amount {
+				c.retries.fail("%s: retry got 409 with amount %d, the claim is %d", user, r.Amount, want)
+			}
+		case r.Status == 200:
+			if unknown {
+				c.nNotClaimed++
+			}
+		}
+	}
+	amount, holds := claimAmount(st, user)
+	if !holds || got200 {
+		return
+	}
+	if firstClaim(h) == nil {
+		c.nToldNothing++
+	}
+	if !hasNoAnswer(h) {
+		msg := "%s: holds a claim (amount %d) though every open was answered, none 200 (%s): a 503 had claimed"
+		if c.opts.Tolerate503Claims {
+			c.retries.warnf(msg, user, amount, answersOf(h))
+		} else {
+			c.retries.fail(msg, user, amount, answersOf(h))
+		}
+	}
+}
+
+// campaign checks one campaign's counters and stores: opened_count per
+// amount (InvOpened), Redis stock (InvStock) and Redis against claim_log
+// (InvRedisLog).
+func (c *checker) campaign(st *CampaignState) {
+	c.logRows += st.LogRows
+	c.redisClaims += len(st.Redis)
+	if st.LogRows != len(st.Log) {
+		c.oneClaim.fail("campaign %d: claim_log has %d rows for %d users", st.ID, st.LogRows, len(st.Log))
+	}
+	logBy, redisBy := countBy(st.Log), countBy(st.Redis)
+	for _, a := range slices.Sorted(maps.Keys(st.Total)) {
+		c.amounts++
+		if st.Opened[a] != logBy[a] {
+			c.opened.fail("campaign %d amount %d: opened_count %d, claim_log rows %d", st.ID, a, st.Opened[a], logBy[a])
+		}
+		if st.Remaining[a]+redisBy[a] != st.Total[a] || st.Remaining[a] < 0 {
+			c.stock.fail("campaign %d amount %d: remaining %d + claimed %d != total %d", st.ID, a, st.Remaining[a], redisBy[a], st.Total[a])
+		}
+	}
+	for a, n := range logBy {
+		if _, ok := st.Total[a]; !ok {
+			c.opened.fail("campaign %d: %d claim_log rows with amount %d, not in the inventory", st.ID, n, a)
+		}
+	}
+	for a, n := range st.Remaining {
+		if _, ok := st.Total[a]; !ok {
+			c.stock.fail("campaign %d: Redis stock has amount %d (%d left), not in the inventory", st.ID, a, n)
+		}
+	}
+	for a, n := range redisBy {
+		if _, ok := st.Total[a]; !ok {
+			c.stock.fail("campaign %d: %d Redis claims with amount %d, not in the inventory", st.ID, n, a)
+		}
+	}
+	if !st.Loaded {
+		c.stock.fail("campaign %d: not loaded in Redis (no meta hash)", st.ID)
+	}
+	left := int64(0)
+	for _, n := range st.Remaining {
+		left += n
+	}
+	if left > 0 {
+		for _, r := range c.recs {
+			if r.Campaign == st.ID && r.Status == 410 {
+				c.stock.fail("campaign %d: answered 410 SOLD_OUT (%s at %dms) but %d packets are left", st.ID, r.User, r.AtMs, left)
+				break
+			}
+		}
+	}
+	for _, u := range slices.Sorted(maps.Keys(st.Redis)) {
+		la, ok := st.Log[u]
+		switch {
+		case !ok:
+			c.redisLog.fail("campaign %d: %s (amount %d) is in Redis, not in claim_log", st.ID, u, st.Redis[u])
+		case la != st.Redis[u]:
+			c.redisLog.fail("campaign %d: %s has amount %d in Redis, %d in claim_log", st.ID, u, st.Redis[u], la)
+		}
+	}
+	for _, u := range slices.Sorted(maps.Keys(st.Log)) {
+		if _, ok := st.Redis[u]; !ok {
+			c.redisLog.fail("campaign %d: %s (amount %d) is in claim_log, not in Redis", st.ID, u, st.Log[u])
+		}
+	}
+}
+
+// verdicts sums the tallies up, in table order.
+func (c *checker) verdicts(users int) []Verdict {
 	return []Verdict{
-		acked.verdict(InvAcked, nAcked, fmt.Sprintf("%d users told of a claim (200, or 409 only); %d not in claim_log with that amount", nAcked, acked.bad)),
-		oneClaim.verdict(InvOneClaim, len(users), fmt.Sprintf("%d users; %d of %d re-opens after the run answered 409; %d violations, %d tolerated", len(users), nVerified409, nVerified, oneClaim.bad, oneClaim.warn)),
-		retries.verdict(InvRetries, nRetried, fmt.Sprintf("%d users retried after no answer or 503; %d had no answer: %d had claimed (409 later), %d had not (200 later), %d never answered; %d hold a claim they were never told of (no 200 or 409); %d violations, %d tolerated",
-			nRetried, nUnknown, nClaimedUnseen, nNotClaimed, nUnresolved, nToldNothing, retries.bad, retries.warn)),
-		opened.verdict(InvOpened, logRows, fmt.Sprintf("%d amounts, %d claim_log rows; %d mismatches", amountsChecked, logRows, opened.bad)),
-		stock.verdict(InvStock, amountsChecked, fmt.Sprintf("%d amounts, %d Redis claims; %d mismatches", amountsChecked, redisClaims, stock.bad)),
-		redisLog.verdict(InvRedisLog, redisClaims, fmt.Sprintf("%d in Redis, %d in claim_log; %d differences", redisClaims, logRows, redisLog.bad)),
-		answers.verdict(InvAnswers, len(recs), fmt.Sprintf("%s; %d unexpected", formatStatuses(statuses), answers.bad)),
+		c.acked.verdict(InvAcked, c.nAcked, fmt.Sprintf("%d users told of a claim (200, or 409 only); %d not in claim_log with that amount", c.nAcked, c.acked.bad)),
+		c.oneClaim.verdict(InvOneClaim, users, fmt.Sprintf("%d users; %d of %d re-opens after the run answered 409; %d violations, %d tolerated", users, c.nVerified409, c.nVerified, c.oneClaim.bad, c.oneClaim.warn)),
+		c.retries.verdict(InvRetries, c.nRetried, fmt.Sprintf("%d users retried after no answer or 503; %d had no answer: %d had claimed (409 later), %d had not (200 later), %d never answered; %d hold a claim they were never told of (no 200 or 409); %d violations, %d tolerated",
+			c.nRetried, c.nUnknown, c.nClaimedUnseen, c.nNotClaimed, c.nUnresolved, c.nToldNothing, c.retries.bad, c.retries.warn)),
+		c.opened.verdict(InvOpened, c.logRows, fmt.Sprintf("%d amounts, %d claim_log rows; %d mismatches", c.amounts, c.logRows, c.opened.bad)),
+		c.stock.verdict(InvStock, c.amounts, fmt.Sprintf("%d amounts, %d Redis claims; %d mismatches", c.amounts, c.redisClaims, c.stock.bad)),
+		c.redisLog.verdict(InvRedisLog, c.redisClaims, fmt.Sprintf("%d in Redis, %d in claim_log; %d differences", c.redisClaims, c.logRows, c.redisLog.bad)),
+		c.answers.verdict(InvAnswers, len(c.recs), fmt.Sprintf("%s; %d unexpected", formatStatuses(c.statuses), c.answers.bad)),
 	}
 }
 

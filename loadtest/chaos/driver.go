@@ -11,13 +11,14 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/redpacket/rain/internal/stack"
 )
 
 // Target is a campaign the driver opens and its share of the new users.
@@ -151,12 +152,11 @@ type claim struct {
 // NewDriver checks cfg and returns a driver.
 func NewDriver(cfg DriverConfig) (*Driver, error) {
 	cfg.defaults()
-	u, err := url.Parse(cfg.BaseURL)
-	if err != nil || u.Scheme != "http" {
-		return nil, fmt.Errorf("driver: base URL %q: want http://127.0.0.1:PORT", cfg.BaseURL)
+	if err := stack.CheckURL(cfg.BaseURL); err != nil {
+		return nil, fmt.Errorf("driver: %w", err)
 	}
-	if h := u.Hostname(); h != "127.0.0.1" && h != "localhost" {
-		return nil, fmt.Errorf("driver: base URL %q is not on loopback", cfg.BaseURL)
+	if !strings.HasPrefix(cfg.BaseURL, "http://") {
+		return nil, fmt.Errorf("driver: base URL %q: want http://127.0.0.1:PORT", cfg.BaseURL)
 	}
 	if len(cfg.Targets) == 0 {
 		return nil, errors.New("driver: no campaign to open")

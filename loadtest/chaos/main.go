@@ -1,34 +1,20 @@
-// Command chaos is the fault-injection suite of issue 6 (`make chaos`): it
-// proves the durability model of SPEC.md under faults. For each scenario it
-// starts its own api and consumer (built from this tree) on 127.0.0.1, creates
-// two campaigns, drives opens at a steady rate of new users, injects the
-// fault mid-run (SIGKILL of the api or consumer; Kafka, PostgreSQL or Redis
-// stopped and started again), heals it, lets the load finish and then checks,
-// within a bounded wait, every invariant against claim_log and Redis. It
-// prints a table scenario × invariant and exits 1 if any invariant broke.
+// Command chaos is the fault-injection suite (`make chaos`): it proves the
+// durability model under faults. For each scenario it starts its own api
+// and consumer (built from this tree) on 127.0.0.1, creates two campaigns,
+// drives opens at a steady rate of new users, injects the fault mid-run
+// (SIGKILL of the api or consumer; Kafka, PostgreSQL or Redis stopped and
+// started again), heals it, lets the load finish and then checks, within a
+// bounded wait, every invariant against claim_log and Redis. It prints a
+// table scenario × invariant and exits 1 if any invariant broke.
 //
-//	chaos                   run the suite (environment below)
+//	chaos                   run the suite (`chaos -h` lists its settings)
 //	chaos drive [flags]     only drive load at an api and write the records
 //	chaos check [flags]     only check records against claim_log and Redis
 //
-// Environment of the suite:
-//
-//	CHAOS_SHORT=1            the short version (CI): shorter load and outages
-//	CHAOS_SCENARIOS          comma-separated scenarios (default: all but the optional ones)
-//	CHAOS_RATE               new users per second (full 1000, short 500)
-//	CHAOS_DURATION           load per scenario (full 45s, short 20s)
-//	CHAOS_OUTAGE             how long a service stays down (full 20s, short 8s)
-//	CHAOS_TIMEOUT            the whole suite at most (full 20m, short 6m)
-//	CHAOS_KEEP=1             keep campaigns, topics and records of passing scenarios too
-//	CHAOS_API_ADDR           127.0.0.1:18090, the api the suite runs
-//	CHAOS_METRICS_ADDR       127.0.0.1:19190, its consumer's METRICS_ADDR
-//	REDIS_ADDR, POSTGRES_DSN, KAFKA_PORT: the local services (loopback only;
-//	                         default the dev database rain)
-//
-// The services must have been started by deploy/local/up.sh (`make chaos`
-// does it): the suite stops them by their pidfiles or pg_ctlcluster and
-// starts them again with the same scripts, and before it exits, whatever
-// happened, it runs deploy/local/up.sh so that every service is up.
+// The services are controlled through internal/stack: Redis and Kafka must
+// have been started by it (`make services`), since only those can be
+// stopped and brought back the way they were. Before the suite exits,
+// whatever happened, every service is started again if it is down.
 package main
 
 import (
@@ -41,7 +27,6 @@ import (
 	"log"
 	"net"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"slices"
@@ -53,6 +38,10 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/rueidis"
+
+	"github.com/redpacket/rain/internal/config"
+	"github.com/redpacket/rain/internal/stack"
+	"github.com/redpacket/rain/lua"
 )
 
 // unsolicited counts the "Unsolicited response received on idle HTTP
@@ -80,7 +69,9 @@ func main() {
 		case "check":
 			os.Exit(checkCmd(os.Args[2:]))
 		default:
-			fmt.Fprintln(os.Stderr, "usage: chaos [drive|check] (see the package documentation; -h for flags)")
+			fmt.Fprintf(os.Stderr, "usage: chaos [drive|check] (-h for their flags); the suite's settings:\n\n")
+			_, set := settings(func(string) (string, bool) { return "", false })
+			set.Usage(os.Stderr)
 			os.Exit(2)
 		}
 	}
@@ -91,55 +82,66 @@ func logf(format string, args ...any) {
 	fmt.Printf("%s chaos: %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
 }
 
-func env(name, def string) string {
-	if v := strings.TrimSpace(os.Getenv(name)); v != "" {
-		return v
-	}
-	return def
+// Settings is the suite's configuration, from the environment.
+type Settings struct {
+	Profile     Profile
+	Scenarios   string
+	Keep        bool
+	APIAddr     string
+	MetricsAddr string
+	KeyPrefix   string
+	RedisAddr   string
+	PostgresDSN string
 }
 
-// loopback fails unless addr (host:port) is on 127.0.0.1 or localhost.
-func loopback(name, addr string) error {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil || (host != "127.0.0.1" && host != "localhost") {
-		return fmt.Errorf("%s=%s: the chaos suite runs on 127.0.0.1 only", name, addr)
-	}
-	return nil
-}
-
-// profile is the run's timing from CHAOS_SHORT and the overrides.
-func profile() (Profile, error) {
+// settings declares every setting of the suite (name, default, meaning:
+// `chaos -h` prints them) and reads them through lookup. CHAOS_SHORT
+// switches the defaults to the short profile.
+func settings(lookup func(string) (string, bool)) (*Settings, *config.Set) {
+	st := &Settings{}
+	s := config.New(lookup)
+	var short bool
+	s.Bool(&short, "CHAOS_SHORT", false, "the short profile (CI): shorter load and outages")
 	p := fullProfile
-	if env("CHAOS_SHORT", "0") == "1" {
+	if short {
 		p = shortProfile
 	}
-	var errs []error
-	if v := env("CHAOS_RATE", ""); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 10 || n > 20000 {
-			errs = append(errs, fmt.Errorf("CHAOS_RATE=%q: want an integer in [10, 20000]", v))
-		}
-		p.Rate = n
-	}
-	for name, d := range map[string]*time.Duration{"CHAOS_DURATION": &p.Duration, "CHAOS_OUTAGE": &p.Outage, "CHAOS_TIMEOUT": &p.Timeout} {
-		if v := env(name, ""); v != "" {
-			x, err := time.ParseDuration(v)
-			if err != nil || x < time.Second || x > time.Hour {
-				errs = append(errs, fmt.Errorf("%s=%q: want a duration in [1s, 1h]", name, v))
-			}
-			*d = x
-		}
-	}
+	s.String(&st.Scenarios, "CHAOS_SCENARIOS", "", "comma-separated scenarios (empty: all but the optional ones)")
+	s.Int(&p.Rate, "CHAOS_RATE", p.Rate, 10, 20000, "new users per second")
+	s.Duration(&p.Duration, "CHAOS_DURATION", p.Duration, time.Second, time.Hour, "load per scenario")
+	s.Duration(&p.Outage, "CHAOS_OUTAGE", p.Outage, time.Second, time.Hour, "how long a service stays down")
+	s.Duration(&p.Timeout, "CHAOS_TIMEOUT", p.Timeout, time.Second, time.Hour, "the whole suite at most")
+	s.Bool(&st.Keep, "CHAOS_KEEP", false, "keep campaigns, topics and records of passing scenarios too")
+	s.Addr(&st.APIAddr, "CHAOS_API_ADDR", "127.0.0.1:18090", "the api the suite runs (loopback only)")
+	s.Addr(&st.MetricsAddr, "CHAOS_METRICS_ADDR", "127.0.0.1:19190", "its consumer's METRICS_ADDR (loopback only)")
+	s.String(&st.KeyPrefix, "CHAOS_KEY_PREFIX", "rpchaos", "REDIS_KEY_PREFIX of the api and consumer the suite runs: its own namespace, cleared before the run and after one that passed")
+	s.Addr(&st.RedisAddr, "REDIS_ADDR", "127.0.0.1:6379", "Redis (loopback only)")
+	s.String(&st.PostgresDSN, "POSTGRES_DSN", "postgres://rain:rain@127.0.0.1:5432/rain?sslmode=disable", "PostgreSQL (loopback only)")
 	if p.FaultAt+p.Outage+5*time.Second > p.Duration+p.Tail {
-		errs = append(errs, fmt.Errorf("CHAOS_OUTAGE=%s is too long for CHAOS_DURATION=%s", p.Outage, p.Duration))
+		s.Errorf("CHAOS_OUTAGE", "%s is too long for CHAOS_DURATION=%s", p.Outage, p.Duration)
 	}
-	return p, errors.Join(errs...)
+	for name, addr := range map[string]string{"CHAOS_API_ADDR": st.APIAddr, "CHAOS_METRICS_ADDR": st.MetricsAddr, "REDIS_ADDR": st.RedisAddr} {
+		if err := stack.CheckAddr(addr); err != nil {
+			s.Errorf(name, "%v", err)
+		}
+	}
+	if err := stack.CheckDSN(st.PostgresDSN); err != nil {
+		s.Errorf("POSTGRES_DSN", "%v", err)
+	}
+	if st.KeyPrefix == lua.DefaultPrefix || st.KeyPrefix == "" {
+		s.Errorf("CHAOS_KEY_PREFIX", "%q is the default namespace, which the suite would clear", st.KeyPrefix)
+	}
+	if _, err := selected(st.Scenarios); err != nil {
+		s.Errorf("CHAOS_SCENARIOS", "%v", err)
+	}
+	st.Profile = p
+	return st, s
 }
 
-// selected returns the scenarios CHAOS_SCENARIOS names, or the default ones.
-func selected() ([]*Scenario, error) {
-	v := env("CHAOS_SCENARIOS", "")
-	if v == "" {
+// selected returns the scenarios a comma-separated list names, or the
+// default ones when it is empty.
+func selected(list string) ([]*Scenario, error) {
+	if strings.TrimSpace(list) == "" {
 		var out []*Scenario
 		for _, s := range Scenarios {
 			if !s.Optional {
@@ -149,47 +151,34 @@ func selected() ([]*Scenario, error) {
 		return out, nil
 	}
 	var out []*Scenario
-	for _, name := range strings.Split(v, ",") {
+	for _, name := range strings.Split(list, ",") {
 		i := slices.IndexFunc(Scenarios, func(s *Scenario) bool { return s.Name == strings.TrimSpace(name) })
 		if i < 0 {
 			var names []string
 			for _, s := range Scenarios {
 				names = append(names, s.Name)
 			}
-			return nil, fmt.Errorf("CHAOS_SCENARIOS: no scenario %q (have %s)", name, strings.Join(names, ", "))
+			return nil, fmt.Errorf("no scenario %q (have %s)", name, strings.Join(names, ", "))
 		}
 		out = append(out, Scenarios[i])
 	}
 	return out, nil
 }
 
-// repoRoot is the nearest directory up from the working one with go.mod.
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("not inside the repository (no go.mod above the working directory)")
-		}
-		dir = parent
-	}
-}
-
 // suite runs the scenarios and returns the exit status.
 func suite() int {
 	t0 := time.Now()
-	rn, cleanup, err := setup()
+	cfg, set := settings(os.LookupEnv)
+	if err := set.Err(); err != nil {
+		fmt.Fprintf(os.Stderr, "chaos: %v\n", err)
+		return 2
+	}
+	rn, cleanup, err := setup(cfg)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "chaos: %v\n", err)
 		return 2
 	}
-	scs, _ := selected()
+	scs, _ := selected(cfg.Scenarios)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	ctx, cancel := context.WithTimeout(ctx, rn.Profile.Timeout)
 	defer cancel()
@@ -198,15 +187,24 @@ func suite() int {
 		defer cleanup()
 		defer func() {
 			// Whatever happened: every service up before the suite exits.
-			if rn.touched || len(rn.Services.AllUp()) > 0 {
-				logf("bringing the services up (deploy/local/up.sh %s)", rn.Services.KafkaKind)
-				if err := rn.Services.Up(context.Background()); err != nil {
+			bg, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+			defer cancel()
+			if rn.touched || len(rn.Stack.Down(bg)) > 0 {
+				logf("bringing the services up")
+				if err := rn.Stack.Up(bg); err != nil {
 					logf("ERROR: %v", err)
 				}
 			}
-			if down := rn.Services.AllUp(); len(down) > 0 {
+			if down := rn.Stack.Down(bg); len(down) > 0 {
 				logf("ERROR: still down: %s", strings.Join(down, ", "))
 				results = append(results, &ScenarioResult{Name: "services", Err: "still down at the end: " + strings.Join(down, ", ")})
+			}
+			// Every key under the suite's prefix (its campaigns' and those of
+			// the live campaigns its api loaded at start), unless kept.
+			if !rn.Keep && !slices.ContainsFunc(results, (*ScenarioResult).Failed) {
+				if _, err := lua.ClearKeyspace(bg, rn.Stores.Redis, rn.Stores.Keys); err != nil {
+					logf("WARNING: clearing Redis keys under %s: %v", rn.KeyPrefix, err)
+				}
 			}
 		}()
 		for _, sc := range scs {
@@ -257,91 +255,74 @@ func suite() int {
 	return 0
 }
 
-// setup reads the configuration, builds the api and consumer, and connects
-// to the services.
-func setup() (*Runner, func(), error) {
-	p, err := profile()
+// setup finds the services, builds the api and consumer, and connects to
+// the stores.
+func setup(cfg *Settings) (*Runner, func(), error) {
+	scfg, err := stack.FromEnv()
 	if err != nil {
 		return nil, nil, err
 	}
-	if _, err := selected(); err != nil {
-		return nil, nil, err
-	}
-	root, err := repoRoot()
-	if err != nil {
-		return nil, nil, err
-	}
-	stamp := time.Now().UTC().Format("20060102T150405Z")
-	rn := &Runner{Root: root, Stamp: stamp, Profile: p, Logf: logf,
-		Out:         filepath.Join(root, "loadtest/chaos/results", stamp),
-		APIAddr:     env("CHAOS_API_ADDR", "127.0.0.1:18090"),
-		MetricsAddr: env("CHAOS_METRICS_ADDR", "127.0.0.1:19190"),
-		RedisAddr:   env("REDIS_ADDR", "127.0.0.1:6379"),
-		PostgresDSN: env("POSTGRES_DSN", "postgres://rain:rain@127.0.0.1:5432/rain?sslmode=disable"),
-		Brokers:     "127.0.0.1:" + env("KAFKA_PORT", "9092"),
-		Token:       "chaos-" + strconv.FormatInt(time.Now().UnixNano(), 36),
-		Keep:        env("CHAOS_KEEP", "0") == "1",
-	}
-	for name, addr := range map[string]string{"CHAOS_API_ADDR": rn.APIAddr, "CHAOS_METRICS_ADDR": rn.MetricsAddr,
-		"REDIS_ADDR": rn.RedisAddr, "KAFKA_PORT": rn.Brokers} {
-		if err := loopback(name, addr); err != nil {
-			return nil, nil, err
-		}
-	}
-	pgcfg, err := pgxpool.ParseConfig(rn.PostgresDSN)
+	scfg.RedisAddr, scfg.Logf = cfg.RedisAddr, logf
+	pgcfg, err := pgxpool.ParseConfig(cfg.PostgresDSN)
 	if err != nil {
 		return nil, nil, fmt.Errorf("POSTGRES_DSN: %w", err)
 	}
-	if h := pgcfg.ConnConfig.Host; h != "127.0.0.1" && h != "localhost" {
-		return nil, nil, fmt.Errorf("POSTGRES_DSN: host %s: the chaos suite runs on 127.0.0.1 only", h)
+	scfg.PostgresPort = int(pgcfg.ConnConfig.Port)
+	st, err := stack.New(scfg)
+	if err != nil {
+		return nil, nil, err
 	}
-	pgcfg.ConnConfig.ConnectTimeout = 3 * time.Second
-	redisPort, _ := strconv.Atoi(rn.RedisAddr[strings.LastIndexByte(rn.RedisAddr, ':')+1:])
-	kafkaPort, _ := strconv.Atoi(env("KAFKA_PORT", "9092"))
-	rn.Services = &Services{Root: root, RedisPort: redisPort, PGPort: int(pgcfg.ConnConfig.Port), KafkaPort: kafkaPort, Logf: logf}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	if err := rn.Services.Discover(ctx); err != nil {
-		return nil, nil, fmt.Errorf("%w (the suite controls only services started by deploy/local/up.sh)", err)
+	for _, s := range st.Status(ctx) {
+		switch {
+		case !s.Up:
+			return nil, nil, fmt.Errorf("%s is down (start the services with make services): %v", s.Name, s.Err)
+		case !s.Owned && s.Name != "postgres":
+			return nil, nil, fmt.Errorf("%s at %s was not started by make services: the suite could not bring it back as it was", s.Name, s.Addr)
+		}
+	}
+	stamp := time.Now().UTC().Format("20060102T150405Z")
+	rn := &Runner{Root: st.Root, Stamp: stamp, Profile: cfg.Profile, Logf: logf,
+		Out:     filepath.Join(st.Root, "loadtest/chaos/results", stamp),
+		APIAddr: cfg.APIAddr, MetricsAddr: cfg.MetricsAddr, RedisAddr: cfg.RedisAddr, PostgresDSN: cfg.PostgresDSN,
+		Brokers: st.Kafka().Addr(), KeyPrefix: cfg.KeyPrefix, Stack: st,
+		Token: "chaos-" + strconv.FormatInt(time.Now().UnixNano(), 36),
+		Keep:  cfg.Keep,
 	}
 	if err := os.MkdirAll(rn.Out, 0o755); err != nil {
 		return nil, nil, err
 	}
-
-	bin, err := os.MkdirTemp("", "chaos-bin-")
+	logf("building api and consumer")
+	bins, err := st.Build(ctx, "api", "consumer")
 	if err != nil {
 		return nil, nil, err
 	}
-	logf("building api and consumer into %s", bin)
-	bctx, bcancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer bcancel()
-	build := exec.CommandContext(bctx, "go", "build", "-o", bin+"/", "./cmd/api", "./cmd/consumer")
-	build.Dir, build.Stdout, build.Stderr = root, os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		os.RemoveAll(bin)
-		return nil, nil, fmt.Errorf("go build ./cmd/api ./cmd/consumer: %w", err)
-	}
-	rn.APIBin, rn.ConsumerBin = filepath.Join(bin, "api"), filepath.Join(bin, "consumer")
-
+	rn.APIBin, rn.ConsumerBin = bins["api"], bins["consumer"]
+	pgcfg.ConnConfig.ConnectTimeout = 3 * time.Second
 	db, err := pgxpool.NewWithConfig(context.Background(), pgcfg)
 	if err != nil {
-		os.RemoveAll(bin)
 		return nil, nil, fmt.Errorf("POSTGRES_DSN: %w", err)
 	}
 	rdb, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{rn.RedisAddr}, DisableCache: true,
 		Dialer: net.Dialer{Timeout: 2 * time.Second}})
 	if err != nil {
 		db.Close()
-		os.RemoveAll(bin)
 		return nil, nil, fmt.Errorf("REDIS_ADDR: %w", err)
 	}
-	rn.Stores = &Stores{DB: db, Redis: rdb}
-	logf("profile %s: %d new users/s, load %s, fault at %s, outage %s; results in %s",
-		p.Name, p.Rate, p.Duration, p.FaultAt, p.Outage, rn.Out)
+	rn.Stores = &Stores{DB: db, Redis: rdb, Keys: lua.NewKeyspace(cfg.KeyPrefix)}
+	// The prefix is the suite's alone: clear what an earlier run left.
+	if _, err := lua.ClearKeyspace(ctx, rdb, rn.Stores.Keys); err != nil {
+		rdb.Close()
+		db.Close()
+		return nil, nil, fmt.Errorf("redis: clearing %s: %w", cfg.KeyPrefix, err)
+	}
+	p := cfg.Profile
+	logf("profile %s: %d new users/s, load %s, fault at %s, outage %s; Redis keys under %s; results in %s",
+		p.Name, p.Rate, p.Duration, p.FaultAt, p.Outage, cfg.KeyPrefix, rn.Out)
 	return rn, func() {
 		rdb.Close()
 		db.Close()
-		os.RemoveAll(bin)
 	}, nil
 }
 
@@ -408,6 +389,7 @@ func checkCmd(args []string) int {
 	campaigns := fs.String("campaigns", "", "campaigns to check, comma-separated (required)")
 	soldOut := fs.String("soldout-ok", "", "campaigns that may sell out (410 expected), comma-separated")
 	tolerate := fs.Bool("tolerate-503-claims", false, "a 503 that had claimed is a warning (Redis went away)")
+	prefix := fs.String("key-prefix", lua.DefaultPrefix, "REDIS_KEY_PREFIX of the api that served the records")
 	_ = fs.Parse(args)
 	ids, err1 := parseIDs(*campaigns)
 	soldOK, err2 := parseIDs(*soldOut)
@@ -420,21 +402,26 @@ func checkCmd(args []string) int {
 		fmt.Fprintf(os.Stderr, "chaos check: %v\n", err)
 		return 1
 	}
+	cfg, set := settings(os.LookupEnv)
+	if err := set.Err(); err != nil {
+		fmt.Fprintf(os.Stderr, "chaos check: %v\n", err)
+		return 2
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	db, err := pgxpool.New(ctx, env("POSTGRES_DSN", "postgres://rain:rain@127.0.0.1:5432/rain?sslmode=disable"))
+	db, err := pgxpool.New(ctx, cfg.PostgresDSN)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "chaos check: POSTGRES_DSN: %v\n", err)
 		return 1
 	}
 	defer db.Close()
-	rdb, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{env("REDIS_ADDR", "127.0.0.1:6379")}, DisableCache: true})
+	rdb, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{cfg.RedisAddr}, DisableCache: true})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "chaos check: REDIS_ADDR: %v\n", err)
 		return 1
 	}
 	defer rdb.Close()
-	stores := &Stores{DB: db, Redis: rdb}
+	stores := &Stores{DB: db, Redis: rdb, Keys: lua.NewKeyspace(*prefix)}
 	var states []*CampaignState
 	for _, id := range ids {
 		st, err := stores.State(ctx, id)

@@ -11,13 +11,14 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/redpacket/rain/internal/stack"
 )
 
 // Profile is the timing of a suite run.
@@ -74,11 +75,11 @@ var Scenarios = []*Scenario{
 	},
 	{
 		Name: "kafka-down", What: "Kafka broker stopped under load, started again; the ring fills, opens get 503",
-		Fault: outage("kafka", func(ctx context.Context, s *Services) (Outage, error) { return s.StopKafka(ctx) }),
+		Fault: outage("kafka", syscall.SIGTERM), // a controlled shutdown
 	},
 	{
 		Name: "postgres-down", What: "PostgreSQL stopped under load, started again; the consumer retries",
-		Fault: outage("postgres", func(ctx context.Context, s *Services) (Outage, error) { return s.StopPostgres(ctx) }),
+		Fault: outage("postgres", syscall.SIGTERM), // fast mode: sessions are cut
 	},
 	{
 		Name: "consumer-kill9", What: "consumer SIGKILLed mid-batch, restarted; the batch is redelivered",
@@ -89,9 +90,7 @@ var Scenarios = []*Scenario{
 		// A script whose reply is lost when Redis goes away looks like a
 		// failure to the api, which answers 503 though the claim was made.
 		Tolerate503Claims: true,
-		Fault: outage("redis", func(ctx context.Context, s *Services) (Outage, error) {
-			return s.StopRedis(ctx, syscall.SIGTERM)
-		}),
+		Fault:             outage("redis", syscall.SIGTERM),
 	},
 	{
 		// Redis write(2)s the AOF before it replies, and only the fsync waits
@@ -100,9 +99,7 @@ var Scenarios = []*Scenario{
 		// crash or power loss), which this suite cannot cause on loopback.
 		Name: "redis-kill9", What: "Redis SIGKILLed under load (a process crash), started again from its AOF",
 		Info: true, Optional: true, Tolerate503Claims: true,
-		Fault: outage("redis", func(ctx context.Context, s *Services) (Outage, error) {
-			return s.StopRedis(ctx, syscall.SIGKILL)
-		}),
+		Fault: outage("redis", syscall.SIGKILL),
 	},
 }
 
@@ -119,9 +116,10 @@ type Runner struct {
 	RedisAddr   string
 	PostgresDSN string
 	Brokers     string
+	KeyPrefix   string // REDIS_KEY_PREFIX of the api and consumer: the suite's own namespace
 	Token       string
 	Keep        bool // keep campaigns, topics and records even when the scenario passed
-	Services    *Services
+	Stack       *stack.Stack
 	Stores      *Stores
 	Logf        func(format string, args ...any)
 
@@ -209,8 +207,8 @@ type run struct {
 	*Runner
 	sc       *Scenario
 	dir      string
-	api      *Proc
-	consumer *Proc
+	api      *stack.Proc
+	consumer *stack.Proc
 	start    time.Time // the load's start
 	res      *ScenarioResult
 	live     Liveness
@@ -227,7 +225,7 @@ func (r *run) event(format string, args ...any) {
 	r.Logf("[%s] %s", r.sc.Name, msg)
 }
 
-func (r *run) proc(name string) *Proc {
+func (r *run) proc(name string) *stack.Proc {
 	if name == "api" {
 		return r.api
 	}
@@ -235,7 +233,7 @@ func (r *run) proc(name string) *Proc {
 }
 
 // restart starts p again and waits until it is ready.
-func (r *run) restart(ctx context.Context, p *Proc) error {
+func (r *run) restart(ctx context.Context, p *stack.Proc) error {
 	if err := p.Start(); err != nil {
 		r.live.NotBack = append(r.live.NotBack, err.Error())
 		return err
@@ -267,34 +265,45 @@ func killProc(name string) func(ctx context.Context, r *run) error {
 	}
 }
 
-// outage is the fault "stop a service for Profile.Outage, start it again".
-// The service is started again even when ctx ends meanwhile.
-func outage(name string, stop func(context.Context, *Services) (Outage, error)) func(ctx context.Context, r *run) error {
+// outage is the fault "stop a service with sig for Profile.Outage, start
+// it again" (internal/stack holds the service's lock meanwhile). The
+// service is started again even when ctx ends meanwhile.
+func outage(name string, sig syscall.Signal) func(ctx context.Context, r *run) error {
 	return func(ctx context.Context, r *run) error {
 		t0 := time.Now()
-		r.event("stopping %s", name)
+		r.event("stopping %s (signal %d)", name, sig)
 		r.touched = true
-		start, err := stop(ctx, r.Services)
-		if start == nil {
+		svc, err := service(r.Stack, name)
+		if err != nil {
+			return err
+		}
+		restore, err := r.Stack.Outage(ctx, svc, sig)
+		if err != nil {
 			r.live.ServiceErr = append(r.live.ServiceErr, fmt.Sprintf("%s not stopped: %v", name, err))
 			return err
 		}
-		if err != nil {
-			r.live.ServiceErr = append(r.live.ServiceErr, fmt.Sprintf("%s: stop: %v", name, err))
-		} else {
-			r.event("%s down (stopping took %s)", name, time.Since(t0).Round(100*time.Millisecond))
-			sleep(ctx, r.Profile.Outage)
-		}
+		r.event("%s down (stopping took %s)", name, time.Since(t0).Round(100*time.Millisecond))
+		sleep(ctx, r.Profile.Outage)
 		r.event("starting %s", name)
-		if serr := start(context.WithoutCancel(ctx)); serr != nil {
-			r.live.ServiceErr = append(r.live.ServiceErr, fmt.Sprintf("%s not started again: %v", name, serr))
-			return serr
+		if err := restore(context.WithoutCancel(ctx)); err != nil {
+			r.live.ServiceErr = append(r.live.ServiceErr, fmt.Sprintf("%s not started again: %v", name, err))
+			return err
 		}
 		r.res.Stats.DownMs = time.Since(t0).Milliseconds()
 		r.live.Outages++
 		r.event("%s up again, %s after the stop began", name, time.Since(t0).Round(100*time.Millisecond))
-		return err
+		return nil
 	}
+}
+
+// service is the stack's service of that name.
+func service(st *stack.Stack, name string) (stack.Service, error) {
+	for _, svc := range st.Services() {
+		if svc.Name() == name {
+			return svc, nil
+		}
+	}
+	return nil, fmt.Errorf("no service %q", name)
 }
 
 // sleep waits d or until ctx ends.
@@ -337,38 +346,38 @@ func (r *run) run(ctx context.Context) (err error) {
 		return err
 	}
 	for _, addr := range []string{r.APIAddr, r.MetricsAddr} {
-		if err := portFree(addr); err != nil {
+		if err := stack.PortFree(addr); err != nil {
 			return err
 		}
 	}
 	topic := "chaos_" + r.Stamp + "_" + strings.ReplaceAll(r.sc.Name, "-", "_")
-	r.consumer = &Proc{Name: "consumer", Bin: r.ConsumerBin, Log: filepath.Join(r.dir, "consumer.log"),
-		Probe: "http://" + r.MetricsAddr + "/healthz",
+	r.consumer = &stack.Proc{Name: "consumer", Path: r.ConsumerBin, Log: filepath.Join(r.dir, "consumer.log"),
+		Ready: stack.HTTPReady("http://" + r.MetricsAddr + "/healthz"),
 		Env: append(childEnv(
-			"METRICS_ADDR="+r.MetricsAddr, "REDIS_ADDR="+r.RedisAddr, "POSTGRES_DSN="+r.PostgresDSN,
+			"METRICS_ADDR="+r.MetricsAddr, "REDIS_ADDR="+r.RedisAddr, "POSTGRES_DSN="+r.PostgresDSN, "REDIS_KEY_PREFIX="+r.KeyPrefix,
 			"KAFKA_BROKERS="+r.Brokers, "KAFKA_TOPIC="+topic, "KAFKA_GROUP="+topic,
 			// The reconciler closes gaps within the checker's wait.
 			"RECONCILE_INTERVAL=2s", "RECONCILE_GRACE=3s",
 			// A killed member's partitions move on quickly (the broker's minimum).
 			"KAFKA_SESSION_TIMEOUT=6s", "PG_RETRY_MAX=1s", "SHUTDOWN_TIMEOUT=10s", "BOOT_TIMEOUT=90s",
 		), r.sc.ConsumerEnv...)}
-	r.api = &Proc{Name: "api", Bin: r.APIBin, Log: filepath.Join(r.dir, "api.log"),
-		Probe: "http://" + r.APIAddr + "/readyz",
+	r.api = &stack.Proc{Name: "api", Path: r.APIBin, Log: filepath.Join(r.dir, "api.log"),
+		Ready: stack.HTTPReady("http://" + r.APIAddr + "/readyz"),
 		Env: append(childEnv(
-			"LISTEN_ADDR="+r.APIAddr, "REDIS_ADDR="+r.RedisAddr, "POSTGRES_DSN="+r.PostgresDSN,
+			"LISTEN_ADDR="+r.APIAddr, "REDIS_ADDR="+r.RedisAddr, "POSTGRES_DSN="+r.PostgresDSN, "REDIS_KEY_PREFIX="+r.KeyPrefix,
 			"KAFKA_BROKERS="+r.Brokers, "KAFKA_TOPIC="+topic, "ADMIN_TOKEN="+r.Token,
 			// Small buffers, so that a Kafka outage fills them and opens get
 			// the designed 503 within seconds.
 			"RING_SIZE=2048", "PRODUCER_MAX_BUFFERED=4096", "SHUTDOWN_TIMEOUT=10s", "BOOT_TIMEOUT=90s",
 		), r.sc.APIEnv...)}
 	defer func() {
-		for _, p := range []*Proc{r.api, r.consumer} {
+		for _, p := range []*stack.Proc{r.api, r.consumer} {
 			if serr := p.Stop(); serr != nil {
 				r.event("stopping %s: %v", p.Name, serr)
 			}
 		}
 	}()
-	for _, pr := range []*Proc{r.consumer, r.api} {
+	for _, pr := range []*stack.Proc{r.consumer, r.api} {
 		if err := pr.Start(); err != nil {
 			return err
 		}
@@ -378,12 +387,7 @@ func (r *run) run(ctx context.Context) (err error) {
 	}
 	r.event("api (pid %d) and consumer (pid %d) ready; topic %s", r.api.Pid(), r.consumer.Pid(), topic)
 
-	big, small, skipped, err := r.createCampaigns(ctx)
-	defer func() {
-		if len(skipped) > 0 {
-			_ = r.Stores.Delete(context.WithoutCancel(ctx), skipped, false)
-		}
-	}()
+	big, small, err := r.createCampaigns(ctx)
 	if err != nil {
 		return err
 	}
@@ -441,7 +445,7 @@ func (r *run) run(ctx context.Context) (err error) {
 	ids := r.res.Campaigns
 	var counts []Counts
 	converged := false
-	werr := waitFor(ctx, p.Converge, func() error {
+	werr := stack.Poll(ctx, p.Converge, func(ctx context.Context) error {
 		counts = counts[:0]
 		converged = true
 		for _, id := range ids {
@@ -453,8 +457,8 @@ func (r *run) run(ctx context.Context) (err error) {
 			counts = append(counts, c)
 			converged = converged && c.Converged()
 		}
-		r.live.APIReady = probe(ctx, r.api.Probe) == nil
-		r.live.Healthy = probe(ctx, r.consumer.Probe) == nil
+		r.live.APIReady = r.api.Ready(ctx) == nil
+		r.live.Healthy = r.consumer.Ready(ctx) == nil
 		if converged && r.live.APIReady && r.live.Healthy {
 			return nil
 		}
@@ -492,13 +496,13 @@ func (r *run) run(ctx context.Context) (err error) {
 	}
 
 	// Stop the processes (an expected exit), then read their logs whole.
-	for _, pr := range []*Proc{r.api, r.consumer} {
+	for _, pr := range []*stack.Proc{r.api, r.consumer} {
 		if err := pr.Stop(); err != nil {
 			r.event("stopping %s: %v", pr.Name, err)
 		}
 		r.live.Crashes = append(r.live.Crashes, pr.Crashes()...)
 	}
-	if down := r.Services.AllUp(); len(down) > 0 {
+	if down := r.Stack.Down(ctx); len(down) > 0 {
 		r.live.ServiceErr = append(r.live.ServiceErr, "down at the end: "+strings.Join(down, ", "))
 	}
 	r.scanLogs(ids)
@@ -514,44 +518,21 @@ func (r *run) run(ctx context.Context) (err error) {
 }
 
 // createCampaigns creates the scenario's two campaigns through the api: one
-// too large to sell out and a small one that sells out mid-run. A campaign
-// whose id already has state in the shared Redis (the test database's
-// campaigns take ids from the same keys) is skipped and another created.
-func (r *run) createCampaigns(ctx context.Context) (big, small int64, skipped []int64, err error) {
+// too large to sell out and a small one that sells out mid-run.
+func (r *run) createCampaigns(ctx context.Context) (big, small int64, err error) {
 	n := max(50, int64(float64(r.Profile.Rate)/10*r.Profile.Duration.Seconds()*0.35))
-	invs := []map[string]int64{
-		{"1": 3_000_000, "10": 500_000, "100": 20_000},
-		{"8": n * 3 / 4, "88": n - n*3/4},
+	if big, err = r.createCampaign(ctx, "big", map[string]int64{"1": 3_000_000, "10": 500_000, "100": 20_000}); err != nil {
+		return 0, 0, err
 	}
-	var ids []int64
-	for i, inv := range invs {
-		for try := 0; ; try++ {
-			if try == 5 {
-				return 0, 0, skipped, fmt.Errorf("no fresh campaign id in 5 tries (skipped %v)", skipped)
-			}
-			id, err := r.createCampaign(ctx, fmt.Sprintf("chaos %s %s %d", r.Stamp, r.sc.Name, i), inv)
-			if err != nil {
-				return 0, 0, skipped, err
-			}
-			fresh, err := r.fresh(ctx, id, inv)
-			if err != nil {
-				return 0, 0, skipped, err
-			}
-			if fresh {
-				ids = append(ids, id)
-				break
-			}
-			r.event("campaign %d: Redis already holds state under this id (shared Redis); skipped", id)
-			skipped = append(skipped, id)
-		}
-	}
-	return ids[0], ids[1], skipped, nil
+	small, err = r.createCampaign(ctx, "small", map[string]int64{"8": n * 3 / 4, "88": n - n*3/4})
+	return big, small, err
 }
 
-func (r *run) createCampaign(ctx context.Context, name string, inv map[string]int64) (int64, error) {
+func (r *run) createCampaign(ctx context.Context, what string, inv map[string]int64) (int64, error) {
 	now := time.Now().UTC()
-	body, _ := json.Marshal(map[string]any{"name": name, "start_time": now.Add(-time.Minute).Format(time.RFC3339),
-		"end_time": now.Add(30 * time.Minute).Format(time.RFC3339), "inventory": inv})
+	body, _ := json.Marshal(map[string]any{"name": fmt.Sprintf("chaos %s %s %s", r.Stamp, r.sc.Name, what),
+		"start_time": now.Add(-time.Minute).Format(time.RFC3339),
+		"end_time":   now.Add(30 * time.Minute).Format(time.RFC3339), "inventory": inv})
 	var out struct {
 		ID int64 `json:"id"`
 	}
@@ -561,30 +542,7 @@ func (r *run) createCampaign(ctx context.Context, name string, inv map[string]in
 	return out.ID, nil
 }
 
-// fresh reports whether campaign id has exactly the stock it was created
-// with and no claims, in Redis and PostgreSQL.
-func (r *run) fresh(ctx context.Context, id int64, inv map[string]int64) (bool, error) {
-	var v struct {
-		Loaded    bool  `json:"loaded"`
-		Total     int64 `json:"total"`
-		Remaining int64 `json:"remaining"`
-		Claims    int64 `json:"claims"`
-		Persisted int64 `json:"persisted"`
-		Inventory []struct {
-			Amount    int64 `json:"amount"`
-			Total     int64 `json:"total"`
-			Remaining int64 `json:"remaining"`
-		} `json:"inventory"`
-	}
-	if err := r.admin(ctx, http.MethodGet, "/campaign/"+strconv.FormatInt(id, 10), nil, http.StatusOK, &v); err != nil {
-		return false, err
-	}
-	ok := v.Loaded && v.Remaining == v.Total && v.Claims == 0 && v.Persisted == 0 && len(v.Inventory) == len(inv)
-	for _, s := range v.Inventory {
-		ok = ok && s.Remaining == s.Total && inv[strconv.FormatInt(s.Amount, 10)] == s.Total
-	}
-	return ok, nil
-}
+var adminClient = &http.Client{Timeout: 15 * time.Second}
 
 // admin calls a merchant route and decodes its answer into out.
 func (r *run) admin(ctx context.Context, method, path string, body []byte, want int, out any) error {
@@ -596,7 +554,7 @@ func (r *run) admin(ctx context.Context, method, path string, body []byte, want 
 	}
 	req.Header.Set("Authorization", "Bearer "+r.Token)
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := probeClient.Do(req)
+	resp, err := adminClient.Do(req)
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", method, path, err)
 	}
@@ -615,7 +573,7 @@ func (r *run) scanLogs(ids []int64) {
 	for _, id := range ids {
 		ours[id] = true
 	}
-	for _, pr := range []*Proc{r.api, r.consumer} {
+	for _, pr := range []*stack.Proc{r.api, r.consumer} {
 		f, err := os.Open(pr.Log)
 		if err != nil {
 			r.live.Panics = append(r.live.Panics, fmt.Sprintf("%s log: %v", pr.Name, err))
@@ -667,7 +625,7 @@ func truncate(s string, n int) string {
 func (r *run) cleanup(ctx context.Context, ids []int64, topic string) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if err := r.Stores.Delete(ctx, ids, true); err != nil {
+	if err := r.Stores.Delete(ctx, ids); err != nil {
 		r.event("cleanup: campaigns %v: %v", ids, err)
 	}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(r.Brokers, ",")...))

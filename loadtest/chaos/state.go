@@ -14,6 +14,7 @@ import (
 type Stores struct {
 	DB    *pgxpool.Pool
 	Redis rueidis.Client
+	Keys  lua.Keyspace // the namespace of the api and consumer the suite runs
 }
 
 // Counts are the three numbers that agree once a campaign has converged.
@@ -35,7 +36,7 @@ func (c Counts) String() string {
 func (s *Stores) Counts(ctx context.Context, id int64) (Counts, error) {
 	var c Counts
 	var err error
-	if c.Redis, err = s.Redis.Do(ctx, s.Redis.B().Hlen().Key(lua.KeysOf(id).Claims()).Build()).AsInt64(); err != nil {
+	if c.Redis, err = s.Redis.Do(ctx, s.Redis.B().Hlen().Key(s.Keys.Of(id).Claims()).Build()).AsInt64(); err != nil {
 		return c, fmt.Errorf("redis: %w", err)
 	}
 	err = s.DB.QueryRow(ctx, `SELECT (SELECT count(*) FROM claim_log WHERE campaign_id = $1),
@@ -71,7 +72,7 @@ func (s *Stores) State(ctx context.Context, id int64) (*CampaignState, error) {
 	}); err != nil {
 		return nil, fmt.Errorf("postgres: claim_log of %d: %w", id, err)
 	}
-	k := lua.KeysOf(id)
+	k := s.Keys.Of(id)
 	rs, err := lua.ReadState(ctx, s.Redis, k)
 	if err != nil {
 		return nil, fmt.Errorf("redis: state of %d: %w", id, err)
@@ -87,10 +88,8 @@ func (s *Stores) State(ctx context.Context, id int64) (*CampaignState, error) {
 	return st, nil
 }
 
-// Delete removes campaigns: their PostgreSQL rows, and their Redis keys
-// when redisToo (not for a campaign whose id another database's campaign
-// holds in the shared Redis).
-func (s *Stores) Delete(ctx context.Context, ids []int64, redisToo bool) error {
+// Delete removes campaigns: their PostgreSQL rows and Redis keys.
+func (s *Stores) Delete(ctx context.Context, ids []int64) error {
 	if len(ids) == 0 {
 		return nil
 	}
@@ -106,13 +105,12 @@ func (s *Stores) Delete(ctx context.Context, ids []int64, redisToo bool) error {
 		}
 		return nil
 	})
-	if err != nil || !redisToo {
+	if err != nil {
 		return err
 	}
 	for _, id := range ids {
-		k := lua.KeysOf(id)
-		loading := fmt.Sprintf("rp:{%d}:loading", id)
-		if err := s.Redis.Do(ctx, s.Redis.B().Del().Key(k.Meta(), k.Stock(), k.Claims(), loading).Build()).Error(); err != nil {
+		k := s.Keys.Of(id)
+		if err := s.Redis.Do(ctx, s.Redis.B().Del().Key(k.Meta(), k.Stock(), k.Claims(), k.Loading()).Build()).Error(); err != nil {
 			return err
 		}
 	}

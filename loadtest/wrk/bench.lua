@@ -1,4 +1,4 @@
--- wrk script of `make bench` (loadtest/bench.sh): request bodies with user
+-- wrk script of `make bench` (loadtest/bench): request bodies with user
 -- ids, responses counted by status, and one JSON line of results.
 --
 --   wrk -t2 -c64 -d15s --latency -s loadtest/wrk/bench.lua URL -- MODE PREFIX [USERS]

@@ -1,0 +1,34 @@
+package main
+
+import (
+	"testing"
+	"time"
+)
+
+func TestSettings(t *testing.T) {
+	env := func(kv map[string]string) func(string) (string, bool) {
+		return func(k string) (string, bool) { v, ok := kv[k]; return v, ok }
+	}
+	st, s := settings(env(map[string]string{"CHAOS_SHORT": "1", "CHAOS_RATE": "200"}))
+	if err := s.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if st.Profile.Name != "short" || st.Profile.Rate != 200 || st.Profile.Duration != 20*time.Second || st.KeyPrefix != "rpchaos" {
+		t.Errorf("settings = %+v", st)
+	}
+	if scs, _ := selected(st.Scenarios); len(scs) != 5 {
+		t.Errorf("default scenarios: %d, want the 5 that are not optional", len(scs))
+	}
+	for name, bad := range map[string]map[string]string{
+		"default key prefix":     {"CHAOS_KEY_PREFIX": "rp"},
+		"unknown scenario":       {"CHAOS_SCENARIOS": "api-kill9,meteor"},
+		"outage longer than run": {"CHAOS_DURATION": "10s", "CHAOS_OUTAGE": "30s"},
+		"api elsewhere":          {"CHAOS_API_ADDR": "10.1.2.3:18090"},
+		"PostgreSQL elsewhere":   {"POSTGRES_DSN": "postgres://rain:rain@db.example/rain"},
+		"rate out of range":      {"CHAOS_RATE": "5"},
+	} {
+		if _, s := settings(env(bad)); s.Err() == nil {
+			t.Errorf("%s (%v): want an error", name, bad)
+		}
+	}
+}
