@@ -47,6 +47,7 @@ import (
 type Config struct {
 	Root         string // repository root (holding go.mod); "": found from the working directory
 	State        string // pidfiles, logs, data, locks; "": Root/.local
+	Cache        string // downloads (the Kafka jars); "": Root/.cache
 	RedisAddr    string // 127.0.0.1:6379
 	PostgresPort int    // 5432
 	KafkaAddr    string // 127.0.0.1:9092; the KRaft controller listens on the next port
@@ -152,10 +153,13 @@ func New(cfg Config) (*Stack, error) {
 	if cfg.State == "" {
 		cfg.State = filepath.Join(cfg.Root, ".local")
 	}
+	if cfg.Cache == "" {
+		cfg.Cache = filepath.Join(cfg.Root, ".cache")
+	}
 	s := &Stack{
 		Root:  cfg.Root,
 		State: cfg.State,
-		Cache: filepath.Join(cfg.Root, ".cache"),
+		Cache: cfg.Cache,
 		Bin:   filepath.Join(cfg.Root, "bin"),
 		cfg:   cfg,
 	}
