@@ -45,11 +45,7 @@ func (c *MainConfig) Bind(s *config.Set) {
 
 // DefaultMainConfig is the configuration of an api with no variable set
 // (tests set ADMIN_TOKEN and the addresses they need).
-func DefaultMainConfig() MainConfig {
-	var c MainConfig
-	c.Bind(config.Defaults())
-	return c
-}
+func DefaultMainConfig() MainConfig { return config.Default[MainConfig]() }
 
 // Main is the api process: PostgreSQL (migrated), Redis, the ring and its
 // Kafka producer, and the HTTP server, assembled once for cmd/api and the

@@ -238,3 +238,14 @@ func ReadmeTable(readme, heading string) (string, error) {
 	}
 	return b.String(), nil
 }
+
+// Default returns the configuration a Bind method declares, with no
+// variable set: its defaults.
+func Default[T any, PT interface {
+	*T
+	Bind(*Set)
+}]() T {
+	var c T
+	PT(&c).Bind(Defaults())
+	return c
+}

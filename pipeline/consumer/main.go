@@ -44,11 +44,7 @@ func (c *MainConfig) Bind(s *config.Set) {
 }
 
 // DefaultMainConfig is the configuration of a consumer with no variable set.
-func DefaultMainConfig() MainConfig {
-	var c MainConfig
-	c.Bind(config.Defaults())
-	return c
-}
+func DefaultMainConfig() MainConfig { return config.Default[MainConfig]() }
 
 // Main is the consumer process: the consumer group writing claims into
 // PostgreSQL, its /metrics and /healthz server, and the periodic

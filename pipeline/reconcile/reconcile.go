@@ -342,8 +342,4 @@ func (r *Reconciler) Pass(ctx context.Context) (Report, error) {
 }
 
 // DefaultConfig is the configuration with no variable set.
-func DefaultConfig() Config {
-	var c Config
-	c.Bind(config.Defaults())
-	return c
-}
+func DefaultConfig() Config { return config.Default[Config]() }
