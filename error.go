@@ -16,17 +16,28 @@ const (
 	EUNAUTHORIZED = "UNAUTHORIZED"    // missing or wrong merchant token
 	ENOTFOUND     = "NOT_FOUND"       // no such campaign or route
 	EBUSY         = "BUSY"            // a dependency is down or the pipeline is full; retry later
+	ERATELIMITED  = "RATE_LIMITED"    // a per-user or per-IP limit was exceeded; retry later
 	EINTERNAL     = "INTERNAL"        // a bug or an unexpected failure
 )
 
 // Error is an application error: a code from the list above and a message
-// fit for the caller.
+// fit for the caller. Cause, when set, is the internal failure behind it
+// (a driver's error, an address): it is logged, never shown to the caller.
 type Error struct {
 	Code    string
 	Message string
+	Cause   error
 }
 
-func (e *Error) Error() string { return e.Code + ": " + e.Message }
+func (e *Error) Error() string {
+	if e.Cause != nil {
+		return e.Code + ": " + e.Message + ": " + e.Cause.Error()
+	}
+	return e.Code + ": " + e.Message
+}
+
+// Unwrap returns the cause.
+func (e *Error) Unwrap() error { return e.Cause }
 
 // Errorf returns an *Error with the code and a formatted message.
 func Errorf(code, format string, args ...any) *Error {

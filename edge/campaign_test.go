@@ -59,7 +59,7 @@ func TestMerchantRoutesNeedToken(t *testing.T) {
 	h := newHarness(t, harnessOpt{})
 	name := fmt.Sprintf("unauthorized %d", time.Now().UnixNano())
 	body := `{"name":"` + name + `","start_time":"2025-01-01T00:00:00Z","end_time":"2025-01-07T00:00:00Z","inventory":{"5":1}}`
-	for _, token := range []string{"", "wrong", "test-tokenX", "test-toke", " test-token"} {
+	for _, token := range []string{"", "wrong", "test-tokenX", "test-toke", "Test-token", "TEST-TOKEN"} {
 		status, m := h.do("POST", "/campaign", token, body)
 		if status != 401 || m["status"] != "UNAUTHORIZED" {
 			t.Errorf("create with token %q: %d %v", token, status, m)

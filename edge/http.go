@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"math/rand/v2"
 	"strconv"
 
 	"github.com/redpacket/rain"
@@ -14,7 +15,10 @@ import (
 var (
 	contentTypeJSON = []byte("application/json")
 	headerRetry     = []byte("Retry-After")
-	retryAfterSecs  = []byte("1")
+	// retryAfterSecs are the Retry-After values of 503 and 429, one drawn
+	// per answer: clients told to come back spread over 1-3 s instead of
+	// returning in lockstep.
+	retryAfterSecs = [...][]byte{[]byte("1"), []byte("2"), []byte("3")}
 )
 
 // outcomeStatus maps a claim outcome to its HTTP status (README, "POST /campaign/{id}/open").
@@ -47,12 +51,16 @@ func errorStatus(code string) (int, string) {
 		return fasthttp.StatusNotFound, code
 	case rain.EBUSY:
 		return fasthttp.StatusServiceUnavailable, code
+	case rain.ERATELIMITED:
+		return fasthttp.StatusTooManyRequests, code
 	}
 	return fasthttp.StatusInternalServerError, rain.EINTERNAL
 }
 
 // writeError writes an error body: {"status":"<CODE>","error":"<message>"}.
-// 503s carry Retry-After.
+// The message is the application error's own, never the text of its cause
+// (addresses, driver messages): those go to the logs. 503s and 429s carry
+// Retry-After.
 func writeError(ctx *fasthttp.RequestCtx, err error) {
 	status, code := errorStatus(rain.ErrorCode(err))
 	var buf [256]byte
@@ -61,8 +69,8 @@ func writeError(ctx *fasthttp.RequestCtx, err error) {
 	b = append(b, `","error":`...)
 	b = strconv.AppendQuote(b, rain.ErrorMessage(err))
 	b = append(b, '}')
-	if status == fasthttp.StatusServiceUnavailable {
-		ctx.Response.Header.SetBytesKV(headerRetry, retryAfterSecs)
+	if status == fasthttp.StatusServiceUnavailable || status == fasthttp.StatusTooManyRequests {
+		ctx.Response.Header.SetBytesKV(headerRetry, retryAfterSecs[rand.N(len(retryAfterSecs))])
 	}
 	writeJSON(ctx, status, b)
 }

@@ -134,12 +134,14 @@ func (l *Loader) LoadLive(ctx context.Context) error {
 	return nil
 }
 
-// busyIf marks a Redis failure as EBUSY (the caller answers 503).
+// busyIf marks a Redis failure as EBUSY (the caller answers 503). The
+// Redis error is the cause, for the logs; the answer says only "redis
+// unavailable".
 func busyIf(err error) error {
 	if err == nil {
 		return nil
 	}
-	return &rain.Error{Code: rain.EBUSY, Message: "redis unavailable: " + err.Error()}
+	return &rain.Error{Code: rain.EBUSY, Message: "redis unavailable", Cause: err}
 }
 
 // missingCache remembers for a moment the campaign ids PostgreSQL does not

@@ -40,7 +40,7 @@ type routeMetrics struct {
 	latency  *metrics.PrometheusHistogram
 }
 
-var knownStatuses = []int{200, 201, 400, 401, 404, 405, 409, 410, 413, 500, 503}
+var knownStatuses = []int{200, 201, 400, 401, 404, 405, 408, 409, 410, 413, 417, 429, 431, 500, 503}
 
 func newRouteMetrics(method, route string) *routeMetrics {
 	m := &routeMetrics{route: route, method: method, byStatus: make(map[int]*metrics.Counter)}

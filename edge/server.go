@@ -4,6 +4,7 @@ package edge
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"log/slog"
 	"net"
@@ -78,7 +79,7 @@ type Server struct {
 	ring     *producer.Ring
 	producer Health
 	log      *slog.Logger
-	tokens   [][]byte
+	tokens   [][sha256.Size]byte // digests of the merchant tokens
 	hot      hotCampaigns
 	missing  missingCache
 	inflight atomic.Int64
@@ -110,9 +111,7 @@ func New(cfg Config, d Deps) *Server {
 	s.hot.redis, s.hot.keys, s.hot.log = d.Redis, d.Keys, log
 	s.stock.s = s
 	s.loader = &Loader{Store: d.DB, Redis: d.Redis, Keys: d.Keys, Log: log}
-	for _, t := range cfg.AdminTokens {
-		s.tokens = append(s.tokens, []byte(t))
-	}
+	s.tokens = tokenDigests(cfg.AdminTokens)
 	ring := d.Ring
 	s.gauges.NewGauge(`rain_ring_length`, func() float64 { return float64(ring.Len()) })
 	s.gauges.NewGauge(`rain_ring_capacity`, func() float64 { return float64(ring.Cap()) })
