@@ -1,62 +1,134 @@
--- claim.lua: one user opens one packet of one campaign, atomically.
+#!lua
+-- claim.lua: the opens of a batch of users (one or more) of one campaign,
+-- decided atomically in one call.
 --
 -- KEYS[1] rp:{id}:meta    hash  start, end (unix ms)
 -- KEYS[2] rp:{id}:stock   hash  amount -> remaining count (amounts at 0 are removed)
 -- KEYS[3] rp:{id}:claims  hash  user id -> "amount:claimed_at_ms"
--- ARGV[1] user id
--- ARGV[2] a uniform random integer in [0, 2^53), drawn by the caller
---         (Lua's math.random inside Redis is not a usable source; SPEC.md)
+-- ARGV    one pair per user: user id (non-empty), then a uniform random
+--         integer in [0, 2^53) in decimal, drawn by the caller (Lua's
+--         math.random inside Redis is not a usable source)
 --
--- Checks in SPEC order: campaign exists, window (Redis TIME, so every API
--- replica agrees), already opened, stock. Returns {code} or
--- {code, amount, claimed_at_ms, end_ms[, claims]}; the codes are lua.Outcome
--- values. end_ms lets the api answer repeats and sold-out floods from memory
--- until the window closes; claims (SOLD_OUT only: how many users hold a
--- packet) tells it whether its copy of the claims is whole.
-local m = redis.call('HMGET', KEYS[1], 'start', 'end')
+-- Each user gets the answer a call of their own would give at this moment,
+-- in ARGV order, checks in this order: campaign exists, window (by Redis
+-- TIME, so every API replica agrees), already opened, stock. A user twice in one
+-- batch claims once; the second answer is ALREADY_OPENED with the first's
+-- amount. Codes are lua.Outcome values. Reply:
+--   {code}                     0 NOT_FOUND, 1 NOT_STARTED or 2 ENDED, for every user
+--   {end_ms, now_ms, per user: 5, amount               OK, claimed at now_ms
+--                              3, amount, claimed_at   ALREADY_OPENED
+--                              4, claims               SOLD_OUT (users holding a packet)}
+-- end_ms lets the api answer repeats and sold-out floods from memory until
+-- the window closes; claims tells it whether its copy of the claims is whole.
+--
+-- Redis keeps the writes of a script that fails half-way, so every argument
+-- is checked before the first write and nothing after it can fail. The
+-- shebang makes Redis refuse the whole call up front under OOM (instead of
+-- at a write in the middle) and refuse keys of another cluster slot.
+local call = redis.call
+local n = #ARGV
+if n == 0 or n % 2 == 1 then
+  return redis.error_reply('RPARGS want pairs of user id and random')
+end
+for i = 2, n, 2 do
+  local r = tonumber(ARGV[i])
+  if not r or r < 0 or r >= 9007199254740992 or r % 1 ~= 0 then
+    return redis.error_reply('RPARGS random not an integer in [0, 2^53)')
+  end
+  if ARGV[i - 1] == '' then
+    return redis.error_reply('RPARGS empty user id')
+  end
+end
+
+local m = call('HMGET', KEYS[1], 'start', 'end')
 if not m[1] then
   return {0} -- NOT_FOUND
 end
-local t = redis.call('TIME')
+local t = call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if now < tonumber(m[1]) then
   return {1} -- NOT_STARTED
 end
-if now >= tonumber(m[2]) then
+local endms = tonumber(m[2])
+if now >= endms then
   return {2} -- ENDED
 end
-local prev = redis.call('HGET', KEYS[3], ARGV[1])
-if prev then
-  local sep = string.find(prev, ':', 1, true)
-  return {3, tonumber(string.sub(prev, 1, sep - 1)), tonumber(string.sub(prev, sep + 1)), tonumber(m[2])} -- ALREADY_OPENED
-end
--- The stock hash holds only amounts still in stock (at most 64), so its sum
--- is the packets left; no separate counter to keep in step.
-local s = redis.call('HGETALL', KEYS[2])
-local left = 0
-for i = 2, #s, 2 do
-  left = left + tonumber(s[i])
-end
-if left <= 0 then
-  return {4, 0, 0, tonumber(m[2]), redis.call('HLEN', KEYS[3])} -- SOLD_OUT
-end
--- A draw from the bag: every remaining packet is equally likely, so each
--- amount is picked with probability remaining(amount) / left. Doubles hold
--- integers below 2^53 exactly, and the bias of the modulo is below
--- left / 2^53 (< 1e-6 at the largest inventory).
-local r = tonumber(ARGV[2]) % left
-for i = 1, #s, 2 do
-  local c = tonumber(s[i + 1])
-  if r < c then
-    local amount = s[i]
-    if c == 1 then
-      redis.call('HDEL', KEYS[2], amount)
-    else
-      redis.call('HINCRBY', KEYS[2], amount, -1)
+
+local out, o = {endms, now}, 2
+local at = ':' .. now
+-- The stock, read at the first user who draws: s is HGETALL's flat
+-- {amount, count, ...} with the counts turned into numbers and kept in step
+-- with the draws. The hash holds only amounts still in stock (at most 64),
+-- so the counts sum to the packets left; no separate counter to keep in
+-- step. tj is the index in s of the first amount drawn and tk how many of
+-- it were; took[j] counts the draws of any other (a table only when a
+-- second amount is drawn: a call of one user costs what it did before
+-- batching).
+local s, left, tj, tk, took, claims
+for i = 1, n, 2 do
+  local user = ARGV[i]
+  local prev = call('HGET', KEYS[3], user)
+  if prev then
+    local sep = string.find(prev, ':', 1, true)
+    out[o + 1] = 3 -- ALREADY_OPENED
+    out[o + 2] = tonumber(string.sub(prev, 1, sep - 1))
+    out[o + 3] = tonumber(string.sub(prev, sep + 1))
+    o = o + 3
+  else
+    if not s then
+      s, left = call('HGETALL', KEYS[2]), 0
+      for j = 2, #s, 2 do
+        local c = tonumber(s[j])
+        s[j] = c
+        left = left + c
+      end
     end
-    redis.call('HSET', KEYS[3], ARGV[1], amount .. ':' .. now)
-    return {5, tonumber(amount), now, tonumber(m[2])} -- OK
+    if left <= 0 then
+      claims = claims or call('HLEN', KEYS[3]) -- no claim follows in this batch
+      out[o + 1] = 4 -- SOLD_OUT
+      out[o + 2] = claims
+      o = o + 2
+    else
+      -- A draw from the bag: every remaining packet is equally likely, so
+      -- each amount is picked with probability remaining(amount) / left.
+      -- Doubles hold integers below 2^53 exactly, and the bias of the
+      -- modulo is below left / 2^53 (< 1e-6 at the largest inventory).
+      -- r < left = the sum of the counts, so the walk ends inside s.
+      local r = tonumber(ARGV[i + 1]) % left
+      local j = 2
+      while r >= s[j] do
+        r = r - s[j]
+        j = j + 2
+      end
+      s[j] = s[j] - 1
+      left = left - 1
+      if j == tj then
+        tk = tk + 1
+      elseif not tj then
+        tj, tk = j, 1
+      else
+        took = took or {}
+        took[j] = (took[j] or 0) + 1
+      end
+      local amount = s[j - 1]
+      call('HSET', KEYS[3], user, amount .. at)
+      out[o + 1] = 5 -- OK
+      out[o + 2] = tonumber(amount)
+      o = o + 2
+    end
   end
-  r = r - c
 end
-return redis.error_reply('RPSTOCK draw fell outside the stock')
+-- The stock written back once per amount drawn; an amount at 0 is removed.
+if tj then
+  for j = 2, #s, 2 do
+    local k = j == tj and tk or took and took[j]
+    if k then
+      if s[j] == 0 then
+        call('HDEL', KEYS[2], s[j - 1])
+      else
+        call('HINCRBY', KEYS[2], s[j - 1], -k)
+      end
+    end
+  end
+end
+return out

@@ -21,11 +21,11 @@ func init() { nextID.Store(time.Now().UnixNano()/1000%1e12*1000 + 1e15) }
 
 // newCampaign loads a campaign with the window [start, end) and stock into
 // Redis, removing its keys when the test ends.
-func newCampaign(t *testing.T, c rueidis.Client, start, end time.Time, stock map[int64]int64) *lua.Keys {
+func newCampaign(t testing.TB, c rueidis.Client, start, end time.Time, stock map[int64]int64) *lua.Keys {
 	t.Helper()
-	k := lua.KeysOf(nextID.Add(1))
+	k := testenv.Keys().Of(nextID.Add(1))
 	ctx := context.Background()
-	t.Cleanup(func() { c.Do(ctx, c.B().Del().Key(k.Meta(), k.Stock(), k.Claims()).Build()) })
+	t.Cleanup(func() { c.Do(ctx, c.B().Unlink().Key(k.Meta(), k.Stock(), k.Claims()).Build()) })
 	loaded, err := lua.Load(ctx, c, k, start.UnixMilli(), end.UnixMilli(), stock)
 	if err != nil || !loaded {
 		t.Fatalf("load: %v %v", loaded, err)
@@ -33,7 +33,7 @@ func newCampaign(t *testing.T, c rueidis.Client, start, end time.Time, stock map
 	return k
 }
 
-func live(t *testing.T, c rueidis.Client, stock map[int64]int64) *lua.Keys {
+func live(t testing.TB, c rueidis.Client, stock map[int64]int64) *lua.Keys {
 	return newCampaign(t, c, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), stock)
 }
 
@@ -50,7 +50,7 @@ func TestClaimBranches(t *testing.T) {
 	c := testenv.Redis(t)
 	now := time.Now()
 
-	if r := claim(t, c, lua.KeysOf(nextID.Add(1)), "u"); r.Outcome != lua.NotFound {
+	if r := claim(t, c, testenv.Keys().Of(nextID.Add(1)), "u"); r.Outcome != lua.NotFound {
 		t.Errorf("unknown campaign: %v, want NOT_FOUND", r.Outcome)
 	}
 	future := newCampaign(t, c, now.Add(time.Hour), now.Add(2*time.Hour), map[int64]int64{5: 1})

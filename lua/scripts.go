@@ -6,7 +6,6 @@ package lua
 import (
 	"context"
 	_ "embed"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -54,7 +53,7 @@ func (o Outcome) String() string {
 	return outcomeNames[o]
 }
 
-// Result is the answer of claim.lua.
+// Result is claim.lua's answer to one user.
 type Result struct {
 	Outcome   Outcome
 	Amount    int64 // OK and AlreadyOpened: the user's amount
@@ -63,50 +62,123 @@ type Result struct {
 	Claims    int64 // SoldOut: how many users hold a packet
 }
 
-// Claim runs claim.lua for user in the campaign of k. rnd must be uniform in
-// [0, 2^53); the caller draws it (math/rand/v2 is fine).
-//
-// An error means the outcome is unknown: the script may or may not have run
-// (a timeout after sending, say). The claim, if made, is in Redis, where a
-// retried open finds it (AlreadyOpened) and the reconciler persists it.
+// Claim runs claim.lua for one user in the campaign of k: ClaimBatch of one.
 func Claim(ctx context.Context, c rueidis.Client, k *Keys, user string, rnd uint64) (Result, error) {
-	args := [2]string{user, strconv.FormatUint(rnd&(1<<53-1), 10)}
-	msgs, err := claimScript.Exec(ctx, c, k.all[:], args[:]).ToArray()
-	if err != nil {
-		return Result{}, err
-	}
-	return parseClaim(msgs)
+	var out [1]Result
+	err := ClaimBatch(ctx, c, k, []string{user}, []uint64{rnd}, out[:])
+	return out[0], err
 }
 
-func parseClaim(msgs []rueidis.RedisMessage) (Result, error) {
-	var r Result
-	if len(msgs) == 0 {
-		return r, errors.New("claim.lua: empty reply")
+// ClaimBatch decides the opens of users in the campaign of k in one call of
+// claim.lua, filling out[i] with the answer to users[i]: the answer a call
+// of its own would give, in order (a user twice gets one claim, then
+// AlreadyOpened). rnds[i] is users[i]'s random number, uniform in [0, 2^53)
+// (higher bits are dropped); the caller draws it (math/rand/v2 is fine).
+// users, rnds and out have the same length, at least 1; user ids are not
+// empty (else Redis refuses the call and nothing is written).
+//
+// An error means the outcome is unknown for every user: the script may or
+// may not have run (a timeout after sending, say). The claims, if made, are
+// in Redis, where a retried open finds them (AlreadyOpened) and the
+// reconciler persists them.
+func ClaimBatch(ctx context.Context, c rueidis.Client, k *Keys, users []string, rnds []uint64, out []Result) error {
+	n := len(users)
+	if n == 0 || len(rnds) != n || len(out) != n {
+		return fmt.Errorf("claim: %d users, %d randoms, %d results", n, len(rnds), len(out))
 	}
-	code, err := msgs[0].AsInt64()
-	if err != nil || code < int64(NotFound) || code > int64(OK) {
-		return r, fmt.Errorf("claim.lua: bad code %v: %w", code, err)
+	var stack [2 * 64]string // a batch of up to 64 lays out its arguments here, not on the heap
+	args := stack[:0]
+	if 2*n > len(stack) {
+		args = make([]string, 0, 2*n)
 	}
-	r.Outcome = Outcome(code)
-	if len(msgs) > 1 {
-		if r.Amount, err = msgs[1].AsInt64(); err != nil {
-			return r, fmt.Errorf("claim.lua: bad amount: %w", err)
+	msgs, err := claimScript.Exec(ctx, c, k.all[:], appendClaimArgs(args, users, rnds)).ToArray()
+	if err != nil {
+		return err
+	}
+	return parseClaims(msgs, out)
+}
+
+// randDigits is the width of a random number in claim.lua's arguments:
+// 2^53-1 has 16 decimal digits.
+const randDigits = 16
+
+// appendClaimArgs appends claim.lua's ARGV to args: user id, random, per
+// user. The randoms are written zero-padded to a fixed width into one
+// string: one allocation for all of them.
+func appendClaimArgs(args, users []string, rnds []uint64) []string {
+	var b strings.Builder
+	b.Grow(randDigits * len(rnds))
+	var d [randDigits]byte
+	for _, r := range rnds {
+		r &= 1<<53 - 1
+		for i := randDigits - 1; i >= 0; i-- {
+			d[i] = byte('0' + r%10)
+			r /= 10
 		}
+		b.Write(d[:])
 	}
-	if len(msgs) > 3 {
-		if r.ClaimedAt, err = msgs[2].AsInt64(); err != nil {
-			return r, fmt.Errorf("claim.lua: bad time: %w", err)
-		}
-		if r.EndMs, err = msgs[3].AsInt64(); err != nil {
-			return r, fmt.Errorf("claim.lua: bad end time: %w", err)
-		}
+	digits := b.String()
+	for i, u := range users {
+		args = append(args, u, digits[randDigits*i:randDigits*(i+1)])
 	}
-	if len(msgs) > 4 {
-		if r.Claims, err = msgs[4].AsInt64(); err != nil {
-			return r, fmt.Errorf("claim.lua: bad claims count: %w", err)
+	return args
+}
+
+// parseClaims reads claim.lua's reply (see the script) into out.
+func parseClaims(msgs []rueidis.RedisMessage, out []Result) error {
+	if len(msgs) == 1 { // the same answer for every user
+		code, err := msgs[0].AsInt64()
+		if err != nil || code < int64(NotFound) || code > int64(Ended) {
+			return fmt.Errorf("claim.lua: bad reply %v", msgs[0])
 		}
+		for i := range out {
+			out[i] = Result{Outcome: Outcome(code)}
+		}
+		return nil
 	}
-	return r, nil
+	p := replyReader{msgs: msgs}
+	end, now := p.next(), p.next()
+	for i := range out {
+		r := Result{EndMs: end}
+		switch code := p.next(); code {
+		case int64(OK):
+			r.Outcome, r.Amount, r.ClaimedAt = OK, p.next(), now
+		case int64(AlreadyOpened):
+			r.Outcome, r.Amount, r.ClaimedAt = AlreadyOpened, p.next(), p.next()
+		case int64(SoldOut):
+			r.Outcome, r.Claims = SoldOut, p.next()
+		default:
+			p.bad = true
+		}
+		if p.bad {
+			return fmt.Errorf("claim.lua: malformed reply at user %d of %d", i+1, len(out))
+		}
+		out[i] = r
+	}
+	if len(p.msgs) != 0 {
+		return fmt.Errorf("claim.lua: %d values past the last user in the reply", len(p.msgs))
+	}
+	return nil
+}
+
+// replyReader takes integers off the front of a reply; bad records a
+// missing or non-integer value.
+type replyReader struct {
+	msgs []rueidis.RedisMessage
+	bad  bool
+}
+
+func (p *replyReader) next() int64 {
+	if len(p.msgs) == 0 {
+		p.bad = true
+		return 0
+	}
+	v, err := p.msgs[0].AsInt64()
+	if err != nil {
+		p.bad = true
+	}
+	p.msgs = p.msgs[1:]
+	return v
 }
 
 // Load makes a campaign visible to opens with the given remaining stock per
