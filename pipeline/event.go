@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -88,50 +89,141 @@ func appendJSONString(b []byte, s string) []byte {
 	return append(b, '"')
 }
 
-// wireEvent is the decoding shape; pointers tell a missing field from a zero.
-type wireEvent struct {
-	V          *int    `json:"v"`
-	CampaignID *int64  `json:"campaign_id"`
-	UserID     *string `json:"user_id"`
-	Amount     *int64  `json:"amount"`
-	ClaimedAt  *string `json:"claimed_at"`
-}
-
-// ErrBadEvent wraps every reason DecodeEvent rejects a record; such records
-// go to the dead-letter topic.
+// ErrBadEvent is wrapped by every error DecodeEvent returns; such records
+// go to the dead-letter topic. errors.As with *BadEventError gives the
+// reason.
 var ErrBadEvent = errors.New("bad event")
 
-// DecodeEvent parses and validates one event. Decoding is off the hot path,
-// so it uses encoding/json, strictly: unknown fields, a missing field, a
-// version other than EventVersion or an invalid value are errors wrapping
-// ErrBadEvent.
+// BadEventError is why DecodeEvent refused a record: Reason is one of
+// ReasonMalformed, ReasonUnsupportedVersion or ReasonInvalid.
+type BadEventError struct {
+	Reason string
+	Detail string
+}
+
+func (e *BadEventError) Error() string { return "bad event: " + e.Reason + ": " + e.Detail }
+
+// Unwrap makes errors.Is(err, ErrBadEvent) hold.
+func (e *BadEventError) Unwrap() error { return ErrBadEvent }
+
+func badEvent(reason, format string, args ...any) error {
+	return &BadEventError{Reason: reason, Detail: fmt.Sprintf(format, args...)}
+}
+
+// Event fields, as bits of the set of those seen.
+const (
+	fieldV = 1 << iota
+	fieldCampaignID
+	fieldUserID
+	fieldAmount
+	fieldClaimedAt
+)
+
+// DecodeEvent parses and validates one event, strictly. The value must be
+// exactly one JSON object, nothing after it but white space (else
+// ReasonMalformed); "v" must be EventVersion (else ReasonUnsupportedVersion,
+// whatever the other fields); every field must be present once, named in
+// exact case, with a value in range, and no other field may appear (else
+// ReasonInvalid). Every error is a *BadEventError wrapping ErrBadEvent.
+//
+// Decoding is off the hot path, so it uses encoding/json's tokenizer: its
+// struct decoding would match names case-insensitively, keep the last of
+// duplicate keys and stop at the end of the first value.
 func DecodeEvent(b []byte) (Event, error) {
-	var w wireEvent
+	var (
+		v                  json.RawMessage
+		campaignID, amount int64
+		userID, claimedAt  string
+		named, seen        int   // fields named; fields with a value other than null
+		invalid            error // the first field error; the version decides first
+		skip               json.RawMessage
+	)
 	d := json.NewDecoder(bytes.NewReader(b))
-	d.DisallowUnknownFields()
-	if err := d.Decode(&w); err != nil {
-		return Event{}, fmt.Errorf("%w: json: %v", ErrBadEvent, err)
+	if tok, err := d.Token(); err != nil || tok != json.Delim('{') {
+		return Event{}, badEvent(ReasonMalformed, "not a JSON object")
 	}
-	if d.More() {
-		return Event{}, fmt.Errorf("%w: trailing data after the object", ErrBadEvent)
+	for d.More() {
+		tok, err := d.Token()
+		if err != nil {
+			return Event{}, badEvent(ReasonMalformed, "json: %v", err)
+		}
+		name, _ := tok.(string)
+		var bit int
+		var dst any // nil: an unknown field, checked for syntax only
+		switch name {
+		case "v":
+			bit = fieldV
+		case "campaign_id":
+			bit, dst = fieldCampaignID, &campaignID
+		case "user_id":
+			bit, dst = fieldUserID, &userID
+		case "amount":
+			bit, dst = fieldAmount, &amount
+		case "claimed_at":
+			bit, dst = fieldClaimedAt, &claimedAt
+		default:
+			if invalid == nil {
+				invalid = badEvent(ReasonInvalid, "unknown field %.64q", name)
+			}
+		}
+		if named&bit != 0 && invalid == nil {
+			invalid = badEvent(ReasonInvalid, "duplicate field %q", name)
+		}
+		named |= bit
+		if bit == fieldV {
+			dst = &v
+		} else if dst == nil {
+			dst = &skip
+		}
+		// A value of the wrong type is a field error (invalid); the
+		// decoder has read past it. Anything else is broken JSON.
+		if err := d.Decode(dst); err != nil {
+			var typ *json.UnmarshalTypeError
+			if !errors.As(err, &typ) {
+				return Event{}, badEvent(ReasonMalformed, "json: %v", err)
+			}
+			if invalid == nil {
+				invalid = badEvent(ReasonInvalid, "field %s: %v", name, err)
+			}
+			continue
+		}
+		if bit == fieldV && string(v) == "null" {
+			continue
+		}
+		seen |= bit
 	}
+	if tok, err := d.Token(); err != nil || tok != json.Delim('}') {
+		return Event{}, badEvent(ReasonMalformed, "not a JSON object")
+	}
+	if _, err := d.Token(); err != io.EOF {
+		return Event{}, badEvent(ReasonMalformed, "trailing data after the object")
+	}
+
 	switch {
-	case w.V == nil:
-		return Event{}, fmt.Errorf("%w: missing v", ErrBadEvent)
-	case *w.V != EventVersion:
-		return Event{}, fmt.Errorf("%w: unsupported version %d", ErrBadEvent, *w.V)
-	case w.CampaignID == nil || *w.CampaignID < 1:
-		return Event{}, fmt.Errorf("%w: missing or bad campaign_id", ErrBadEvent)
-	case w.UserID == nil || !rain.ValidUserID([]byte(*w.UserID)):
-		return Event{}, fmt.Errorf("%w: missing or bad user_id", ErrBadEvent)
-	case w.Amount == nil || *w.Amount < 1 || *w.Amount > rain.MaxAmount:
-		return Event{}, fmt.Errorf("%w: missing or bad amount", ErrBadEvent)
-	case w.ClaimedAt == nil:
-		return Event{}, fmt.Errorf("%w: missing claimed_at", ErrBadEvent)
+	case seen&fieldV == 0:
+		return Event{}, badEvent(ReasonInvalid, "missing v")
+	case string(v) != strconv.Itoa(EventVersion):
+		return Event{}, badEvent(ReasonUnsupportedVersion, "unsupported version %.32s", v)
+	case invalid != nil:
+		return Event{}, invalid
+	case seen&fieldCampaignID == 0 || campaignID < 1:
+		return Event{}, badEvent(ReasonInvalid, "missing or bad campaign_id")
+	case seen&fieldUserID == 0 || !rain.ValidUserID([]byte(userID)):
+		return Event{}, badEvent(ReasonInvalid, "missing or bad user_id")
+	case seen&fieldAmount == 0 || amount < 1 || amount > rain.MaxAmount:
+		return Event{}, badEvent(ReasonInvalid, "missing or bad amount")
+	case seen&fieldClaimedAt == 0:
+		return Event{}, badEvent(ReasonInvalid, "missing claimed_at")
 	}
-	t, err := time.Parse(time.RFC3339Nano, *w.ClaimedAt)
+	t, err := time.Parse(time.RFC3339Nano, claimedAt)
 	if err != nil {
-		return Event{}, fmt.Errorf("%w: bad claimed_at: %v", ErrBadEvent, err)
+		return Event{}, badEvent(ReasonInvalid, "bad claimed_at %.64q", claimedAt)
 	}
-	return Event{CampaignID: *w.CampaignID, UserID: *w.UserID, Amount: *w.Amount, ClaimedAt: t.UnixMilli()}, nil
+	if _, off := t.Zone(); off <= -24*3600 || off >= 24*3600 {
+		return Event{}, badEvent(ReasonInvalid, "claimed_at offset out of range")
+	}
+	if y := t.UTC().Year(); y < 1 || y > 9999 {
+		return Event{}, badEvent(ReasonInvalid, "claimed_at out of years 1-9999 (UTC)")
+	}
+	return Event{CampaignID: campaignID, UserID: userID, Amount: amount, ClaimedAt: t.UnixMilli()}, nil
 }
