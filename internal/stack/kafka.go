@@ -157,6 +157,14 @@ func (k *Kafka) start(ctx context.Context) error {
 	if k.restore != "" {
 		mode, k.restore = KafkaMode(k.restore), ""
 	}
+	if pid, err := k.pidfile().pid(); err == nil && TCPReady(k.addr)(ctx) != nil {
+		// Ours, alive but not listening yet (still starting): wait for it
+		// rather than start a second broker on its port.
+		k.s.logf("KAFKA: pid %d is running but not answering at %s yet; waiting", pid, k.addr)
+		if err := Poll(ctx, 2*time.Minute, TCPReady(k.addr)); err != nil {
+			return fmt.Errorf("kafka pid %d: %w", pid, err)
+		}
+	}
 	if TCPReady(k.addr)(ctx) == nil {
 		var kind, version string
 		err := Poll(ctx, 90*time.Second, func(ctx context.Context) (err error) {
@@ -166,9 +174,9 @@ func (k *Kafka) start(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("something listens on %s but does not answer as a Kafka broker: %w", k.addr, err)
 		}
-		pid, owned := k.pidfile().pid()
+		pid, notOurs := k.pidfile().pid()
 		if kind == KindEmbedded && mode == KafkaReal {
-			if owned != nil {
+			if notOurs != nil {
 				return fmt.Errorf("an embedded (kfake) broker not started here holds %s; a real broker is required", k.addr)
 			}
 			k.s.logf("KAFKA: replacing the embedded broker started earlier (pid %d) by a real one", pid)
@@ -177,7 +185,7 @@ func (k *Kafka) start(ctx context.Context) error {
 			}
 			k.pidfile().removeIf(pid)
 		} else {
-			if owned == nil {
+			if notOurs == nil {
 				k.s.logf("KAFKA: already running at %s (%s, started here, pid %d)", k.addr, kind, pid)
 			} else {
 				k.s.logf("KAFKA: already answering at %s (%s, not started here)", k.addr, kind)

@@ -124,6 +124,15 @@ func (r *Redis) startNode(ctx context.Context, n redisNode) error {
 		}
 		return nil
 	}
+	if pid, err := n.pidfile().pid(); err == nil {
+		// Ours, alive but not answering yet (loading its AOF): wait for it
+		// rather than start a second server on its port.
+		r.s.logf("REDIS: %s (pid %d) is running but not answering yet; waiting", n.addr, pid)
+		if err := Poll(ctx, 2*time.Minute, func(ctx context.Context) error { _, err := redisInfo(ctx, n.addr); return err }); err != nil {
+			return fmt.Errorf("redis-server pid %d at %s: %w (log: %s)", pid, n.addr, err, n.log())
+		}
+		return nil
+	}
 	host, port, _ := net.SplitHostPort(n.addr)
 	if err := os.MkdirAll(n.dir, 0o755); err != nil {
 		return err

@@ -3,8 +3,10 @@ package stack
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -269,6 +271,50 @@ func TestLocalServices(t *testing.T) {
 	for _, st := range s.Status(context.Background()) {
 		if !st.Up {
 			t.Errorf("%v", st)
+		}
+	}
+}
+
+// fakeDaemon runs a process whose command line names the service but
+// that never listens, recorded in pf as if this package had started it.
+func fakeDaemon(t *testing.T, pf pidfile, name string) int {
+	t.Helper()
+	c := exec.Command("bash", "-c", `exec -a "$0" sleep 60`, name)
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Process.Kill(); c.Wait() })
+	if err := pf.write(c.Process.Pid); err != nil {
+		t.Fatal(err)
+	}
+	// Until bash has exec'd, the command line is bash's.
+	if err := Poll(context.Background(), 10*time.Second, func(context.Context) error { _, err := pf.pid(); return err }); err != nil {
+		t.Fatal(err)
+	}
+	return c.Process.Pid
+}
+
+// A service this package started that does not answer yet is waited for,
+// never started a second time on its port.
+func TestStartWaitsForOwnStartingService(t *testing.T) {
+	s := testStack(t, Config{KafkaMode: KafkaEmbedded})
+	for _, tc := range []struct {
+		svc  Service
+		pf   pidfile
+		name string
+	}{
+		{s.Redis(), s.Redis().nodes()[0].pidfile(), "redis-server"},
+		{s.Kafka(), s.Kafka().pidfile(), "devkafka"},
+	} {
+		pid := fakeDaemon(t, tc.pf, tc.name)
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		err := tc.svc.Start(ctx)
+		cancel()
+		if err == nil || !strings.Contains(err.Error(), strconv.Itoa(pid)) {
+			t.Errorf("%s: Start while its own process is starting: %v, want an error naming pid %d", tc.svc.Name(), err, pid)
+		}
+		if PortFree(tc.svc.Addr()) != nil {
+			t.Errorf("%s: a second server was started on %s", tc.svc.Name(), tc.svc.Addr())
 		}
 	}
 }
