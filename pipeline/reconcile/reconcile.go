@@ -8,13 +8,17 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/redis/rueidis"
+	"github.com/redpacket/rain"
 	"github.com/redpacket/rain/internal/config"
 	"github.com/redpacket/rain/internal/postgres"
+	"github.com/redpacket/rain/internal/ratelog"
 	"github.com/redpacket/rain/lua"
 	"github.com/redpacket/rain/pipeline"
 	"github.com/redpacket/rain/pipeline/writer"
@@ -32,6 +36,10 @@ var (
 	reconcileReadded   = metrics.NewCounter(`rain_reconciler_readded_total`)
 	reconcileOversold  = metrics.NewCounter(`rain_reconciler_oversold_total`)
 	reconcileLastOK    = metrics.NewGauge(`rain_reconciler_last_success_timestamp_seconds`, nil)
+	reconcileMalformed = metrics.NewCounter(`rain_reconciler_malformed_total`)
+	reconcileDeferred  = metrics.NewCounter(`rain_reconciler_scans_total{result="deferred"}`)
+	reconcileComplete  = metrics.NewCounter(`rain_reconciler_scans_total{result="complete"}`)
+	reconcilePartial   = metrics.NewCounter(`rain_reconciler_scans_total{result="incomplete"}`)
 )
 
 // verifyMargin is taken off the cutoff a periodic pass records as checked,
@@ -55,6 +63,12 @@ type Config struct {
 	Grace time.Duration
 	// Chunk is the most claims written in one transaction.
 	Chunk int
+	// ScanEvery: a periodic pass scans a campaign's claims hash only when
+	// the counts show claims missing from claim_log for longer than Grace,
+	// or when its last complete scan is older than this. A claim lost while
+	// more claims keep arriving than were lost hides from the counts; the
+	// counts find it once the campaign quiets, this scan at the latest.
+	ScanEvery time.Duration
 }
 
 // Bind declares the reconciler's variables.
@@ -66,6 +80,7 @@ func (c *Config) Bind(s *config.Set) {
 	s.Duration(&c.Grace, "RECONCILE_GRACE", 30*time.Second, 0, 24*time.Hour,
 		"periodic passes leave younger claims to the pipeline; `0`: none")
 	c.Chunk = 5000
+	c.ScanEvery = 10 * time.Minute
 }
 
 // Reconciler writes to claim_log the claims Redis holds and PostgreSQL
@@ -82,25 +97,65 @@ type Reconciler struct {
 	keys   lua.Keyspace
 	writer *writer.Writer
 	log    *slog.Logger
+	fail   *slog.Logger // log, at most one line per message every ratelog.Every
 
-	mu       sync.Mutex
-	verified map[int64]int64 // campaign -> claims up to this unix ms are known persisted
+	mu    sync.Mutex
+	marks map[int64]*mark // per campaign: what earlier passes of this process saw
+
+	afterHSCAN func(elements []string) // tests: runs after each HSCAN reply
+}
+
+// mark is what the passes of this process know of one campaign.
+type mark struct {
+	// verified: every claim of the hash stamped at or before this unix ms
+	// is in claim_log, as a complete scan found (or the counts, when Redis
+	// held no claim that claim_log lacks).
+	verified int64
+	// since is when the last complete scan began, or when this process
+	// first saw the campaign: ScanEvery counts from it.
+	since time.Time
+	// samples are the hash lengths of recent passes, oldest first.
+	samples []sample
+}
+
+type sample struct {
+	at   time.Time
+	hlen int64
+}
+
+// maxSamples bounds a mark's samples (a Grace of many Intervals).
+const maxSamples = 64
+
+// observe records the hash length at now and returns the newest sample at
+// least grace old (the current one when grace is 0).
+func (m *mark) observe(now time.Time, hlen int64, grace time.Duration) (sample, bool) {
+	m.samples = append(m.samples, sample{now, hlen})
+	for len(m.samples) > 1 && now.Sub(m.samples[1].at) >= grace {
+		m.samples = m.samples[1:]
+	}
+	if len(m.samples) > maxSamples {
+		m.samples = append(m.samples[:1], m.samples[2:]...)
+	}
+	if ref := m.samples[0]; now.Sub(ref.at) >= grace {
+		return ref, true
+	}
+	return sample{}, false
 }
 
 // New returns a reconciler of the claims in rdb (under the keys of ks) into db.
 func New(cfg Config, db *postgres.Store, rdb rueidis.Client, ks lua.Keyspace, log *slog.Logger) *Reconciler {
 	return &Reconciler{cfg: cfg, db: db, redis: rdb, keys: ks, writer: writer.New(db), log: log,
-		verified: make(map[int64]int64)}
+		fail: ratelog.Logger(log, ratelog.Every), marks: make(map[int64]*mark)}
 }
 
 // Options tune one Reconcile.
 type Options struct {
 	// Grace: claims younger than this are left alone (0: none are).
 	Grace time.Duration
-	// Full scans every campaign's claims. Otherwise a campaign whose
-	// Redis claim count does not exceed its persisted count is taken as
-	// complete, and claims a previous pass of this process checked are
-	// not written again (the periodic pass).
+	// Full scans every campaign's claims. Otherwise (the periodic pass) a
+	// campaign is scanned only when its counts call for it (see
+	// Config.ScanEvery), and claims a previous complete scan of this
+	// process checked are not written again.
 	Full bool
 }
 
@@ -113,6 +168,9 @@ type Report struct {
 	Rejected  int `json:"rejected"`  // claims that cannot be written (see the logs)
 	Readded   int `json:"readded"`   // claims in claim_log that Redis had lost, put back
 	Oversold  int `json:"oversold"`  // of those, claims whose packet Redis had handed out again
+	Malformed int `json:"malformed"` // claims-hash entries that are not a claim, skipped (see the logs)
+	Deferred  int `json:"deferred"`  // campaigns whose counts called for no scan yet
+	Partial   int `json:"partial"`   // scans that saw fewer claims than the hash held when they began
 }
 
 func (r *Report) add(o Report) {
@@ -123,6 +181,9 @@ func (r *Report) add(o Report) {
 	r.Rejected += o.Rejected
 	r.Readded += o.Readded
 	r.Oversold += o.Oversold
+	r.Malformed += o.Malformed
+	r.Deferred += o.Deferred
+	r.Partial += o.Partial
 }
 
 // ActiveCampaigns lists the campaigns a pass walks: started, and ending
@@ -141,6 +202,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, opts Options, ids ...int64) 
 		if ids, err = r.ActiveCampaigns(ctx); err != nil {
 			return rep, err
 		}
+		r.forgetOthers(ids)
 	}
 	var errs []error
 	for _, id := range ids {
@@ -161,11 +223,12 @@ func (r *Reconciler) campaign(ctx context.Context, id int64, opts Options) (Repo
 	rep := Report{Campaigns: 1}
 	reconcileCampaigns.Inc()
 	k := r.keys.Of(id)
-	cutoff := time.Now().Add(-opts.Grace).UnixMilli()
-	var verified int64 = -1 << 63
-	inRedis, err := r.redis.Do(ctx, r.redis.B().Hlen().Key(k.Claims()).Build()).AsInt64()
+	now := time.Now()
+	grace := max(opts.Grace, 0)
+	cutoff := now.Add(-grace).UnixMilli()
+	inRedis, err := r.hlen(ctx, k)
 	if err != nil {
-		return rep, fmt.Errorf("redis: %w", err)
+		return rep, err
 	}
 	persisted, err := r.db.OpenedTotal(ctx, id)
 	if err != nil {
@@ -175,18 +238,60 @@ func (r *Reconciler) campaign(ctx context.Context, id int64, opts Options) (Repo
 	// means Redis lost some (the last second of writes before a crash,
 	// with AOF everysec): put them back before anyone claims twice.
 	if inRedis < persisted {
+		loaded, err := r.loaded(ctx, k)
+		if err != nil {
+			return rep, err
+		}
+		if !loaded {
+			// Not in Redis at all (flushed, expired): the api rebuilds it
+			// from claim_log when it is opened; nothing to compare.
+			return rep, nil
+		}
 		if err := r.readd(ctx, id, k, &rep); err != nil {
 			return rep, err
 		}
-	}
-	if !opts.Full {
-		if inRedis <= persisted {
-			r.setVerified(id, cutoff-verifyMargin.Milliseconds())
-			return rep, nil
+		if inRedis, err = r.hlen(ctx, k); err != nil {
+			return rep, err
 		}
-		verified = r.getVerified(id)
 	}
 
+	m := r.mark(id, now)
+	if !opts.Full {
+		ref, ok := m.observe(now, inRedis, grace)
+		switch {
+		case inRedis <= persisted:
+			// claim_log holds every claim Redis holds.
+			m.verified = max(m.verified, cutoff-verifyMargin.Milliseconds())
+			return rep, nil
+		case now.Sub(m.since) >= r.cfg.ScanEvery:
+		case !ok || persisted >= ref.hlen:
+			// claim_log counts at least the claims Redis held a grace
+			// ago (or there is no such sample yet): what it lacks is on
+			// its way.
+			rep.Deferred++
+			reconcileDeferred.Inc()
+			return rep, nil
+		}
+	}
+	return rep, r.scan(ctx, id, k, m, now, cutoff, opts, &rep)
+}
+
+// scan reads the whole claims hash and writes the claims claim_log lacks
+// (older than cutoff; in a periodic pass, newer than what a previous
+// complete scan verified). Entries that are not a valid claim are counted
+// and skipped. The scan counts as complete, and moves the mark, only if it
+// saw at least as many entries as the hash held when it began: HSCAN
+// returns every entry present throughout, but a hash moved to another
+// Redis Cluster node mid-scan restarts the cursor on a different table.
+func (r *Reconciler) scan(ctx context.Context, id int64, k *lua.Keys, m *mark, now time.Time, cutoff int64, opts Options, rep *Report) error {
+	hlen, err := r.hlen(ctx, k)
+	if err != nil {
+		return err
+	}
+	verified := int64(math.MinInt64)
+	if !opts.Full {
+		verified = m.verified
+	}
 	chunk := make([]pipeline.Event, 0, min(r.cfg.Chunk, 1024))
 	flush := func() error {
 		if len(chunk) == 0 {
@@ -202,42 +307,108 @@ func (r *Reconciler) campaign(ctx context.Context, id int64, opts Options) (Repo
 			rep.Rejected++
 			reconcileRejected.Inc()
 			ev := chunk[rj.Index]
-			r.log.Error("claim in redis cannot be written to claim_log", "campaign_id", ev.CampaignID,
+			r.fail.Error("claim in redis cannot be written to claim_log", "campaign_id", ev.CampaignID,
 				"user_id", ev.UserID, "amount", ev.Amount, "claimed_at_ms", ev.ClaimedAt, "reason", rj.Reason, "err", rj.Err)
 		}
 		chunk = chunk[:0]
 		return nil
 	}
-	err = lua.ScanClaims(ctx, r.redis, k, func(user string, amount, at int64) error {
-		rep.Scanned++
-		reconcileScanned.Inc()
-		switch {
-		case at > cutoff:
-			rep.Young++
-			return nil
-		case at <= verified:
-			return nil
+	var seen int64
+	var cursor uint64
+	for {
+		e, err := r.redis.Do(ctx, r.redis.B().Hscan().Key(k.Claims()).Cursor(cursor).Count(1000).Build()).AsScanEntry()
+		if err != nil {
+			return fmt.Errorf("redis: %w", err)
 		}
-		chunk = append(chunk, pipeline.Event{CampaignID: id, UserID: user, Amount: amount, ClaimedAt: at})
-		if len(chunk) >= r.cfg.Chunk {
-			return flush()
+		for i := 0; i+1 < len(e.Elements); i += 2 {
+			seen++
+			rep.Scanned++
+			reconcileScanned.Inc()
+			user, value := e.Elements[i], e.Elements[i+1]
+			amount, at, ok := parseClaim(user, value)
+			switch {
+			case !ok:
+				rep.Malformed++
+				reconcileMalformed.Inc()
+				r.fail.Error("claims-hash entry is not a claim; skipped", "campaign_id", id,
+					"user_id", cutText(user, 160), "value", cutText(value, 64))
+				continue
+			case at > cutoff:
+				rep.Young++
+				continue
+			case at <= verified:
+				continue
+			}
+			chunk = append(chunk, pipeline.Event{CampaignID: id, UserID: user, Amount: amount, ClaimedAt: at})
+			if len(chunk) >= r.cfg.Chunk {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
 		}
-		return nil
-	})
-	if err == nil {
-		err = flush()
+		if r.afterHSCAN != nil {
+			r.afterHSCAN(e.Elements)
+		}
+		if cursor = e.Cursor; cursor == 0 {
+			break
+		}
 	}
-	if err != nil {
-		return rep, err
+	if err := flush(); err != nil {
+		return err
 	}
-	if !opts.Full {
-		r.setVerified(id, cutoff-verifyMargin.Milliseconds())
+	if seen < hlen {
+		rep.Partial++
+		reconcilePartial.Inc()
+		r.fail.Warn("claims scan saw fewer entries than the hash held when it began; not marked verified",
+			"campaign_id", id, "seen", seen, "hlen", hlen)
+	} else {
+		reconcileComplete.Inc()
+		m.verified = max(m.verified, cutoff-verifyMargin.Milliseconds())
+		m.since = now
 	}
-	if rep.Repaired > 0 || rep.Rejected > 0 {
+	if rep.Repaired > 0 || rep.Rejected > 0 || rep.Malformed > 0 {
 		r.log.Warn("reconciler repaired claims missing from claim_log", "campaign_id", id,
-			"repaired", rep.Repaired, "rejected", rep.Rejected, "scanned", rep.Scanned)
+			"repaired", rep.Repaired, "rejected", rep.Rejected, "malformed", rep.Malformed, "scanned", rep.Scanned)
 	}
-	return rep, nil
+	return nil
+}
+
+// parseClaim reads one claims-hash entry: a valid user id, and "amount:ms"
+// with an amount in range and a time after 1970.
+func parseClaim(user, value string) (amount, at int64, ok bool) {
+	amount, at, err := lua.ParseClaimValue(value)
+	if err != nil || amount < 1 || amount > rain.MaxAmount || at < 0 || !rain.ValidUserID([]byte(user)) {
+		return 0, 0, false
+	}
+	return amount, at, true
+}
+
+// cutText is s cut to at most n bytes (at a rune boundary), for the logs.
+func cutText(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}
+
+func (r *Reconciler) hlen(ctx context.Context, k *lua.Keys) (int64, error) {
+	n, err := r.redis.Do(ctx, r.redis.B().Hlen().Key(k.Claims()).Build()).AsInt64()
+	if err != nil {
+		return 0, fmt.Errorf("redis: %w", err)
+	}
+	return n, nil
+}
+
+// loaded reports whether the campaign is in Redis (its meta key exists).
+func (r *Reconciler) loaded(ctx context.Context, k *lua.Keys) (bool, error) {
+	n, err := r.redis.Do(ctx, r.redis.B().Exists().Key(k.Meta()).Build()).AsInt64()
+	if err != nil {
+		return false, fmt.Errorf("redis: %w", err)
+	}
+	return n > 0, nil
 }
 
 // readd puts back into Redis the claims of claim_log that Redis lacks.
@@ -274,19 +445,32 @@ func (r *Reconciler) readd(ctx context.Context, id int64, k *lua.Keys, rep *Repo
 	return nil
 }
 
-func (r *Reconciler) getVerified(id int64) int64 {
+// mark is the campaign's mark, made at now if there was none. The caller
+// holds the reconciler's lock (one pass at a time).
+func (r *Reconciler) mark(id int64, now time.Time) *mark {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if v, ok := r.verified[id]; ok {
-		return v
+	m, ok := r.marks[id]
+	if !ok {
+		m = &mark{verified: math.MinInt64, since: now}
+		r.marks[id] = m
 	}
-	return -1 << 63
+	return m
 }
 
-func (r *Reconciler) setVerified(id, at int64) {
+// forgetOthers drops the marks of campaigns no longer active.
+func (r *Reconciler) forgetOthers(active []int64) {
+	keep := make(map[int64]bool, len(active))
+	for _, id := range active {
+		keep[id] = true
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.verified[id] = max(r.verified[id], at)
+	for id := range r.marks {
+		if !keep[id] {
+			delete(r.marks, id)
+		}
+	}
 }
 
 // WithLock runs fn while holding the reconciler's PostgreSQL advisory lock,
@@ -330,12 +514,13 @@ func (r *Reconciler) Pass(ctx context.Context) (Report, error) {
 		return rep, nil
 	case err != nil:
 		reconcileFailed.Inc()
-		r.log.Error("reconcile pass failed", "err", err, "campaigns", rep.Campaigns, "repaired", rep.Repaired)
+		r.fail.Error("reconcile pass failed", "err", err, "campaigns", rep.Campaigns, "repaired", rep.Repaired)
 	default:
 		reconcileOK.Inc()
 		reconcileLastOK.Set(float64(time.Now().Unix()))
-		r.log.Info("reconcile pass done", "campaigns", rep.Campaigns, "scanned", rep.Scanned,
-			"repaired", rep.Repaired, "young", rep.Young, "rejected", rep.Rejected, "took_ms", time.Since(start).Milliseconds())
+		r.log.Info("reconcile pass done", "campaigns", rep.Campaigns, "deferred", rep.Deferred, "scanned", rep.Scanned,
+			"repaired", rep.Repaired, "young", rep.Young, "rejected", rep.Rejected, "malformed", rep.Malformed,
+			"took_ms", time.Since(start).Milliseconds())
 	}
 	reconcileDuration.UpdateDuration(start)
 	return rep, err

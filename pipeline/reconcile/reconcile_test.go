@@ -1,14 +1,18 @@
 package reconcile_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/rueidis"
 	"github.com/redpacket/rain/internal/postgres"
@@ -267,5 +271,197 @@ func TestReconcilerPutsBackClaimsRedisLost(t *testing.T) {
 	rep, err = rec.Reconcile(ctx, reconcile.Options{Grace: -1}, id)
 	if err != nil || rep.Readded != 2 || rep.Oversold != 2 {
 		t.Errorf("oversold pass: %+v %v, want 2 put back, both oversold", rep, err)
+	}
+}
+
+// persist writes the given claims of Redis to claim_log, as the consumer
+// would.
+func persist(t testing.TB, db *pgxpool.Pool, id int64, claims map[string]testenv.Row) {
+	t.Helper()
+	var evs []pipeline.Event
+	for u, c := range claims {
+		evs = append(evs, pipeline.Event{CampaignID: id, UserID: u, Amount: c.Amount, ClaimedAt: c.ClaimedAt})
+	}
+	if _, err := writer.New(&postgres.Store{DB: db}).Write(context.Background(), evs); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestReconcilerSkipsMalformedEntries: entries of the claims hash that are
+// not a claim are counted and skipped; the valid ones are repaired, and no
+// pass fails because of them.
+func TestReconcilerSkipsMalformedEntries(t *testing.T) {
+	t.Parallel()
+	db, rdb := testenv.Postgres(t), testenv.Redis(t)
+	ctx := context.Background()
+	inventory := map[int64]int64{5: 20}
+	id := testenv.LiveCampaign(t, db, inventory)
+	k := loadRedis(t, rdb, id, inventory)
+	claims := claimInRedis(t, rdb, k, users("m", 6)...)
+	now := strconv.FormatInt(time.Now().UnixMilli(), 10)
+	bad := map[string]string{
+		"no-colon":    "5",
+		"not-numbers": "x:y",
+		"bad-time":    "5:soon",
+		"zero-amount": "0:" + now,
+		"negative-at": "5:-1",
+		"huge-value":  strings.Repeat("9", 1<<20),
+		"has space":   "5:" + now,
+		"":            "5:" + now,
+	}
+	cmd := rdb.B().Hset().Key(k.Claims()).FieldValue()
+	for u, v := range bad {
+		cmd = cmd.FieldValue(u, v)
+	}
+	if err := rdb.Do(ctx, cmd.Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+
+	rec := newReconciler(t, db, rdb, func(c *reconcile.Config) { c.Chunk = 2 })
+	before := malformedTotal(t)
+	for _, opts := range []reconcile.Options{{Full: true}, {}} {
+		rep, err := rec.Reconcile(ctx, opts, id)
+		if err != nil || rep.Malformed != len(bad) || rep.Scanned != len(claims)+len(bad) {
+			t.Fatalf("reconcile %+v: %+v %v, want %d malformed of %d scanned", opts, rep, err, len(bad), len(claims)+len(bad))
+		}
+		testenv.AssertState(t, db, id, claims)
+	}
+	if got := malformedTotal(t) - before; got < 2*float64(len(bad)) {
+		t.Errorf("rain_reconciler_malformed_total rose by %v, want at least %d", got, 2*len(bad))
+	}
+}
+
+// malformedTotal reads rain_reconciler_malformed_total from the process's
+// metrics.
+func malformedTotal(t testing.TB) float64 {
+	var b bytes.Buffer
+	metrics.WritePrometheus(&b, false)
+	for line := range strings.Lines(b.String()) {
+		if v, ok := strings.CutPrefix(line, "rain_reconciler_malformed_total "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return f
+		}
+	}
+	t.Fatal("no rain_reconciler_malformed_total")
+	return 0
+}
+
+// TestReconcilerScansOnlyWhenCountsCallForIt: a periodic pass does not read
+// the claims hash while claim_log counts every claim Redis held a grace
+// ago; it does once claims older than that are missing.
+func TestReconcilerScansOnlyWhenCountsCallForIt(t *testing.T) {
+	t.Parallel()
+	db, rdb := testenv.Postgres(t), testenv.Redis(t)
+	ctx := context.Background()
+	inventory := map[int64]int64{5: 100}
+	id := testenv.LiveCampaign(t, db, inventory)
+	k := loadRedis(t, rdb, id, inventory)
+	claims := claimInRedis(t, rdb, k, users("c", 40)...)
+	persist(t, db, id, claims)
+
+	const grace = 100 * time.Millisecond
+	rec := newReconciler(t, db, rdb, nil)
+	pass := func(what string) reconcile.Report {
+		t.Helper()
+		rep, err := rec.Reconcile(ctx, reconcile.Options{Grace: grace}, id)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		return rep
+	}
+	if rep := pass("all persisted"); rep.Scanned != 0 || rep.Deferred != 0 {
+		t.Fatalf("all persisted: %+v, want no scan", rep)
+	}
+	// 5 claims on their way: claim_log still counts the 40 Redis held a
+	// grace ago, so no scan.
+	inFlight := claimInRedis(t, rdb, k, users("f", 5)...)
+	time.Sleep(2 * grace) // the last sample ages past the grace
+	if rep := pass("claims in flight"); rep.Scanned != 0 || rep.Deferred != 1 {
+		t.Fatalf("claims in flight: %+v, want the scan deferred", rep)
+	}
+	// They never arrive: a grace later claim_log counts fewer claims than
+	// Redis held, and the pass scans and repairs them.
+	time.Sleep(2 * grace)
+	rep := pass("claims lost")
+	if rep.Scanned != 45 || rep.Repaired != 5 || rep.Deferred != 0 {
+		t.Fatalf("claims lost: %+v, want 45 scanned, 5 repaired", rep)
+	}
+	for u, r := range inFlight {
+		claims[u] = r
+	}
+	testenv.AssertState(t, db, id, claims)
+	if rep := pass("repaired"); rep.Scanned != 0 {
+		t.Fatalf("after the repair: %+v, want no scan", rep)
+	}
+}
+
+// TestReconcilerScanEvery: claims lost while more claims keep arriving
+// than were lost hide from the counts; the scan every ScanEvery finds
+// them.
+func TestReconcilerScanEvery(t *testing.T) {
+	t.Parallel()
+	db, rdb := testenv.Postgres(t), testenv.Redis(t)
+	ctx := context.Background()
+	inventory := map[int64]int64{5: 100}
+	id := testenv.LiveCampaign(t, db, inventory)
+	k := loadRedis(t, rdb, id, inventory)
+	claims := claimInRedis(t, rdb, k, users("s", 10)...)
+	persist(t, db, id, claims)
+
+	const grace = 50 * time.Millisecond
+	const scanEvery = 500 * time.Millisecond
+	rec := newReconciler(t, db, rdb, func(c *reconcile.Config) { c.ScanEvery = scanEvery })
+	pass := func() reconcile.Report {
+		t.Helper()
+		rep, err := rec.Reconcile(ctx, reconcile.Options{Grace: grace}, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rep
+	}
+	start := time.Now()
+	pass()
+	lost := claimInRedis(t, rdb, k, users("lost", 2)...)
+	later := claimInRedis(t, rdb, k, users("later", 4)...)
+	persist(t, db, id, later)
+	time.Sleep(2 * grace)
+	if rep := pass(); rep.Deferred != 1 || rep.Scanned != 0 {
+		t.Fatalf("masked loss: %+v, want the scan deferred (14 persisted >= 10 held a grace ago)", rep)
+	}
+	time.Sleep(scanEvery - time.Since(start))
+	if rep := pass(); rep.Repaired != 2 || rep.Scanned != 16 {
+		t.Fatalf("after ScanEvery: %+v, want 16 scanned, 2 repaired", rep)
+	}
+	for u, r := range lost {
+		claims[u] = r
+	}
+	for u, r := range later {
+		claims[u] = r
+	}
+	testenv.AssertState(t, db, id, claims)
+}
+
+// TestReconcilerSkipsReaddWhenNotLoaded: a campaign Redis does not hold at
+// all (flushed, expired) is left to the api's rebuild: nothing is put back.
+func TestReconcilerSkipsReaddWhenNotLoaded(t *testing.T) {
+	t.Parallel()
+	db, rdb := testenv.Postgres(t), testenv.Redis(t)
+	ctx := context.Background()
+	inventory := map[int64]int64{5: 10}
+	id := testenv.LiveCampaign(t, db, inventory)
+	k := loadRedis(t, rdb, id, inventory)
+	claims := claimInRedis(t, rdb, k, users("n", 3)...)
+	persist(t, db, id, claims)
+	rdb.Do(ctx, rdb.B().Del().Key(k.Meta(), k.Stock(), k.Claims()).Build())
+
+	rep, err := newReconciler(t, db, rdb, nil).Reconcile(ctx, reconcile.Options{}, id)
+	if err != nil || rep.Readded != 0 {
+		t.Fatalf("%+v %v, want nothing put back", rep, err)
+	}
+	if n, _ := rdb.Do(ctx, rdb.B().Exists().Key(k.Claims(), k.Meta()).Build()).AsInt64(); n != 0 {
+		t.Fatalf("%d keys of an unloaded campaign made by the reconciler", n)
 	}
 }
