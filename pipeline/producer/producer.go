@@ -14,6 +14,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/redpacket/rain"
 	"github.com/redpacket/rain/internal/config"
+	"github.com/redpacket/rain/internal/ratelog"
 	"github.com/redpacket/rain/pipeline"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -70,6 +71,7 @@ type Producer struct {
 	cfg   Config
 	topic string
 	log   *slog.Logger
+	fail  *slog.Logger // log, at most one line per message every ratelog.Every
 	cl    *kgo.Client
 	ring  *Ring
 
@@ -82,9 +84,10 @@ type Producer struct {
 	wg      sync.WaitGroup // retries waiting to be produced again
 	waiting atomic.Int64   // how many, for Close
 
-	lastOK  atomic.Int64 // unix ns of the last acknowledged record
-	lastErr atomic.Int64 // unix ns of the last failed produce
-	pool    sync.Pool    // *kgo.Record with its buffer
+	abandoned atomic.Int64 // records failed at shutdown, for Close's summary
+	lastOK    atomic.Int64 // unix ns of the last acknowledged record
+	lastErr   atomic.Int64 // unix ns of the last failed produce
+	pool      sync.Pool    // *kgo.Record with its buffer
 }
 
 // New connects a producer of claim events to kafka, with the ring it
@@ -102,7 +105,7 @@ func New(cfg Config, kafka pipeline.KafkaConfig, log *slog.Logger) (*Producer, e
 	if err != nil {
 		return nil, fmt.Errorf("kafka producer: %w", err)
 	}
-	p := &Producer{cfg: cfg, topic: kafka.Topic, log: log, cl: cl, ring: NewRing(cfg.RingSize),
+	p := &Producer{cfg: cfg, topic: kafka.Topic, log: log, fail: ratelog.Logger(log, ratelog.Every), cl: cl, ring: NewRing(cfg.RingSize),
 		stop: make(chan struct{}), done: make(chan struct{})}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	p.lastOK.Store(time.Now().UnixNano())
@@ -173,11 +176,12 @@ func (p *Producer) promise(rec *kgo.Record, err error) {
 	p.lastErr.Store(time.Now().UnixNano())
 	if p.ctx.Err() != nil || errors.Is(err, kgo.ErrClientClosed) {
 		produceAbandoned.Inc()
-		p.log.Error("claim event not produced before shutdown; the reconciler will persist it",
+		p.abandoned.Add(1)
+		p.fail.Error("claim event not produced before shutdown; the reconciler will persist it",
 			"topic", rec.Topic, "user_id", string(rec.Key), "err", err)
 		return
 	}
-	p.log.Warn("produce failed; retrying", "user_id", string(rec.Key), "err", err)
+	p.fail.Warn("produce failed; retrying", "user_id", string(rec.Key), "err", err)
 	retry := &kgo.Record{Key: rec.Key, Value: rec.Value, Topic: rec.Topic}
 	p.wg.Add(1)
 	p.waiting.Add(1)
@@ -220,5 +224,8 @@ func (p *Producer) Close(ctx context.Context) error {
 	p.cancel()
 	p.wg.Wait()
 	p.cl.Close()
+	if n := p.abandoned.Load(); n > 0 {
+		p.log.Error("claim events not produced before shutdown; the reconciler will persist them", "records", n)
+	}
 	return err
 }
