@@ -8,7 +8,9 @@ package rain
 
 import (
 	"strconv"
+	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -41,16 +43,23 @@ type Stock struct {
 	Opened int64 // claims of this amount persisted in PostgreSQL
 }
 
-// Validate checks a campaign to be created against the API limits.
+// Validate checks a campaign to be created against the API limits: a
+// name of 1-200 characters with no control characters (PostgreSQL refuses
+// NUL in text), times within the years 1-9999 in UTC (what JSON, RFC 3339
+// and PostgreSQL all hold), and a window of at least a millisecond (the
+// unit Redis keeps; times are truncated to it before they get here).
 func (c *Campaign) Validate() error {
-	if n := utf8.RuneCountInString(c.Name); n < 1 || n > MaxNameLen || !utf8.ValidString(c.Name) {
-		return Errorf(EINVALID, "name must be 1-%d characters", MaxNameLen)
+	if n := utf8.RuneCountInString(c.Name); n < 1 || n > MaxNameLen || !utf8.ValidString(c.Name) ||
+		strings.IndexFunc(c.Name, unicode.IsControl) >= 0 {
+		return Errorf(EINVALID, "name must be 1-%d characters, none of them a control character", MaxNameLen)
 	}
-	if c.StartTime.IsZero() || c.EndTime.IsZero() {
-		return Errorf(EINVALID, "start_time and end_time are required (RFC 3339)")
+	for _, t := range []time.Time{c.StartTime, c.EndTime} {
+		if y := t.UTC().Year(); y < 1 || y > 9999 {
+			return Errorf(EINVALID, "start_time and end_time must be within the years 1-9999 in UTC")
+		}
 	}
-	if !c.EndTime.After(c.StartTime) {
-		return Errorf(EINVALID, "end_time must be after start_time")
+	if c.EndTime.Sub(c.StartTime) < time.Millisecond {
+		return Errorf(EINVALID, "end_time must be at least 1 ms after start_time")
 	}
 	if len(c.Inventory) < 1 || len(c.Inventory) > MaxInventory {
 		return Errorf(EINVALID, "inventory must have 1-%d amounts", MaxInventory)

@@ -1,6 +1,8 @@
 package edge
 
 import (
+	"bytes"
+
 	"github.com/redpacket/rain"
 	"github.com/valyala/fastjson"
 )
@@ -29,6 +31,11 @@ func parseOpenBody(p *fastjson.Parser, body []byte) ([]byte, error) {
 	if len(body) > rain.MaxOpenBody {
 		return nil, errOpenTooBig
 	}
+	// fastjson unescapes "best effort": it keeps an invalid escape as
+	// text. Bodies with a backslash are rare, so they alone are checked.
+	if bytes.IndexByte(body, '\\') >= 0 && !validEscapes(body) {
+		return nil, errOpenJSON
+	}
 	v, err := p.ParseBytes(body)
 	if err != nil {
 		return nil, errOpenJSON
@@ -49,4 +56,71 @@ func parseOpenBody(p *fastjson.Parser, body []byte) ([]byte, error) {
 		return nil, errOpenUserID
 	}
 	return b, nil
+}
+
+// validEscapes reports whether every escape inside the JSON strings of b
+// is valid JSON (RFC 8259, 7): a backslash followed by one of "\/bfnrt, or
+// by u and four hex digits, where a high surrogate is followed at once by
+// an escaped low one and a low one never stands alone. It checks escapes
+// only; the parser checks the rest.
+func validEscapes(b []byte) bool {
+	in := false
+	for i := 0; i < len(b); i++ {
+		switch c := b[i]; {
+		case c == '"':
+			in = !in
+		case c == '\\' && in:
+			if i+1 >= len(b) {
+				return false
+			}
+			i++
+			switch b[i] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+			case 'u':
+				r, ok := hex4(b[i+1:])
+				if !ok {
+					return false
+				}
+				i += 4
+				switch {
+				case r >= 0xdc00 && r <= 0xdfff:
+					return false // a low surrogate with no high one before it
+				case r >= 0xd800 && r <= 0xdbff:
+					if i+2 >= len(b) || b[i+1] != '\\' || b[i+2] != 'u' {
+						return false
+					}
+					lo, ok := hex4(b[i+3:])
+					if !ok || lo < 0xdc00 || lo > 0xdfff {
+						return false
+					}
+					i += 6
+				}
+			default:
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// hex4 decodes four hex digits at the start of b.
+func hex4(b []byte) (rune, bool) {
+	if len(b) < 4 {
+		return 0, false
+	}
+	var r rune
+	for _, c := range b[:4] {
+		switch {
+		case c >= '0' && c <= '9':
+			c -= '0'
+		case c >= 'a' && c <= 'f':
+			c -= 'a' - 10
+		case c >= 'A' && c <= 'F':
+			c -= 'A' - 10
+		default:
+			return 0, false
+		}
+		r = r<<4 | rune(c)
+	}
+	return r, true
 }

@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -23,6 +24,9 @@ func TestParseOpenBody(t *testing.T) {
 		`{"user_id":"\u00e9t\u00e9"}`: "été",
 		`{"user_id":"quote\"back\\"}`: `quote"back\`,
 		`{"user_id":"红包"}`:            "红包",
+		`{"user_id":"\ud83d\ude00"}`:  "😀",
+		`{"user_id":"a\/b"}`:          "a/b",
+		`{"user\u005fid":"a"}`:        "a",
 	}
 	for body, want := range good {
 		got, err := parse([]byte(body))
@@ -30,7 +34,11 @@ func TestParseOpenBody(t *testing.T) {
 			t.Errorf("%s: %q %v, want %q", body, got, err, want)
 		}
 	}
-	for _, body := range []string{``, `{}`, `{"user_id":"a b"}`, `{"user":"a"}`, "{\"user_id\":\"\xff\"}"} {
+	for _, body := range []string{``, `{}`, `{"user_id":"a b"}`, `{"user":"a"}`, "{\"user_id\":\"\xff\"}",
+		// Invalid escapes and lone surrogates: fastjson alone keeps them as text.
+		`{"user_id":"a\qb"}`, `{"user_id":"a\u12"}`, `{"user_id":"a\u12g4"}`, `{"user_id":"\ud800"}`,
+		`{"user_id":"\udc00"}`, `{"user_id":"\ud800\u0041"}`, `{"user_id":"\ud83d\ud83d"}`, `{"user_id":"a\`,
+		`{"user_id":"a\x41"}`, `{"user_id":"a\'"}`, `{"user_id":"\ud83d"}`, `{"user_id":"\ud83dx"}`} {
 		if got, err := parse([]byte(body)); err == nil {
 			t.Errorf("%s: accepted as %q", body, got)
 		}
@@ -44,7 +52,8 @@ func TestParseOpenBody(t *testing.T) {
 // or a valid user id, and never panics. The seed corpus runs in go test.
 func FuzzParseOpenBody(f *testing.F) {
 	for _, s := range []string{`{"user_id":"user-123"}`, `{"user_id":""}`, `{"user_id":"\u0000"}`, `{}`, `[`,
-		`{"user_id":"a","x":1}`, `{"user_id":"\ud83d\ude00"}`, "{\"user_id\":\"\xc3\"}"} {
+		`{"user_id":"a","x":1}`, `{"user_id":"\ud83d\ude00"}`, "{\"user_id\":\"\xc3\"}",
+		`{"user_id":"a\qb"}`, `{"user_id":"\ud800"}`, `{"user_id":"\u0041\"\\"}`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
@@ -57,6 +66,12 @@ func FuzzParseOpenBody(f *testing.F) {
 		}
 		if !rain.ValidUserID([]byte(u)) || !utf8.ValidString(u) {
 			t.Errorf("accepted invalid user id %q from %q", u, body)
+		}
+		// What it accepts, a standard decoder reads the same: one field
+		// "user_id" holding the same string.
+		var m map[string]any
+		if err := json.Unmarshal(body, &m); err != nil || len(m) != 1 || m["user_id"] != u {
+			t.Errorf("accepted %q as %q; encoding/json: %v %v", body, u, m, err)
 		}
 	})
 }

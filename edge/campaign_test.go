@@ -139,6 +139,27 @@ func TestBadCreatesChangeNothing(t *testing.T) {
 		{strings.TrimSuffix(with("", ""), "}") + `,"extra":1}`, 400},
 		{with("", "") + `{}`, 400},
 		{`{"name":"` + strings.Repeat("x", 70<<10) + `"}`, 413},
+		// Strict JSON: exact-case names, no duplicates, valid escapes.
+		{strings.Replace(with("", ""), `"name"`, `"Name"`, 1), 400},
+		{strings.Replace(with("", ""), `"inventory"`, `"INVENTORY"`, 1), 400},
+		{strings.TrimSuffix(with("", ""), "}") + `,"name":"again"}`, 400},
+		{with("inventory", `{"20":1,"20":100000000}`), 400},
+		{with("name", `"a\qb"`), 400},
+		{with("name", `"a\ud800b"`), 400},
+		{with("name", `"a\u0000b"`), 400}, // PostgreSQL refuses NUL in text
+		{with("name", `"a\nb"`), 400},
+		{with("name", `"a\u0085b"`), 400},
+		// Times: RFC 3339 shape, offsets under 24 h, UTC years 1-9999, windows of 1 ms at least.
+		{with("start_time", `"2025-01-01T00:00:00+24:00"`), 400},
+		{with("start_time", `"2025-01-01T1:00:00Z"`), 400},
+		{with("start_time", `"2025-01-01T00:00:00,5Z"`), 400},
+		{with("start_time", `"2025-01-01t00:00:00z"`), 400},
+		{with("start_time", `"0000-01-01T00:00:00+01:00"`), 400},
+		{with("end_time", `"9999-12-31T23:59:59-01:00"`), 400},
+		{with("end_time", `"2025-01-01T00:00:00.0009Z"`), 400},
+		{with("end_time", `"2025-01-01T00:00:00.000000001Z"`), 400},
+		{with("start_time", `null`), 400},
+		{with("inventory", `{"5":1,"6":{}}`), 400},
 	}
 	for _, c := range cases {
 		status, m := h.do("POST", "/campaign", testToken, c.body)
