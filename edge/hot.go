@@ -41,6 +41,7 @@ type hotCampaign struct {
 	endMs        atomic.Int64 // the campaign's end, unix ms, once a reply told it
 	soldOutUntil atomic.Int64 // unix ms; set only while claimed is a whole copy
 	copying      atomic.Bool  // a copy of the claims hash is being taken
+	queue        claimQueue   // opens waiting for the next claim call (batch.go)
 
 	mu      sync.RWMutex
 	claimed map[string]int64 // user → amount

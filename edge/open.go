@@ -110,9 +110,13 @@ func (s *Server) claim(ctx *fasthttp.RequestCtx, id int64, c *hotCampaign, user 
 		k = s.keys.Of(id)
 	}
 	start := time.Now()
-	// context.Background, not ctx: the claim must not be cut short by the
-	// client going away half-way (the script runs anyway).
-	res, err := lua.Claim(context.Background(), s.redis, k, user, rand.Uint64())
+	var res lua.Result
+	var err error
+	if c != nil {
+		res, err = s.batch.claim(&c.queue, k, user)
+	} else { // no queue for an id Redis may not know
+		res, err = lua.Claim(context.Background(), s.redis, k, user, rand.Uint64())
+	}
 	redisClaim.UpdateDuration(start)
 	if err != nil || res.Outcome != lua.OK {
 		s.ring.Release()

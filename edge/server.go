@@ -38,6 +38,11 @@ type Config struct {
 	// SoldOutTTL is how long a campaign seen sold out is answered 410 from
 	// memory before Redis is asked again; 0 turns it off.
 	SoldOutTTL time.Duration
+	// ClaimBatch turns group commit on: opens of a campaign that arrive
+	// while a claim call of it is in flight go out together in the next
+	// call (batch.go). ClaimBatchMax is the most opens one call decides.
+	ClaimBatch    bool
+	ClaimBatchMax int
 	// RepairTimeout bounds the PostgreSQL and Redis work of a merchant
 	// request or a campaign rebuild.
 	RepairTimeout time.Duration
@@ -62,6 +67,9 @@ func (c *Config) Bind(s *config.Set) {
 		"claims remembered to answer repeat opens without Redis (`0` = off)")
 	s.Duration(&c.SoldOutTTL, "SOLD_OUT_TTL", time.Second, 0, time.Minute,
 		"how long a sold-out campaign is answered 410 from memory before asking Redis again (`0` = off)")
+	s.Bool(&c.ClaimBatch, "CLAIM_BATCH", true,
+		"group commit: opens of a campaign that arrive while its claim call is in flight share the next call (`false` = one call per open)")
+	s.Int(&c.ClaimBatchMax, "CLAIM_BATCH_MAX", 64, 1, 1024, "most opens one claim call decides")
 	c.RepairTimeout = 5 * time.Second
 	c.ReadTimeout, c.WriteTimeout, c.IdleTimeout = 10*time.Second, 10*time.Second, 60*time.Second
 }
@@ -81,6 +89,7 @@ type Server struct {
 	log      *slog.Logger
 	tokens   [][sha256.Size]byte // digests of the merchant tokens
 	hot      hotCampaigns
+	batch    batcher
 	missing  missingCache
 	inflight atomic.Int64
 	gauges   *metrics.Set
@@ -110,6 +119,10 @@ func New(cfg Config, d Deps) *Server {
 	s.hot.soldOutMs = cfg.SoldOutTTL.Milliseconds()
 	s.hot.redis, s.hot.keys, s.hot.log = d.Redis, d.Keys, log
 	s.stock.s = s
+	s.batch = batcher{redis: d.Redis, max: cfg.ClaimBatchMax}
+	if !cfg.ClaimBatch {
+		s.batch.max = 1
+	}
 	s.loader = &Loader{Store: d.DB, Redis: d.Redis, Keys: d.Keys, Log: log}
 	s.tokens = tokenDigests(cfg.AdminTokens)
 	ring := d.Ring

@@ -8,12 +8,14 @@ import (
 )
 
 // Proxy is a loopback TCP proxy in front of a real service, for outage
-// tests: Cut closes every connection and refuses new ones until Restore.
+// tests: Cut closes every connection and refuses new ones until Restore;
+// LoseReplies lets requests through and loses what comes back.
 type Proxy struct {
 	ln     net.Listener
 	target string
 	mu     sync.Mutex
 	down   bool
+	mute   bool
 	conns  map[net.Conn]struct{}
 }
 
@@ -44,11 +46,26 @@ func (p *Proxy) Cut() {
 	p.conns = map[net.Conn]struct{}{}
 }
 
-// Restore accepts connections again.
+// LoseReplies lets requests reach the service but loses its replies: a
+// connection that gets one is closed instead (the service did the work;
+// the client never hears of it), until Restore.
+func (p *Proxy) LoseReplies() {
+	p.mu.Lock()
+	p.mute = true
+	p.mu.Unlock()
+}
+
+// Restore accepts connections and passes replies again.
 func (p *Proxy) Restore() {
 	p.mu.Lock()
-	p.down = false
+	p.down, p.mute = false, false
 	p.mu.Unlock()
+}
+
+func (p *Proxy) muted() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.mute
 }
 
 func (p *Proxy) serve() {
@@ -84,8 +101,23 @@ func (p *Proxy) pipe(c net.Conn) {
 	p.conns[c], p.conns[up] = struct{}{}, struct{}{}
 	p.mu.Unlock()
 	go func() { io.Copy(up, c); up.Close() }()
-	io.Copy(c, up)
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := up.Read(buf)
+		if n > 0 && p.muted() {
+			break // the reply is lost with the connection
+		}
+		if n > 0 {
+			if _, werr := c.Write(buf[:n]); werr != nil {
+				break
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
 	c.Close()
+	up.Close()
 	p.mu.Lock()
 	delete(p.conns, c)
 	delete(p.conns, up)

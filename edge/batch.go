@@ -1,0 +1,137 @@
+package edge
+
+import (
+	"context"
+	"math/rand/v2"
+	"sync"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/redis/rueidis"
+	"github.com/redpacket/rain/lua"
+)
+
+// Group commit of claims. Most of a claim's Redis cost is the script's
+// per-call overhead (reading the window, TIME and the stock), so opens of
+// one campaign that arrive while a claim call of it is in flight queue up
+// and go out together as the next call, when it returns: one script call
+// decides up to BatchMax opens, each answered exactly as a call of its own
+// would be. There is no timer: an idle campaign's open goes out at once,
+// and batches grow only with the load (while Redis is busy).
+//
+// The goroutine that finds no call in flight leads: it runs the call,
+// hands every other member its answer, then passes the lead to the first
+// open that queued meanwhile, with the next batch, and returns to answer
+// its own request. So no request waits for more than its own batch and
+// the one before it.
+
+var (
+	claimBatchSize = metrics.NewPrometheusHistogramExt(`rain_claim_batch_size`, metrics.ExponentialBuckets(1, 2, 8))
+	claimCalls     = metrics.NewCounter(`rain_claim_calls_total`)      // script calls
+	claimOpens     = metrics.NewCounter(`rain_claim_call_opens_total`) // opens they decided
+)
+
+// claimReq is one open waiting in a campaign's queue.
+type claimReq struct {
+	user  string
+	res   lua.Result
+	err   error
+	batch []*claimReq // set when this request is handed the lead
+	wake  chan struct{}
+}
+
+var claimReqs = sync.Pool{New: func() any { return &claimReq{wake: make(chan struct{}, 1)} }}
+
+// claimQueue is one campaign's queue.
+type claimQueue struct {
+	mu      sync.Mutex
+	busy    bool        // a call is in flight
+	pending []*claimReq // opens for the next call
+}
+
+// batcher runs the claim calls of the campaigns.
+type batcher struct {
+	redis rueidis.Client
+	max   int // most opens per call; 1: every open its own call
+}
+
+// claim decides user's open of the campaign of k through the campaign's
+// queue q. An error means the outcome is unknown (the call may have run).
+func (b *batcher) claim(q *claimQueue, k *lua.Keys, user string) (lua.Result, error) {
+	if b.max <= 1 {
+		claimCalls.Inc()
+		claimOpens.Inc()
+		claimBatchSize.Update(1)
+		return lua.Claim(context.Background(), b.redis, k, user, rand.Uint64())
+	}
+	r := claimReqs.Get().(*claimReq)
+	r.user = user
+	q.mu.Lock()
+	if q.busy {
+		q.pending = append(q.pending, r)
+		q.mu.Unlock()
+		<-r.wake
+	} else {
+		q.busy = true
+		q.mu.Unlock()
+		r.batch = append(r.batch[:0], r)
+	}
+	if len(r.batch) > 0 { // this request leads a call
+		b.run(q, k, r.batch)
+		r.batch = r.batch[:0]
+	}
+	res, err := r.res, r.err
+	r.user, r.res, r.err = "", lua.Result{}, nil
+	claimReqs.Put(r)
+	return res, err
+}
+
+// run makes one call for batch (batch[0] is the caller's own request),
+// wakes the other members with their answers, and hands the lead on.
+func (b *batcher) run(q *claimQueue, k *lua.Keys, batch []*claimReq) {
+	n := len(batch)
+	var (
+		usersBuf [64]string
+		rndsBuf  [64]uint64
+		outBuf   [64]lua.Result
+	)
+	users, rnds, out := usersBuf[:0], rndsBuf[:0], outBuf[:0]
+	if n > len(usersBuf) {
+		users, rnds, out = make([]string, 0, n), make([]uint64, 0, n), make([]lua.Result, 0, n)
+	}
+	for _, r := range batch {
+		users = append(users, r.user)
+		rnds = append(rnds, rand.Uint64())
+	}
+	out = out[:n]
+	claimCalls.Inc()
+	claimOpens.Add(n)
+	claimBatchSize.Update(float64(n))
+	// context.Background: a call must not be cut short by one client going
+	// away (the script runs anyway, for every member).
+	err := lua.ClaimBatch(context.Background(), b.redis, k, users, rnds, out)
+	for i, r := range batch {
+		r.res, r.err = out[i], err
+	}
+
+	q.mu.Lock()
+	var next []*claimReq
+	if len(q.pending) == 0 {
+		q.busy = false
+	} else {
+		take := min(len(q.pending), b.max)
+		lead := q.pending[0]
+		next = append(lead.batch[:0], q.pending[:take]...)
+		lead.batch = next
+		rest := copy(q.pending, q.pending[take:])
+		clear(q.pending[rest:])
+		q.pending = q.pending[:rest]
+	}
+	q.mu.Unlock()
+
+	for _, r := range batch[1:] {
+		r.wake <- struct{}{}
+	}
+	if next != nil {
+		next[0].wake <- struct{}{}
+	}
+}
