@@ -116,6 +116,24 @@ type mark struct {
 	since time.Time
 	// samples are the hash lengths of recent passes, oldest first.
 	samples []sample
+	// unwritable are the users whose hash entry scans found can never be
+	// written (malformed, or refused by claim_log): the counts discount
+	// them, so they do not call for a scan on every pass. Past
+	// maxUnwritable, overflow is set and the counts are not trusted.
+	unwritable map[string]struct{}
+	overflow   bool
+}
+
+// maxUnwritable bounds the unwritable users a mark keeps.
+const maxUnwritable = 10_000
+
+// addUnwritable records that user's entry can never be written.
+func (m *mark) addUnwritable(user string) {
+	if len(m.unwritable) >= maxUnwritable {
+		m.overflow = true
+		return
+	}
+	m.unwritable[user] = struct{}{}
 }
 
 type sample struct {
@@ -258,13 +276,15 @@ func (r *Reconciler) campaign(ctx context.Context, id int64, opts Options) (Repo
 	m := r.mark(id, now)
 	if !opts.Full {
 		ref, ok := m.observe(now, inRedis, grace)
+		known := persisted + int64(len(m.unwritable)) // entries accounted for
 		switch {
-		case inRedis <= persisted:
-			// claim_log holds every claim Redis holds.
+		case inRedis <= known:
+			// claim_log holds every claim Redis holds (but those that
+			// can never be written).
 			m.verified = max(m.verified, cutoff-verifyMargin.Milliseconds())
 			return rep, nil
-		case now.Sub(m.since) >= r.cfg.ScanEvery:
-		case !ok || persisted >= ref.hlen:
+		case m.overflow || now.Sub(m.since) >= r.cfg.ScanEvery:
+		case !ok || known >= ref.hlen:
 			// claim_log counts at least the claims Redis held a grace
 			// ago (or there is no such sample yet): what it lacks is on
 			// its way.
@@ -289,7 +309,12 @@ func (r *Reconciler) scan(ctx context.Context, id int64, k *lua.Keys, m *mark, n
 		return err
 	}
 	verified := int64(math.MinInt64)
-	if !opts.Full {
+	unwritable := m
+	if opts.Full {
+		// Everything is checked again: the unwritable entries are those
+		// this scan finds.
+		unwritable = &mark{unwritable: make(map[string]struct{})}
+	} else {
 		verified = m.verified
 	}
 	chunk := make([]pipeline.Event, 0, min(r.cfg.Chunk, 1024))
@@ -307,6 +332,7 @@ func (r *Reconciler) scan(ctx context.Context, id int64, k *lua.Keys, m *mark, n
 			rep.Rejected++
 			reconcileRejected.Inc()
 			ev := chunk[rj.Index]
+			unwritable.addUnwritable(ev.UserID)
 			r.fail.Error("claim in redis cannot be written to claim_log", "campaign_id", ev.CampaignID,
 				"user_id", ev.UserID, "amount", ev.Amount, "claimed_at_ms", ev.ClaimedAt, "reason", rj.Reason, "err", rj.Err)
 		}
@@ -330,6 +356,7 @@ func (r *Reconciler) scan(ctx context.Context, id int64, k *lua.Keys, m *mark, n
 			case !ok:
 				rep.Malformed++
 				reconcileMalformed.Inc()
+				unwritable.addUnwritable(user)
 				r.fail.Error("claims-hash entry is not a claim; skipped", "campaign_id", id,
 					"user_id", cutText(user, 160), "value", cutText(value, 64))
 				continue
@@ -365,6 +392,9 @@ func (r *Reconciler) scan(ctx context.Context, id int64, k *lua.Keys, m *mark, n
 		reconcileComplete.Inc()
 		m.verified = max(m.verified, cutoff-verifyMargin.Milliseconds())
 		m.since = now
+		if opts.Full {
+			m.unwritable, m.overflow = unwritable.unwritable, unwritable.overflow
+		}
 	}
 	if rep.Repaired > 0 || rep.Rejected > 0 || rep.Malformed > 0 {
 		r.log.Warn("reconciler repaired claims missing from claim_log", "campaign_id", id,
@@ -452,7 +482,7 @@ func (r *Reconciler) mark(id int64, now time.Time) *mark {
 	defer r.mu.Unlock()
 	m, ok := r.marks[id]
 	if !ok {
-		m = &mark{verified: math.MinInt64, since: now}
+		m = &mark{verified: math.MinInt64, since: now, unwritable: make(map[string]struct{})}
 		r.marks[id] = m
 	}
 	return m
