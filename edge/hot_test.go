@@ -50,39 +50,12 @@ func TestHotCampaignMemory(t *testing.T) {
 	}
 }
 
-func TestSoldOutFlag(t *testing.T) {
-	h := hotCampaigns{soldOutMs: 1000, maxClaims: 100}
-	c := h.get(7)
-	h.remember(c, "alice", lua.Result{Amount: 5, EndMs: 1e15})
-	c.copying.Store(true) // no copy from Redis in this unit test
-	h.markSoldOut(c, lua.Result{Outcome: lua.SoldOut, EndMs: 1e15, Claims: 2})
-	if c.soldOut(time.Now().UnixMilli()) {
-		t.Error("flag set while the copy of the claims is not whole (1 of 2)")
-	}
-	h.markSoldOut(c, lua.Result{Outcome: lua.SoldOut, EndMs: 1e15, Claims: 1})
-	now := time.Now().UnixMilli()
-	if !c.soldOut(now) || c.soldOut(now+1100) || h.get(8).soldOut(now) {
-		t.Error("flag must hold for the ttl, for its campaign only, once the copy is whole")
-	}
-	end := time.Now().UnixMilli() + 300
-	h.markSoldOut(c, lua.Result{Outcome: lua.SoldOut, EndMs: end, Claims: 1})
-	if c.soldOut(end) {
-		t.Error("flag held past the campaign's end")
-	}
-	off := hotCampaigns{maxClaims: 100}
-	c = off.get(7)
-	off.markSoldOut(c, lua.Result{Outcome: lua.SoldOut, EndMs: 1e15})
-	if c.soldOut(1) {
-		t.Error("flag held with the ttl off")
-	}
-}
-
 // waitSoldOutFlag waits until the instance answers the campaign's opens
-// from memory (its copy of the claims is taken in the background).
+// from memory (the filter of its claimants is built in the background).
 func waitSoldOutFlag(t *testing.T, h *harness, id int64) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	for !h.srv.hot.get(id).soldOut(time.Now().UnixMilli()) {
+	for !h.srv.hot.get(id).flagged(time.Now().UnixMilli()) {
 		if time.Now().After(deadline) {
 			t.Fatal("the sold-out flag was never set")
 		}
@@ -91,10 +64,11 @@ func waitSoldOutFlag(t *testing.T, h *harness, id int64) {
 	}
 }
 
-// TestSoldOutFromMemory: after a sell-out, opens are answered from memory
-// with exactly the script's answers: 410 for new users, 409 with the amount
-// for every claimant, also those who claimed through another replica; stock
-// added back in Redis is served once the flag expires.
+// TestSoldOutFromMemory: after a sell-out, opens get exactly the script's
+// answers: 410 from memory for new users, 409 with the amount for every
+// claimant, also those who claimed through another replica (the filter
+// holds them: Redis answers); stock added back in Redis is served once the
+// flag expires.
 func TestSoldOutFromMemory(t *testing.T) {
 	h := newHarness(t, harnessOpt{set: func(c *Config) { c.SoldOutTTL = 300 * time.Millisecond }})
 	other := newHarness(t, harnessOpt{}) // a second api replica on the same Redis
@@ -118,7 +92,7 @@ func TestSoldOutFromMemory(t *testing.T) {
 	if status, m := h.open(id, "alice"); status != 409 || m["amount"] != alice["amount"] {
 		t.Errorf("alice after sell-out: %d %v, want 409 with %v", status, m, alice["amount"])
 	}
-	if claimsSoldOutFlag.Get() < before+1 || !h.srv.hot.get(id).soldOut(time.Now().UnixMilli()) {
+	if claimsSoldOutFlag.Get() < before+1 || !h.srv.hot.get(id).flagged(time.Now().UnixMilli()) {
 		t.Error("opens during the flag were not answered from memory")
 	}
 
@@ -134,7 +108,7 @@ func TestSoldOutFromMemory(t *testing.T) {
 	if status != 200 || m["amount"] != float64(5) {
 		t.Errorf("after stock came back: %d %v, want 200 with 5", status, m)
 	}
-	// Sold out again with one claim more: the copy is taken again, erin in it.
+	// Sold out again with one claim more: the filter is built again, erin in it.
 	waitSoldOutFlag(t, h, id)
 	if status, m := h.open(id, "erin"); status != 409 || m["amount"] != float64(5) {
 		t.Errorf("erin after the second sell-out: %d %v, want 409 with 5", status, m)

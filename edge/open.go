@@ -81,7 +81,7 @@ func (s *Server) openRequest(ctx *fasthttp.RequestCtx, id int64) (user string, c
 			writeOutcome(ctx, lua.Result{Outcome: lua.AlreadyOpened, Amount: amount})
 			return "", nil, true
 		}
-		if c.soldOut(nowMs) {
+		if c.soldOut(userID, nowMs) {
 			claimsSoldOutFlag.Inc()
 			claimsByOutcome[lua.SoldOut].Inc()
 			writeOutcome(ctx, lua.Result{Outcome: lua.SoldOut})

@@ -38,6 +38,10 @@ type Config struct {
 	// SoldOutTTL is how long a campaign seen sold out is answered 410 from
 	// memory before Redis is asked again; 0 turns it off.
 	SoldOutTTL time.Duration
+	// SoldOutMemory is the memory, in bytes, for the filters of sold-out
+	// campaigns' claimants that answer their floods from memory (about
+	// 1.8 MB per million claimants); 0 turns them off.
+	SoldOutMemory int
 	// ClaimBatch turns group commit on: opens of a campaign that arrive
 	// while a claim call of it is in flight go out together in the next
 	// call (batch.go). ClaimBatchMax is the most opens one call decides.
@@ -67,6 +71,8 @@ func (c *Config) Bind(s *config.Set) {
 		"claims remembered to answer repeat opens without Redis (`0` = off)")
 	s.Duration(&c.SoldOutTTL, "SOLD_OUT_TTL", time.Second, 0, time.Minute,
 		"how long a sold-out campaign is answered 410 from memory before asking Redis again (`0` = off)")
+	s.Int(&c.SoldOutMemory, "SOLD_OUT_MEMORY", 64<<20, 0, 1<<36,
+		"bytes (64 MiB) for filters of sold-out campaigns' claimants, which answer their floods 410 from memory: about 1.8 MB per million claimants, the least recently used campaign's evicted first (`0` = off)")
 	s.Bool(&c.ClaimBatch, "CLAIM_BATCH", true,
 		"group commit: opens of a campaign that arrive while its claim call is in flight share the next call (`false` = one call per open)")
 	s.Int(&c.ClaimBatchMax, "CLAIM_BATCH_MAX", 64, 1, 1024, "most opens one claim call decides")
@@ -117,6 +123,7 @@ func New(cfg Config, d Deps) *Server {
 		missing: missingCache{ttl: time.Second}, gauges: metrics.NewSet()}
 	s.hot.maxClaims = int64(cfg.ClaimMemo)
 	s.hot.soldOutMs = cfg.SoldOutTTL.Milliseconds()
+	s.hot.soldOutBudget = int64(cfg.SoldOutMemory)
 	s.hot.redis, s.hot.keys, s.hot.log = d.Redis, d.Keys, log
 	s.stock.s = s
 	s.batch = batcher{redis: d.Redis, max: cfg.ClaimBatchMax}
