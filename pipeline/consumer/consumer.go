@@ -13,6 +13,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/redpacket/rain/internal/config"
 	"github.com/redpacket/rain/internal/postgres"
+	"github.com/redpacket/rain/internal/ratelog"
 	"github.com/redpacket/rain/internal/retry"
 	"github.com/redpacket/rain/pipeline"
 	"github.com/redpacket/rain/pipeline/writer"
@@ -105,6 +106,7 @@ type Consumer struct {
 	cl     *kgo.Client
 	writer *writer.Writer
 	log    *slog.Logger
+	fail   *slog.Logger // log, at most one line per message every ratelog.Every
 
 	mu       sync.Mutex
 	pgErr    error     // the last write error while writes fail
@@ -116,7 +118,7 @@ type Consumer struct {
 // New returns a consumer of kafka's topic writing through a writer.Writer over
 // db. It joins the group when Run starts polling.
 func New(cfg Config, kafka pipeline.KafkaConfig, db *postgres.Store, log *slog.Logger) (*Consumer, error) {
-	c := &Consumer{cfg: cfg, kafka: kafka, writer: writer.New(db), log: log}
+	c := &Consumer{cfg: cfg, kafka: kafka, writer: writer.New(db), log: log, fail: ratelog.Logger(log, ratelog.Every)}
 	cl, err := kgo.NewClient(
 		kgo.SeedBrokers(kafka.Brokers...),
 		kgo.ConsumerGroup(cfg.Group),
@@ -231,7 +233,7 @@ func (c *Consumer) handle(ctx context.Context, fs kgo.Fetches) error {
 	for _, r := range recs {
 		ev, err := pipeline.DecodeEvent(r.Value)
 		if err != nil {
-			dead = append(dead, deadLetter{rec: r, reason: decodeReason(r.Value), err: err})
+			dead = append(dead, newDeadLetter(r, decodeReason(err), err))
 			continue
 		}
 		evs = append(evs, ev)
@@ -249,7 +251,9 @@ func (c *Consumer) handle(ctx context.Context, fs kgo.Fetches) error {
 	consumerDuplicates.Add(res.Duplicates)
 	for _, r := range res.Rejected {
 		ev := evs[r.Index]
-		dead = append(dead, deadLetter{rec: src[r.Index], reason: r.Reason, err: r.Err, id: ev.CampaignID, user: ev.UserID})
+		d := newDeadLetter(src[r.Index], r.Reason, r.Err)
+		d.id, d.user = ev.CampaignID, ev.UserID
+		dead = append(dead, d)
 	}
 
 	if len(dead) > 0 {
@@ -267,7 +271,7 @@ func (c *Consumer) handle(ctx context.Context, fs kgo.Fetches) error {
 		// (this member after a retry, or another after a rebalance)
 		// writes nothing new.
 		commitErrors.Inc()
-		c.log.Warn("offset commit failed; the batch will be redelivered and change nothing",
+		c.fail.Warn("offset commit failed; the batch will be redelivered and change nothing",
 			"offsets", nextOffsets(recs), "err", err)
 	} else {
 		consumerCommit.UpdateDuration(t)
@@ -297,7 +301,7 @@ func (c *Consumer) write(ctx context.Context, evs []pipeline.Event) (writer.Resu
 		writeErrors.Inc()
 		c.setPostgres(err)
 		wait := bo.NextBackOff()
-		c.log.Error("postgres write failed; retrying the batch (offsets not committed)",
+		c.fail.Error("postgres write failed; retrying the batch (offsets not committed)",
 			"err", err, "events", len(evs), "campaign_ids", campaignIDs(evs, 10), "attempt", attempt, "retry_in", wait.String())
 		if err := sleep(ctx, wait); err != nil {
 			return res, err
@@ -305,24 +309,20 @@ func (c *Consumer) write(ctx context.Context, evs []pipeline.Event) (writer.Resu
 	}
 }
 
-// logDeadLetters logs the first dead letters of a batch one by one and
-// counts them all.
+// logDeadLetters counts the dead letters of a batch and logs the first
+// (at most one line every ratelog.Every: the dead-letter topic has them
+// all, the metric counts them all).
 func (c *Consumer) logDeadLetters(dead []deadLetter) {
-	const logged = 20
-	for i, d := range dead {
+	for _, d := range dead {
 		deadLetters[d.reason].Inc()
-		if i < logged {
-			attrs := []any{"reason", d.reason, "err", d.err, "topic", d.rec.Topic, "partition", d.rec.Partition,
-				"offset", d.rec.Offset, "dlq", c.kafka.DLQTopic}
-			if d.id != 0 {
-				attrs = append(attrs, "campaign_id", d.id, "user_id", d.user)
-			}
-			c.log.Warn("record dead-lettered", attrs...)
-		}
 	}
-	if len(dead) > logged {
-		c.log.Warn("more records dead-lettered in the batch", "count", len(dead)-logged, "dlq", c.kafka.DLQTopic)
+	d := dead[0]
+	attrs := []any{"reason", d.reason, "err", d.err, "topic", d.rec.Topic, "partition", d.rec.Partition,
+		"offset", d.rec.Offset, "dlq", c.kafka.DLQTopic, "in_batch", len(dead)}
+	if d.id != 0 {
+		attrs = append(attrs, "campaign_id", d.id, "user_id", d.user)
 	}
+	c.fail.Warn("records dead-lettered", attrs...)
 }
 
 // fetchErrors logs and records the fetch errors of a poll (franz-go retries
@@ -337,7 +337,7 @@ func (c *Consumer) fetchErrors(fs kgo.Fetches) {
 		if first == nil {
 			first = err
 		}
-		c.log.Warn("kafka fetch error", "topic", topic, "partition", p, "err", err)
+		c.fail.Warn("kafka fetch error", "topic", topic, "partition", p, "err", err)
 	})
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -370,7 +370,8 @@ const kafkaErrorWindow = 30 * time.Second
 
 // Health is nil while the consumer works, or an error saying what fails:
 // PostgreSQL writes (the batch is being retried, nothing committed) or
-// Kafka fetches in the last 30s.
+// Kafka fetches in the last 30s. The text before the first ": " is the
+// short reason /healthz shows; the cause after it is for the logs.
 func (c *Consumer) Health() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()

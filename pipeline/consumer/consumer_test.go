@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -203,6 +204,116 @@ func TestConsumerDeadLetters(t *testing.T) {
 				t.Errorf("dead letter %q: headers %v", r.Value, h)
 			}
 			got[string(r.Value)] = dl{h[consumer.HeaderDLQOffset], h[consumer.HeaderDLQReason]}
+		})
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("dead letters:\n got %v\nwant %v", got, want)
+	}
+}
+
+// TestConsumerDeadLettersTooLarge: records as large as the broker takes,
+// which no longer fit once dead-letter headers are added, are still
+// dead-lettered (cut, with their coordinates) and the partition moves on;
+// when even the cut does not fit a dead-letter topic of 16 KiB records,
+// the coordinates alone go.
+func TestConsumerDeadLettersTooLarge(t *testing.T) {
+	t.Parallel()
+	t.Run("dlq=default", func(t *testing.T) { testDeadLettersTooLarge(t, 0, "cut") })
+	t.Run("dlq=16KiB", func(t *testing.T) { testDeadLettersTooLarge(t, 16<<10, "dropped") })
+}
+
+func testDeadLettersTooLarge(t *testing.T, dlqMaxBytes int, hugeValue string) {
+	t.Parallel()
+	db := testenv.Postgres(t)
+	topic := testenv.NewTopic(t, 1)
+	adm := kadm.NewClient(testenv.Kafka(t))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	maxBytes := 0
+	// A topic just made may answer without its configs for a moment.
+	testenv.Eventually(t, 20*time.Second, func() (bool, string) {
+		cfgs, err := adm.DescribeTopicConfigs(ctx, topic)
+		if err != nil {
+			return false, err.Error()
+		}
+		cfg, err := cfgs.On(topic, nil)
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, c := range cfg.Configs {
+			if c.Key == "max.message.bytes" && c.Value != nil {
+				maxBytes, _ = strconv.Atoi(*c.Value)
+			}
+		}
+		return maxBytes > 0, "no max.message.bytes in the topic's configs"
+	})
+	if maxBytes < 64<<10 {
+		t.Fatalf("topic %s max.message.bytes %d", topic, maxBytes)
+	}
+	size := maxBytes - 512 // a record batch of one record: about 70 bytes more
+	if dlqMaxBytes > 0 {
+		v := strconv.Itoa(dlqMaxBytes)
+		_, err := adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Name: "max.message.bytes", Value: &v}}, topic+".dlq")
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	cl := testenv.Kafka(t, kgo.ProducerBatchMaxBytes(int32(maxBytes)))
+
+	id := testenv.LiveCampaign(t, db, map[int64]int64{5: 10})
+	at := time.Now().Add(-time.Minute).UnixMilli()
+	head := fmt.Sprintf(`{"v":1,"campaign_id":%d,"user_id":"huge","amount":5,"claimed_at":"`, id)
+	// Random letters, so the dead letter does not compress under the limit.
+	const letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+	noise := make([]byte, size-len(head)-2)
+	for i := range noise {
+		noise[i] = letters[rand.IntN(len(letters))]
+	}
+	huge := head + string(noise) + `"}`
+	recs := []*kgo.Record{
+		{Value: testenv.EventJSON(id, "good-1", 5, at)},
+		{Key: []byte("k1"), Value: []byte(huge)},
+		{Key: []byte("k2"), Value: []byte("not json"), Headers: []kgo.RecordHeader{{Key: "big", Value: bytes.Repeat([]byte("h"), size-100)}}},
+		{Key: bytes.Repeat([]byte("k"), size-100), Value: []byte(`{"v":3}`)},
+		{Value: testenv.EventJSON(id, "good-2", 5, at)},
+	}
+	for _, r := range recs {
+		r.Topic = topic
+	}
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatalf("produce records of %d bytes (max.message.bytes %d): %v", size, maxBytes, err)
+	}
+
+	g := group(t)
+	startConsumer(t, db, opts{topic: topic, group: g, retryMax: 200 * time.Millisecond})
+	waitCommitted(t, adm, g, topic, 30*time.Second)
+	testenv.AssertState(t, db, id, map[string]testenv.Row{"good-1": {Amount: 5, ClaimedAt: at}, "good-2": {Amount: 5, ClaimedAt: at}})
+
+	type dl struct{ reason, truncated string }
+	want := map[string]dl{
+		"1": {pipeline.ReasonInvalid, hugeValue},
+		"2": {pipeline.ReasonMalformed, "cut"},
+		"3": {pipeline.ReasonUnsupportedVersion, "cut"},
+	}
+	got := map[string]dl{}
+	dlq := testenv.Kafka(t, kgo.ConsumeTopics(topic+".dlq"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	for len(got) < len(want) && ctx.Err() == nil {
+		dlq.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
+			h := map[string]string{}
+			for _, kv := range r.Headers {
+				h[kv.Key] = string(kv.Value)
+			}
+			off := h[consumer.HeaderDLQOffset]
+			got[off] = dl{h[consumer.HeaderDLQReason], h[consumer.HeaderDLQTruncated]}
+			orig := recs[0]
+			if n, err := strconv.Atoi(off); err == nil && n < len(recs) {
+				orig = recs[n]
+			}
+			if h[consumer.HeaderDLQTopic] != topic || h[consumer.HeaderDLQPartition] != "0" || h["big"] != "" ||
+				len(h[consumer.HeaderDLQError]) > 1<<10 || h[consumer.HeaderDLQError] == "" ||
+				!bytes.HasPrefix(orig.Value, r.Value) || len(r.Value) > 64<<10 || len(r.Key) > 1<<10 {
+				t.Errorf("dead letter of offset %s: key %d, value %d bytes, headers %.200v", off, len(r.Key), len(r.Value), h)
+			}
 		})
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {

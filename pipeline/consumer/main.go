@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -97,8 +98,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		m.DB.Close()
 		return fmt.Errorf("METRICS_ADDR %s: %w", cfg.MetricsAddr, err)
 	}
-	m.http = &http.Server{Handler: Handler(m.Consumer.Health), ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: time.Minute}
+	m.http = newMetricsServer(Handler(m.Consumer.Health))
 	go func() {
 		if err := m.http.Serve(m.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			m.Log.Error("metrics server", "err", err)
@@ -165,6 +165,8 @@ func (m *Main) Close(ctx context.Context) error {
 // Handler serves /metrics (Prometheus text) and /healthz: 200
 // {"status":"OK"}, or 503 {"status":"DEGRADED","error":"..."} while health
 // reports a failure (PostgreSQL writes failing, Kafka fetches failing).
+// The error is the short reason only (see shortReason): addresses and
+// driver messages stay in the logs.
 func Handler(health func() error) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
@@ -178,10 +180,31 @@ func Handler(health func() error) http.Handler {
 			_ = json.NewEncoder(w).Encode(struct {
 				Status string `json:"status"`
 				Error  string `json:"error"`
-			}{"DEGRADED", err.Error()})
+			}{"DEGRADED", shortReason(err)})
 			return
 		}
 		_, _ = io.WriteString(w, `{"status":"OK"}`+"\n")
 	})
 	return mux
+}
+
+// newMetricsServer is the server of /metrics and /healthz: every phase of a
+// request bounded, and idle connections closed, so slow or idle clients hold
+// nothing for long.
+func newMetricsServer(h http.Handler) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+		WriteTimeout: 30 * time.Second, IdleTimeout: 30 * time.Second, MaxHeaderBytes: 8 << 10}
+}
+
+// maxReason bounds the reason /healthz shows.
+const maxReason = 96
+
+// shortReason is the text of err before its first ": " (by the wrapping
+// convention, what failed; the cause follows), at most maxReason bytes.
+func shortReason(err error) string {
+	s := err.Error()
+	if i := strings.Index(s, ": "); i >= 0 {
+		s = s[:i]
+	}
+	return cutText(s, maxReason)
 }
