@@ -53,6 +53,8 @@ type Config struct {
 	// ReadTimeout, WriteTimeout and IdleTimeout of connections (fasthttp's
 	// own are unlimited).
 	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
+	// Security is what the server does against hostile traffic (security.go).
+	Security SecurityConfig
 }
 
 // Bind declares the HTTP server's variables.
@@ -77,7 +79,8 @@ func (c *Config) Bind(s *config.Set) {
 		"group commit: opens of a campaign that arrive while its claim call is in flight share the next call (`false` = one call per open)")
 	s.Int(&c.ClaimBatchMax, "CLAIM_BATCH_MAX", 64, 1, 1024, "most opens one claim call decides")
 	c.RepairTimeout = 5 * time.Second
-	c.ReadTimeout, c.WriteTimeout, c.IdleTimeout = 10*time.Second, 10*time.Second, 60*time.Second
+	c.ReadTimeout, c.WriteTimeout, c.IdleTimeout = 10*time.Second, 10*time.Second, 15*time.Second
+	c.Security.Bind(s)
 }
 
 // Health is what /readyz asks of the producer.
@@ -98,6 +101,7 @@ type Server struct {
 	batch    batcher
 	missing  missingCache
 	inflight atomic.Int64
+	guard    guard // against hostile traffic (security.go)
 	gauges   *metrics.Set
 	stock    stockGauges
 	srv      *fasthttp.Server
@@ -146,6 +150,10 @@ func New(cfg Config, d Deps) *Server {
 		CloseOnShutdown:    true,
 		ErrorHandler:       requestError,
 	}
+	s.guard.init(cfg.Security, log)
+	s.srv.HeaderReceived, s.srv.ExpectHandler = headerReceived, expectRefused
+	s.srv.DisablePreParseMultipartForm = true
+	s.srv.Logger = connLogger{s.guard.failLog}
 	return s
 }
 
@@ -166,27 +174,27 @@ func (s *Server) Handler() fasthttp.RequestHandler {
 	r.MethodNotAllowed = func(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, errMethod)
 	}
-	r.PanicHandler = func(ctx *fasthttp.RequestCtx, v any) {
-		s.log.Error("panic in handler", "path", string(ctx.Path()), "panic", v)
-		writeError(ctx, errors.New("panic"))
-	}
+	r.PanicHandler = s.requestPanicked
+	// A JSON 404, never a redirect (built from the Host header) to a path
+	// with or without a trailing slash or in another case.
+	r.RedirectTrailingSlash, r.RedirectFixedPath = false, false
+	r.GlobalOPTIONS = options
 	// The open route skips the router: its path parameter would be boxed
 	// into the request's user values, two allocations per open (pprof).
 	routed := r.Handler
 	return func(ctx *fasthttp.RequestCtx) {
+		defer s.recoverRequest(ctx)
 		if ctx.IsPost() && isOpenPath(ctx.Path()) {
 			open(ctx)
+			return
+		}
+		if ctx.IsHead() {
+			headAsGet(ctx, routed)
 			return
 		}
 		routed(ctx)
 	}
 }
-
-// maxReadBody is how much of a body the server reads. It is above every
-// route's own limit so that a body over a limit is read whole and answered
-// 413 with a JSON body by the route; past this, fasthttp stops reading and
-// closes the connection after requestError's answer.
-const maxReadBody = 1 << 20
 
 // requestError answers requests fasthttp could not read: a body over the
 // server's limit is 413 with the API's error body. A connection that sent
@@ -206,7 +214,7 @@ func requestError(ctx *fasthttp.RequestCtx, err error) {
 		return
 	}
 	if errors.Is(err, fasthttp.ErrBodyTooLarge) {
-		writeError(ctx, rain.Errorf(rain.ETOOLARGE, "body is over %d bytes", maxReadBody))
+		writeError(ctx, tooLarge(&ctx.Request.Header))
 		return
 	}
 	writeError(ctx, rain.Errorf(rain.EINVALID, "malformed HTTP request"))
@@ -239,7 +247,7 @@ func (s *Server) metrics(ctx *fasthttp.RequestCtx) {
 }
 
 // Serve serves HTTP on ln until Shutdown.
-func (s *Server) Serve(ln net.Listener) error { return s.srv.Serve(ln) }
+func (s *Server) Serve(ln net.Listener) error { return s.srv.Serve(s.guard.conns.listener(ln)) }
 
 // Shutdown stops accepting requests and waits for those in flight.
 func (s *Server) Shutdown(ctx context.Context) error { return s.srv.ShutdownWithContext(ctx) }
