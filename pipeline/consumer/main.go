@@ -18,6 +18,7 @@ import (
 	"github.com/redpacket/rain/internal/boot"
 	"github.com/redpacket/rain/internal/config"
 	"github.com/redpacket/rain/internal/postgres"
+	"github.com/redpacket/rain/internal/ratelog"
 	"github.com/redpacket/rain/internal/retry"
 	"github.com/redpacket/rain/pipeline"
 	"github.com/redpacket/rain/pipeline/reconcile"
@@ -128,7 +129,7 @@ func (m *Main) Done() <-chan error { return m.done }
 
 // runReconciler connects to Redis (waiting for it) and runs periodic passes.
 func (m *Main) runReconciler(ctx context.Context) {
-	rdb, err := retry.Forever(ctx, m.Log, "connect redis (reconciler)", func() (rueidis.Client, error) {
+	rdb, err := retry.Forever(ctx, ratelog.Logger(m.Log, ratelog.Every), "connect redis (reconciler)", func() (rueidis.Client, error) {
 		return rueidis.NewClient(m.Config.Boot.RedisOptions())
 	})
 	if err != nil {
