@@ -52,9 +52,11 @@ const (
 	soldOutFP = 0.001
 	// soldOutOverhead is what a kept filter costs besides its bits.
 	soldOutOverhead = 256
-	// scanCount is HSCAN's COUNT in a build: larger is faster (fewer round
-	// trips) but blocks Redis longer per call.
-	scanCount = 10_000
+	// scanCount is HSCAN's COUNT in a build. Larger saves round trips but
+	// blocks Redis longer per call and costs it more per field: a 1M-claim
+	// build measured 1.0 µs of Redis per field at 1000 (1 ms a call), 1.8 µs
+	// at 10000 (18 ms a call), in about the same time.
+	scanCount = 1000
 )
 
 // soldOutCost is the memory a filter of n claimants takes.
