@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/netip"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -41,6 +42,23 @@ func (c *MainConfig) Bind(s *config.Set) {
 	c.Kafka.Bind(s)
 	c.Producer.Bind(s)
 	s.Addr(&c.Pprof, "PPROF_ADDR", "", "serve `net/http/pprof` here (loopback only, e.g. `127.0.0.1:6060`)")
+	if c.Pprof != "" && !loopbackAddr(c.Pprof) {
+		s.Errorf("PPROF_ADDR", "%q is not a loopback address: profiles show the process's memory, so they are served on 127.0.0.1, ::1 or localhost only", c.Pprof)
+	}
+}
+
+// loopbackAddr reports whether the host of host:port is a loopback
+// address or localhost (an empty host means every interface).
+func loopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
 }
 
 // DefaultMainConfig is the configuration of an api with no variable set
@@ -133,7 +151,9 @@ func (m *Main) servePprof(addr string) error {
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	m.pprof = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute}
+	// A CPU profile or trace takes ?seconds= (30 by default) to write.
+	m.pprof = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+		WriteTimeout: 5 * time.Minute, IdleTimeout: time.Minute, MaxHeaderBytes: 16 << 10}
 	go func() { _ = m.pprof.Serve(ln) }()
 	m.Log.Info("pprof listening", "addr", ln.Addr().String())
 	return nil
