@@ -28,7 +28,6 @@ func BenchmarkClaimBatch(b *testing.B) {
 			k := live(b, c, map[int64]int64{1: 1e8, 5: 1e8, 20: 1e8})
 			var seq atomic.Int64
 			before := readRedisCost(b, c)
-			b.ReportAllocs()
 			b.SetParallelism(8)
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {

@@ -5,15 +5,15 @@
 -- KEYS[1] rp:{id}:meta    hash  start, end (unix ms)
 -- KEYS[2] rp:{id}:stock   hash  amount -> remaining count (amounts at 0 are removed)
 -- KEYS[3] rp:{id}:claims  hash  user id -> "amount:claimed_at_ms"
--- ARGV    one pair per user: user id (non-empty), then a uniform random
---         integer in [0, 2^53) in decimal, drawn by the caller (Lua's
---         math.random inside Redis is not a usable source)
+-- ARGV    the user ids u_1..u_m (non-empty; 1 <= m <= 1024), then one
+--         random per user r_1..r_m: a uniform integer in [0, 2^53) drawn by
+--         the caller (Lua's math.random inside Redis is not a usable source)
 --
 -- Each user gets the answer a call of their own would give at this moment,
 -- in ARGV order, checks in this order: campaign exists, window (by Redis
--- TIME, so every API replica agrees), already opened, stock. A user twice in one
--- batch claims once; the second answer is ALREADY_OPENED with the first's
--- amount. Codes are lua.Outcome values. Reply:
+-- TIME, so every API replica agrees), already opened, stock. A user twice
+-- in one batch claims once; the second answer is ALREADY_OPENED with the
+-- first's amount. Codes are lua.Outcome values. Reply:
 --   {code}                     0 NOT_FOUND, 1 NOT_STARTED or 2 ENDED, for every user
 --   {end_ms, now_ms, per user: 5, amount               OK, claimed at now_ms
 --                              3, amount, claimed_at   ALREADY_OPENED
@@ -21,39 +21,44 @@
 -- end_ms lets the api answer repeats and sold-out floods from memory until
 -- the window closes; claims tells it whether its copy of the claims is whole.
 --
+-- Cost: the meta hash, TIME, the users' claims (one HMGET) and the stock
+-- are read once per call; the claims are written in one HSET and the stock
+-- once per amount drawn, so a batch costs Redis little more than one open.
 -- Redis keeps the writes of a script that fails half-way, so every argument
 -- is checked before the first write and nothing after it can fail. The
 -- shebang makes Redis refuse the whole call up front under OOM (instead of
 -- at a write in the middle) and refuse keys of another cluster slot.
 local call = redis.call
 local n = #ARGV
-if n == 0 or n % 2 == 1 then
-  return redis.error_reply('RPARGS want pairs of user id and random')
+local m = n / 2
+if n == 0 or n % 2 == 1 or m > 1024 then
+  return redis.error_reply('RPARGS want 1 to 1024 user ids, then as many randoms')
 end
-for i = 2, n, 2 do
-  local r = tonumber(ARGV[i])
+for i = 1, m do
+  if ARGV[i] == '' then
+    return redis.error_reply('RPARGS empty user id')
+  end
+  local r = tonumber(ARGV[m + i])
   if not r or r < 0 or r >= 9007199254740992 or r % 1 ~= 0 then
     return redis.error_reply('RPARGS random not an integer in [0, 2^53)')
   end
-  if ARGV[i - 1] == '' then
-    return redis.error_reply('RPARGS empty user id')
-  end
 end
 
-local m = call('HMGET', KEYS[1], 'start', 'end')
-if not m[1] then
+local meta = call('HMGET', KEYS[1], 'start', 'end')
+if not meta[1] then
   return {0} -- NOT_FOUND
 end
 local t = call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-if now < tonumber(m[1]) then
+if now < tonumber(meta[1]) then
   return {1} -- NOT_STARTED
 end
-local endms = tonumber(m[2])
+local endms = tonumber(meta[2])
 if now >= endms then
   return {2} -- ENDED
 end
 
+local prev = call('HMGET', KEYS[3], unpack(ARGV, 1, m))
 local out, o = {endms, now}, 2
 local at = ':' .. now
 -- The stock, read at the first user who draws: s is HGETALL's flat
@@ -61,18 +66,27 @@ local at = ':' .. now
 -- with the draws. The hash holds only amounts still in stock (at most 64),
 -- so the counts sum to the packets left; no separate counter to keep in
 -- step. tj is the index in s of the first amount drawn and tk how many of
--- it were; took[j] counts the draws of any other (a table only when a
--- second amount is drawn: a call of one user costs what it did before
--- batching).
-local s, left, tj, tk, took, claims
-for i = 1, n, 2 do
+-- it were; took[j] counts the draws of any other. The claims made are
+-- written at the end: w holds them as HSET's field, value list and mine
+-- maps each claimant to their amount, for a user who comes again in the
+-- batch. A batch of one makes none of these tables: it costs what a single
+-- open did before batching.
+local s, left, tj, tk, took, w, mine, claims
+local made = 0
+for i = 1, m do
   local user = ARGV[i]
-  local prev = call('HGET', KEYS[3], user)
-  if prev then
-    local sep = string.find(prev, ':', 1, true)
+  local p = prev[i]
+  local again = not p and mine and mine[user]
+  if p then
+    local sep = string.find(p, ':', 1, true)
     out[o + 1] = 3 -- ALREADY_OPENED
-    out[o + 2] = tonumber(string.sub(prev, 1, sep - 1))
-    out[o + 3] = tonumber(string.sub(prev, sep + 1))
+    out[o + 2] = tonumber(string.sub(p, 1, sep - 1))
+    out[o + 3] = tonumber(string.sub(p, sep + 1))
+    o = o + 3
+  elseif again then
+    out[o + 1] = 3 -- ALREADY_OPENED, earlier in this batch
+    out[o + 2] = again
+    out[o + 3] = now
     o = o + 3
   else
     if not s then
@@ -84,7 +98,9 @@ for i = 1, n, 2 do
       end
     end
     if left <= 0 then
-      claims = claims or call('HLEN', KEYS[3]) -- no claim follows in this batch
+      -- No claim follows in this batch; the claims made so far are not in
+      -- the hash yet.
+      claims = claims or call('HLEN', KEYS[3]) + made
       out[o + 1] = 4 -- SOLD_OUT
       out[o + 2] = claims
       o = o + 2
@@ -94,7 +110,7 @@ for i = 1, n, 2 do
       -- Doubles hold integers below 2^53 exactly, and the bias of the
       -- modulo is below left / 2^53 (< 1e-6 at the largest inventory).
       -- r < left = the sum of the counts, so the walk ends inside s.
-      local r = tonumber(ARGV[i + 1]) % left
+      local r = tonumber(ARGV[m + i]) % left
       local j = 2
       while r >= s[j] do
         r = r - s[j]
@@ -111,12 +127,23 @@ for i = 1, n, 2 do
         took[j] = (took[j] or 0) + 1
       end
       local amount = s[j - 1]
-      call('HSET', KEYS[3], user, amount .. at)
+      if m == 1 then
+        call('HSET', KEYS[3], user, amount .. at)
+      else
+        w, mine = w or {}, mine or {}
+        w[2 * made + 1] = user
+        w[2 * made + 2] = amount .. at
+        mine[user] = tonumber(amount)
+      end
+      made = made + 1
       out[o + 1] = 5 -- OK
       out[o + 2] = tonumber(amount)
       o = o + 2
     end
   end
+end
+if w then
+  call('HSET', KEYS[3], unpack(w))
 end
 -- The stock written back once per amount drawn; an amount at 0 is removed.
 if tj then

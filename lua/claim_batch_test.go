@@ -225,6 +225,29 @@ func TestClaimBatchTakesEachPacketOnce(t *testing.T) {
 	}
 }
 
+// TestClaimBatchOfMaxBatch: the largest batch, more users than packets.
+func TestClaimBatchOfMaxBatch(t *testing.T) {
+	c := testenv.Redis(t)
+	k := live(t, c, map[int64]int64{1: 900, 2: 100})
+	users := make([]string, lua.MaxBatch)
+	for i := range users {
+		users[i] = fmt.Sprint("u", i)
+	}
+	got := map[int64]int{}
+	for i, r := range batch(t, c, k, users, nil) {
+		switch {
+		case i < 1000 && r.Outcome == lua.OK:
+			got[r.Amount]++
+		case i >= 1000 && r.Outcome == lua.SoldOut && r.Claims == 1000:
+		default:
+			t.Fatalf("user %d: %+v", i, r)
+		}
+	}
+	if _, claims := hashes(t, c, k); !reflect.DeepEqual(got, map[int64]int{1: 900, 2: 100}) || len(claims) != 1000 {
+		t.Errorf("drew %v, %d claims recorded; want all 1,000 packets", got, len(claims))
+	}
+}
+
 // TestClaimBatchDrawIsWeighted: as TestDrawIsWeightedByRemaining, in
 // batches of 16.
 func TestClaimBatchDrawIsWeighted(t *testing.T) {
@@ -258,26 +281,31 @@ func TestClaimBatchRefusesBadArguments(t *testing.T) {
 	claim(t, c, k, "alice")
 	stock, claims := hashes(t, c, k)
 	keys := []string{k.Meta(), k.Stock(), k.Claims()}
+	many := make([]string, 2*1025)
+	for i := range 1025 {
+		many[i], many[1025+i] = fmt.Sprint("u", i), "1"
+	}
 	for _, args := range [][]string{
 		{},
 		{"bob"},
-		{"bob", "1", "carol"},
-		{"bob", "1", "", "2"},
-		{"bob", "1", "carol", ""},
-		{"bob", "1", "carol", "-1"},
-		{"bob", "1", "carol", "9007199254740992"},
-		{"bob", "1", "carol", "1e400"},
-		{"bob", "1", "carol", "1.5"},
-		{"bob", "1", "carol", "abc"},
-		{"bob", "1", "carol", "nan"},
-		{"bob", "1", "carol", "inf"},
+		{"bob", "carol", "1"},
+		many,
+		{"bob", "", "1", "2"},
+		{"bob", "carol", "1", ""},
+		{"bob", "carol", "1", "-1"},
+		{"bob", "carol", "1", "9007199254740992"},
+		{"bob", "carol", "1", "1e400"},
+		{"bob", "carol", "1", "1.5"},
+		{"bob", "carol", "1", "abc"},
+		{"bob", "carol", "1", "nan"},
+		{"bob", "carol", "1", "inf"},
 	} {
 		err := lua.ClaimScript.Exec(ctx, c, keys, args).Error()
 		if err == nil || !strings.Contains(err.Error(), "RPARGS") {
-			t.Errorf("ARGV %q: %v, want an RPARGS error", args, err)
+			t.Errorf("ARGV %.60q: %v, want an RPARGS error", args, err)
 		}
 		if s, cl := hashes(t, c, k); !reflect.DeepEqual(s, stock) || !reflect.DeepEqual(cl, claims) {
-			t.Errorf("ARGV %q wrote: stock %v, claims %v; was %v, %v", args, s, cl, stock, claims)
+			t.Errorf("ARGV %.60q wrote: stock %v, claims %v; was %v, %v", args, s, cl, stock, claims)
 		}
 	}
 	// The same through the Go wrapper: an empty user id fails the batch.
@@ -294,7 +322,7 @@ func TestClaimBatchRefusesBadArguments(t *testing.T) {
 		t.Errorf("refused batches wrote: stock %v, claims %v; was %v, %v", s, cl, stock, claims)
 	}
 	// The bounds themselves are fine.
-	r, err := lua.ClaimScript.Exec(ctx, c, keys, []string{"bob", "9007199254740991", "carol", "0"}).ToArray()
+	r, err := lua.ClaimScript.Exec(ctx, c, keys, []string{"bob", "carol", "9007199254740991", "0"}).ToArray()
 	if err != nil || len(r) != 6 {
 		t.Errorf("randoms 2^53-1 and 0: %v %v, want two claims", r, err)
 	}
@@ -311,6 +339,7 @@ func TestClaimBatchLengths(t *testing.T) {
 		{[]string{"a"}, nil, 1},
 		{[]string{"a"}, []uint64{1}, 0},
 		{[]string{"a", "b"}, []uint64{1}, 2},
+		{make([]string, lua.MaxBatch+1), make([]uint64, lua.MaxBatch+1), lua.MaxBatch + 1},
 	} {
 		// Refused before Redis is asked: the nil client is never used.
 		if err := lua.ClaimBatch(context.Background(), nil, k, tc.users, tc.rnds, make([]lua.Result, tc.out)); err == nil {
@@ -321,7 +350,7 @@ func TestClaimBatchLengths(t *testing.T) {
 
 func TestClaimArgs(t *testing.T) {
 	got := lua.ClaimArgs([]string{"a", "b", "c", "d"}, []uint64{0, 42, 1<<53 - 1, math.MaxUint64})
-	want := []string{"a", "0000000000000000", "b", "0000000000000042", "c", "9007199254740991", "d", "9007199254740991"}
+	want := []string{"a", "b", "c", "d", "0000000000000000", "0000000000000042", "9007199254740991", "9007199254740991"}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("args %q, want %q", got, want)
 	}

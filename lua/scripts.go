@@ -69,12 +69,16 @@ func Claim(ctx context.Context, c rueidis.Client, k *Keys, user string, rnd uint
 	return out[0], err
 }
 
+// MaxBatch is the most users one ClaimBatch call takes (claim.lua refuses
+// more: a call holds Redis for a few µs per user).
+const MaxBatch = 1024
+
 // ClaimBatch decides the opens of users in the campaign of k in one call of
 // claim.lua, filling out[i] with the answer to users[i]: the answer a call
 // of its own would give, in order (a user twice gets one claim, then
 // AlreadyOpened). rnds[i] is users[i]'s random number, uniform in [0, 2^53)
 // (higher bits are dropped); the caller draws it (math/rand/v2 is fine).
-// users, rnds and out have the same length, at least 1; user ids are not
+// users, rnds and out have the same length, 1 to MaxBatch; user ids are not
 // empty (else Redis refuses the call and nothing is written).
 //
 // An error means the outcome is unknown for every user: the script may or
@@ -83,8 +87,8 @@ func Claim(ctx context.Context, c rueidis.Client, k *Keys, user string, rnd uint
 // reconciler persists them.
 func ClaimBatch(ctx context.Context, c rueidis.Client, k *Keys, users []string, rnds []uint64, out []Result) error {
 	n := len(users)
-	if n == 0 || len(rnds) != n || len(out) != n {
-		return fmt.Errorf("claim: %d users, %d randoms, %d results", n, len(rnds), len(out))
+	if n == 0 || n > MaxBatch || len(rnds) != n || len(out) != n {
+		return fmt.Errorf("claim: %d users, %d randoms, %d results (want 1 to %d of each)", n, len(rnds), len(out), MaxBatch)
 	}
 	var stack [2 * 64]string // a batch of up to 64 lays out its arguments here, not on the heap
 	args := stack[:0]
@@ -102,9 +106,9 @@ func ClaimBatch(ctx context.Context, c rueidis.Client, k *Keys, users []string, 
 // 2^53-1 has 16 decimal digits.
 const randDigits = 16
 
-// appendClaimArgs appends claim.lua's ARGV to args: user id, random, per
-// user. The randoms are written zero-padded to a fixed width into one
-// string: one allocation for all of them.
+// appendClaimArgs appends claim.lua's ARGV to args: the user ids, then
+// their randoms, written zero-padded to a fixed width into one string (one
+// allocation for all of them).
 func appendClaimArgs(args, users []string, rnds []uint64) []string {
 	var b strings.Builder
 	b.Grow(randDigits * len(rnds))
@@ -118,8 +122,9 @@ func appendClaimArgs(args, users []string, rnds []uint64) []string {
 		b.Write(d[:])
 	}
 	digits := b.String()
-	for i, u := range users {
-		args = append(args, u, digits[randDigits*i:randDigits*(i+1)])
+	args = append(args, users...)
+	for i := range rnds {
+		args = append(args, digits[randDigits*i:randDigits*(i+1)])
 	}
 	return args
 }
