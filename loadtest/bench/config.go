@@ -31,6 +31,7 @@ type Config struct {
 	KafkaMode      string
 	Keep           bool
 	Strict         bool
+	Timeout        time.Duration
 	RedisAddr      string
 	PostgresDSN    string
 	KafkaBrokers   string
@@ -67,6 +68,7 @@ func loadConfig(lookup func(string) (string, bool)) (*Config, *config.Set) {
 		"how long to wait for an open phase's claims in PostgreSQL")
 	s.String(&c.KeyPrefix, "BENCH_KEY_PREFIX", "rpbench", "Redis key prefix of the api and consumer the bench starts: its own namespace, cleared before and after the run")
 	s.String(&c.KafkaMode, "BENCH_KAFKA_MODE", "auto", "Kafka to start when none answers: real, embedded or auto")
+	s.Duration(&c.Timeout, "BENCH_TIMEOUT", short(30*time.Minute, 10*time.Minute), time.Minute, 6*time.Hour, "the whole run at most (then it stops and cleans up)")
 	s.Bool(&c.Keep, "BENCH_KEEP", false, "keep the campaigns, claims, Redis keys and topics for inspection")
 	s.Bool(&c.Strict, "BENCH_STRICT", false, "exit 1 when a target is missed")
 	s.Addr(&c.RedisAddr, "REDIS_ADDR", "127.0.0.1:6379", "Redis (loopback only)")

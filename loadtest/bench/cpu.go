@@ -23,6 +23,10 @@ type Snapshot struct {
 	Machine  int64            // busy ticks of all CPUs
 	Ticks    map[string]int64 // part → ticks of its processes
 	RedisCPU float64
+	// PG is the ticks of each PostgreSQL process that works for the bench's
+	// database: its backends, and the WAL writer, checkpointer and
+	// background writer (the cluster is shared with the tests).
+	PG map[int]int64
 }
 
 // procTicks is the CPU a process used, in ticks: user and system time of
@@ -218,4 +222,19 @@ func servicePids(st *stack.Stack) func() map[string][]int {
 		}
 		return m
 	}
+}
+
+// pgSeconds is the CPU the processes of Snapshot.PG used between two
+// snapshots, in seconds: a process that started in between counts whole,
+// one that ended in between is not seen (the consumer's connections stay).
+func pgSeconds(before, after Snapshot) float64 {
+	var t int64
+	for pid, a := range after.PG {
+		if b, ok := before.PG[pid]; ok && a >= b {
+			t += a - b
+		} else if !ok {
+			t += a
+		}
+	}
+	return float64(t) / clkTck
 }

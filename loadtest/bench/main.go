@@ -52,6 +52,8 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
 	res, err := run(ctx, cfg)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "bench: %v\n", err)

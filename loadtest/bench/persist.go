@@ -35,11 +35,13 @@ type Persistence struct {
 	// RowsPerSec is AtStop over the phase's seconds: the consumer's rate
 	// while the load ran (the campaign was new, so every row is the phase's).
 	RowsPerSec float64 `json:"rows_per_sec"`
-	// PostgresCPUus and ConsumerCPUus are the CPU PostgreSQL (the whole
-	// cluster) and the consumer used during the phase per row of AtStop, in
-	// µs (0: not measured). Nothing else writes to PostgreSQL meanwhile: the
-	// previous phase's rows were all in before this one started and the
-	// bench polls only after the stop.
+	// PostgresCPUus and ConsumerCPUus are the CPU PostgreSQL and the
+	// consumer used during the phase per row of AtStop, in µs (0: not
+	// measured). PostgreSQL's is that of the bench database's backends and
+	// of the WAL writer, checkpointer and background writer (Snapshot.PG),
+	// not the other databases' of the shared cluster. Nothing else of the
+	// bench writes meanwhile: the previous phase's rows were all in before
+	// this one started, and the bench polls only after the stop.
 	PostgresCPUus float64 `json:"postgres_cpu_us_per_row"`
 	ConsumerCPUus float64 `json:"consumer_cpu_us_per_row"`
 }

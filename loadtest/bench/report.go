@@ -402,8 +402,8 @@ func (r *Result) persistenceTable(b *strings.Builder) {
 		return
 	}
 	b.WriteString("\nClaims of each open phase in PostgreSQL (claim_log): the api's count of claims, wrk's 200s, rows when wrk stopped, " +
-		"how long until all were there (polled every 100 ms), rows/s while the load ran, CPU of PostgreSQL (the whole cluster) and of the consumer " +
-		"per row written during the load, and the claim → row lag:\n\n")
+		"how long until all were there (polled every 100 ms), rows/s while the load ran, CPU of PostgreSQL (the bench database's backends, " +
+		"the WAL writer, checkpointer and background writer) and of the consumer per row written during the load, and the claim → row lag:\n\n")
 	b.WriteString("| phase | claims | 200s | in claim_log at stop | all after | rows/s | PostgreSQL µs/row | consumer µs/row | lag p50 / p99 / max ms |\n")
 	b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 	b.WriteString(strings.Join(rows, "\n") + "\n")

@@ -173,6 +173,11 @@ func TestCPU(t *testing.T) {
 	if s := cpuSeconds(before, after, "api"); s != 1.5 {
 		t.Errorf("cpuSeconds(api) = %v, want 1.5", s)
 	}
+	// 10: ran through; 11: ended in between (unseen); 12: started in between.
+	before.PG, after.PG = map[int]int64{10: 100, 11: 50}, map[int]int64{10: 130, 12: 20}
+	if s := pgSeconds(before, after); s != 0.5 {
+		t.Errorf("pgSeconds = %v, want 0.5", s)
+	}
 }
 
 func TestRedisCPU(t *testing.T) {
