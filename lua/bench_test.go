@@ -19,8 +19,10 @@ import (
 // call it reports Redis CPU per claim (the process's used_cpu_user +
 // used_cpu_sys from INFO, so run it against a Redis nobody else is using)
 // and the time Redis spent inside EVALSHA per claim (INFO commandstats).
+// For example, with a private Redis configured like the local one:
 //
-//	REDIS_ADDR=127.0.0.1:6390 go test -run '^$' -bench ClaimBatch -benchtime 3s ./lua
+//	redis-server --port 6390 --appendonly yes --appendfsync everysec --save '' --daemonize yes --dir /tmp
+//	REDIS_ADDR=127.0.0.1:6390 go test -run '^$' -bench ClaimBatch -benchtime 3s -count 3 ./lua
 func BenchmarkClaimBatch(b *testing.B) {
 	c := testenv.Redis(b)
 	for _, n := range []int{1, 4, 16, 64} {
