@@ -5,8 +5,10 @@ package writer
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -23,9 +25,18 @@ var (
 // claim_log already holds changes nothing, so any batch may be written again
 // (a redelivery, a retry after an error whose outcome is unknown, the
 // reconciler and the consumer writing the same claim) without harm.
+//
+// Batches go to PostgreSQL with COPY (postgres.Store.CopyClaims): it costs
+// PostgreSQL a tenth (500 claims) to a third (5000) less CPU per row than
+// INSERT … ON CONFLICT DO NOTHING, but fails a batch that holds a claim
+// already written. Such a batch goes again through the INSERT
+// (InsertClaims), and so do the next ones until one holds no such claim:
+// after a redelivery, or in the reconciler's re-reads, most do.
 type Writer struct {
 	db  *postgres.Store
 	inv *inventories
+	// dups: the last write found claims already in claim_log.
+	dups atomic.Bool
 }
 
 // New returns a writer over db.
@@ -52,9 +63,10 @@ type Rejection struct {
 	Err    error  // detail, for the logs and the dead-letter header
 }
 
-// Write persists evs in one transaction: the claims not yet in claim_log are
-// inserted with their amount and claim time and only they are added to
-// opened_count. Events of unknown campaigns or amounts are rejected before
+// Write persists evs in one transaction (a COPY that meets a claim already
+// written rolls back, and the INSERT writes the batch): the claims not yet
+// in claim_log are inserted with their amount and claim time and only they
+// are added to opened_count. Events of unknown campaigns or amounts are rejected before
 // the write. Events repeating a (campaign, user) earlier in evs are counted
 // as duplicates (the first one is written).
 //
@@ -116,7 +128,7 @@ func (w *Writer) Write(ctx context.Context, evs []pipeline.Event) (Result, error
 		return res, nil
 	}
 
-	n, err := w.insert(ctx, evs, valid)
+	n, err := w.insert(ctx, claims(evs, valid))
 	if err == nil {
 		res.Inserted = n
 		res.Duplicates += len(valid) - n
@@ -127,7 +139,7 @@ func (w *Writer) Write(ctx context.Context, evs []pipeline.Event) (Result, error
 	}
 	// One row (or more) is refused: find which, one statement per row.
 	for _, i := range valid {
-		n, err := w.insert(ctx, evs, []int{i})
+		n, err := w.insertOnConflict(ctx, claims(evs, []int{i}))
 		switch {
 		case err == nil:
 			res.Inserted += n
@@ -142,15 +154,41 @@ func (w *Writer) Write(ctx context.Context, evs []pipeline.Event) (Result, error
 	return res, nil
 }
 
-// insert writes evs[i], i in idx.
-func (w *Writer) insert(ctx context.Context, evs []pipeline.Event, idx []int) (int, error) {
+// claims are evs[i], i in idx, in columns.
+func claims(evs []pipeline.Event, idx []int) *postgres.Claims {
 	var c postgres.Claims
 	for _, i := range idx {
 		ev := &evs[i]
 		c.Append(ev.CampaignID, ev.UserID, ev.Amount, time.UnixMilli(ev.ClaimedAt).UTC())
 	}
+	return &c
+}
+
+// insert writes c, with COPY unless the last write found duplicates, and
+// returns how many claims were new.
+func (w *Writer) insert(ctx context.Context, c *postgres.Claims) (int, error) {
+	if !w.dups.Load() {
+		start := time.Now()
+		err := w.db.CopyClaims(ctx, c)
+		pgWriteClaims.UpdateDuration(start)
+		if !errors.Is(err, postgres.ErrClaimed) {
+			if err != nil {
+				return 0, err
+			}
+			return c.Len(), nil
+		}
+	}
+	n, err := w.insertOnConflict(ctx, c)
+	if err == nil {
+		w.dups.Store(n < c.Len())
+	}
+	return n, err
+}
+
+// insertOnConflict writes the claims of c that claim_log lacks.
+func (w *Writer) insertOnConflict(ctx context.Context, c *postgres.Claims) (int, error) {
 	start := time.Now()
-	n, err := w.db.InsertClaims(ctx, &c)
+	n, err := w.db.InsertClaims(ctx, c)
 	pgWriteClaims.UpdateDuration(start)
 	return n, err
 }

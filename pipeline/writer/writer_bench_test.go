@@ -1,78 +1,89 @@
 package writer_test
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redpacket/rain/internal/postgres"
 	"github.com/redpacket/rain/internal/testenv"
 	"github.com/redpacket/rain/pipeline"
 	"github.com/redpacket/rain/pipeline/writer"
 )
 
-// BenchmarkWriter compares the two ways NOTES.md describes of writing one
-// batch of claims with exactly-once effect, with 10 % of each batch
-// redelivered from earlier batches:
+// BenchmarkWriter measures writing batches of claims with exactly-once
+// effect, 0 % or 10 % of each batch redelivered from the batch before, two
+// ways:
 //
-//	unnest: writer.Writer (one INSERT … SELECT FROM unnest(…) ON CONFLICT
-//	        DO NOTHING, opened_count bumped from the CTE's RETURNING rows)
-//	copy:   CopyFrom into a TEMP staging table (ON COMMIT DELETE ROWS), then
-//	        the same INSERT … SELECT FROM the staging table, in a transaction
+//	statement: every batch through one INSERT … SELECT FROM unnest(…)
+//	           ON CONFLICT DO NOTHING feeding the opened_count update
+//	           (postgres.Store.InsertClaims), as the writer did before COPY
+//	writer:    writer.Writer: COPY while no duplicate turns up, that
+//	           statement for the batches that hold some
 //
-// go test -run '^$' -bench Writer -benchtime 100x ./pipeline/
+// Besides rows/s (events given per second, duplicates included) it reports
+// PostgreSQL's CPU per event: pg-cpu-µs/row (the connection's backend and
+// the server's background processes) and pg-backend-µs/row (the backend
+// alone). PostgreSQL must run on this machine.
+//
+// go test -run '^$' -bench Writer -benchtime 100x -count 3 ./pipeline/writer/
 func BenchmarkWriter(b *testing.B) {
 	db := testenv.Postgres(b)
-	for _, size := range []int{500, 5000} {
-		for _, method := range []string{"unnest", "copy"} {
-			b.Run(fmt.Sprintf("%s/batch=%d", method, size), func(b *testing.B) {
-				id := testenv.LiveCampaign(b, db, map[int64]int64{1: 50_000_000, 5: 30_000_000, 20: 20_000_000})
-				w := writer.New(&postgres.Store{DB: db})
-				ctx := context.Background()
-				batches := make([][]pipeline.Event, b.N)
-				var prev []pipeline.Event
-				for i := range batches {
-					batches[i] = benchBatch(id, i, size, prev)
-					prev = batches[i]
-				}
-				b.ResetTimer()
-				start := time.Now()
-				inserted := 0
-				for i := 0; i < b.N; i++ {
-					var n int
-					var err error
-					if method == "unnest" {
-						var res writer.Result
-						res, err = w.Write(ctx, batches[i])
-						n = res.Inserted
-					} else {
-						n, err = copyWrite(ctx, db, batches[i])
+	store := &postgres.Store{DB: db}
+	for _, dup := range []int{0, 10} {
+		for _, size := range []int{500, 5000} {
+			for _, method := range []string{"statement", "writer"} {
+				b.Run(fmt.Sprintf("dup=%d%%/batch=%d/%s", dup, size, method), func(b *testing.B) {
+					id := testenv.LiveCampaign(b, db, map[int64]int64{1: 50_000_000, 5: 30_000_000, 20: 20_000_000})
+					w := writer.New(store)
+					ctx := context.Background()
+					batches := make([][]pipeline.Event, b.N)
+					var prev []pipeline.Event
+					for i := range batches {
+						batches[i] = benchBatch(id, i, size, dup, prev)
+						prev = batches[i]
 					}
-					if err != nil {
-						b.Fatal(err)
+					write := func(evs []pipeline.Event) (int, error) {
+						res, err := w.Write(ctx, evs)
+						return res.Inserted, err
 					}
-					inserted += n
-				}
-				el := time.Since(start)
-				b.ReportMetric(float64(b.N*size)/el.Seconds(), "rows/s")
-				b.ReportMetric(float64(inserted)/el.Seconds(), "inserted/s")
-			})
+					if method == "statement" {
+						write = func(evs []pipeline.Event) (int, error) { return store.InsertClaims(ctx, uniqueClaims(evs)) }
+					}
+					stop := testenv.MeasurePostgresCPU(b, db)
+					b.ResetTimer()
+					start := time.Now()
+					inserted := 0
+					for i := 0; i < b.N; i++ {
+						n, err := write(batches[i])
+						if err != nil {
+							b.Fatal(err)
+						}
+						inserted += n
+					}
+					el := time.Since(start)
+					b.StopTimer()
+					stop().Report(b, b.N*size)
+					b.ReportMetric(float64(b.N*size)/el.Seconds(), "rows/s")
+					b.ReportMetric(float64(inserted)/el.Seconds(), "inserted/s")
+				})
+			}
 		}
 	}
 }
 
-// benchBatch is batch i of size events, 10 % of them taken from prev (a
-// redelivery), the rest new users.
-func benchBatch(id int64, i, size int, prev []pipeline.Event) []pipeline.Event {
+// benchBatch is batch i of size events, dupPct % of them taken from prev
+// (a redelivery), the rest new users.
+func benchBatch(id int64, i, size, dupPct int, prev []pipeline.Event) []pipeline.Event {
 	evs := make([]pipeline.Event, 0, size)
 	now := time.Now().UnixMilli()
 	amounts := [...]int64{1, 1, 1, 5, 5, 20}
 	for len(evs) < size {
-		if len(prev) > 0 && len(evs)%10 == 9 {
+		if dupPct > 0 && len(prev) > 0 && len(evs)%(100/dupPct) == 0 {
 			evs = append(evs, prev[rand.IntN(len(prev))])
 			continue
 		}
@@ -82,42 +93,19 @@ func benchBatch(id int64, i, size int, prev []pipeline.Event) []pipeline.Event {
 	return evs
 }
 
-const copyInsert = `
-WITH ins AS (
-	INSERT INTO claim_log (campaign_id, user_id, amount, claimed_at)
-	SELECT campaign_id, user_id, amount, claimed_at FROM claim_stage
-	ON CONFLICT (campaign_id, user_id) DO NOTHING
-	RETURNING campaign_id, amount
-), opened AS (
-	UPDATE campaign_inventory i SET opened_count = i.opened_count + n.n
-	FROM (SELECT campaign_id, amount, count(*) AS n FROM ins GROUP BY campaign_id, amount) n
-	WHERE i.campaign_id = n.campaign_id AND i.amount = n.amount
-	RETURNING n.n
-)
-SELECT coalesce(sum(n), 0)::bigint FROM opened`
-
-// copyWrite is the staging-table variant the Writer was measured against.
-func copyWrite(ctx context.Context, db *pgxpool.Pool, evs []pipeline.Event) (int, error) {
-	seen := make(map[string]bool, len(evs))
-	rows := make([][]any, 0, len(evs))
-	for _, ev := range evs {
-		if seen[ev.UserID] {
+// uniqueClaims is evs sorted by (campaign, user), the first of each kept,
+// as the writer hands them to PostgreSQL.
+func uniqueClaims(evs []pipeline.Event) *postgres.Claims {
+	s := slices.Clone(evs)
+	slices.SortStableFunc(s, func(a, b pipeline.Event) int {
+		return cmp.Or(cmp.Compare(a.CampaignID, b.CampaignID), cmp.Compare(a.UserID, b.UserID))
+	})
+	var c postgres.Claims
+	for i, ev := range s {
+		if i > 0 && s[i-1].CampaignID == ev.CampaignID && s[i-1].UserID == ev.UserID {
 			continue
 		}
-		seen[ev.UserID] = true
-		rows = append(rows, []any{ev.CampaignID, ev.UserID, ev.Amount, time.UnixMilli(ev.ClaimedAt)})
+		c.Append(ev.CampaignID, ev.UserID, ev.Amount, time.UnixMilli(ev.ClaimedAt).UTC())
 	}
-	var n int64
-	err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `CREATE TEMP TABLE IF NOT EXISTS claim_stage
-			(campaign_id bigint, user_id text, amount bigint, claimed_at timestamptz) ON COMMIT DELETE ROWS`); err != nil {
-			return err
-		}
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"claim_stage"},
-			[]string{"campaign_id", "user_id", "amount", "claimed_at"}, pgx.CopyFromRows(rows)); err != nil {
-			return err
-		}
-		return tx.QueryRow(ctx, copyInsert).Scan(&n)
-	})
-	return int(n), err
+	return &c
 }

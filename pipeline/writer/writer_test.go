@@ -104,6 +104,3 @@ func TestWriterRejects(t *testing.T) {
 	}
 	testenv.AssertState(t, db, id, map[string]testenv.Row{"ok-1": {Amount: 5, ClaimedAt: at}, "ok-2": {Amount: 5, ClaimedAt: at}})
 }
-
-// assertState checks claim_log of campaign id against want and that
-// opened_count per amount is the number of its claims.
