@@ -2,7 +2,6 @@ package edge
 
 import (
 	"context"
-	"fmt"
 	"sync/atomic"
 	"time"
 
@@ -41,7 +40,7 @@ import (
 // campaign: a new filter evicts the least recently used campaign's (never
 // all of them), and a campaign whose filter alone is over the budget is not
 // kept (its opens go to Redis). One build per campaign runs at a time, and
-// the next no sooner than SOLD_OUT_TTL or four times the last build's
+// the next no sooner than SOLD_OUT_TTL or four times the last scan's
 // duration after it, so campaigns evicting each other's filters cannot keep
 // Redis scanning.
 
@@ -150,25 +149,29 @@ func (h *hotCampaigns) stockBack(c *hotCampaign) {
 // SOLD_OUT reply r counted, and keeps it if it is whole and no OK reply
 // came meanwhile (gen unchanged).
 func (h *hotCampaigns) buildSoldOut(c *hotCampaign, r lua.Result, gen int64) {
-	start := time.Now()
+	wait := h.soldOutMs // until the next build may start, once this one ends
 	defer func() {
-		c.buildAfter.Store(time.Now().UnixMilli() + max(h.soldOutMs, 4*time.Since(start).Milliseconds()))
+		c.buildAfter.Store(time.Now().UnixMilli() + wait)
 		c.building.Store(false)
 	}()
-	// About 1 s per million claims here; the bound leaves room for a slow Redis.
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second+time.Duration(r.Claims)*10*time.Microsecond)
+	// About 3 s per million claims on a busy 2-core box; the bound leaves
+	// room for a slower Redis (rueidis retries reads until it).
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second+time.Duration(r.Claims)*10*time.Microsecond)
 	defer cancel()
 	s, err := h.scanSoldOut(ctx, c.keys, r.Claims)
-	if err != nil {
+	if err != nil { // Redis lost or slow: the next SOLD_OUT after the TTL tries again
 		h.log.Warn("filter of a sold-out campaign's claimants not built; its opens go to Redis",
 			"campaign_id", c.keys.ID, "err", err)
 		return
 	}
+	wait = max(wait, 4*time.Since(start).Milliseconds())
 	if s == nil || c.gen.Load() != gen {
 		return // claims moved: the next SOLD_OUT tries again
 	}
 	now := time.Now().UnixMilli()
-	s.until.Store(min(now+h.soldOutMs, r.EndMs))
+	// c.endMs: an end moved earlier during the build (refresh.go) holds.
+	s.until.Store(min(now+h.soldOutMs, r.EndMs, c.endMs.Load()))
 	s.used.Store(now)
 	h.putSoldOut(c, s)
 }
@@ -195,53 +198,33 @@ func (h *hotCampaigns) scanSoldOut(ctx context.Context, k *lua.Keys, claims int6
 }
 
 // scanUsers calls fn with every field of the hash at key (HSCAN). The next
-// call is sent before fn runs on a reply's fields, so Redis works while
+// page is asked for before fn runs on a page's fields, so Redis works while
 // they are hashed.
 func scanUsers(ctx context.Context, rdb rueidis.Client, key string, fn func(string)) error {
 	type page struct {
-		cursor uint64
-		fields []rueidis.RedisMessage
-		err    error
+		rueidis.ScanEntry
+		err error
 	}
-	fetch := func(cursor uint64) page {
-		arr, err := rdb.Do(ctx, rdb.B().Hscan().Key(key).Cursor(cursor).Count(scanCount).Build()).ToArray()
-		if err == nil && len(arr) != 2 {
-			err = fmt.Errorf("HSCAN reply of %d elements", len(arr))
-		}
-		if err != nil {
-			return page{err: err}
-		}
-		p := page{}
-		if p.cursor, err = arr[0].AsUint64(); err != nil {
-			return page{err: err}
-		}
-		p.fields, p.err = arr[1].ToArray()
-		return p
+	fetch := func(cursor uint64, to chan<- page) {
+		e, err := rdb.Do(ctx, rdb.B().Hscan().Key(key).Cursor(cursor).Count(scanCount).Build()).AsScanEntry()
+		to <- page{e, err}
 	}
-	p := fetch(0)
+	pages := make(chan page, 1)
+	fetch(0, pages)
 	for {
+		p := <-pages
 		if p.err != nil {
 			return p.err
 		}
-		var next chan page
-		if p.cursor != 0 {
-			next = make(chan page, 1)
-			go func(cursor uint64) { next <- fetch(cursor) }(p.cursor)
+		if p.Cursor != 0 {
+			go fetch(p.Cursor, pages)
 		}
-		for i := 0; i < len(p.fields); i += 2 { // field, value, field, value…
-			user, err := p.fields[i].ToString()
-			if err != nil {
-				if next != nil {
-					<-next
-				}
-				return err
-			}
-			fn(user)
+		for i := 0; i < len(p.Elements); i += 2 { // field, value, field, value…
+			fn(p.Elements[i])
 		}
-		if next == nil {
+		if p.Cursor == 0 {
 			return nil
 		}
-		p = <-next
 	}
 }
 

@@ -416,6 +416,45 @@ func TestSoldOutClaimDuringScan(t *testing.T) {
 	}
 }
 
+// TestSoldOutBuildFails: a build that loses Redis keeps no filter and lets
+// the next SOLD_OUT build again; a scan of a key that is not a hash fails.
+func TestSoldOutBuildFails(t *testing.T) {
+	proxy := testenv.NewProxy(t, testenv.RedisAddr())
+	rdb := testenv.RedisAt(t, proxy.Addr())
+	h := newHarness(t, harnessOpt{redis: rdb, set: func(c *Config) { c.SoldOutTTL = 200 * time.Millisecond }})
+	var scans atomic.Int64
+	h.srv.hot.afterScan = func() { // runs in the build's goroutine
+		if scans.Add(1) == 1 {
+			proxy.Cut()
+		}
+	}
+	id := h.live(`{"1":1}`)
+	if status, _ := h.open(id, "first"); status != 200 {
+		t.Fatalf("first open: %d", status)
+	}
+	fillClaims(t, rdb, id, "c", 1000)
+	h.open(id, "probe") // SOLD_OUT: a build starts, and loses Redis before its count
+	c := h.srv.hot.get(id)
+	testenv.Eventually(t, 10*time.Second, func() (bool, string) {
+		return scans.Load() >= 1 && !c.building.Load(), "the build did not end"
+	})
+	if c.sold.Load() != nil {
+		t.Fatal("a filter was kept though its build failed")
+	}
+	proxy.Restore()
+	waitSoldOutFlag(t, h, id)
+	if s := c.sold.Load(); s == nil || s.claims != 1001 {
+		t.Fatalf("filter after Redis came back: %+v, want one of 1001 claims", s)
+	}
+
+	key := testenv.Keys().Prefix() + ":{" + strconv.FormatInt(id, 10) + "}:not-a-hash"
+	rdb.Do(context.Background(), rdb.B().Set().Key(key).Value("x").Build())
+	t.Cleanup(func() { rdb.Do(context.Background(), rdb.B().Del().Key(key).Build()) })
+	if err := scanUsers(context.Background(), rdb, key, func(string) {}); err == nil {
+		t.Error("a scan of a string key did not fail")
+	}
+}
+
 // BenchmarkSoldOutMiss is the check of a non-claimant against the filter of
 // a million claimants: the whole cost of a 410 from memory above parsing.
 func BenchmarkSoldOutMiss(b *testing.B) {
