@@ -21,27 +21,29 @@ type Store struct {
 // CreateCampaign writes the campaign and its inventory in one transaction
 // and sets c.ID and c.CreatedAt.
 func (s *Store) CreateCampaign(ctx context.Context, c *rain.Campaign) error {
+	return pgx.BeginFunc(ctx, s.DB, func(tx pgx.Tx) error { return createCampaign(ctx, tx, c) })
+}
+
+func createCampaign(ctx context.Context, tx pgx.Tx, c *rain.Campaign) error {
 	amounts := make([]int64, len(c.Inventory))
 	totals := make([]int64, len(c.Inventory))
 	for i, st := range c.Inventory {
 		amounts[i], totals[i] = st.Amount, st.Total
 	}
-	return pgx.BeginFunc(ctx, s.DB, func(tx pgx.Tx) error {
-		err := tx.QueryRow(ctx,
-			`INSERT INTO campaign (name, start_time, end_time) VALUES ($1, $2, $3) RETURNING id, created_at`,
-			c.Name, c.StartTime, c.EndTime).Scan(&c.ID, &c.CreatedAt)
-		if err != nil {
-			return fmt.Errorf("insert campaign: %w", err)
-		}
-		_, err = tx.Exec(ctx,
-			`INSERT INTO campaign_inventory (campaign_id, amount, total_count)
-			 SELECT $1, a, t FROM unnest($2::bigint[], $3::bigint[]) AS i(a, t)`,
-			c.ID, amounts, totals)
-		if err != nil {
-			return fmt.Errorf("insert inventory: %w", err)
-		}
-		return nil
-	})
+	err := tx.QueryRow(ctx,
+		`INSERT INTO campaign (name, start_time, end_time) VALUES ($1, $2, $3) RETURNING id, created_at`,
+		c.Name, c.StartTime, c.EndTime).Scan(&c.ID, &c.CreatedAt)
+	if err != nil {
+		return fmt.Errorf("insert campaign: %w", err)
+	}
+	_, err = tx.Exec(ctx,
+		`INSERT INTO campaign_inventory (campaign_id, amount, total_count)
+		 SELECT $1, a, t FROM unnest($2::bigint[], $3::bigint[]) AS i(a, t)`,
+		c.ID, amounts, totals)
+	if err != nil {
+		return fmt.Errorf("insert inventory: %w", err)
+	}
+	return nil
 }
 
 // Campaign reads a campaign with its inventory (opened counts as persisted).
