@@ -27,7 +27,7 @@ func (s *Server) createCampaign(ctx *fasthttp.RequestCtx) {
 	rctx, cancel := context.WithTimeout(context.Background(), s.cfg.RepairTimeout)
 	defer cancel()
 	start := time.Now()
-	err = postgres.DataError(s.store.CreateCampaign(rctx, c))
+	err = postgres.DataError(s.store.CreateCampaignBy(rctx, c, actor(ctx, createRecord(c), "")))
 	pgCreate.UpdateDuration(start)
 	if rain.ErrorCode(err) == rain.EINVALID {
 		s.log.Info("create campaign refused by the database", "err", err)
@@ -39,6 +39,7 @@ func (s *Server) createCampaign(ctx *fasthttp.RequestCtx) {
 		writeBusy(ctx, "database unavailable; nothing was created")
 		return
 	}
+	merchantActions[postgres.ActionCreate].Inc()
 	_, err = backoff.Retry(rctx, func() (struct{}, error) { return struct{}{}, s.loader.Load(rctx, c) },
 		backoff.WithBackOff(retry.BackOff(time.Second)), backoff.WithMaxTries(3))
 	if err != nil {
@@ -51,30 +52,42 @@ func (s *Server) createCampaign(ctx *fasthttp.RequestCtx) {
 	ctx.Response.AppendBodyString("}")
 }
 
-// campaignView is the body of GET /campaign/{id}.
-type campaignView struct {
-	ID        int64       `json:"id"`
-	Name      string      `json:"name"`
-	StartTime time.Time   `json:"start_time"`
-	EndTime   time.Time   `json:"end_time"`
-	CreatedAt time.Time   `json:"created_at"`
-	Loaded    bool        `json:"loaded"`    // its state is in Redis (opens are served)
-	Total     int64       `json:"total"`     // packets it started with
-	Remaining int64       `json:"remaining"` // packets left, in Redis
-	Claims    int64       `json:"claims"`    // users who opened one, in Redis
-	Persisted int64       `json:"persisted"` // claims in PostgreSQL
-	Inventory []stockView `json:"inventory"`
+// createRecord is what the audit records of a create: the campaign asked for.
+func createRecord(c *rain.Campaign) any {
+	inv := make(map[string]int64, len(c.Inventory))
+	for _, st := range c.Inventory {
+		inv[strconv.FormatInt(st.Amount, 10)] = st.Total
+	}
+	return map[string]any{"name": c.Name, "start_time": c.StartTime, "end_time": c.EndTime, "inventory": inv}
 }
 
-type stockView struct {
+// campaignView is the body of GET /campaign/{id}.
+type campaignView struct {
+	ID        int64             `json:"id"`
+	Name      string            `json:"name"`
+	StartTime time.Time         `json:"start_time"`
+	EndTime   time.Time         `json:"end_time"`
+	CreatedAt time.Time         `json:"created_at"`
+	State     string            `json:"state"`     // live, upcoming or ended
+	EndedAt   *time.Time        `json:"ended_at"`  // when a merchant ended it early
+	Loaded    bool              `json:"loaded"`    // its state is in Redis (opens are served)
+	Total     int64             `json:"total"`     // packets in all (stock added included)
+	Remaining int64             `json:"remaining"` // packets left, in Redis
+	Claims    int64             `json:"claims"`    // users who opened one, in Redis
+	Persisted int64             `json:"persisted"` // claims in PostgreSQL
+	Inventory []inventoryView   `json:"inventory"`
+	History   []postgres.Action `json:"history"` // merchant actions, oldest first (the first 1000)
+}
+
+type inventoryView struct {
 	Amount    int64 `json:"amount"`
 	Total     int64 `json:"total"`
 	Remaining int64 `json:"remaining"`
 	Opened    int64 `json:"opened"` // persisted in PostgreSQL
 }
 
-// getCampaign is GET /campaign/{id}: the configuration from PostgreSQL and
-// the live state from Redis.
+// getCampaign is GET /campaign/{id}: the configuration from PostgreSQL, the
+// live state from Redis and the merchant actions.
 func (s *Server) getCampaign(ctx *fasthttp.RequestCtx) {
 	id, ok := rain.ParseCampaignID(routeParam(ctx, "id"))
 	if !ok {
@@ -83,35 +96,53 @@ func (s *Server) getCampaign(ctx *fasthttp.RequestCtx) {
 	}
 	rctx, cancel := context.WithTimeout(context.Background(), s.cfg.RepairTimeout)
 	defer cancel()
-	c, err := s.loader.campaign(rctx, id)
+	v, err := s.viewCampaign(rctx, id)
 	if err != nil {
-		if rain.ErrorCode(err) != rain.ENOTFOUND {
-			s.log.Error("read campaign", "campaign_id", id, "err", err)
-			err = rain.Errorf(rain.EBUSY, "database unavailable")
-		}
 		writeError(ctx, err)
 		return
 	}
-	st, err := lua.ReadState(rctx, s.redis, s.keys.Of(id))
-	if err != nil {
-		s.log.Warn("read campaign state", "campaign_id", id, "err", err)
-		writeError(ctx, busyIf(err))
-		return
+	b, _ := json.Marshal(v)
+	writeJSON(ctx, fasthttp.StatusOK, b)
+}
+
+// viewCampaign reads what GET /campaign/{id} shows; errors are the API's.
+func (s *Server) viewCampaign(ctx context.Context, id int64) (*campaignView, error) {
+	c, err := s.loader.campaign(ctx, id)
+	if err == nil {
+		var v campaignView
+		v.EndedAt, err = s.store.EndedAt(ctx, id)
+		if err == nil {
+			v.History, _, err = s.store.History(ctx, id, historyLimit)
+		}
+		if err == nil {
+			return s.campaignLive(ctx, c, v)
+		}
 	}
-	v := campaignView{ID: c.ID, Name: c.Name, StartTime: c.StartTime.UTC(), EndTime: c.EndTime.UTC(),
-		CreatedAt: c.CreatedAt.UTC(), Loaded: st.Loaded, Remaining: st.Left, Claims: st.Claims}
+	if rain.ErrorCode(err) != rain.ENOTFOUND {
+		s.log.Error("read campaign", "campaign_id", id, "err", err)
+		err = rain.Errorf(rain.EBUSY, "database unavailable")
+	}
+	return nil, err
+}
+
+// campaignLive fills v with c and its live state from Redis.
+func (s *Server) campaignLive(ctx context.Context, c *rain.Campaign, v campaignView) (*campaignView, error) {
+	st, err := lua.ReadState(ctx, s.redis, s.keys.Of(c.ID))
+	if err != nil {
+		return nil, busyIf(err)
+	}
+	v.ID, v.Name, v.StartTime, v.EndTime, v.CreatedAt = c.ID, c.Name, c.StartTime.UTC(), c.EndTime.UTC(), c.CreatedAt.UTC()
+	v.State, v.EndedAt = campaignState(c.StartTime, c.EndTime, time.Now()), utc(v.EndedAt)
+	v.Loaded, v.Remaining, v.Claims = st.Loaded, st.Left, st.Claims
+	if v.History == nil {
+		v.History = []postgres.Action{}
+	}
 	for _, s := range c.Inventory {
 		v.Total += s.Total
 		v.Persisted += s.Opened
-		v.Inventory = append(v.Inventory, stockView{Amount: s.Amount, Total: s.Total, Remaining: st.Remaining[s.Amount], Opened: s.Opened})
+		v.Inventory = append(v.Inventory, inventoryView{Amount: s.Amount, Total: s.Total, Remaining: st.Remaining[s.Amount], Opened: s.Opened})
 	}
-	b, err := json.Marshal(v)
-	if err != nil { // never an empty 200: create keeps times JSON can hold, so this is a bug
-		s.log.Error("encode campaign", "campaign_id", id, "err", err)
-		writeError(ctx, err)
-		return
-	}
-	writeJSON(ctx, fasthttp.StatusOK, b)
+	return &v, nil
 }
 
 // routeParam returns a path parameter set by the router.

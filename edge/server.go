@@ -47,6 +47,10 @@ type Config struct {
 	// call (batch.go). ClaimBatchMax is the most opens one call decides.
 	ClaimBatch    bool
 	ClaimBatchMax int
+	// MemoryRefresh is how often the server re-reads the end and the stock
+	// generation of the campaigns it answers from memory, so an end or a
+	// restock made through another replica reaches its answers (refresh.go).
+	MemoryRefresh time.Duration
 	// RepairTimeout bounds the PostgreSQL and Redis work of a merchant
 	// request or a campaign rebuild.
 	RepairTimeout time.Duration
@@ -60,13 +64,14 @@ type Config struct {
 // Bind declares the HTTP server's variables.
 func (c *Config) Bind(s *config.Set) {
 	var tokens string
-	s.Secret(&tokens, "ADMIN_TOKEN", "merchant bearer token(s), comma-separated")
+	s.Secret(&tokens, "ADMIN_TOKEN", "merchant bearer tokens, comma-separated `name:secret` entries (the audit records the name; a bare secret is named `token-N`)")
 	c.AdminTokens = nil
 	for _, t := range strings.Split(tokens, ",") {
 		if t = strings.TrimSpace(t); t != "" {
 			c.AdminTokens = append(c.AdminTokens, t)
 		}
 	}
+	checkTokens(s, c.AdminTokens)
 	s.Int(&c.MaxInflight, "MAX_INFLIGHT", 4096, 1, 1<<20,
 		"concurrent opens waiting on Redis (answers from memory do not count); above it, 503")
 	s.Int(&c.ClaimMemo, "CLAIM_MEMO_SIZE", 262_144, 0, 1<<26,
@@ -78,6 +83,8 @@ func (c *Config) Bind(s *config.Set) {
 	s.Bool(&c.ClaimBatch, "CLAIM_BATCH", true,
 		"group commit: opens of a campaign that arrive while its claim call is in flight share the next call (`false` = one call per open)")
 	s.Int(&c.ClaimBatchMax, "CLAIM_BATCH_MAX", 64, 1, 1024, "most opens one claim call decides")
+	s.Duration(&c.MemoryRefresh, "MEMORY_REFRESH", 250*time.Millisecond, 10*time.Millisecond, time.Second,
+		"how often each api re-reads the end and stock generation of the campaigns it answers from memory: an end or added stock reaches every replica's answers within about twice this")
 	c.RepairTimeout = 5 * time.Second
 	c.ReadTimeout, c.WriteTimeout, c.IdleTimeout = 10*time.Second, 10*time.Second, 15*time.Second
 	c.Security.Bind(s)
@@ -105,6 +112,8 @@ type Server struct {
 	gauges   *metrics.Set
 	stock    stockGauges
 	srv      *fasthttp.Server
+	names    tokenNames // the merchant tokens' names (auth.go)
+	refresh  refresher  // keeps answers from memory exact (refresh.go)
 }
 
 // Deps are what the server works with.
@@ -170,6 +179,12 @@ func (s *Server) Handler() fasthttp.RequestHandler {
 	r.GET("/metrics", s.metrics)
 	r.GET("/healthz", instrument("GET", "/healthz", healthz))
 	r.GET("/readyz", instrument("GET", "/readyz", s.readyz))
+	r.GET("/openapi.json", instrument("GET", "/openapi.json", serveOpenAPI))
+	r.GET("/campaigns", instrument("GET", "/campaigns", s.merchant(s.listCampaigns)))
+	r.POST("/campaign/{id}/end", instrument("POST", "/campaign/{id}/end", s.merchant(s.endCampaign)))
+	r.POST("/campaign/{id}/stock", instrument("POST", "/campaign/{id}/stock", s.merchant(s.addStock)))
+	r.GET("/campaign/{id}/claims", instrument("GET", "/campaign/{id}/claims", s.merchant(s.listClaims)))
+	r.GET("/campaign/{id}/claims/{user_id}", instrument("GET", "/campaign/{id}/claims/{user_id}", s.merchant(s.userClaim)))
 	r.NotFound = func(ctx *fasthttp.RequestCtx) { writeError(ctx, errUnknownPath) }
 	r.MethodNotAllowed = func(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, errMethod)
@@ -247,7 +262,13 @@ func (s *Server) metrics(ctx *fasthttp.RequestCtx) {
 }
 
 // Serve serves HTTP on ln until Shutdown.
-func (s *Server) Serve(ln net.Listener) error { return s.srv.Serve(s.guard.conns.listener(ln)) }
+func (s *Server) Serve(ln net.Listener) error {
+	s.startRefresh()
+	return s.srv.Serve(s.guard.conns.listener(ln))
+}
 
 // Shutdown stops accepting requests and waits for those in flight.
-func (s *Server) Shutdown(ctx context.Context) error { return s.srv.ShutdownWithContext(ctx) }
+func (s *Server) Shutdown(ctx context.Context) error {
+	defer s.stopRefresh()
+	return s.srv.ShutdownWithContext(ctx)
+}

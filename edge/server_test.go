@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
+	"github.com/redpacket/rain/internal/postgres"
 	"github.com/redpacket/rain/internal/testenv"
 	"github.com/redpacket/rain/pipeline"
 	"github.com/redpacket/rain/pipeline/producer"
@@ -19,7 +20,11 @@ import (
 	"github.com/valyala/fasthttp/fasthttputil"
 )
 
-const testToken = "test-token"
+const (
+	testToken = "test-token"             // the second of the harness's tokens: named token-2
+	acmeEntry = "acme:acme-secret-token" // the third: named acme
+	acmeToken = "acme-secret-token"
+)
 
 // harness is an api server on an in-memory listener over the real Redis,
 // PostgreSQL and (when a topic is given) Kafka.
@@ -36,7 +41,8 @@ type harnessOpt struct {
 	ringSize int    // default 1024
 	topic    string // "" = no producer: the ring is not drained
 	redis    rueidis.Client
-	set      func(*Config) // changes to the default configuration (AdminTokens are the harness's)
+	db       *postgres.Store // default: testenv.Store
+	set      func(*Config)   // changes to the default configuration (AdminTokens are the harness's)
 }
 
 func newHarness(t testing.TB, o harnessOpt) *harness {
@@ -49,12 +55,15 @@ func newHarness(t testing.TB, o harnessOpt) *harness {
 	}
 	cfg := DefaultMainConfig()
 	cfg.Producer.RingSize = o.ringSize
-	cfg.Server.AdminTokens = []string{"other-token", testToken}
+	cfg.Server.AdminTokens = []string{"other-token", testToken, acmeEntry}
 	if o.set != nil {
 		o.set(&cfg.Server)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-	d := Deps{Redis: o.redis, Keys: testenv.Keys(), DB: testenv.Store(t), Ring: producer.NewRing(o.ringSize), Log: log}
+	if o.db == nil {
+		o.db = testenv.Store(t)
+	}
+	d := Deps{Redis: o.redis, Keys: testenv.Keys(), DB: o.db, Ring: producer.NewRing(o.ringSize), Log: log}
 	if o.topic != "" {
 		p, err := producer.New(cfg.Producer, pipeline.KafkaConfig{Brokers: testenv.Brokers(), Topic: o.topic}, log)
 		if err != nil {
@@ -73,7 +82,7 @@ func newHarness(t testing.TB, o harnessOpt) *harness {
 	go s.Serve(ln)
 	t.Cleanup(func() { s.Shutdown(context.Background()) })
 	h := &harness{t: t, srv: s, ring: d.Ring, redis: o.redis,
-		client: &fasthttp.Client{Dial: func(string) (net.Conn, error) { return ln.Dial() }}, dial: ln.Dial}
+		client: &fasthttp.Client{Dial: func(string) (net.Conn, error) { return ln.Dial() }, DisablePathNormalizing: true}, dial: ln.Dial}
 	return h
 }
 
@@ -102,6 +111,7 @@ func (h *harness) doRaw(method, path, token, body string) (int, []byte) {
 	if err := h.client.DoTimeout(req, resp, 10*time.Second); err != nil {
 		h.t.Fatalf("%s %s: %v", method, path, err)
 	}
+	checkExchange(h.t, fromFast(req, resp)) // against the OpenAPI document (openapi_test.go)
 	if ct := string(resp.Header.ContentType()); !strings.HasPrefix(ct, "application/json") && path != "/metrics" {
 		h.t.Errorf("%s %s: content type %q", method, path, ct)
 	}

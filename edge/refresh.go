@@ -1,0 +1,217 @@
+package edge
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/redpacket/rain/lua"
+)
+
+// Keeping answers from memory exact when a merchant ends a campaign early
+// or adds stock through any replica.
+//
+// A replica answers two kinds of open from memory (hot.go): repeats (409,
+// until the campaign's end) and floods of a sold-out campaign (410). Both
+// rest on what Redis replies told it: the end, and that no stock was left.
+// An end or a restock changes Redis (end.lua, restock.lua), which every
+// script call then sees at once, but not what other replicas remember. So
+// every MemoryRefresh each replica re-reads, in one pipelined round trip,
+// the end and the stock generation (meta 'gen', bumped by every restock)
+// of the campaigns it answers from memory, and
+//   - lowers the end it holds to Redis's (a reply read before the end may
+//     have stored the old one back since: the next pass lowers it again),
+//     which stops both kinds of answer at the new end;
+//   - when the generation moved, drops the campaign's sold-out state and
+//     voids a filter being built, and keeps doing so for soldOutSettle
+//     after the move (a SOLD_OUT reply from before the restock, read after
+//     it, may start a filter meanwhile).
+// The replica that took the merchant's request does the same at once.
+//
+// Every sweepEvery the refresher also finishes merchant actions whose Redis
+// step did not run (Redis down, or the process killed between PostgreSQL
+// and Redis): stock actions not yet applied (settle, merchant.go), and the
+// ends of campaigns ended early within sweepLookback, applied again (an end
+// is idempotent; a load that read the campaign before its end may have
+// written the old one).
+
+const (
+	sweepEvery    = 5 * time.Second
+	sweepAge      = 2 * time.Second // a stock action younger than this is its request's
+	sweepLookback = 24 * time.Hour
+	soldOutSettle = time.Second
+)
+
+// refresher is a server's background loop (started by Serve).
+type refresher struct {
+	once     sync.Once
+	stopOnce sync.Once
+	stop     chan struct{}
+	done     chan struct{}
+	// The loop's own state.
+	gens      map[int64]genSeen
+	lastSweep time.Time
+	keys      []*lua.Keys
+	camps     []*hotCampaign
+	wins      []lua.Window
+}
+
+type genSeen struct {
+	gen       int64
+	changedAt time.Time
+}
+
+// startRefresh starts the server's refresher, once.
+func (s *Server) startRefresh() {
+	r := &s.refresh
+	r.once.Do(func() {
+		r.stop, r.done = make(chan struct{}), make(chan struct{})
+		r.gens = make(map[int64]genSeen)
+		go s.refreshLoop()
+	})
+}
+
+// stopRefresh stops the refresher and waits for it.
+func (s *Server) stopRefresh() {
+	r := &s.refresh
+	r.once.Do(func() {}) // never started: nothing to stop, and it never will be
+	if r.stop != nil {
+		r.stopOnce.Do(func() { close(r.stop) })
+		<-r.done
+	}
+}
+
+func (s *Server) refreshLoop() {
+	r := &s.refresh
+	defer close(r.done)
+	every := s.cfg.MemoryRefresh
+	if every <= 0 {
+		every = 250 * time.Millisecond
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.stop:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), max(every, time.Second))
+		if err := s.refreshMemory(ctx); err != nil {
+			s.log.Warn("memory refresh failed; answers from memory follow an end or a restock late", "err", err)
+		}
+		cancel()
+		if time.Since(r.lastSweep) >= sweepEvery {
+			r.lastSweep = time.Now()
+			ctx, cancel := context.WithTimeout(context.Background(), sweepEvery)
+			s.sweep(ctx)
+			cancel()
+		}
+	}
+}
+
+// refreshMemory is one pass over the campaigns answered from memory.
+func (s *Server) refreshMemory(ctx context.Context) error {
+	r := &s.refresh
+	m := s.hot.m.Load()
+	if m == nil {
+		clear(r.gens)
+		return nil
+	}
+	now := time.Now()
+	nowMs := now.UnixMilli()
+	r.keys, r.camps = r.keys[:0], r.camps[:0]
+	for _, c := range *m {
+		if c.endMs.Load() > nowMs || c.sold.Load() != nil || c.building.Load() {
+			r.keys, r.camps = append(r.keys, c.keys), append(r.camps, c)
+		}
+	}
+	for id := range r.gens {
+		if (*m)[id] == nil {
+			delete(r.gens, id)
+		}
+	}
+	if len(r.keys) == 0 {
+		return nil
+	}
+	r.wins = append(r.wins[:0], make([]lua.Window, len(r.keys))...)
+	if err := lua.ReadWindows(ctx, s.redis, r.keys, r.wins); err != nil {
+		return err
+	}
+	for i, w := range r.wins {
+		c := r.camps[i]
+		if !w.Loaded {
+			continue
+		}
+		s.hot.lowerEnd(c, w.EndMs)
+		g, seen := r.gens[c.keys.ID]
+		switch {
+		case !seen:
+			// First pass over it: a restock may have come between the
+			// reply that made its state and now.
+			if w.Gen > 0 {
+				g.changedAt = now
+			}
+		case g.gen != w.Gen:
+			g.changedAt = now
+		}
+		g.gen = w.Gen
+		r.gens[c.keys.ID] = g
+		if now.Sub(g.changedAt) < soldOutSettle {
+			s.hot.stockBack(c)
+		}
+	}
+	return nil
+}
+
+// lowerEnd makes c's end no later than endMs: repeats are answered from
+// memory only before it, and a sold-out flag holds no longer.
+func (h *hotCampaigns) lowerEnd(c *hotCampaign, endMs int64) {
+	for {
+		cur := c.endMs.Load()
+		if cur <= endMs || c.endMs.CompareAndSwap(cur, endMs) {
+			break
+		}
+	}
+	if s := c.sold.Load(); s != nil && s.until.Load() > endMs {
+		s.until.Store(endMs)
+	}
+}
+
+// sweep finishes merchant actions whose Redis step did not run.
+func (s *Server) sweep(ctx context.Context) {
+	ids, err := s.store.PendingStockCampaigns(ctx, sweepAge)
+	if err != nil {
+		s.log.Warn("sweep: pending stock not read", "err", err)
+	}
+	for _, id := range ids {
+		if err := s.settle(ctx, id); err != nil {
+			s.log.Warn("sweep: pending stock not settled", "campaign_id", id, "err", err)
+		}
+	}
+	ended, err := s.store.EndedSince(ctx, time.Now().Add(-sweepLookback))
+	if err != nil {
+		s.log.Warn("sweep: ended campaigns not read", "err", err)
+		return
+	}
+	if len(ended) == 0 {
+		return
+	}
+	keys := make([]*lua.Keys, len(ended))
+	for i, w := range ended {
+		keys[i] = s.keys.Of(w.ID)
+	}
+	wins := make([]lua.Window, len(keys))
+	if err := lua.ReadWindows(ctx, s.redis, keys, wins); err != nil {
+		s.log.Warn("sweep: windows not read", "err", err)
+		return
+	}
+	for i, w := range ended {
+		if wins[i].Loaded && wins[i].EndMs > w.End.UnixMilli() {
+			s.log.Warn("sweep: redis had a campaign's old end; ending it again", "campaign_id", w.ID)
+			if _, _, err := s.endInRedis(ctx, w.ID, w.End.UnixMilli()); err != nil {
+				s.log.Warn("sweep: end not applied", "campaign_id", w.ID, "err", err)
+			}
+		}
+	}
+}
