@@ -13,7 +13,9 @@ import (
 
 // Store is the service's PostgreSQL: every query of every table is a
 // method of it, in this package (campaigns.go: campaign and
-// campaign_inventory; claims.go: claim_log; lock.go: advisory locks).
+// campaign_inventory; claims.go: claim_log; lock.go: advisory locks;
+// merchant.go: the merchant's list, end, added stock, payout reads and the
+// audit, campaign_action).
 type Store struct {
 	DB *pgxpool.Pool
 }
