@@ -72,6 +72,9 @@ func (s *Server) openRequest(ctx *fasthttp.RequestCtx, id int64) (user string, c
 		writeError(ctx, err)
 		return "", nil, true
 	}
+	if !s.guard.admitOpen(ctx, id, userID) { // who is opening, and how often (security.go)
+		return "", nil, true
+	}
 	c = s.hot.peek(id)
 	if c != nil {
 		nowMs := time.Now().UnixMilli()

@@ -203,6 +203,9 @@ func (s *Server) Handler() fasthttp.RequestHandler {
 			open(ctx)
 			return
 		}
+		if !s.guard.admitRouted(ctx) {
+			return
+		}
 		if ctx.IsHead() {
 			headAsGet(ctx, routed)
 			return
