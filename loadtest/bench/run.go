@@ -178,7 +178,11 @@ func (b *bench) startAPI(ctx context.Context, v int) error {
 	if b.cfg.Pprof {
 		pprof = "127.0.0.1:" + strconv.Itoa(b.cfg.PprofPort)
 	}
-	env := b.env("LISTEN_ADDR="+listen, "PORT="+strconv.Itoa(b.cfg.Port), "ADMIN_TOKEN="+b.token, "PPROF_ADDR="+pprof)
+	// wrk sends no user tokens and one address opens for every user: the
+	// shell's USER_TOKEN_SECRET or rate limits would measure 401s and 429s
+	// (BENCH_API_ENV may still set them, as it comes last).
+	env := b.env("LISTEN_ADDR="+listen, "PORT="+strconv.Itoa(b.cfg.Port), "ADMIN_TOKEN="+b.token, "PPROF_ADDR="+pprof,
+		"USER_TOKEN_SECRET=", "RATE_LIMIT_USER=0", "RATE_LIMIT_IP=0")
 	b.api = &stack.Proc{Name: "api", Path: b.bins["api"], Log: filepath.Join(b.work, "api.log"),
 		Ready: stack.HTTPReady(b.base + "/readyz"), Env: append(env, b.cfg.variantEnv(v)...)}
 	logf("api on %s, %s", listen, variantText(b.cfg.Variants[v]))
