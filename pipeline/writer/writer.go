@@ -27,8 +27,8 @@ var (
 // reconciler and the consumer writing the same claim) without harm.
 //
 // Batches go to PostgreSQL with COPY (postgres.Store.CopyClaims): it costs
-// PostgreSQL a tenth (500 claims) to a third (5000) less CPU per row than
-// INSERT … ON CONFLICT DO NOTHING, but fails a batch that holds a claim
+// PostgreSQL 14 % (500 claims) to 23 % (5000) less CPU per row than
+// INSERT … ON CONFLICT DO NOTHING (BenchmarkWriter), but fails a batch that holds a claim
 // already written. Such a batch goes again through the INSERT
 // (InsertClaims), and so do the next ones until one holds no such claim:
 // after a redelivery, or in the reconciler's re-reads, most do.
