@@ -1,8 +1,11 @@
 package edge
 
 import (
+	"bufio"
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"testing"
 	"time"
 
@@ -142,4 +145,32 @@ func decodeJSON(t testing.TB, b []byte) map[string]any {
 		t.Fatalf("body %q is not a JSON object: %v", b, err)
 	}
 	return m
+}
+
+// oversized sends a request whose body of n bytes is over its route's
+// limit, writing the body while it reads the answer: the server answers
+// 413 as soon as the headers are in and closes, without reading the body,
+// so a client that wrote the whole body before reading could see the
+// connection close instead.
+func (h *harness) oversized(path, token string, n int) (int, map[string]any) {
+	h.t.Helper()
+	c, err := h.dial()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	head := fmt.Sprintf("POST %s HTTP/1.1\r\nHost: api\r\nContent-Length: %d\r\n", path, n)
+	if token != "" {
+		head += "Authorization: Bearer " + token + "\r\n"
+	}
+	go func() {
+		io.WriteString(c, head+"\r\n")
+		c.Write(bytes.Repeat([]byte("x"), n))
+	}()
+	r, err := readRawReply(bufio.NewReader(c), false)
+	if err != nil {
+		h.t.Fatalf("POST %s with %d bytes: %v", path, n, err)
+	}
+	return r.status, r.json
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -24,6 +23,8 @@ type Loader struct {
 	Redis rueidis.Client
 	Keys  lua.Keyspace
 	Log   *slog.Logger
+	// KeyTTL is how long after a campaign's end its keys expire (0: never).
+	KeyTTL time.Duration
 }
 
 var errRebuilding = rain.Errorf(rain.EBUSY, "campaign is being loaded by another process")
@@ -63,22 +64,39 @@ func (l *Loader) Load(ctx context.Context, c *rain.Campaign) error {
 	defer unlock()
 	defer redisLoad.UpdateDuration(time.Now())
 
-	claims := make(map[string]string)
+	// The persisted claims go to Redis in chunks as PostgreSQL streams them:
+	// a campaign of millions of claims is never held in memory.
+	restored := 0
+	chunk := make(map[string]string, restoreChunk)
+	flush := func() error {
+		if err := lua.RestoreClaims(ctx, l.Redis, k, chunk); err != nil {
+			return busyIf(err)
+		}
+		restored += len(chunk)
+		clear(chunk)
+		return nil
+	}
 	err = l.Store.ForEachClaim(ctx, c.ID, func(user string, amount int64, at time.Time) error {
-		claims[user] = lua.ClaimValue(amount, at.UnixMilli())
+		chunk[user] = lua.ClaimValue(amount, at.UnixMilli())
+		if len(chunk) == restoreChunk {
+			return flush()
+		}
 		return nil
 	})
+	if err == nil {
+		err = flush()
+	}
+	if rain.ErrorCode(err) == rain.EBUSY {
+		return err
+	}
 	if err != nil {
 		return fmt.Errorf("campaign %d: read claims: %w", c.ID, err)
-	}
-	if err := lua.RestoreClaims(ctx, l.Redis, k, claims); err != nil {
-		return busyIf(err)
 	}
 	remaining := make(map[int64]int64, len(c.Inventory))
 	for _, st := range c.Inventory {
 		remaining[st.Amount] = st.Total
 	}
-	if len(claims) > 0 { // a rebuild: count what Redis now holds
+	if restored > 0 { // a rebuild: count what Redis now holds
 		err = lua.ScanClaims(ctx, l.Redis, k, func(_ string, amount, _ int64) error {
 			remaining[amount] = max(0, remaining[amount]-1)
 			return nil
@@ -93,7 +111,33 @@ func (l *Loader) Load(ctx context.Context, c *rain.Campaign) error {
 	}
 	if loaded {
 		repairs.Inc()
-		l.Log.Info("campaign loaded into redis", "campaign_id", c.ID, "restored_claims", len(claims))
+		l.Log.Info("campaign loaded into redis", "campaign_id", c.ID, "restored_claims", restored)
+		if err := l.expire(ctx, k, c.EndTime); err != nil {
+			l.Log.Warn("campaign loaded; its keys' expiry not set (the catalog sweep sets it after the end)",
+				"campaign_id", c.ID, "err", err)
+		}
+	}
+	return nil
+}
+
+// restoreChunk is how many persisted claims go to Redis at a time.
+const restoreChunk = 1000
+
+// expire sets the campaign's keys to expire KeyTTL after its end. The
+// claims hash exists only once someone claimed; the catalog's sweep sets
+// its expiry after the end.
+func (l *Loader) expire(ctx context.Context, k *lua.Keys, end time.Time) error {
+	if l.KeyTTL <= 0 {
+		return nil
+	}
+	at := end.Add(l.KeyTTL).UnixMilli()
+	for _, r := range l.Redis.DoMulti(ctx,
+		l.Redis.B().Pexpireat().Key(k.Meta()).MillisecondsTimestamp(at).Build(),
+		l.Redis.B().Pexpireat().Key(k.Stock()).MillisecondsTimestamp(at).Build(),
+		l.Redis.B().Pexpireat().Key(k.Claims()).MillisecondsTimestamp(at).Build()) {
+		if err := r.Error(); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -142,28 +186,4 @@ func busyIf(err error) error {
 		return nil
 	}
 	return &rain.Error{Code: rain.EBUSY, Message: "redis unavailable", Cause: err}
-}
-
-// missingCache remembers for a moment the campaign ids PostgreSQL does not
-// have, so a flood of opens of an unknown id costs one query per TTL.
-type missingCache struct {
-	mu  sync.Mutex
-	ttl time.Duration
-	m   map[int64]time.Time
-}
-
-func (c *missingCache) has(id int64) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	until, ok := c.m[id]
-	return ok && time.Now().Before(until)
-}
-
-func (c *missingCache) add(id int64) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.m == nil || len(c.m) >= 10_000 {
-		c.m = make(map[int64]time.Time)
-	}
-	c.m[id] = time.Now().Add(c.ttl)
 }

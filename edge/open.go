@@ -149,34 +149,3 @@ func (s *Server) claim(ctx *fasthttp.RequestCtx, id int64, c *hotCampaign, user 
 	claimsByOutcome[res.Outcome].Inc()
 	writeOutcome(ctx, res)
 }
-
-// openUnloaded handles an open of a campaign Redis does not know. Usually
-// there is no such campaign (404, remembered briefly so a flood of them does
-// not reach PostgreSQL). But the campaign may exist in PostgreSQL and be
-// missing from Redis: a create that failed between the two, or a Redis that
-// lost its data. Then it is rebuilt from PostgreSQL and the open retried;
-// opens that arrive while another rebuilds it get 503.
-func (s *Server) openUnloaded(ctx *fasthttp.RequestCtx, id int64, user string) {
-	if s.missing.has(id) {
-		claimsByOutcome[lua.NotFound].Inc()
-		writeOutcome(ctx, lua.Result{Outcome: lua.NotFound})
-		return
-	}
-	rctx, cancel := context.WithTimeout(context.Background(), s.cfg.RepairTimeout)
-	defer cancel()
-	err := s.loader.Ensure(rctx, id)
-	switch rain.ErrorCode(err) {
-	case "":
-		s.claim(ctx, id, s.hot.peek(id), user, false)
-	case rain.ENOTFOUND:
-		s.missing.add(id)
-		claimsByOutcome[lua.NotFound].Inc()
-		writeOutcome(ctx, lua.Result{Outcome: lua.NotFound})
-	default:
-		claimsBusy.Inc()
-		if rain.ErrorCode(err) != rain.EBUSY {
-			s.log.Error("campaign rebuild failed", "campaign_id", id, "err", err)
-		}
-		writeBusy(ctx, "campaign is being loaded; retry shortly")
-	}
-}

@@ -14,7 +14,8 @@ import (
 
 // SecurityConfig bounds what hostile traffic can make the api do (README,
 // "Security"): who may open (signed user tokens), how often (per-user and
-// per-IP limits), and how many connections it may hold.
+// per-IP limits), how many connections it may hold, and how long a
+// campaign's Redis keys outlive it.
 type SecurityConfig struct {
 	// UserTokenSecrets are the HMAC-SHA256 keys of user tokens, the first
 	// current, the others still accepted (rotation). Empty: opens carry no
@@ -34,6 +35,9 @@ type SecurityConfig struct {
 	// MaxConns caps the open connections; past it a new one gets a JSON
 	// 503 and is closed.
 	MaxConns int
+	// CampaignKeyTTL is how long after a campaign's end its Redis keys
+	// expire; 0 keeps them.
+	CampaignKeyTTL time.Duration
 }
 
 // minSecretLen is the shortest user token secret accepted: 256 bits.
@@ -72,6 +76,8 @@ func (c *SecurityConfig) Bind(s *config.Set) {
 	}
 	s.Int(&c.MaxConns, "MAX_CONNS", 16_384, 1, 1<<20,
 		"open connections (about 20 KiB each when busy); past it a new connection gets a JSON 503 and is closed")
+	s.Duration(&c.CampaignKeyTTL, "CAMPAIGN_KEY_TTL", 7*24*time.Hour, 0, 10*365*24*time.Hour,
+		"how long after a campaign's end its Redis keys expire (opens of it are then answered ENDED from its row); keep it above RECONCILE_LOOKBACK (`0` = never)")
 }
 
 // parsePrefix reads a CIDR, or an IP as the prefix of that one address.

@@ -106,7 +106,7 @@ type Server struct {
 	tokens   [][sha256.Size]byte // digests of the merchant tokens
 	hot      hotCampaigns
 	batch    batcher
-	missing  missingCache
+	catalog  catalog // every campaign's window, for opens Redis cannot answer (catalog.go)
 	inflight atomic.Int64
 	guard    guard // against hostile traffic (security.go)
 	gauges   *metrics.Set
@@ -133,7 +133,7 @@ func New(cfg Config, d Deps) *Server {
 		log = slog.Default()
 	}
 	s := &Server{cfg: cfg, redis: d.Redis, keys: d.Keys, store: d.DB, ring: d.Ring, producer: d.Producer, log: log,
-		missing: missingCache{ttl: time.Second}, gauges: metrics.NewSet()}
+		gauges: metrics.NewSet()}
 	s.hot.maxClaims = int64(cfg.ClaimMemo)
 	s.hot.soldOutMs = cfg.SoldOutTTL.Milliseconds()
 	s.hot.soldOutBudget = int64(cfg.SoldOutMemory)
@@ -163,6 +163,7 @@ func New(cfg Config, d Deps) *Server {
 	s.srv.HeaderReceived, s.srv.ExpectHandler = headerReceived, expectRefused
 	s.srv.DisablePreParseMultipartForm = true
 	s.srv.Logger = connLogger{s.guard.failLog}
+	s.loader.KeyTTL = cfg.Security.CampaignKeyTTL
 	return s
 }
 
@@ -267,11 +268,13 @@ func (s *Server) metrics(ctx *fasthttp.RequestCtx) {
 // Serve serves HTTP on ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
 	s.startRefresh()
+	s.catalog.start(s)
 	return s.srv.Serve(s.guard.conns.listener(ln))
 }
 
 // Shutdown stops accepting requests and waits for those in flight.
 func (s *Server) Shutdown(ctx context.Context) error {
 	defer s.stopRefresh()
+	defer s.catalog.stop()
 	return s.srv.ShutdownWithContext(ctx)
 }

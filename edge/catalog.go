@@ -1,0 +1,378 @@
+package edge
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/redis/rueidis"
+	"github.com/redpacket/rain"
+	"github.com/redpacket/rain/internal/postgres"
+	"github.com/redpacket/rain/lua"
+	"github.com/valyala/fasthttp"
+)
+
+// Opens of campaigns Redis does not hold. Redis answers NOT_FOUND for an id
+// it lacks, which is usually an id nobody created (a typo, a scan, a flood
+// of made-up ids), sometimes a campaign that ended long ago and whose keys
+// expired, and rarely a live campaign Redis lost (a create cut off between
+// PostgreSQL and Redis, a Redis that lost its data). The catalog tells them
+// apart without PostgreSQL: it holds every campaign's id and window (24
+// bytes each), loaded at start and refreshed in the background, and at most
+// once a second on demand for an id above the highest it knows. So:
+//   - an id it does not know is answered 404 from memory;
+//   - a campaign that has not started or has ended is answered from its
+//     window (the row, cached), and is never rebuilt into Redis;
+//   - only a live campaign is rebuilt, behind a small limit of its own
+//     (repairSlots at once, one per id, a failed one not retried for a
+//     second); opens past it get 503 at once, nothing queues, and an open
+//     waiting on a rebuild does not hold a slot of MAX_INFLIGHT.
+//
+// The same loop expires the Redis keys of ended campaigns: CAMPAIGN_KEY_TTL
+// after the end (PEXPIREAT on the three keys, once per campaign per
+// process; Loader.Load also sets it on meta and stock when it loads).
+
+const (
+	catalogEvery     = 30 * time.Second // new campaigns, then the sweep of ended ones
+	catalogFullEvery = 10 * time.Minute // the whole table again (windows a merchant changed)
+	aboveEvery       = time.Second      // an id above the highest known: PostgreSQL at most this often
+	repairSlots      = 4                // rebuilds at once
+	repairRetry      = time.Second      // a failed rebuild of an id is not tried again sooner
+	sweepChunk       = 1000             // campaigns per PEXPIREAT pipeline
+)
+
+var (
+	unknownFromMemory = metrics.NewCounter(`rain_campaign_lookups_total{source="memory"}`)
+	unknownFromPG     = metrics.NewCounter(`rain_campaign_lookups_total{source="postgres"}`)
+	repairsRefused    = metrics.NewCounter(`rain_campaign_repairs_refused_total`)
+	keysExpired       = metrics.NewCounter(`rain_campaign_keys_expiry_set_total`)
+)
+
+type campaignWindow struct{ startMs, endMs int64 }
+
+// catalog is every campaign's id and window, sorted by id.
+type catalog struct {
+	mu       sync.RWMutex
+	ids      []int64
+	wins     []campaignWindow
+	swept    []bool // the keys' expiry is set (after the end)
+	loaded   bool
+	lastFull time.Time
+
+	refresh   sync.Mutex   // one refresh from PostgreSQL at a time
+	lastAbove atomic.Int64 // unix ms of the last refresh for an unknown id above the highest
+
+	repairSem chan struct{}
+	repairMu  sync.Mutex
+	repairs   map[int64]time.Time // in progress (zero time) or failed: not before then
+
+	startOnce, stopOnce sync.Once
+	stopc, done         chan struct{}
+}
+
+// lookup returns the window of campaign id, whether the catalog knows it,
+// whether the catalog is loaded at all, and the highest id it knows.
+func (c *catalog) lookup(id int64) (w campaignWindow, found, loaded bool, maxID int64) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if n := len(c.ids); n > 0 {
+		maxID = c.ids[n-1]
+	}
+	if i, ok := slices.BinarySearch(c.ids, id); ok {
+		return c.wins[i], true, c.loaded, maxID
+	}
+	return campaignWindow{}, false, c.loaded, maxID
+}
+
+func windowOf(start, end time.Time) campaignWindow {
+	return campaignWindow{startMs: start.UnixMilli(), endMs: end.UnixMilli()}
+}
+
+// load reads the campaigns above the highest known id (all of them when
+// full) from PostgreSQL.
+func (c *catalog) load(ctx context.Context, store *postgres.Store, full bool) error {
+	c.refresh.Lock()
+	defer c.refresh.Unlock()
+	var after int64
+	c.mu.RLock()
+	if !full && len(c.ids) > 0 {
+		after = c.ids[len(c.ids)-1]
+	}
+	c.mu.RUnlock()
+	rows, err := store.CampaignWindows(ctx, after)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !full {
+		for _, r := range rows {
+			if n := len(c.ids); n == 0 || r.ID > c.ids[n-1] {
+				c.ids, c.wins, c.swept = append(c.ids, r.ID), append(c.wins, windowOf(r.Start, r.End)), append(c.swept, false)
+			}
+		}
+		return nil
+	}
+	ids, wins, swept := make([]int64, len(rows)), make([]campaignWindow, len(rows)), make([]bool, len(rows))
+	for i, r := range rows {
+		ids[i], wins[i] = r.ID, windowOf(r.Start, r.End)
+		if j, ok := slices.BinarySearch(c.ids, r.ID); ok && c.wins[j] == wins[i] {
+			swept[i] = c.swept[j] // the same end: its keys' expiry stands
+		}
+	}
+	c.ids, c.wins, c.swept, c.loaded, c.lastFull = ids, wins, swept, true, time.Now()
+	return nil
+}
+
+// update records a campaign's window as just read from PostgreSQL.
+func (c *catalog) update(id int64, w campaignWindow) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	i, ok := slices.BinarySearch(c.ids, id)
+	if ok {
+		if c.wins[i] != w {
+			c.wins[i], c.swept[i] = w, false
+		}
+		return
+	}
+	c.ids, c.wins, c.swept = slices.Insert(c.ids, i, id), slices.Insert(c.wins, i, w), slices.Insert(c.swept, i, false)
+}
+
+// refreshAbove reloads the campaigns above the highest known id, unless
+// that was done less than aboveEvery ago or is being done: a flood of
+// made-up ids costs PostgreSQL one query a second at most.
+func (c *catalog) refreshAbove(s *Server) bool {
+	now := time.Now().UnixMilli()
+	last := c.lastAbove.Load()
+	if now-last < aboveEvery.Milliseconds() || !c.lastAbove.CompareAndSwap(last, now) {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RepairTimeout)
+	defer cancel()
+	unknownFromPG.Inc()
+	if err := c.load(ctx, s.store, false); err != nil {
+		s.guard.failLog.Warn("reading new campaigns", "err", err)
+		return false
+	}
+	return true
+}
+
+// startRepair takes a repair slot for id, or reports why not (another
+// rebuild of id runs, one failed a moment ago, or every slot is busy).
+func (c *catalog) startRepair(id int64) (done func(ok bool), started bool) {
+	c.repairMu.Lock()
+	defer c.repairMu.Unlock()
+	if c.repairs == nil {
+		c.repairs = make(map[int64]time.Time)
+		c.repairSem = make(chan struct{}, repairSlots)
+	}
+	if until, busy := c.repairs[id]; busy && (until.IsZero() || time.Now().Before(until)) {
+		return nil, false
+	}
+	select {
+	case c.repairSem <- struct{}{}:
+	default:
+		return nil, false
+	}
+	c.repairs[id] = time.Time{}
+	if len(c.repairs) > 10*repairSlots { // forget failures that may be retried
+		for k, until := range c.repairs {
+			if !until.IsZero() && time.Now().After(until) {
+				delete(c.repairs, k)
+			}
+		}
+	}
+	return func(ok bool) {
+		c.repairMu.Lock()
+		if ok {
+			delete(c.repairs, id)
+		} else {
+			c.repairs[id] = time.Now().Add(repairRetry)
+		}
+		c.repairMu.Unlock()
+		<-c.repairSem
+	}, true
+}
+
+// openUnloaded answers an open of a campaign Redis does not hold (claim
+// found it NOT_FOUND); see the top of this file.
+func (s *Server) openUnloaded(ctx *fasthttp.RequestCtx, id int64, user string) {
+	w, found, loaded, maxID := s.catalog.lookup(id)
+	if loaded && !found && id > maxID && s.catalog.refreshAbove(s) {
+		w, found, loaded, _ = s.catalog.lookup(id)
+	}
+	if loaded {
+		unknownFromMemory.Inc()
+		if !found {
+			answerOutcome(ctx, lua.NotFound)
+			return
+		}
+		if o := windowOutcome(w, time.Now().UnixMilli()); o != lua.OK {
+			answerOutcome(ctx, o)
+			return
+		}
+	}
+	// A live campaign (or a catalog PostgreSQL has not filled yet): rebuild.
+	done, ok := s.catalog.startRepair(id)
+	if !ok {
+		repairsRefused.Inc()
+		claimsBusy.Inc()
+		writeBusy(ctx, "campaign is being loaded; retry shortly")
+		return
+	}
+	// The rebuild has its own limit: the open's in-flight slot is given back
+	// meanwhile (it is taken again for the claim that follows).
+	s.inflight.Add(-1)
+	c, err := s.repair(id)
+	s.inflight.Add(1)
+	done(err == nil)
+	switch {
+	case rain.ErrorCode(err) == rain.ENOTFOUND:
+		answerOutcome(ctx, lua.NotFound)
+	case err != nil:
+		claimsBusy.Inc()
+		if rain.ErrorCode(err) != rain.EBUSY {
+			s.guard.failLog.Error("campaign rebuild failed", "campaign_id", id, "err", err)
+		}
+		writeBusy(ctx, "campaign is being loaded; retry shortly")
+	default:
+		if o := windowOutcome(windowOf(c.StartTime, c.EndTime), time.Now().UnixMilli()); o != lua.OK {
+			answerOutcome(ctx, o)
+			return
+		}
+		s.claim(ctx, id, s.hot.peek(id), user, false)
+	}
+}
+
+// repair reads campaign id from PostgreSQL and, when it is live, rebuilds
+// it into Redis.
+func (s *Server) repair(id int64) (*rain.Campaign, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RepairTimeout)
+	defer cancel()
+	unknownFromPG.Inc()
+	c, err := s.loader.campaign(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	w := windowOf(c.StartTime, c.EndTime)
+	s.catalog.update(id, w)
+	if windowOutcome(w, time.Now().UnixMilli()) != lua.OK {
+		return c, nil // answered from the row, never rebuilt
+	}
+	return c, s.loader.Load(ctx, c)
+}
+
+// windowOutcome is what claim.lua would say of the window at nowMs before
+// looking at users and stock: NOT_STARTED, ENDED, or OK (live).
+func windowOutcome(w campaignWindow, nowMs int64) lua.Outcome {
+	switch {
+	case nowMs < w.startMs:
+		return lua.NotStarted
+	case nowMs >= w.endMs:
+		return lua.Ended
+	}
+	return lua.OK
+}
+
+func answerOutcome(ctx *fasthttp.RequestCtx, o lua.Outcome) {
+	claimsByOutcome[o].Inc()
+	writeOutcome(ctx, lua.Result{Outcome: o})
+}
+
+// start starts the catalog's loop (load, refresh, sweep), once.
+func (c *catalog) start(s *Server) {
+	c.startOnce.Do(func() {
+		c.stopc, c.done = make(chan struct{}), make(chan struct{})
+		go c.loop(s)
+	})
+}
+
+// stop stops the loop and waits for it.
+func (c *catalog) stop() {
+	c.startOnce.Do(func() {}) // never started: it never will be
+	c.stopOnce.Do(func() {
+		if c.stopc != nil {
+			close(c.stopc)
+			<-c.done
+		}
+	})
+}
+
+func (c *catalog) loop(s *Server) {
+	defer close(c.done)
+	t := time.NewTicker(catalogEvery)
+	defer t.Stop()
+	for {
+		c.tick(s)
+		select {
+		case <-c.stopc:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// tick is one pass of the loop; a panic in it is logged and the loop goes on.
+func (c *catalog) tick(s *Server) {
+	defer recoverGoroutine(s.guard.failLog, "campaign catalog")
+	ctx, cancel := context.WithTimeout(context.Background(), catalogEvery)
+	defer cancel()
+	c.mu.RLock()
+	full := !c.loaded || time.Since(c.lastFull) >= catalogFullEvery
+	c.mu.RUnlock()
+	if err := c.load(ctx, s.store, full); err != nil {
+		s.guard.failLog.Warn("reading the campaign catalog", "err", err)
+		return
+	}
+	if ttl := s.cfg.Security.CampaignKeyTTL; ttl > 0 {
+		if err := c.sweep(ctx, s.redis, s.keys, ttl); err != nil {
+			s.guard.failLog.Warn("setting the expiry of ended campaigns' keys", "err", err)
+		}
+	}
+}
+
+// sweep sets the expiry of the keys of every ended campaign not yet swept:
+// ttl after its end (at once for those that ended longer ago).
+func (c *catalog) sweep(ctx context.Context, r rueidis.Client, ks lua.Keyspace, ttl time.Duration) error {
+	nowMs := time.Now().UnixMilli()
+	from := 0 // where the last chunk's scan stopped
+	for {
+		var ids []int64
+		cmds := make(rueidis.Commands, 0, 3*sweepChunk)
+		c.mu.RLock()
+		for i := min(from, len(c.ids)); i < len(c.ids); i++ {
+			if len(ids) == sweepChunk {
+				break
+			}
+			from = i + 1
+			if !c.swept[i] && c.wins[i].endMs <= nowMs {
+				at := c.wins[i].endMs + ttl.Milliseconds()
+				k := ks.Of(c.ids[i])
+				for _, key := range []string{k.Meta(), k.Stock(), k.Claims()} {
+					cmds = append(cmds, r.B().Pexpireat().Key(key).MillisecondsTimestamp(at).Build())
+				}
+				ids = append(ids, c.ids[i])
+			}
+		}
+		c.mu.RUnlock()
+		if len(ids) == 0 {
+			return nil
+		}
+		for _, res := range r.DoMulti(ctx, cmds...) {
+			if err := res.Error(); err != nil {
+				return err
+			}
+		}
+		c.mu.Lock()
+		for _, id := range ids {
+			if i, ok := slices.BinarySearch(c.ids, id); ok {
+				c.swept[i] = true
+			}
+		}
+		c.mu.Unlock()
+		keysExpired.Add(len(ids))
+	}
+}

@@ -1,0 +1,205 @@
+package edge
+
+import (
+	"context"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/redpacket/rain/internal/testenv"
+	"github.com/redpacket/rain/lua"
+)
+
+// waitCatalog waits until the server's catalog has been read once.
+func waitCatalog(t *testing.T, h *harness) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, _, loaded, _ := h.srv.catalog.lookup(1); loaded {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the campaign catalog was never loaded")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestUnknownIDsSkipPostgres: opens of made-up ids are 404 without a
+// PostgreSQL query each: ids above the highest known cost one refresh a
+// second at most, ids in the gaps below it none.
+func TestUnknownIDsSkipPostgres(t *testing.T) {
+	h := newHarness(t, harnessOpt{})
+	id := h.live(`{"5":10}`)
+	waitCatalog(t, h)
+	_, _, _, maxID := h.srv.catalog.lookup(id)
+	before := unknownFromPG.Get()
+	start := time.Now()
+	for range 300 {
+		above := maxID + 1_000_000 + rand.Int64N(1<<40)
+		if status, m := h.open(above, "u"); status != 404 || m["status"] != "NOT_FOUND" {
+			t.Fatalf("id %d: %d %v", above, status, m)
+		}
+	}
+	elapsed := time.Since(start)
+	if n := unknownFromPG.Get() - before; n > 1+uint64(elapsed/aboveEvery) {
+		t.Errorf("300 made-up ids in %v read PostgreSQL %d times", elapsed, n)
+	}
+	// An id below the highest that no campaign has (a gap): never PostgreSQL.
+	gap := int64(0)
+	h.srv.catalog.mu.RLock()
+	for i := 1; i < len(h.srv.catalog.ids) && gap == 0; i++ {
+		if h.srv.catalog.ids[i]-h.srv.catalog.ids[i-1] > 1 {
+			gap = h.srv.catalog.ids[i] - 1
+		}
+	}
+	h.srv.catalog.mu.RUnlock()
+	if gap == 0 {
+		t.Skip("no gap in the campaign ids of the test database")
+	}
+	before = unknownFromPG.Get()
+	for range 100 {
+		if status, _ := h.open(gap, "u"); status != 404 {
+			t.Fatalf("gap id %d: %d", gap, status)
+		}
+	}
+	if n := unknownFromPG.Get() - before; n != 0 {
+		t.Errorf("a gap id read PostgreSQL %d times", n)
+	}
+}
+
+// TestOldCampaignsAnsweredFromTheirRow: an open of an ended or not-started
+// campaign Redis does not hold is answered from its window and never
+// rebuilds it into Redis.
+func TestOldCampaignsAnsweredFromTheirRow(t *testing.T) {
+	h := newHarness(t, harnessOpt{})
+	ended := h.create(time.Now().Add(-2*time.Hour), time.Now().Add(-time.Hour), `{"5":10}`)
+	future := h.create(time.Now().Add(time.Hour), time.Now().Add(2*time.Hour), `{"5":10}`)
+	for id, want := range map[int64]string{ended: "ENDED", future: "NOT_STARTED"} {
+		k := testenv.Keys().Of(id)
+		h.redis.Do(context.Background(), h.redis.B().Del().Key(k.Meta(), k.Stock(), k.Claims()).Build())
+		for range 3 {
+			if status, m := h.open(id, "alice"); status != 400 || m["status"] != want {
+				t.Errorf("campaign %d: %d %v, want 400 %s", id, status, m, want)
+			}
+		}
+		if ok, err := lua.Exists(context.Background(), h.redis, k); err != nil || ok {
+			t.Errorf("campaign %d was rebuilt into Redis (%v)", id, err)
+		}
+	}
+}
+
+// TestRepairSlots: one rebuild per id, repairSlots at once, a failed one
+// not tried again before repairRetry.
+func TestRepairSlots(t *testing.T) {
+	var c catalog
+	var dones []func(bool)
+	for id := range int64(repairSlots) {
+		done, ok := c.startRepair(id + 1)
+		if !ok {
+			t.Fatalf("slot %d refused", id+1)
+		}
+		dones = append(dones, done)
+	}
+	if _, ok := c.startRepair(100); ok {
+		t.Error("a repair past the slots started")
+	}
+	if _, ok := c.startRepair(1); ok {
+		t.Error("a second repair of the same id started")
+	}
+	dones[0](true)
+	done, ok := c.startRepair(100)
+	if !ok {
+		t.Fatal("a freed slot was not reused")
+	}
+	done(false) // failed
+	if _, ok := c.startRepair(100); ok {
+		t.Error("a failed repair was retried at once")
+	}
+	c.repairMu.Lock()
+	c.repairs[100] = time.Now().Add(-time.Millisecond) // its retry time has come
+	c.repairMu.Unlock()
+	if done, ok := c.startRepair(100); !ok {
+		t.Error("a failed repair was never retried")
+	} else {
+		done(true)
+	}
+	for _, d := range dones[1:] {
+		d(true)
+	}
+}
+
+// TestRebuildStreamsClaimsAndExpires: a live campaign Redis lost, with
+// more persisted claims than one chunk, is rebuilt with every claim, and
+// its keys expire CAMPAIGN_KEY_TTL after its end.
+func TestRebuildStreamsClaimsAndExpires(t *testing.T) {
+	h := newHarness(t, harnessOpt{})
+	db := testenv.Postgres(t)
+	ctx := context.Background()
+	end := time.Now().Add(time.Hour).Truncate(time.Millisecond)
+	id := h.create(time.Now().Add(-time.Hour), end, `{"5":5000}`)
+	n := restoreChunk*2 + 500
+	if _, err := db.Exec(ctx, `INSERT INTO claim_log (campaign_id, user_id, amount, claimed_at)
+		SELECT $1, 'user-' || g, 5, now() FROM generate_series(1, $2) g`, id, n); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(ctx, `UPDATE campaign_inventory SET opened_count = $2 WHERE campaign_id = $1`, id, n); err != nil {
+		t.Fatal(err)
+	}
+	k := testenv.Keys().Of(id)
+	h.redis.Do(ctx, h.redis.B().Del().Key(k.Meta(), k.Stock(), k.Claims()).Build())
+	if status, m := h.open(id, "user-7"); status != 409 {
+		t.Fatalf("a persisted claimant after the rebuild: %d %v", status, m)
+	}
+	if got := h.claims(id); got != int64(n) {
+		t.Errorf("%d claims restored, want %d", got, n)
+	}
+	if status, _ := h.open(id, "newcomer"); status != 200 {
+		t.Errorf("a new user after the rebuild: %d", status)
+	}
+	want := end.Add(h.srv.cfg.Security.CampaignKeyTTL).UnixMilli()
+	for _, key := range []string{k.Meta(), k.Stock(), k.Claims()} {
+		at, err := h.redis.Do(ctx, h.redis.B().Pexpiretime().Key(key).Build()).AsInt64()
+		if err != nil || at != want {
+			t.Errorf("%s expires at %d (%v), want %d", key, at, err, want)
+		}
+	}
+}
+
+// TestSweepExpiresEndedCampaigns: the keys of an ended campaign (the
+// claims hash a claim made without an expiry included) get theirs after
+// the end; a campaign that ended longer ago than the TTL loses them.
+func TestSweepExpiresEndedCampaigns(t *testing.T) {
+	r := testenv.Redis(t)
+	ks := testenv.Keys()
+	ctx := context.Background()
+	now := time.Now()
+	recent, old := int64(1<<40+rand.Int64N(1<<30)), int64(1<<41+rand.Int64N(1<<30))
+	var c catalog
+	c.ids = []int64{recent, old}
+	c.wins = []campaignWindow{windowOf(now.Add(-2*time.Hour), now.Add(-time.Hour)), windowOf(now.Add(-9*24*time.Hour), now.Add(-8*24*time.Hour))}
+	c.swept = []bool{false, false}
+	for _, id := range c.ids {
+		k := ks.Of(id)
+		r.Do(ctx, r.B().Hset().Key(k.Meta()).FieldValue().FieldValue("start", "1").FieldValue("end", "2").Build())
+		r.Do(ctx, r.B().Hset().Key(k.Claims()).FieldValue().FieldValue("alice", "5:1").Build())
+		t.Cleanup(func() { r.Do(ctx, r.B().Del().Key(k.Meta(), k.Claims()).Build()) })
+	}
+	if err := c.sweep(ctx, r, ks, 7*24*time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	k := ks.Of(recent)
+	want := c.wins[0].endMs + (7 * 24 * time.Hour).Milliseconds()
+	for _, key := range []string{k.Meta(), k.Claims()} {
+		if at, err := r.Do(ctx, r.B().Pexpiretime().Key(key).Build()).AsInt64(); err != nil || at != want {
+			t.Errorf("%s expires at %d (%v), want %d", key, at, err, want)
+		}
+	}
+	k = ks.Of(old)
+	if n, err := r.Do(ctx, r.B().Exists().Key(k.Meta(), k.Claims()).Build()).AsInt64(); err != nil || n != 0 {
+		t.Errorf("keys of a campaign ended 8 days ago: %d left (%v)", n, err)
+	}
+	if !c.swept[0] || !c.swept[1] {
+		t.Errorf("swept %v", c.swept)
+	}
+}
