@@ -4,9 +4,11 @@ import (
 	"context"
 	"math/rand/v2"
 	"sync"
+	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/redis/rueidis"
+	"github.com/redpacket/rain/internal/rediscluster"
 	"github.com/redpacket/rain/lua"
 )
 
@@ -48,6 +50,22 @@ type claimQueue struct {
 	pending []*claimReq // opens for the next call
 }
 
+// claimTimeout bounds one claim call with its retries: past it the outcome
+// is unknown (503), as for a lost connection.
+const claimTimeout = 2 * time.Second
+
+// call runs one claim call under claimTimeout, from context.Background: a
+// call must not be cut short by one client going away (the script runs
+// anyway, for every member of a batch). An error reply proving that the
+// script did not run (a slot migrating, a failover: TRYAGAIN, CLUSTERDOWN,
+// LOADING, MOVED or ASK past the client's redirect bound) sends it again a
+// few times (rediscluster.Retry) before it is returned (503).
+func (b *batcher) call(fn func(ctx context.Context) error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), claimTimeout)
+	defer cancel()
+	return rediscluster.Retry(ctx, func() error { return fn(ctx) })
+}
+
 // batcher runs the claim calls of the campaigns.
 type batcher struct {
 	redis rueidis.Client
@@ -61,7 +79,13 @@ func (b *batcher) claim(q *claimQueue, k *lua.Keys, user string) (lua.Result, er
 		claimCalls.Inc()
 		claimOpens.Inc()
 		claimBatchSize.Update(1)
-		return lua.Claim(context.Background(), b.redis, k, user, rand.Uint64())
+		var res lua.Result
+		err := b.call(func(ctx context.Context) error {
+			var err error
+			res, err = lua.Claim(ctx, b.redis, k, user, rand.Uint64())
+			return err
+		})
+		return res, err
 	}
 	r := claimReqs.Get().(*claimReq)
 	r.user = user
@@ -106,9 +130,9 @@ func (b *batcher) run(q *claimQueue, k *lua.Keys, batch []*claimReq) {
 	claimCalls.Inc()
 	claimOpens.Add(n)
 	claimBatchSize.Update(float64(n))
-	// context.Background: a call must not be cut short by one client going
-	// away (the script runs anyway, for every member).
-	err := lua.ClaimBatch(context.Background(), b.redis, k, users, rnds, out)
+	err := b.call(func(ctx context.Context) error {
+		return lua.ClaimBatch(ctx, b.redis, k, users, rnds, out)
+	})
 	for i, r := range batch {
 		r.res, r.err = out[i], err
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/redpacket/rain"
 	"github.com/redpacket/rain/internal/config"
 	"github.com/redpacket/rain/internal/postgres"
+	"github.com/redpacket/rain/internal/rediscluster"
 	"github.com/redpacket/rain/lua"
 	"github.com/redpacket/rain/pipeline/producer"
 	"github.com/valyala/fasthttp"
@@ -247,8 +248,10 @@ func healthz(ctx *fasthttp.RequestCtx) {
 func (s *Server) readyz(ctx *fasthttp.RequestCtx) {
 	rctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	if err := s.redis.Do(rctx, s.redis.B().Ping().Build()).Error(); err != nil {
-		writeBusy(ctx, "redis unreachable")
+	// One Redis: PING. A cluster: every master answers and says
+	// cluster_state:ok, and every slot has a master.
+	if err := rediscluster.Ready(rctx, s.redis); err != nil {
+		writeBusy(ctx, "redis not ready")
 		return
 	}
 	if s.producer != nil && !s.producer.Healthy() {

@@ -13,12 +13,16 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"slices"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/redis/rueidis"
 	"github.com/redpacket/rain/internal/config"
 	"github.com/redpacket/rain/internal/postgres"
+	"github.com/redpacket/rain/internal/rediscluster"
 	"github.com/redpacket/rain/internal/retry"
 	"github.com/redpacket/rain/lua"
 )
@@ -26,7 +30,9 @@ import (
 // Config is what every process needs to reach its stores and to start and
 // stop.
 type Config struct {
-	RedisAddr       string
+	// RedisAddr is one Redis, or seed nodes of a Redis Cluster (host:port
+	// each); the client finds out which it talks to.
+	RedisAddr       []string
 	RedisConns      int
 	KeyPrefix       string
 	PostgresDSN     string
@@ -36,10 +42,20 @@ type Config struct {
 
 // Bind declares the variables shared by the api and the consumer.
 func (c *Config) Bind(s *config.Set) {
-	s.Addr(&c.RedisAddr, "REDIS_ADDR", "127.0.0.1:6379", "Redis")
+	s.List(&c.RedisAddr, "REDIS_ADDR", "127.0.0.1:6379",
+		"Redis: one host:port, or a comma-separated list of Redis Cluster nodes (any few; the client learns the rest)")
+	for _, a := range c.RedisAddr {
+		if err := checkAddr(a); err != nil {
+			s.Errorf("REDIS_ADDR", "%q: want host:port with a port in [1, 65535]", a)
+		}
+	}
 	s.Int(&c.RedisConns, "REDIS_CONNS", 1, 1, 64,
 		"Redis connections (rueidis pipelines every command over them; one was fastest on 2 cores)")
 	s.String(&c.KeyPrefix, "REDIS_KEY_PREFIX", lua.DefaultPrefix, "prefix of every Redis key (`<prefix>:{<campaign id>}:…`)")
+	if strings.ContainsAny(c.KeyPrefix, "{}") {
+		// A brace would move the hash tag: every campaign on one cluster slot.
+		s.Errorf("REDIS_KEY_PREFIX", "%q: no { or } (the campaign id is the key's hash tag)", c.KeyPrefix)
+	}
 	s.String(&c.PostgresDSN, "POSTGRES_DSN", "postgres://rain:rain@127.0.0.1:5432/rain?sslmode=disable", "PostgreSQL")
 	s.Duration(&c.BootTimeout, "BOOT_TIMEOUT", 60*time.Second, time.Second, 10*time.Minute,
 		"how long to wait for PostgreSQL (and the migrations) at start")
@@ -65,15 +81,44 @@ func (c *Config) Redis(ctx context.Context, log *slog.Logger) (rueidis.Client, e
 	})
 }
 
-// RedisOptions are the client options every process and test uses.
+// RedisOptions are the client options every process and test uses. One
+// address works against one Redis or a cluster node (rueidis asks CLUSTER
+// SLOTS and falls back to a plain client when cluster support is
+// disabled); a list must be cluster nodes. On a cluster the client follows
+// at most MaxRedirects MOVED/ASK redirects of one command, then returns
+// the redirect (the command did not run), and refreshes the slot map every
+// 10 s besides after each redirect. Dial counts the cluster's error
+// replies (rain_redis_errors_total).
 func (c *Config) RedisOptions() rueidis.ClientOption {
 	return rueidis.ClientOption{
-		InitAddress:       []string{c.RedisAddr},
+		InitAddress:       slices.Clone(c.RedisAddr),
 		DisableCache:      true,
 		PipelineMultiplex: multiplex(c.RedisConns),
 		ConnWriteTimeout:  2 * time.Second,
 		Dialer:            net.Dialer{Timeout: time.Second},
+		DialCtxFn:         rediscluster.Dial,
+		ClusterOption: rueidis.ClusterOption{
+			ShardsRefreshInterval: 10 * time.Second,
+			MaxMovedRedirections:  MaxRedirects,
+		},
 	}
+}
+
+// MaxRedirects is the most MOVED/ASK redirects the client follows for one
+// command: a slot migration needs two (MOVED to the new owner, or ASK to
+// the importing node), a failover one more.
+const MaxRedirects = 3
+
+// checkAddr checks host:port.
+func checkAddr(a string) error {
+	_, port, err := net.SplitHostPort(a)
+	if err != nil {
+		return err
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+		return fmt.Errorf("port %q", port)
+	}
+	return nil
 }
 
 // multiplex turns a connection count into rueidis's PipelineMultiplex
