@@ -12,6 +12,23 @@ import "strconv"
 //	rp:{42}:stock    hash    amount -> remaining count (amounts at 0 removed)
 //	rp:{42}:claims   hash    user id -> "amount:claimed_at_ms" (who got what; the truth)
 //	rp:{42}:loading  string  held by the api process rebuilding the campaign from PostgreSQL
+//
+// A campaign with K > 1 buckets (Layout) keeps its window and its undealt
+// stock under the home tag {42} and each bucket's stock and claims under a
+// tag of its own, "42.b.x", chosen so that bucket b's slot lies in the b-th
+// of K equal segments of the slot space (buckets.go). K = 1 is the layout
+// above, unchanged.
+//
+//	rp:{42}:meta          hash    start, end, gen, buckets (K), fence (of the last rebalancing lease)
+//	rp:{42}:pool          hash    amount -> count not dealt to any bucket
+//	rp:{42}:out           hash    transfer id -> "bucket|amount:n,..." taken from the pool, not yet settled
+//	rp:{42}:rebal         string  the rebalancing lease: its fence number
+//	rp:{42}:loading       string  as above
+//	rp:{42.3.17}:meta     hash    start, end, fence (highest seen), final (sold out everywhere), frozen
+//	rp:{42.3.17}:stock    hash    amount -> remaining count in the bucket
+//	rp:{42.3.17}:claims   hash    the claims of the bucket's users, as above
+//	rp:{42.3.17}:in       set     ids of the transfers credited to the bucket
+//	rp:{42.3.17}:out      hash    transfers taken from the bucket, not yet settled (as the pool's)
 
 // DefaultPrefix is the key prefix of a deployment that sets none.
 const DefaultPrefix = "rp"
@@ -68,3 +85,78 @@ func (k *Keys) Claims() string { return k.all[2] }
 
 // Loading is the lock of a rebuild from PostgreSQL.
 func (k *Keys) Loading() string { return k.loading }
+
+// Layout is where the keys of a campaign with k buckets live. With k = 1
+// it is Of(id) alone: the home is the one bucket, today's layout and path.
+type Layout struct {
+	ID      int64
+	Home    *Keys    // the tag {id}: the window (and with k = 1 everything)
+	Buckets []Bucket // k of them; with k = 1 the home's keys
+
+	pool, out, rebal string
+}
+
+// Bucket is the keys of one bucket: meta, stock and claims as in Keys, in
+// the same order for the scripts, plus the transfer logs.
+type Bucket struct {
+	*Keys
+	Index   int
+	Tag     string // the hash tag, without braces
+	in, out string
+}
+
+// In is the set of transfer ids credited to the bucket.
+func (b *Bucket) In() string { return b.in }
+
+// Out is the hash of transfers taken from the bucket and not yet settled.
+func (b *Bucket) Out() string { return b.out }
+
+// Layout returns the keys of campaign id with k buckets (1 to MaxBuckets).
+func (ks Keyspace) Layout(id int64, k int) (*Layout, error) {
+	if err := checkBuckets(k); err != nil {
+		return nil, err
+	}
+	home := ks.Of(id)
+	tag := ks.prefix + ":{" + strconv.FormatInt(id, 10) + "}:"
+	l := &Layout{ID: id, Home: home, Buckets: make([]Bucket, k),
+		pool: tag + "pool", out: tag + "out", rebal: tag + "rebal"}
+	if k == 1 {
+		l.Buckets[0] = Bucket{Keys: home, Tag: strconv.FormatInt(id, 10)}
+		return l, nil
+	}
+	for b := range l.Buckets {
+		t := bucketTag(id, b, k)
+		p := ks.prefix + ":{" + t + "}:"
+		l.Buckets[b] = Bucket{Keys: &Keys{ID: id, all: [3]string{p + "meta", p + "stock", p + "claims"}},
+			Index: b, Tag: t, in: p + "in", out: p + "out"}
+	}
+	return l, nil
+}
+
+// K is the number of buckets.
+func (l *Layout) K() int { return len(l.Buckets) }
+
+// BucketOf is the bucket of user.
+func (l *Layout) BucketOf(user string) *Bucket {
+	return &l.Buckets[BucketOf(l.ID, user, len(l.Buckets))]
+}
+
+// Pool is the home's hash of stock not dealt to any bucket.
+func (l *Layout) Pool() string { return l.pool }
+
+// Out is the home's hash of transfers taken from the pool, not yet settled.
+func (l *Layout) Out() string { return l.out }
+
+// Rebal is the home's rebalancing lease.
+func (l *Layout) Rebal() string { return l.rebal }
+
+// AllKeys lists every key of the campaign (for a rebuild that deletes it).
+func (l *Layout) AllKeys() []string {
+	ks := []string{l.Home.Meta(), l.Home.Stock(), l.Home.Claims(), l.pool, l.out, l.rebal}
+	if l.K() > 1 {
+		for _, b := range l.Buckets {
+			ks = append(ks, b.Meta(), b.Stock(), b.Claims(), b.in, b.out)
+		}
+	}
+	return ks
+}
