@@ -41,9 +41,15 @@ const (
 	AlreadyOpened Outcome = 3
 	SoldOut       Outcome = 4
 	OK            Outcome = 5
+	// Empty and Busy come from the buckets of a bucketed campaign only
+	// (bucket_claim.lua): this bucket has no stock but the campaign may
+	// (nothing claimed; move stock in and ask again), and a frozen
+	// campaign (nothing claimed; answer 503).
+	Empty Outcome = 6
+	Busy  Outcome = 7
 )
 
-var outcomeNames = [...]string{"NOT_FOUND", "NOT_STARTED", "ENDED", "ALREADY_OPENED", "SOLD_OUT", "OK"}
+var outcomeNames = [...]string{"NOT_FOUND", "NOT_STARTED", "ENDED", "ALREADY_OPENED", "SOLD_OUT", "OK", "EMPTY", "BUSY"}
 
 // String returns the outcome's name as the API shows it ("SOLD_OUT").
 func (o Outcome) String() string {

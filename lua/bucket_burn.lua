@@ -1,0 +1,18 @@
+#!lua
+-- bucket_burn.lua: takes one packet of an amount out of a stock (the pool
+-- or a bucket) without giving it to anyone: a claim Redis lost and the
+-- reconciler put back into its user's bucket found no packet of its
+-- amount there; its packet is taken from here instead.
+--
+-- KEYS[1] the stock   ARGV[1] amount
+-- Returns 1 taken, 0 none of that amount here.
+local c = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+if c <= 0 then
+  return 0
+end
+if c == 1 then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+else
+  redis.call('HINCRBY', KEYS[1], ARGV[1], -1)
+end
+return 1

@@ -1,0 +1,574 @@
+package lua
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/redis/rueidis"
+)
+
+// What the api, the merchant routes and the reconciler call for a
+// bucketed campaign: rebalancing, stock added back, the end, the live
+// state, the load and rebuild from PostgreSQL, and claims put back.
+
+// MoveKind is what a Rebalance did.
+type MoveKind int8
+
+// Kinds of Rebalance.
+const (
+	MoveNone    MoveKind = iota // the bucket had enough stock already, or nothing could move
+	MoveRefill                  // stock moved from the pool
+	MoveSteal                   // stock moved from the fullest other bucket (the pool was empty)
+	MoveSoldOut                 // nothing left anywhere: every bucket now answers SOLD_OUT
+)
+
+var moveNames = [...]string{"none", "refill", "steal", "sold_out"}
+
+func (k MoveKind) String() string {
+	if k < 0 || int(k) >= len(moveNames) {
+		return "unknown"
+	}
+	return moveNames[k]
+}
+
+// Move is what a Rebalance did.
+type Move struct {
+	Kind  MoveKind
+	From  int   // refill: -1; steal: the bucket stolen from
+	Moved int64 // packets moved into the bucket
+	Swept int   // half-done transfers finished first
+}
+
+// Rebalance gives bucket b stock when it runs low or empty, under the
+// campaign's rebalancing lease: first the half-done transfers are
+// finished (Sweep); then, unless b already holds want packets, up to want
+// move into b from the pool (at most its K-th part, so the pool's last
+// packets spread over the buckets), or, with the pool empty, half of the
+// fullest other bucket's (at most want); with nothing anywhere, the global
+// check (CheckSoldOut) makes every bucket answer SOLD_OUT. ErrLeaseHeld
+// means another process is rebalancing this campaign: ask the bucket again
+// in a moment. rnd, if not nil, draws the splits' randoms.
+func Rebalance(ctx context.Context, c rueidis.Client, l *Layout, b int, want int64, rnd func() uint64) (Move, error) {
+	var mv Move
+	if l.K() == 1 || b < 0 || b >= l.K() || want < 1 {
+		return mv, fmt.Errorf("rebalance bucket %d of %d, want %d", b, l.K(), want)
+	}
+	if rnd == nil {
+		rnd = rand.Uint64
+	}
+	ls, err := Lock(ctx, c, l, DefaultLease)
+	if err != nil {
+		return mv, err
+	}
+	defer func() { _ = ls.Unlock(context.WithoutCancel(ctx)) }()
+	if mv.Swept, err = ls.Sweep(ctx); err != nil {
+		return mv, err
+	}
+	slots := make([]int, l.K()+1)
+	for i := range slots {
+		slots[i] = i - 1
+	}
+	st, err := ls.states(ctx, slots)
+	if err != nil {
+		return mv, err
+	}
+	pool, buckets := st[0], st[1:]
+	if buckets[b].Left >= want {
+		return mv, nil
+	}
+	if pool.Left > 0 {
+		n := min(want, (pool.Left+int64(l.K())-1)/int64(l.K()))
+		mv.Kind, mv.From = MoveRefill, -1
+		mv.Moved, err = ls.Transfer(ctx, -1, b, n, rnd())
+		return mv, err
+	}
+	if buckets[b].Left > 0 {
+		return mv, nil // steals are for an empty bucket only: the tail
+	}
+	src := -1
+	for i, s := range buckets {
+		if i != b && s.Left > 0 && (src < 0 || s.Left > buckets[src].Left) {
+			src = i
+		}
+	}
+	if src >= 0 {
+		n := min(want, (buckets[src].Left+1)/2)
+		mv.Kind, mv.From = MoveSteal, src
+		mv.Moved, err = ls.Transfer(ctx, src, b, n, rnd())
+		return mv, err
+	}
+	sold, err := ls.CheckSoldOut(ctx)
+	if sold {
+		mv.Kind = MoveSoldOut
+	}
+	return mv, err
+}
+
+// AddStockBuckets adds count packets of amount to a bucketed campaign (its
+// pool; the buckets draw from it as they run low), clearing every bucket's
+// sold-out answer first, under the rebalancing lease (waited for until ctx
+// ends). It returns the new stock generation as AddStock does; loaded is
+// false, with nothing written, when the campaign is not in Redis.
+func AddStockBuckets(ctx context.Context, c rueidis.Client, l *Layout, amount, count int64) (gen int64, loaded bool, err error) {
+	if l.K() == 1 {
+		return AddStock(ctx, c, l.Home, amount, count)
+	}
+	ls, err := LockWait(ctx, c, l, DefaultLease)
+	if errors.Is(err, ErrNotLoaded) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	defer func() { _ = ls.Unlock(context.WithoutCancel(ctx)) }()
+	gen, err = ls.AddToPool(ctx, amount, count)
+	return gen, err == nil, err
+}
+
+// EndBuckets ends a campaign's window now (EndNow), at its home and then
+// at each bucket with the home's end. loaded is false when the home is
+// not in Redis (nothing written).
+func EndBuckets(ctx context.Context, c rueidis.Client, l *Layout, endMs int64) (end int64, loaded bool, err error) {
+	end, loaded, err = EndNow(ctx, c, l.Home, endMs)
+	if err != nil || !loaded || l.K() == 1 {
+		return end, loaded, err
+	}
+	execs := make([]rueidis.LuaExec, l.K())
+	for b := range l.Buckets {
+		execs[b] = rueidis.LuaExec{Keys: []string{l.Buckets[b].Meta()}, Args: []string{strconv.FormatInt(end, 10)}}
+	}
+	var errs []error
+	for _, r := range endScriptMulti.multi(ctx, c, execs) {
+		if err := r.Error(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return end, true, errors.Join(errs...)
+}
+
+// BucketState is one bucket's live state.
+type BucketState struct {
+	Loaded    bool
+	Remaining map[int64]int64 // per amount; amounts sold out absent
+	Left      int64
+	Claims    int64
+	Pending   int64 // transfers taken from it, not settled
+	Final     bool  // answers SOLD_OUT when empty
+	Frozen    bool
+}
+
+// LayoutState is a bucketed campaign's live state: State sums the pool and
+// the buckets (Loaded: the home and every bucket are), plus the parts.
+type LayoutState struct {
+	State
+	Pool     map[int64]int64
+	PoolLeft int64
+	Pending  int64 // transfers not settled, from the pool and the buckets
+	Frozen   bool  // any part frozen
+	Buckets  []BucketState
+}
+
+// ReadBuckets reads a campaign's live state in one round trip (a pipeline
+// over its slots). Packets in a transfer not yet credited are counted in
+// Pending, not in Remaining. With K = 1 it is ReadState with the one
+// bucket.
+func ReadBuckets(ctx context.Context, c rueidis.Client, l *Layout) (LayoutState, error) {
+	var s LayoutState
+	if l.K() == 1 {
+		st, err := ReadState(ctx, c, l.Home)
+		s.State = st
+		s.Buckets = []BucketState{{Loaded: st.Loaded, Remaining: st.Remaining, Left: st.Left, Claims: st.Claims}}
+		return s, err
+	}
+	cmds := make(rueidis.Commands, 0, 3+4*l.K())
+	cmds = append(cmds, c.B().Hmget().Key(l.Home.Meta()).Field("start", "frozen").Build(),
+		c.B().Hgetall().Key(l.pool).Build(), c.B().Hlen().Key(l.out).Build())
+	for _, b := range l.Buckets {
+		cmds = append(cmds, c.B().Hmget().Key(b.Meta()).Field("start", "final", "frozen").Build(),
+			c.B().Hgetall().Key(b.Stock()).Build(), c.B().Hlen().Key(b.Claims()).Build(), c.B().Hlen().Key(b.out).Build())
+	}
+	rs := c.DoMulti(ctx, cmds...)
+	flags := func(r rueidis.RedisResult) ([]bool, error) {
+		vs, err := r.ToArray()
+		out := make([]bool, len(vs))
+		for i, v := range vs {
+			out[i] = !v.IsNil()
+		}
+		return out, err
+	}
+	home, err := flags(rs[0])
+	if err != nil {
+		return s, err
+	}
+	s.Loaded, s.Frozen = home[0], home[1]
+	s.Remaining = make(map[int64]int64)
+	if s.Pool, s.PoolLeft, err = stockMap(rs[1]); err != nil {
+		return s, err
+	}
+	for a, n := range s.Pool {
+		s.Remaining[a] += n
+	}
+	s.Left = s.PoolLeft
+	if s.Pending, err = rs[2].AsInt64(); err != nil {
+		return s, err
+	}
+	s.Buckets = make([]BucketState, l.K())
+	for b := range s.Buckets {
+		r := rs[3+4*b:]
+		bs := &s.Buckets[b]
+		f, err := flags(r[0])
+		if err != nil {
+			return s, err
+		}
+		bs.Loaded, bs.Final, bs.Frozen = f[0], f[1], f[2]
+		s.Loaded = s.Loaded && bs.Loaded
+		s.Frozen = s.Frozen || bs.Frozen
+		if bs.Remaining, bs.Left, err = stockMap(r[1]); err != nil {
+			return s, err
+		}
+		for a, n := range bs.Remaining {
+			s.Remaining[a] += n
+		}
+		s.Left += bs.Left
+		if bs.Claims, err = r[2].AsInt64(); err != nil {
+			return s, err
+		}
+		s.Claims += bs.Claims
+		if bs.Pending, err = r[3].AsInt64(); err != nil {
+			return s, err
+		}
+		s.Pending += bs.Pending
+	}
+	return s, nil
+}
+
+// stockMap reads a stock hash (amount -> count) and its sum.
+func stockMap(r rueidis.RedisResult) (map[int64]int64, int64, error) {
+	m, err := r.AsIntMap()
+	if err != nil {
+		return nil, 0, err
+	}
+	out := make(map[int64]int64, len(m))
+	var sum int64
+	for a, n := range m {
+		amount, err := strconv.ParseInt(a, 10, 64)
+		if err != nil {
+			return nil, 0, fmt.Errorf("stock hash: bad amount %q", a)
+		}
+		out[amount] = n
+		sum += n
+	}
+	return out, sum, nil
+}
+
+// Health is which of a campaign's slots hold it (their meta hash).
+type Health struct {
+	Home    bool
+	Buckets []bool
+	Frozen  bool // some part is frozen
+}
+
+// Whole reports whether the home and every bucket are there.
+func (h Health) Whole() bool {
+	return h.Home && !slices.Contains(h.Buckets, false)
+}
+
+// None reports whether no part is there (never loaded, or all lost).
+func (h Health) None() bool {
+	return !h.Home && !slices.Contains(h.Buckets, true)
+}
+
+// CheckLayout reads which slots of the campaign hold it, in one round
+// trip. Neither whole nor none means a shard lost its data: Freeze the
+// campaign, persist the claims the survivors hold, then Rebuild.
+func CheckLayout(ctx context.Context, c rueidis.Client, l *Layout) (Health, error) {
+	h := Health{Buckets: make([]bool, l.K())}
+	cmds := make(rueidis.Commands, 0, l.K()+1)
+	cmds = append(cmds, c.B().Hmget().Key(l.Home.Meta()).Field("start", "frozen").Build())
+	if l.K() > 1 {
+		for _, b := range l.Buckets {
+			cmds = append(cmds, c.B().Hmget().Key(b.Meta()).Field("start", "frozen").Build())
+		}
+	}
+	for i, r := range c.DoMulti(ctx, cmds...) {
+		vs, err := r.ToArray()
+		if err != nil {
+			return h, err
+		}
+		there := len(vs) == 2 && !vs[0].IsNil()
+		h.Frozen = h.Frozen || len(vs) == 2 && !vs[1].IsNil()
+		if i == 0 {
+			h.Home = there
+			if l.K() == 1 {
+				h.Buckets[0] = there
+			}
+		} else {
+			h.Buckets[i-1] = there
+		}
+	}
+	return h, nil
+}
+
+// Freeze marks every part of the campaign still in Redis frozen: its
+// buckets answer BUSY (nothing claimed) and no stock moves until Rebuild.
+// It returns how many parts it froze.
+func Freeze(ctx context.Context, c rueidis.Client, l *Layout) (int, error) {
+	execs := []rueidis.LuaExec{{Keys: []string{l.Home.Meta()}}}
+	if l.K() > 1 {
+		for _, b := range l.Buckets {
+			execs = append(execs, rueidis.LuaExec{Keys: []string{b.Meta()}})
+		}
+	}
+	n := 0
+	var errs []error
+	for _, r := range bucketFreezeScript.multi(ctx, c, execs) {
+		v, err := r.AsInt64()
+		if err != nil {
+			errs = append(errs, err)
+		}
+		n += int(v)
+	}
+	return n, errors.Join(errs...)
+}
+
+// LoadBuckets makes a bucketed campaign visible to opens unless it already
+// is, as Load with RestoreClaims does for K = 1: claims (user id ->
+// ClaimValue, from claim_log) are restored into their users' buckets
+// first; each amount's remaining stock is its total less the claims the
+// buckets then hold; half of it is dealt into the buckets (Deal) and the
+// rest kept in the pool; each bucket's meta is written after its stock and
+// the home's meta last. It reports whether it loaded the campaign; a
+// campaign partly there (a shard lost its data) fails with ErrPartial,
+// writing nothing: Freeze, persist the survivors' claims, Rebuild.
+func LoadBuckets(ctx context.Context, c rueidis.Client, l *Layout, startMs, endMs int64, totals map[int64]int64, claims map[string]string) (bool, error) {
+	h, err := CheckLayout(ctx, c, l)
+	if err != nil {
+		return false, err
+	}
+	if h.Whole() {
+		return false, nil
+	}
+	if !h.None() {
+		return false, ErrPartial
+	}
+	return true, loadBuckets(ctx, c, l, startMs, endMs, totals, claims, time.Now().UnixMilli()*1000)
+}
+
+// RestoreClaimsBuckets writes claims (user id -> ClaimValue) into their
+// users' buckets, without overwriting any present.
+func RestoreClaimsBuckets(ctx context.Context, c rueidis.Client, l *Layout, claims map[string]string) error {
+	per := make([]map[string]string, l.K())
+	for user, v := range claims {
+		b := BucketOf(l.ID, user, l.K())
+		if per[b] == nil {
+			per[b] = make(map[string]string)
+		}
+		per[b][user] = v
+	}
+	for b, m := range per {
+		if len(m) > 0 {
+			if err := RestoreClaims(ctx, c, l.Buckets[b].Keys, m); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func loadBuckets(ctx context.Context, c rueidis.Client, l *Layout, startMs, endMs int64, totals map[int64]int64, claims map[string]string, fence int64) error {
+	if l.K() == 1 {
+		return errors.New("loadBuckets: one bucket is Load's")
+	}
+	if err := RestoreClaimsBuckets(ctx, c, l, claims); err != nil {
+		return err
+	}
+	remaining := make(map[int64]int64, len(totals))
+	for a, n := range totals {
+		remaining[a] = n
+	}
+	for _, b := range l.Buckets {
+		err := ScanClaims(ctx, c, b.Keys, func(_ string, amount, _ int64) error {
+			remaining[amount] = max(0, remaining[amount]-1)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	amounts := make([]int64, 0, len(remaining))
+	for a := range remaining {
+		amounts = append(amounts, a)
+	}
+	slices.Sort(amounts)
+	counts := make([]int64, len(amounts))
+	for i, a := range amounts {
+		counts[i] = remaining[a]
+	}
+	dealt, pool := Deal(counts, l.K(), rand.Uint64)
+	args := func(meta []string, stock []int64) []string {
+		a := []string{strconv.FormatInt(startMs, 10), strconv.FormatInt(endMs, 10), strconv.Itoa(len(meta) / 2)}
+		a = append(a, meta...)
+		for i, n := range stock {
+			if n > 0 {
+				a = append(a, strconv.FormatInt(amounts[i], 10), strconv.FormatInt(n, 10))
+			}
+		}
+		return a
+	}
+	f := strconv.FormatInt(fence, 10)
+	execs := make([]rueidis.LuaExec, l.K())
+	for b := range l.Buckets {
+		execs[b] = rueidis.LuaExec{Keys: []string{l.Buckets[b].Meta(), l.Buckets[b].Stock()},
+			Args: args([]string{"fence", f}, dealt[b])}
+	}
+	for b, r := range bucketLoadScript.multi(ctx, c, execs) {
+		if err := r.Error(); err != nil {
+			return fmt.Errorf("load bucket %d: %w", b, err)
+		}
+	}
+	return bucketLoadScript.Exec(ctx, c, []string{l.Home.Meta(), l.pool},
+		args([]string{"fence", f, "buckets", strconv.Itoa(l.K())}, pool)).Error()
+}
+
+// ErrNotFrozen: Rebuild refuses a campaign that some part still serves.
+var ErrNotFrozen = errors.New("campaign not frozen: rebuild only after Freeze and persisting its claims")
+
+// Rebuild replaces a bucketed campaign whose shard lost its data with one
+// laid out afresh from PostgreSQL: totals per amount and every persisted
+// claim (after Freeze, once the claims the surviving parts hold are in
+// claim_log, so none is dropped). Every key of the campaign is deleted and
+// LoadBuckets' layout written, with a fence above any the old parts had
+// seen, so a lease of before the loss can move nothing. Each bucket's
+// claims are restored before its meta makes it serve again: a user who
+// had a packet gets ALREADY_OPENED, never a second one. It refuses
+// (ErrNotFrozen) while a part that is there is not frozen.
+func Rebuild(ctx context.Context, c rueidis.Client, l *Layout, startMs, endMs int64, totals map[int64]int64, claims map[string]string) error {
+	if l.K() == 1 {
+		return errors.New("rebuild: a campaign of one bucket is rebuilt by Load")
+	}
+	metas := []string{l.Home.Meta()}
+	for _, b := range l.Buckets {
+		metas = append(metas, b.Meta())
+	}
+	cmds := make(rueidis.Commands, len(metas))
+	for i, m := range metas {
+		cmds[i] = c.B().Hmget().Key(m).Field("start", "frozen", "fence").Build()
+	}
+	fence := time.Now().UnixMilli() * 1000
+	for _, r := range c.DoMulti(ctx, cmds...) {
+		vs, err := r.ToArray()
+		if err != nil {
+			return err
+		}
+		if len(vs) != 3 {
+			return fmt.Errorf("rebuild: bad HMGET reply %v", vs)
+		}
+		if !vs[0].IsNil() && vs[1].IsNil() {
+			return ErrNotFrozen
+		}
+		if f, err := vs[2].AsInt64(); err == nil {
+			fence = max(fence, f+1)
+		}
+	}
+	keys := l.AllKeys()
+	del := make(rueidis.Commands, len(keys))
+	for i, k := range keys {
+		del[i] = c.B().Unlink().Key(k).Build()
+	}
+	for _, r := range c.DoMulti(ctx, del...) {
+		if err := r.Error(); err != nil {
+			return err
+		}
+	}
+	return loadBuckets(ctx, c, l, startMs, endMs, totals, claims, fence)
+}
+
+// ReaddBuckets puts back into a loaded bucketed campaign the claims Redis
+// lacks (readd.lua on each claim's bucket). A claim put back whose amount
+// its bucket no longer holds takes a packet of that amount from the pool
+// or another bucket instead (bucket_burn.lua); it is oversold only when no
+// part holds one. It returns how many were put back and how many of those
+// were oversold. With K = 1 it is Readd.
+func ReaddBuckets(ctx context.Context, c rueidis.Client, l *Layout, claims []Record) (readded, oversold int, err error) {
+	if l.K() == 1 {
+		return Readd(ctx, c, l.Home, claims)
+	}
+	execs := make([]rueidis.LuaExec, len(claims))
+	for i, cl := range claims {
+		b := l.BucketOf(cl.User)
+		execs[i] = rueidis.LuaExec{Keys: b.all[:], Args: []string{cl.User,
+			ClaimValue(cl.Amount, cl.ClaimedAtMs), strconv.FormatInt(cl.Amount, 10)}}
+	}
+	var short []int64 // amounts put back without a packet in their bucket
+	for i, r := range readdScriptMulti.multi(ctx, c, execs) {
+		n, err := r.AsInt64()
+		if err != nil {
+			return readded, oversold, err
+		}
+		if n > 0 {
+			readded++
+		}
+		if n == 2 {
+			short = append(short, claims[i].Amount)
+		}
+	}
+	for _, amount := range short {
+		ok, err := burn(ctx, c, l, amount)
+		if err != nil {
+			return readded, oversold, err
+		}
+		if !ok {
+			oversold++
+		}
+	}
+	return readded, oversold, nil
+}
+
+// burn takes one packet of amount from the pool, else from the bucket
+// holding the most of it.
+func burn(ctx context.Context, c rueidis.Client, l *Layout, amount int64) (bool, error) {
+	a := strconv.FormatInt(amount, 10)
+	cmds := make(rueidis.Commands, 0, l.K())
+	for _, b := range l.Buckets {
+		cmds = append(cmds, c.B().Hget().Key(b.Stock()).Field(a).Build())
+	}
+	stocks := []string{l.pool}
+	var counts []int64
+	for i, r := range c.DoMulti(ctx, cmds...) {
+		n, err := r.AsInt64()
+		if rueidis.IsRedisNil(err) {
+			continue
+		}
+		if err != nil {
+			return false, err
+		}
+		stocks = append(stocks, l.Buckets[i].Stock())
+		counts = append(counts, n)
+	}
+	// The pool first, then the buckets, most first.
+	order := make([]int, len(counts))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(x, y int) int { return cmp.Compare(counts[y], counts[x]) })
+	try := []string{stocks[0]}
+	for _, i := range order {
+		try = append(try, stocks[i+1])
+	}
+	for _, key := range try {
+		n, err := bucketBurnScript.Exec(ctx, c, []string{key}, []string{a}).AsInt64()
+		if err != nil {
+			return false, err
+		}
+		if n == 1 {
+			return true, nil
+		}
+	}
+	return false, nil
+}
