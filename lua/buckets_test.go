@@ -15,19 +15,19 @@ import (
 func TestKeySlot(t *testing.T) {
 	// Values from the Redis Cluster specification and CLUSTER KEYSLOT.
 	for key, want := range map[string]int{
-		"123456789":                  0x31C3, // the CRC16 check value
-		"foo":                        12182,
-		"user1000":                   3443,
-		"{user1000}.following":       3443,
-		"foo{}{bar}":                 8363, // an empty first tag: the whole key
-		"foo{{bar}}zap":              4015, // the tag is "{bar"
-		"foo{bar}{zap}":              5061, // the tag is "bar"
-		"bar":                        5061,
-		"rp:{42}:meta":               8000,
-		"rp:{42}:claims":             8000,
-		"no closing {brace":          lua.KeySlot("no closing {brace"),
-		"":                           0,
-		"{":                          lua.KeySlot("{"),
+		"123456789":                 0x31C3, // the CRC16 check value
+		"foo":                       12182,
+		"user1000":                  3443,
+		"{user1000}.following":      3443,
+		"foo{}{bar}":                8363, // an empty first tag: the whole key
+		"foo{{bar}}zap":             4015, // the tag is "{bar"
+		"foo{bar}{zap}":             5061, // the tag is "bar"
+		"bar":                       5061,
+		"rp:{42}:meta":              8000,
+		"rp:{42}:claims":            8000,
+		"no closing {brace":         lua.KeySlot("no closing {brace"),
+		"":                          0,
+		"{":                         lua.KeySlot("{"),
 		strings.Repeat("x", 100000): lua.KeySlot(strings.Repeat("x", 100000)),
 	} {
 		if got := lua.KeySlot(key); got != want || got < 0 || got >= lua.Slots {
