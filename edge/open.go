@@ -126,7 +126,7 @@ func (s *Server) claim(ctx *fasthttp.RequestCtx, id int64, c *hotCampaign, user 
 	}
 	if err != nil {
 		claimsError.Inc()
-		s.log.Warn("claim failed", "campaign_id", id, "user_id", user, "err", err)
+		s.guard.failLog.Warn("claim failed", "campaign_id", id, "err", err)
 		writeBusy(ctx, "redis unavailable")
 		return
 	}

@@ -96,17 +96,25 @@ func (s *Server) refreshLoop() {
 			return
 		case <-t.C:
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), max(every, time.Second))
-		if err := s.refreshMemory(ctx); err != nil {
-			s.log.Warn("memory refresh failed; answers from memory follow an end or a restock late", "err", err)
-		}
+		s.refreshPass(every)
+	}
+}
+
+// refreshPass is one pass of refreshLoop; a panic in it is logged and
+// counted, and the loop goes on.
+func (s *Server) refreshPass(every time.Duration) {
+	defer recoverGoroutine(s.guard.failLog, "memory refresh")
+	r := &s.refresh
+	ctx, cancel := context.WithTimeout(context.Background(), max(every, time.Second))
+	if err := s.refreshMemory(ctx); err != nil {
+		s.guard.failLog.Warn("memory refresh failed; answers from memory follow an end or a restock late", "err", err)
+	}
+	cancel()
+	if time.Since(r.lastSweep) >= sweepEvery {
+		r.lastSweep = time.Now()
+		ctx, cancel := context.WithTimeout(context.Background(), sweepEvery)
+		s.sweep(ctx)
 		cancel()
-		if time.Since(r.lastSweep) >= sweepEvery {
-			r.lastSweep = time.Now()
-			ctx, cancel := context.WithTimeout(context.Background(), sweepEvery)
-			s.sweep(ctx)
-			cancel()
-		}
 	}
 }
 

@@ -2,6 +2,7 @@ package edge
 
 import (
 	"context"
+	"fmt"
 	"sync/atomic"
 	"time"
 
@@ -154,6 +155,7 @@ func (h *hotCampaigns) buildSoldOut(c *hotCampaign, r lua.Result, gen int64) {
 		c.buildAfter.Store(time.Now().UnixMilli() + wait)
 		c.building.Store(false)
 	}()
+	defer recoverGoroutine(h.log, "sold-out filter build") // before the marks above are cleared
 	// About 3 s per million claims on a busy 2-core box; the bound leaves
 	// room for a slower Redis (rueidis retries reads until it).
 	start := time.Now()
@@ -206,6 +208,11 @@ func scanUsers(ctx context.Context, rdb rueidis.Client, key string, fn func(stri
 		err error
 	}
 	fetch := func(cursor uint64, to chan<- page) {
+		defer func() { // the reader waits on to: a panic becomes its error
+			if v := recover(); v != nil {
+				to <- page{err: fmt.Errorf("panic scanning %s: %v", key, v)}
+			}
+		}()
 		e, err := rdb.Do(ctx, rdb.B().Hscan().Key(key).Cursor(cursor).Count(scanCount).Build()).AsScanEntry()
 		to <- page{e, err}
 	}
