@@ -373,3 +373,73 @@ func TestBucketsDrawIsWeighted(t *testing.T) {
 		t.Logf("biased transfers: claims by amount %v of %d: chi-square %.1f", biased, n, x)
 	}
 }
+
+// TestStockAddedBackRacesTheSoldOutCheck: stock added back one packet at
+// a time while another process runs the global check from every bucket in
+// turn and users claim, more slowly than stock comes. When it settles no
+// bucket answers SOLD_OUT while a packet is left anywhere, and every
+// packet added back is claimed in the end.
+func TestStockAddedBackRacesTheSoldOutCheck(t *testing.T) {
+	c := testenv.Redis(t)
+	ctx := context.Background()
+	l := liveBuckets(t, c, 3, map[int64]int64{5: 3})
+	const adds = 40
+	var wg sync.WaitGroup
+	var claimed atomic.Int64
+	var stop atomic.Bool
+	wg.Add(3)
+	go func() { // the merchant
+		defer wg.Done()
+		defer stop.Store(true)
+		for range adds {
+			if _, loaded, err := lua.AddStockBuckets(ctx, c, l, 7, 1); err != nil || !loaded {
+				t.Errorf("add stock: %v %v", loaded, err)
+				return
+			}
+			time.Sleep(time.Duration(rand.IntN(500)) * time.Microsecond)
+		}
+	}()
+	go func() { // the global check, from every bucket in turn
+		defer wg.Done()
+		for i := 0; !stop.Load(); i++ {
+			if _, err := lua.Rebalance(ctx, c, l, i%3, 1, nil); err != nil && !errors.Is(err, lua.ErrLeaseHeld) {
+				t.Errorf("rebalance: %v", err)
+				return
+			}
+		}
+	}()
+	go func() { // users, a few at a time
+		defer wg.Done()
+		for i := 0; !stop.Load(); i++ {
+			r, err := open(ctx, c, l, fmt.Sprint("r-", i), 1, rand.Uint64)
+			if err != nil {
+				t.Errorf("open: %v", err)
+				return
+			}
+			if r.Outcome == lua.OK {
+				claimed.Add(1)
+			}
+			time.Sleep(time.Duration(rand.IntN(3000)) * time.Microsecond) // slower than the merchant
+		}
+	}()
+	wg.Wait()
+	s := readBuckets(t, c, l)
+	for b, bs := range s.Buckets {
+		if bs.Final && (s.Left > 0 || s.Pending > 0) {
+			t.Errorf("bucket %d answers SOLD_OUT with %d packets left, %d transfers pending: %+v", b, s.Left, s.Pending, s)
+		}
+	}
+	for i := 0; ; i++ {
+		r, err := open(ctx, c, l, fmt.Sprint("late-", i), 1, rand.Uint64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Outcome == lua.SoldOut {
+			break
+		}
+		claimed.Add(1)
+	}
+	if n := claimed.Load(); n != 3+adds {
+		t.Errorf("%d claimed, want %d", n, 3+adds)
+	}
+}
