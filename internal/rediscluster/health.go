@@ -144,8 +144,10 @@ func Ready(ctx context.Context, c rueidis.Client) error {
 	return nil
 }
 
-// infoField is the value of name in an INFO-style "name:value" text.
+// infoField is the value of name in an INFO-style "name:value" text (RESP3
+// sends CLUSTER INFO as a verbatim string, whose "txt:" format comes first).
 func infoField(info, name string) string {
+	info = strings.TrimPrefix(info, "txt:")
 	for line := range strings.SplitSeq(info, "\n") {
 		if v, ok := strings.CutPrefix(strings.TrimSpace(line), name+":"); ok {
 			return v

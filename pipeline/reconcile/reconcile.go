@@ -19,6 +19,7 @@ import (
 	"github.com/redpacket/rain/internal/config"
 	"github.com/redpacket/rain/internal/postgres"
 	"github.com/redpacket/rain/internal/ratelog"
+	"github.com/redpacket/rain/internal/rediscluster"
 	"github.com/redpacket/rain/lua"
 	"github.com/redpacket/rain/pipeline"
 	"github.com/redpacket/rain/pipeline/writer"
@@ -299,12 +300,20 @@ func (r *Reconciler) campaign(ctx context.Context, id int64, opts Options) (Repo
 // scan reads the whole claims hash and writes the claims claim_log lacks
 // (older than cutoff; in a periodic pass, newer than what a previous
 // complete scan verified). Entries that are not a valid claim are counted
-// and skipped. The scan counts as complete, and moves the mark, only if it
-// saw at least as many entries as the hash held when it began: HSCAN
-// returns every entry present throughout, but a hash moved to another
-// Redis Cluster node mid-scan restarts the cursor on a different table.
+// and skipped. HSCAN returns every entry present throughout the scan only
+// while its cursor walks one table, so on a Redis Cluster the whole scan
+// reads from the master that serves the hash when it begins, and follows
+// no redirect: a hash that moves to another node mid-scan (a slot
+// migration or a failover) answers the next HSCAN with ASK or MOVED, which
+// ends the scan as incomplete (and a dead master with an error). The scan
+// counts as complete, and moves the mark, only if it was not cut short so
+// and saw at least as many entries as the hash held when it began.
 func (r *Reconciler) scan(ctx context.Context, id int64, k *lua.Keys, m *mark, now time.Time, cutoff int64, opts Options, rep *Report) error {
 	hlen, err := r.hlen(ctx, k)
+	if err != nil {
+		return err
+	}
+	node, err := r.scanNode(ctx, k)
 	if err != nil {
 		return err
 	}
@@ -341,8 +350,13 @@ func (r *Reconciler) scan(ctx context.Context, id int64, k *lua.Keys, m *mark, n
 	}
 	var seen int64
 	var cursor uint64
+	moved := "" // where a redirect said the hash went
 	for {
-		e, err := r.redis.Do(ctx, r.redis.B().Hscan().Key(k.Claims()).Cursor(cursor).Count(1000).Build()).AsScanEntry()
+		e, err := node.Do(ctx, node.B().Hscan().Key(k.Claims()).Cursor(cursor).Count(1000).Build()).AsScanEntry()
+		if addr, ok := redirect(err); ok {
+			moved = addr
+			break
+		}
 		if err != nil {
 			return fmt.Errorf("redis: %w", err)
 		}
@@ -383,12 +397,18 @@ func (r *Reconciler) scan(ctx context.Context, id int64, k *lua.Keys, m *mark, n
 	if err := flush(); err != nil {
 		return err
 	}
-	if seen < hlen {
+	switch {
+	case moved != "":
+		rep.Partial++
+		reconcilePartial.Inc()
+		r.fail.Warn("claims hash moved to another Redis node mid-scan; not marked verified",
+			"campaign_id", id, "seen", seen, "hlen", hlen, "moved_to", moved)
+	case seen < hlen:
 		rep.Partial++
 		reconcilePartial.Inc()
 		r.fail.Warn("claims scan saw fewer entries than the hash held when it began; not marked verified",
 			"campaign_id", id, "seen", seen, "hlen", hlen)
-	} else {
+	default:
 		reconcileComplete.Inc()
 		m.verified = max(m.verified, cutoff-verifyMargin.Milliseconds())
 		m.since = now
@@ -422,6 +442,40 @@ func cutText(s string, n int) string {
 		n--
 	}
 	return s[:n] + "…"
+}
+
+// scanNode is the client a scan of k's claims reads from: on one Redis the
+// client; on a cluster the master that serves the hash's slot now, a
+// client of that node alone, which follows no redirect.
+func (r *Reconciler) scanNode(ctx context.Context, k *lua.Keys) (rueidis.Client, error) {
+	if !rediscluster.IsCluster(r.redis) {
+		return r.redis, nil
+	}
+	shards, err := rediscluster.Shards(ctx, r.redis)
+	if err != nil {
+		return nil, fmt.Errorf("redis: %w", err)
+	}
+	s, ok := rediscluster.ShardOf(shards, k.Claims())
+	if !ok {
+		return nil, fmt.Errorf("redis: slot %d of %s has no master", rediscluster.Slot(k.Claims()), k.Claims())
+	}
+	n := r.redis.Nodes()[s.Addr]
+	if n == nil {
+		return nil, fmt.Errorf("redis: master %s not yet known to the client", s.Addr)
+	}
+	return n, nil
+}
+
+// redirect reports whether err is a MOVED or ASK reply, and to where.
+func redirect(err error) (string, bool) {
+	var re *rueidis.RedisError
+	if !errors.As(err, &re) {
+		return "", false
+	}
+	if addr, ok := re.IsMoved(); ok {
+		return addr, true
+	}
+	return re.IsAsk()
 }
 
 func (r *Reconciler) hlen(ctx context.Context, k *lua.Keys) (int64, error) {
