@@ -17,12 +17,14 @@ const (
 	InvOpened   = "opened"    // per amount, opened_count = rows in claim_log
 	InvStock    = "stock"     // per amount, Redis remaining + Redis claims = total
 	InvRedisLog = "redis=log" // claim_log holds exactly the claims Redis holds
+	InvRestock  = "restock"   // a restock under the fault adds once and serves a sold-out campaign again
+	InvEnd      = "end"       // an end under the fault: ENDED after it, no claim after it, earlier claims stand
 	InvAnswers  = "answers"   // no 5xx but the designed 503 BUSY; nothing unexpected
 	InvAlive    = "alive"     // every process came back; no panic; services up
 )
 
 // Invariants lists the invariants in table order.
-var Invariants = []string{InvAcked, InvOneClaim, InvRetries, InvOpened, InvStock, InvRedisLog, InvAnswers, InvAlive}
+var Invariants = []string{InvAcked, InvOneClaim, InvRetries, InvOpened, InvStock, InvRedisLog, InvRestock, InvEnd, InvAnswers, InvAlive}
 
 // Verdict is the result of one invariant in one scenario.
 type Verdict struct {
@@ -50,6 +52,13 @@ type CampaignState struct {
 	Loaded    bool             // Redis has the campaign (its meta hash)
 	Remaining map[int64]int64  // Redis stock hash: amount → remaining (sold-out amounts absent)
 	Redis     map[string]int64 // Redis claims hash: user → amount
+	// What the merchant checks read (checkmerchant.go).
+	LogAt        map[string]int64 // claim_log.claimed_at, unix ms, per user
+	RedisAt      map[string]int64 // the claimed_at of the Redis claims, unix ms, per user
+	EndMs        int64            // campaign.end_time, unix ms
+	EndedEarly   bool             // campaign.ended_at is set (a merchant ended it)
+	StockActions int              // stock actions in campaign_action
+	PendingStock int              // ... of which Redis is not known to have (applied_at null)
 }
 
 // CheckOptions tune what the checker tolerates.
@@ -62,6 +71,10 @@ type CheckOptions struct {
 	// Otherwise an open with no answer breaks InvAnswers: the api must keep
 	// answering, with 503 if it cannot claim.
 	NoAnswerOK bool
+	// Actions are the merchant's requests during the load (merchant.go):
+	// InvRestock and InvEnd check them; without one of a kind its verdict
+	// is left out.
+	Actions []*Action
 }
 
 // maxExamples bounds the examples kept per invariant.
@@ -105,12 +118,22 @@ func (t *tally) verdict(name string, n int, detail string) Verdict {
 }
 
 // Check compares the driver's records with the state of the campaigns they
-// opened and returns one verdict per invariant but InvAlive (the runner's).
+// opened and returns one verdict per invariant but InvAlive (the runner's),
+// InvRestock and InvEnd only when opts has an action of their kind.
 // It is pure: everything it needs is in its arguments.
 func Check(recs []Record, states []*CampaignState, opts CheckOptions) []Verdict {
-	c := &checker{opts: opts, recs: recs, statuses: map[string]int{}, byCampaign: make(map[int64]*CampaignState, len(states))}
+	c := &checker{opts: opts, recs: recs, statuses: map[string]int{}, byCampaign: make(map[int64]*CampaignState, len(states)),
+		ended: map[int64]bool{}, restocked: map[int64]bool{}}
 	for _, st := range states {
 		c.byCampaign[st.ID] = st
+	}
+	for _, a := range opts.Actions {
+		switch a.Kind {
+		case ActionEnd:
+			c.ended[a.Campaign] = true
+		case ActionRestock:
+			c.restocked[a.Campaign] = true
+		}
 	}
 	for i := range recs {
 		c.answer(&recs[i])
@@ -124,6 +147,7 @@ func Check(recs []Record, states []*CampaignState, opts CheckOptions) []Verdict 
 	for _, st := range states {
 		c.campaign(st)
 	}
+	c.merchant()
 	if c.statuses["200"] == 0 {
 		c.answers.fail("no open was answered 200: the run tested nothing")
 	}
@@ -137,8 +161,10 @@ type checker struct {
 	recs       []Record
 	byCampaign map[int64]*CampaignState
 	statuses   map[string]int // answers by statusKey
+	ended      map[int64]bool // campaigns a merchant ended during the load
+	restocked  map[int64]bool // ... and restocked
 
-	acked, oneClaim, retries, opened, stock, redisLog, answers tally
+	acked, oneClaim, retries, opened, stock, redisLog, restock, end, answers tally
 
 	nAcked         int // users told of a claim
 	nRetried       int // users who retried after no answer or a 503
@@ -152,6 +178,9 @@ type checker struct {
 	logRows        int
 	redisClaims    int
 	amounts        int // amounts checked, over all campaigns
+
+	nRestocks, nSoldBefore, nServedAgain                      int // restocks; 410s before them; 200s after
+	nEnds, nEnded, nAfterEnd, nAfterEndBusy, nClaimsBeforeEnd int // ends; ENDED answers; opens after an end (503 or none)
 }
 
 // answer checks one record's answer against what the api may say (InvAnswers).
@@ -167,6 +196,7 @@ func (c *checker) answer(r *Record) {
 		}
 	case r.Status == 200 && r.Code == "OK", r.Status == 409 && r.Code == "ALREADY_OPENED", r.Busy():
 	case r.Status == 410 && r.Code == "SOLD_OUT" && st.SoldOutOK:
+	case r.Status == 400 && r.Code == "ENDED" && c.ended[r.Campaign]: // when: InvEnd
 	default:
 		c.answers.fail("%s (%s #%d, campaign %d): %d %s", r.User, r.Kind, r.Attempt, r.Campaign, r.Status, r.Code)
 	}
@@ -314,7 +344,7 @@ func (c *checker) campaign(st *CampaignState) {
 	for _, n := range st.Remaining {
 		left += n
 	}
-	if left > 0 {
+	if left > 0 && !c.restocked[st.ID] { // a restocked campaign's 410s: InvRestock
 		for _, r := range c.recs {
 			if r.Campaign == st.ID && r.Status == 410 {
 				c.stock.fail("campaign %d: answered 410 SOLD_OUT (%s at %dms) but %d packets are left", st.ID, r.User, r.AtMs, left)
@@ -340,7 +370,7 @@ func (c *checker) campaign(st *CampaignState) {
 
 // verdicts sums the tallies up, in table order.
 func (c *checker) verdicts(users int) []Verdict {
-	return []Verdict{
+	out := []Verdict{
 		c.acked.verdict(InvAcked, c.nAcked, fmt.Sprintf("%d users told of a claim (200, or 409 only); %d not in claim_log with that amount", c.nAcked, c.acked.bad)),
 		c.oneClaim.verdict(InvOneClaim, users, fmt.Sprintf("%d users; %d of %d re-opens after the run answered 409; %d violations, %d tolerated", users, c.nVerified409, c.nVerified, c.oneClaim.bad, c.oneClaim.warn)),
 		c.retries.verdict(InvRetries, c.nRetried, fmt.Sprintf("%d users retried after no answer or 503; %d had no answer: %d had claimed (409 later), %d had not (200 later), %d never answered; %d hold a claim they were never told of (no 200 or 409); %d violations, %d tolerated",
@@ -348,8 +378,9 @@ func (c *checker) verdicts(users int) []Verdict {
 		c.opened.verdict(InvOpened, c.logRows, fmt.Sprintf("%d amounts, %d claim_log rows; %d mismatches", c.amounts, c.logRows, c.opened.bad)),
 		c.stock.verdict(InvStock, c.amounts, fmt.Sprintf("%d amounts, %d Redis claims; %d mismatches", c.amounts, c.redisClaims, c.stock.bad)),
 		c.redisLog.verdict(InvRedisLog, c.redisClaims, fmt.Sprintf("%d in Redis, %d in claim_log; %d differences", c.redisClaims, c.logRows, c.redisLog.bad)),
-		c.answers.verdict(InvAnswers, len(c.recs), fmt.Sprintf("%s; %d unexpected", formatStatuses(c.statuses), c.answers.bad)),
 	}
+	out = append(out, c.merchantVerdicts()...)
+	return append(out, c.answers.verdict(InvAnswers, len(c.recs), fmt.Sprintf("%s; %d unexpected", formatStatuses(c.statuses), c.answers.bad)))
 }
 
 // histories groups the records by campaign and user, each in attempt order.

@@ -53,6 +53,12 @@ type DriverConfig struct {
 	// the load (default 300; negative: none).
 	Verify int
 	Out    io.Writer // the records, as JSON lines
+	// Start is the moment the records' AtMs count from (zero: when Run is
+	// called), so that others can time their actions on the same clock.
+	Start time.Time
+	// Observe, if set, sees every record as it is written (from many
+	// goroutines at once).
+	Observe func(*Record)
 }
 
 func (c *DriverConfig) defaults() {
@@ -187,7 +193,10 @@ func NewDriver(cfg DriverConfig) (*Driver, error) {
 // re-opens a sample of the users who got 200, and returns. It stops early
 // when ctx ends. Every record is written to Out.
 func (d *Driver) Run(ctx context.Context) (DriverStats, error) {
-	d.start = time.Now()
+	d.start = d.cfg.Start
+	if d.start.IsZero() {
+		d.start = time.Now()
+	}
 	w := bufio.NewWriterSize(d.cfg.Out, 256<<10)
 	wdone := make(chan error, 1)
 	go func() {
@@ -324,6 +333,9 @@ func (d *Driver) send(t *task, wait bool) bool {
 	go func() {
 		defer d.wg.Done()
 		r := d.open(t)
+		if d.cfg.Observe != nil {
+			d.cfg.Observe(&r)
+		}
 		d.recs <- r
 		d.after(t, &r) // before the slot is freed: idle must see the retry it queues
 		<-d.sem

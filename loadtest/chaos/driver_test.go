@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -70,8 +71,10 @@ func TestDriverAgainstFakeAPI(t *testing.T) {
 	srv := httptest.NewServer(fake)
 	defer srv.Close()
 	var out bytes.Buffer
+	var observed atomic.Int64
 	d, err := NewDriver(DriverConfig{BaseURL: srv.URL, Targets: []Target{{1, 3}, {2, 1}}, Rate: 400,
-		Duration: 1500 * time.Millisecond, Tail: 5 * time.Second, Prefix: "t", Verify: 20, RepeatShare: 0.2, Out: &out})
+		Duration: 1500 * time.Millisecond, Tail: 5 * time.Second, Prefix: "t", Verify: 20, RepeatShare: 0.2, Out: &out,
+		Observe: func(*Record) { observed.Add(1) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,6 +94,9 @@ func TestDriverAgainstFakeAPI(t *testing.T) {
 	}
 	if len(recs) != st.Attempts || st.Users < 300 || st.Retries == 0 || st.Verified != 40 || st.Abandoned != 0 || st.GaveUp != 0 {
 		t.Fatalf("stats %+v, %d records", st, len(recs))
+	}
+	if n := observed.Load(); n != int64(len(recs)) {
+		t.Errorf("Observe saw %d records of %d", n, len(recs))
 	}
 
 	var states []*CampaignState

@@ -49,7 +49,7 @@ func WriteReport(w io.Writer, title string, results []*ScenarioResult) {
 		}
 		fmt.Fprintf(w, " %s |\n", (time.Duration(r.TookMs) * time.Millisecond).Round(time.Second))
 	}
-	fmt.Fprintln(w, "\n✓ holds (with what was checked: users told of a claim · users · users retried · claim_log rows · amounts · Redis claims · answers · faults healed) · ✗ broken (violations) · ⚠ broken only inside a documented window (does not fail the run) · (info): reported, never fails the run")
+	fmt.Fprintln(w, "\n✓ holds (with what was checked: users told of a claim · users · users retried · claim_log rows · amounts · Redis claims · 200s after the restock · ENDED answers · answers · faults healed; – not run) · ✗ broken (violations) · ⚠ broken only inside a documented window (does not fail the run) · (info): reported, never fails the run")
 
 	fmt.Fprintln(w, "\n| scenario | users | answers | retries | unresolved | latency p50 / p99 / max | fault down | converged after | reconciler repaired | consumer duplicates | dead letters | unsolicited 400s |")
 	fmt.Fprintln(w, "|---|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
@@ -75,6 +75,9 @@ func WriteReport(w io.Writer, title string, results []*ScenarioResult) {
 			for _, e := range v.Examples {
 				fmt.Fprintf(w, "  - %s\n", e)
 			}
+		}
+		for _, a := range r.Stats.Actions {
+			fmt.Fprintf(w, "- merchant: %s\n", a)
 		}
 		fmt.Fprintf(w, "- campaigns %v; results in %s\n", r.Campaigns, r.Dir)
 		fmt.Fprintln(w, "- timeline:")

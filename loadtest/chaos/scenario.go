@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -56,8 +57,11 @@ type Scenario struct {
 	// Tolerate503Claims and NoAnswerOK: see CheckOptions.
 	Tolerate503Claims bool
 	NoAnswerOK        bool
-	APIEnv            []string // added to the api's environment
-	ConsumerEnv       []string // added to the consumer's
+	// NoMerchant leaves out the merchant step (merchant.go): the campaign
+	// restocked and the one ended under the fault, and their checks.
+	NoMerchant  bool
+	APIEnv      []string // added to the api's environment
+	ConsumerEnv []string // added to the consumer's
 	// Fault injects the fault and heals it; it returns once the faulty
 	// part is back (or could not be brought back).
 	Fault func(ctx context.Context, r *run) error
@@ -143,6 +147,8 @@ type ScenarioStats struct {
 	// new connection that sends nothing within ReadTimeout, and the api's
 	// error handler makes that a 400 "malformed HTTP request".
 	Unsolicited int64 `json:"unsolicited"`
+	// Actions are the merchant step's requests, with every attempt.
+	Actions []*Action `json:"actions,omitempty"`
 }
 
 // Latency sums up how long the answered opens took.
@@ -212,6 +218,9 @@ type run struct {
 	start    time.Time // the load's start
 	res      *ScenarioResult
 	live     Liveness
+	faulted  chan struct{} // closed once the fault is in effect (the merchant step waits for it)
+	faultOn  sync.Once
+	mu       sync.Mutex // the events: the merchant step notes them too
 }
 
 // event notes a moment of the scenario, timed from the load's start.
@@ -221,9 +230,14 @@ func (r *run) event(format string, args ...any) {
 		t = fmt.Sprintf("t=%.1fs", time.Since(r.start).Seconds())
 	}
 	msg := t + " " + fmt.Sprintf(format, args...)
+	r.mu.Lock()
 	r.res.Events = append(r.res.Events, msg)
+	r.mu.Unlock()
 	r.Logf("[%s] %s", r.sc.Name, msg)
 }
+
+// inEffect tells the merchant step that the fault is in effect.
+func (r *run) inEffect() { r.faultOn.Do(func() { close(r.faulted) }) }
 
 func (r *run) proc(name string) *stack.Proc {
 	if name == "api" {
@@ -257,6 +271,7 @@ func killProc(name string) func(ctx context.Context, r *run) error {
 			return err
 		}
 		r.live.Kills[name]++
+		r.inEffect()
 		sleep(ctx, r.Profile.KillPause)
 		r.event("restarting %s", name)
 		err := r.restart(context.WithoutCancel(ctx), p)
@@ -283,6 +298,7 @@ func outage(name string, sig syscall.Signal) func(ctx context.Context, r *run) e
 			return err
 		}
 		r.event("%s down (stopping took %s)", name, time.Since(t0).Round(100*time.Millisecond))
+		r.inEffect()
 		sleep(ctx, r.Profile.Outage)
 		r.event("starting %s", name)
 		if err := restore(context.WithoutCancel(ctx)); err != nil {
@@ -327,7 +343,7 @@ func (rn *Runner) Run(ctx context.Context, sc *Scenario) (res *ScenarioResult) {
 	t0 := time.Now()
 	res = &ScenarioResult{Name: sc.Name, What: sc.What, Info: sc.Info, Stats: ScenarioStats{ConvergeMs: -1}}
 	r := &run{Runner: rn, sc: sc, res: res, dir: filepath.Join(rn.Out, sc.Name),
-		live: Liveness{Kills: map[string]int{}, Restarts: map[string]int{}}}
+		live: Liveness{Kills: map[string]int{}, Restarts: map[string]int{}}, faulted: make(chan struct{})}
 	res.Dir = r.dir
 	defer func() { res.TookMs = time.Since(t0).Milliseconds() }()
 	if err := r.run(ctx); err != nil {
@@ -393,6 +409,18 @@ func (r *run) run(ctx context.Context) (err error) {
 	}
 	r.res.Campaigns = []int64{big, small}
 	r.event("campaigns: %d (never sells out), %d (sells out mid-run)", big, small)
+	labels := []string{"big", "small"}
+	targets := []Target{{big, 9}, {small, 1}}
+	var plan *merchantPlan
+	if !r.sc.NoMerchant {
+		if plan, err = r.createMerchantCampaigns(ctx); err != nil {
+			return err
+		}
+		r.res.Campaigns = append(r.res.Campaigns, plan.refill, plan.ended)
+		labels = append(labels, "refill", "ended")
+		targets = []Target{{big, 7}, {small, 1}, {plan.refill, 1}, {plan.ended, 1}}
+		r.event("campaigns: %d (sells out early, restocked under the fault), %d (ended under the fault)", plan.refill, plan.ended)
+	}
 
 	recPath := filepath.Join(r.dir, "records.jsonl")
 	f, err := os.Create(recPath)
@@ -400,11 +428,16 @@ func (r *run) run(ctx context.Context) (err error) {
 		return err
 	}
 	defer f.Close()
-	drv, err := NewDriver(DriverConfig{
-		BaseURL: "http://" + r.APIAddr, Targets: []Target{{big, 9}, {small, 1}},
+	start := time.Now()
+	cfg := DriverConfig{
+		BaseURL: "http://" + r.APIAddr, Targets: targets,
 		Rate: p.Rate, Duration: p.Duration, Tail: p.Tail, Verify: p.Verify,
-		Prefix: "chaos-" + r.Stamp + "-" + r.sc.Name, Out: f,
-	})
+		Prefix: "chaos-" + r.Stamp + "-" + r.sc.Name, Out: f, Start: start,
+	}
+	if plan != nil {
+		cfg.Observe = plan.observe
+	}
+	drv, err := NewDriver(cfg)
 	if err != nil {
 		return err
 	}
@@ -415,13 +448,19 @@ func (r *run) run(ctx context.Context) (err error) {
 	dctx, dcancel := context.WithTimeout(ctx, p.Duration+p.Tail+2*time.Minute)
 	defer dcancel()
 	done := make(chan driven, 1)
-	r.start = time.Now()
+	r.start = start
 	unsolicited.Store(0)
 	go func() {
 		st, err := drv.Run(dctx)
 		done <- driven{st, err}
 	}()
 	r.event("load: %d new users/s for %s", p.Rate, p.Duration)
+	acted := make(chan []*Action, 1)
+	if plan != nil {
+		go func() { acted <- r.merchant(dctx, plan, r.faulted) }()
+	} else {
+		acted <- nil
+	}
 
 	sleep(ctx, p.FaultAt)
 	faultErr := r.sc.Fault(ctx, r)
@@ -429,6 +468,7 @@ func (r *run) run(ctx context.Context) (err error) {
 		r.event("fault: %v", faultErr)
 	}
 	d := <-done
+	r.res.Stats.Actions = <-acted
 	r.res.Stats.Driver = d.st
 	if d.err != nil {
 		return fmt.Errorf("driver: %w", d.err)
@@ -473,6 +513,20 @@ func (r *run) run(ctx context.Context) (err error) {
 	} else {
 		r.event("converged: %v", counts)
 	}
+	if plan != nil {
+		// The api's sweep finishes a restock whose Redis step did not run
+		// (every 5 s, actions older than 2 s).
+		var pending int64
+		perr := stack.Poll(ctx, 10*time.Second, func(ctx context.Context) (err error) {
+			if pending, err = r.Stores.PendingStock(ctx, ids); err == nil && pending > 0 {
+				err = fmt.Errorf("%d stock actions pending", pending)
+			}
+			return err
+		})
+		if perr != nil {
+			r.event("restock not applied in Redis: %v", perr)
+		}
+	}
 
 	recs, err := readRecords(recPath)
 	if err != nil {
@@ -484,10 +538,12 @@ func (r *run) run(ctx context.Context) (err error) {
 		if err != nil {
 			return err
 		}
-		st.Label, st.SoldOutOK = []string{"big", "small"}[i], i == 1
+		st.Label = labels[i]
+		st.SoldOutOK = st.Label == "small" || st.Label == "refill"
 		states = append(states, st)
 	}
-	r.res.Verdicts = Check(recs, states, CheckOptions{Tolerate503Claims: r.sc.Tolerate503Claims, NoAnswerOK: r.sc.NoAnswerOK})
+	r.res.Verdicts = Check(recs, states, CheckOptions{Tolerate503Claims: r.sc.Tolerate503Claims, NoAnswerOK: r.sc.NoAnswerOK,
+		Actions: r.res.Stats.Actions})
 	r.res.Stats.Latency = latencies(recs)
 	r.res.Stats.Unsolicited = unsolicited.Swap(0)
 	r.res.Stats.Answers = map[string]int{}
@@ -526,6 +582,24 @@ func (r *run) createCampaigns(ctx context.Context) (big, small int64, err error)
 	}
 	small, err = r.createCampaign(ctx, "small", map[string]int64{"8": n * 3 / 4, "88": n - n*3/4})
 	return big, small, err
+}
+
+// createMerchantCampaigns creates the campaigns of the merchant step:
+// refill, which a tenth of the users empty half way to the fault (amounts
+// 5 and 50, n packets), restocked under the fault with n packets of amount
+// 5, and ended, too large to sell out, ended under the fault.
+func (r *run) createMerchantCampaigns(ctx context.Context) (*merchantPlan, error) {
+	n := max(20, int64(float64(r.Profile.Rate)/10*r.Profile.FaultAt.Seconds()/2))
+	m := &merchantPlan{amount: 5, base: n - n/4, count: n, soldOut: make(chan struct{}),
+		key: "chaos-" + r.Stamp + "-" + r.sc.Name + "-restock"}
+	var err error
+	if m.refill, err = r.createCampaign(ctx, "refill", map[string]int64{"5": m.base, "50": n / 4}); err != nil {
+		return nil, err
+	}
+	if m.ended, err = r.createCampaign(ctx, "ended", map[string]int64{"2": 1_000_000, "20": 100_000}); err != nil {
+		return nil, err
+	}
+	return m, nil
 }
 
 func (r *run) createCampaign(ctx context.Context, what string, inv map[string]int64) (int64, error) {

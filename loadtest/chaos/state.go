@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -51,7 +52,16 @@ func (s *Stores) Counts(ctx context.Context, id int64) (Counts, error) {
 // State reads everything the checker compares for campaign id.
 func (s *Stores) State(ctx context.Context, id int64) (*CampaignState, error) {
 	st := &CampaignState{ID: id, Total: map[int64]int64{}, Opened: map[int64]int64{},
-		Log: map[string]int64{}, Redis: map[string]int64{}}
+		Log: map[string]int64{}, Redis: map[string]int64{}, LogAt: map[string]int64{}, RedisAt: map[string]int64{}}
+	var end time.Time
+	err := s.DB.QueryRow(ctx, `SELECT end_time, ended_at IS NOT NULL,
+		(SELECT count(*) FROM campaign_action WHERE campaign_id = $1 AND kind = 'stock'),
+		(SELECT count(*) FROM campaign_action WHERE campaign_id = $1 AND kind = 'stock' AND applied_at IS NULL)
+		FROM campaign WHERE id = $1`, id).Scan(&end, &st.EndedEarly, &st.StockActions, &st.PendingStock)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: campaign %d: %w", id, err)
+	}
+	st.EndMs = end.UnixMilli()
 	rows, _ := s.DB.Query(ctx, `SELECT amount, total_count, opened_count FROM campaign_inventory WHERE campaign_id = $1`, id)
 	var amount, total, opened int64
 	if _, err := pgx.ForEachRow(rows, []any{&amount, &total, &opened}, func() error {
@@ -63,11 +73,13 @@ func (s *Stores) State(ctx context.Context, id int64) (*CampaignState, error) {
 	if len(st.Total) == 0 {
 		return nil, fmt.Errorf("postgres: campaign %d has no inventory", id)
 	}
-	rows, _ = s.DB.Query(ctx, `SELECT user_id, amount FROM claim_log WHERE campaign_id = $1`, id)
+	rows, _ = s.DB.Query(ctx, `SELECT user_id, amount, claimed_at FROM claim_log WHERE campaign_id = $1`, id)
 	var user string
-	if _, err := pgx.ForEachRow(rows, []any{&user, &amount}, func() error {
+	var at time.Time
+	if _, err := pgx.ForEachRow(rows, []any{&user, &amount, &at}, func() error {
 		st.LogRows++
 		st.Log[user] = amount
+		st.LogAt[user] = at.UnixMilli()
 		return nil
 	}); err != nil {
 		return nil, fmt.Errorf("postgres: claim_log of %d: %w", id, err)
@@ -78,14 +90,27 @@ func (s *Stores) State(ctx context.Context, id int64) (*CampaignState, error) {
 		return nil, fmt.Errorf("redis: state of %d: %w", id, err)
 	}
 	st.Loaded, st.Remaining = rs.Loaded, rs.Remaining
-	err = lua.ScanClaims(ctx, s.Redis, k, func(user string, amount, _ int64) error {
-		st.Redis[user] = amount
+	err = lua.ScanClaims(ctx, s.Redis, k, func(user string, amount, at int64) error {
+		st.Redis[user], st.RedisAt[user] = amount, at
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("redis: claims of %d: %w", id, err)
 	}
 	return st, nil
+}
+
+// PendingStock counts the stock actions of campaigns ids whose Redis step
+// is not known to have run (campaign_action.applied_at null): the api
+// finishes them within its sweep (every 5 s, actions older than 2 s).
+func (s *Stores) PendingStock(ctx context.Context, ids []int64) (int64, error) {
+	var n int64
+	err := s.DB.QueryRow(ctx, `SELECT count(*) FROM campaign_action
+		WHERE campaign_id = ANY($1) AND kind = 'stock' AND applied_at IS NULL`, ids).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("postgres: pending stock: %w", err)
+	}
+	return n, nil
 }
 
 // Delete removes campaigns: their PostgreSQL rows and Redis keys.
