@@ -345,7 +345,8 @@ func Freeze(ctx context.Context, c rueidis.Client, l *Layout) (int, error) {
 // rest kept in the pool; each bucket's meta is written after its stock and
 // the home's meta last. It reports whether it loaded the campaign; a
 // campaign partly there (a shard lost its data) fails with ErrPartial,
-// writing nothing: Freeze, persist the survivors' claims, Rebuild.
+// writing nothing: Freeze, persist the survivors' claims, Rebuild. With
+// K = 1 it is RestoreClaims, then Load of the totals less the claims.
 func LoadBuckets(ctx context.Context, c rueidis.Client, l *Layout, startMs, endMs int64, totals map[int64]int64, claims map[string]string) (bool, error) {
 	h, err := CheckLayout(ctx, c, l)
 	if err != nil {
@@ -381,12 +382,11 @@ func RestoreClaimsBuckets(ctx context.Context, c rueidis.Client, l *Layout, clai
 	return nil
 }
 
-func loadBuckets(ctx context.Context, c rueidis.Client, l *Layout, startMs, endMs int64, totals map[int64]int64, claims map[string]string, fence int64) error {
-	if l.K() == 1 {
-		return errors.New("loadBuckets: one bucket is Load's")
-	}
+// remainingAfter restores claims into their buckets and returns each
+// amount's total less the claims the buckets then hold.
+func remainingAfter(ctx context.Context, c rueidis.Client, l *Layout, totals map[int64]int64, claims map[string]string) (map[int64]int64, error) {
 	if err := RestoreClaimsBuckets(ctx, c, l, claims); err != nil {
-		return err
+		return nil, err
 	}
 	remaining := make(map[int64]int64, len(totals))
 	for a, n := range totals {
@@ -398,8 +398,20 @@ func loadBuckets(ctx context.Context, c rueidis.Client, l *Layout, startMs, endM
 			return nil
 		})
 		if err != nil {
-			return err
+			return nil, err
 		}
+	}
+	return remaining, nil
+}
+
+func loadBuckets(ctx context.Context, c rueidis.Client, l *Layout, startMs, endMs int64, totals map[int64]int64, claims map[string]string, fence int64) error {
+	remaining, err := remainingAfter(ctx, c, l, totals, claims)
+	if err != nil {
+		return err
+	}
+	if l.K() == 1 {
+		_, err := Load(ctx, c, l.Home, startMs, endMs, remaining)
+		return err
 	}
 	amounts := make([]int64, 0, len(remaining))
 	for a := range remaining {

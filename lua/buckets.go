@@ -98,13 +98,17 @@ var crc16Table = func() (t [256]uint16) {
 }()
 
 // bucketTag is the hash tag of bucket b of a campaign with k buckets:
-// "id.b.x" for the least x ≥ 0 whose slot lies in the b-th of k equal
-// segments of the slot space, [b·16384/k, (b+1)·16384/k). A cluster whose
-// masters own equal contiguous ranges (what `redis-cli --cluster create`
-// makes) then holds k/M buckets on each of its M masters, without asking
-// the cluster; a segment is at least 256 slots, so about k tries find it.
+// "id.b.x" for the least x ≥ 0 whose slot lies in the middle three
+// quarters of the b-th of k equal segments of the slot space, [b·16384/k,
+// (b+1)·16384/k). A cluster whose masters own equal contiguous ranges
+// (what `redis-cli --cluster create` makes, give or take a slot at the
+// edges, hence the margins) then holds k/M buckets on each of its M
+// masters, without asking the cluster; the middle of a segment is at least
+// 192 slots, so about 4k/3 tries find it.
 func bucketTag(id int64, b, k int) string {
 	lo, hi := b*Slots/k, (b+1)*Slots/k
+	w := hi - lo
+	lo, hi = lo+w/8, hi-w/8
 	prefix := strconv.FormatInt(id, 10) + "." + strconv.Itoa(b) + "."
 	for x := 0; ; x++ {
 		tag := prefix + strconv.Itoa(x)
