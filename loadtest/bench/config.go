@@ -18,6 +18,7 @@ type Config struct {
 	Threads        int
 	Warmup         time.Duration
 	Variants       []string // extra api environment per variant
+	Identity       bool     // the identity phases: user tokens and limits off and on
 	Port           int
 	MetricsPort    int
 	PprofPort      int
@@ -53,8 +54,10 @@ func loadConfig(lookup func(string) (string, bool)) (*Config, *config.Set) {
 	s.Int(&c.Threads, "BENCH_THREADS", 2, 1, 64, "wrk threads")
 	s.Duration(&c.Warmup, "BENCH_WARMUP", short(2*time.Second, time.Second), time.Second, time.Minute, "opens on a warm-up campaign after each api start")
 	var variants string
-	s.String(&variants, "BENCH_API_ENV", "", "api configurations to compare, ';' between them, each a space-separated list of VAR=value "+
-		"(e.g. 'CLAIM_BATCH=0;CLAIM_BATCH=1'): every phase runs for each, the first is the baseline; empty: the api's defaults")
+	s.String(&variants, "BENCH_API_ENV", "CLAIM_BATCH=false;CLAIM_BATCH=true", "api configurations to compare, ';' between them, each a space-separated list of VAR=value: "+
+		"every phase runs for each, the first is the baseline (by default batching off, then on: the api's default)")
+	s.Bool(&c.Identity, "BENCH_IDENTITY", true, "identity phases: opens with signed user tokens at the first connections, the api's check and limits off "+
+		"(in the last configuration) and on (the same with USER_TOKEN_SECRET and RATE_LIMIT_USER set)")
 	s.Int(&c.Port, "BENCH_PORT", 18080, 1, 65535, "port of the api the bench starts on 127.0.0.1")
 	s.Int(&c.MetricsPort, "BENCH_METRICS_PORT", 19091, 1, 65535, "port of its consumer's metrics on 127.0.0.1")
 	s.Bool(&c.Pprof, "BENCH_PPROF", false, "CPU and alloc profiles of the api during the open and flood phases (the numbers include the profiler's cost)")

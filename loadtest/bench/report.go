@@ -27,11 +27,15 @@ type Run struct {
 	KeyPrefix  string            `json:"redis_key_prefix"`
 	// Variants are the api configurations compared (extra environment of
 	// each, "" for the defaults); the first is the baseline.
-	Variants    []string `json:"variants"`
-	FloodClaims int      `json:"flood_claims"`
-	Pprof       bool     `json:"pprof"` // the api was profiled: the numbers include the profiler's cost
-	Topic       string   `json:"topic"`
-	Group       string   `json:"group"`
+	Variants []string `json:"variants"`
+	// Identity is the environment added to the last variant for the
+	// identity phases (user tokens and limits on), their variant index
+	// len(Variants); "" when they did not run.
+	Identity    string `json:"identity,omitempty"`
+	FloodClaims int    `json:"flood_claims"`
+	Pprof       bool   `json:"pprof"` // the api was profiled: the numbers include the profiler's cost
+	Topic       string `json:"topic"`
+	Group       string `json:"group"`
 }
 
 // Machine is where the numbers came from.
@@ -50,6 +54,7 @@ const (
 	SoldOut   = "soldout"   // new users open a small campaign already sold out
 	Duplicate = "duplicate" // users who opened a campaign open it again
 	Flood     = "flood"     // new users open a sold-out campaign with FloodClaims claims
+	Signed    = "signed"    // new users open a campaign that does not sell out, each with its user token
 )
 
 // kinds describes each kind of phase: title, request, expected status.
@@ -62,7 +67,12 @@ var kinds = map[string]struct {
 	SoldOut:   {"flood after sell-out", "POST /campaign/{id}/open", 410},
 	Duplicate: {"duplicate storm", "POST /campaign/{id}/open", 409},
 	Flood:     {"sold-out flood, huge campaign", "POST /campaign/{id}/open", 410},
+	Signed:    {"open, unique users, user tokens", "POST /campaign/{id}/open + Authorization", 200},
 }
+
+// opens reports whether a kind of phase claims packets (then its claims
+// are followed into PostgreSQL).
+func opens(kind string) bool { return kind == Open || kind == Signed }
 
 // Phase is one measured wrk run.
 type Phase struct {
@@ -78,7 +88,10 @@ type Phase struct {
 	Non2xx      map[string]int64   `json:"non_2xx"`
 	// Unexpected counts answers other than the kind's expected status: the
 	// phase did not measure what it says it did.
-	Unexpected   int64            `json:"unexpected"`
+	Unexpected int64 `json:"unexpected"`
+	// Reused counts the requests that repeated a user, their wrk thread's
+	// share of the token file used up (signed phases).
+	Reused       int64            `json:"reused_users,omitempty"`
 	SocketErrors map[string]int64 `json:"socket_errors"`
 	// CPU is what each part used during the phase, in cores (see Cores).
 	CPU map[string]float64 `json:"cpu_cores,omitempty"`
@@ -134,13 +147,49 @@ const (
 	minAtStop       = 0.95
 	maxAllAfterMS   = 2000.0
 	maxRedisRatio   = 0.4 // Redis CPU per 200 of a variant ≤ 0.4 × the baseline's
+	maxIdentityCost = 0.1 // signed opens/trivial with the check on ≥ 0.9 × with it off
 )
+
+// variantCount is how many api configurations ran: BENCH_API_ENV's and
+// the identity one.
+func (r *Result) variantCount() int {
+	if r.Run.Identity != "" {
+		return len(r.Run.Variants) + 1
+	}
+	return len(r.Run.Variants)
+}
+
+// IdentityCost compares the signed phases with the check off (the last
+// variant) and on (the identity variant), at the connections they ran:
+// each one's req/s over its own trivial route's, and the cost, 1 - on/off
+// (ok false when either is missing).
+func (r *Result) IdentityCost() (off, on *Phase, ratioOff, ratioOn, cost float64, ok bool) {
+	if r.Run.Identity == "" {
+		return nil, nil, 0, 0, 0, false
+	}
+	v := len(r.Run.Variants)
+	for i := range r.Phases {
+		if p := &r.Phases[i]; p.Kind == Signed && p.Variant == v {
+			on = p
+			off = r.find(Signed, v-1, p.Connections)
+			break
+		}
+	}
+	if on == nil || off == nil {
+		return off, on, 0, 0, 0, false
+	}
+	ratioOff, ratioOn = r.ratio(off), r.ratio(on)
+	if ratioOff <= 0 || ratioOn <= 0 {
+		return off, on, ratioOff, ratioOn, 0, false
+	}
+	return off, on, ratioOff, ratioOn, 1 - ratioOn/ratioOff, true
+}
 
 // newPhase fills a phase from wrk's result.
 func newPhase(kind string, variant, conns int, campaign int64, w WrkResult) Phase {
 	p := Phase{Kind: kind, Variant: variant, Connections: conns, Campaign: campaign, Requests: w.Requests,
 		Seconds: float64(w.DurationUS) / 1e6, Statuses: w.Statuses, Non2xx: map[string]int64{},
-		LatencyMS: map[string]float64{}, SocketErrors: map[string]int64{}}
+		LatencyMS: map[string]float64{}, SocketErrors: map[string]int64{}, Reused: w.Reused}
 	if p.Statuses == nil {
 		p.Statuses = map[string]int64{}
 	}
@@ -198,7 +247,7 @@ func (r *Result) evaluate() {
 	r.Targets = nil
 	add := func(name, value string, met *bool) { r.Targets = append(r.Targets, Target{name, value, met}) }
 	yes := func(ok bool) *bool { return &ok }
-	nv := len(r.Run.Variants)
+	nv, names := len(r.Run.Variants), r.variantCount()
 	conns := r.targetConnsOf()
 	for v := range max(1, nv) {
 		sfx := ""
@@ -225,10 +274,10 @@ func (r *Result) evaluate() {
 	}
 	for i := range r.Phases {
 		p := &r.Phases[i]
-		if p.Kind != Open {
+		if !opens(p.Kind) {
 			continue
 		}
-		name := fmt.Sprintf("%s: ≥ %.0f %% of claims in PostgreSQL at stop, all within %.0f s", p.Name(nv), minAtStop*100, maxAllAfterMS/1000)
+		name := fmt.Sprintf("%s: ≥ %.0f %% of claims in PostgreSQL at stop, all within %.0f s", p.Name(names), minAtStop*100, maxAllAfterMS/1000)
 		switch ps := p.Persistence; {
 		case ps == nil || ps.Claims == 0:
 			add(name, "not measured", nil)
@@ -257,17 +306,30 @@ func (r *Result) evaluate() {
 			}
 		}
 	}
+	if r.Run.Identity != "" {
+		name := fmt.Sprintf("identity check (user tokens, limits) costs ≤ %.0f %% of the open rate", maxIdentityCost*100)
+		if _, on, ratioOff, ratioOn, cost, ok := r.IdentityCost(); ok {
+			add(name, fmt.Sprintf("signed opens %.3f × trivial off, %.3f × on, at %d connections: %s", ratioOff, ratioOn, on.Connections, costText(cost)),
+				yes(cost <= maxIdentityCost))
+		} else {
+			add(name, "not measured", nil)
+		}
+	}
 	var fivexx int64
 	var by, unexpected []string
 	for _, p := range r.Phases {
 		for s, n := range p.Statuses {
 			if strings.HasPrefix(s, "5") {
 				fivexx += n
-				by = append(by, fmt.Sprintf("%s %s: %d", p.Name(nv), s, n))
+				by = append(by, fmt.Sprintf("%s %s: %d", p.Name(names), s, n))
 			}
 		}
 		if p.Unexpected > 0 {
-			unexpected = append(unexpected, fmt.Sprintf("%s: %d not %d", p.Name(nv), p.Unexpected, kinds[p.Kind].expected))
+			u := fmt.Sprintf("%s: %d not %d", p.Name(names), p.Unexpected, kinds[p.Kind].expected)
+			if p.Reused > 0 {
+				u += fmt.Sprintf(" (%d repeated a user: the token file ran out)", p.Reused)
+			}
+			unexpected = append(unexpected, u)
 		}
 	}
 	slices.Sort(by)
@@ -280,7 +342,7 @@ func (r *Result) evaluate() {
 	if len(unexpected) > 0 {
 		value = strings.Join(unexpected, ", ")
 	}
-	add("(sanity) every answer the phase's own: trivial, open 200; floods 410; duplicates 409", value, yes(len(unexpected) == 0 && len(r.Phases) > 0))
+	add("(sanity) every answer the phase's own: trivial, open, signed 200; floods 410; duplicates 409", value, yes(len(unexpected) == 0 && len(r.Phases) > 0))
 }
 
 // Missed lists the targets this run missed.
@@ -301,7 +363,7 @@ var cpuParts = []string{"api", "consumer", "redis", "postgres", "kafka", "wrk", 
 func (r *Result) Markdown() string {
 	var b strings.Builder
 	m, run := r.Machine, r.Run
-	nv := len(run.Variants)
+	nv := r.variantCount()
 	fmt.Fprintf(&b, "### make bench, %s\n\n", run.StartedAt)
 	fmt.Fprintf(&b, "- Machine: %d CPUs (%s), %.1f GiB RAM, Linux %s; load average at start %s, at end %s. "+
 		"The machine is shared: absolute numbers are noisy, compare the ratios.\n", m.CPUs, m.CPUModel, m.RAMGiB, m.Kernel, run.LoadStart, run.LoadEnd)
@@ -313,7 +375,11 @@ func (r *Result) Markdown() string {
 	fmt.Fprintf(&b, "- Load: %s on the same machine, %d threads, %s per phase.\n", run.Wrk, run.Threads, run.Duration)
 	if nv > 1 {
 		for i, v := range run.Variants {
-			fmt.Fprintf(&b, "- v%d: api with %s%s.\n", i+1, variantText(v), map[bool]string{true: " (the baseline)"}[i == 0])
+			fmt.Fprintf(&b, "- v%d: api with %s%s.\n", i+1, variantText(v), map[bool]string{true: " (the baseline)"}[i == 0 && len(run.Variants) > 1])
+		}
+		if run.Identity != "" {
+			fmt.Fprintf(&b, "- v%d: v%d's api with user tokens and limits on: `%s` (RATE_LIMIT_IP 0: all of wrk's load comes from one loopback address).\n",
+				nv, len(run.Variants), run.Identity)
 		}
 	}
 	fmt.Fprintf(&b, "- Command: `%s`\n", run.Command)
@@ -341,8 +407,11 @@ func (r *Result) Markdown() string {
 			p.LatencyMS["max"], p.PerRequest(), perOK, counts(p.Statuses), counts(p.Non2xx), counts(p.SocketErrors))
 	}
 	fmt.Fprintf(&b, "\n`kind@connections`; trivial is `GET /healthz`, open `POST /campaign/{id}/open` by new users of a campaign that does not sell out, "+
+		"signed the same with each user's token in `Authorization: Bearer`, "+
 		"soldout by new users of a small sold-out campaign, duplicate by users who opened before, flood by new users of a sold-out campaign holding %s claims. "+
 		"Redis µs: INFO used_cpu_sys + used_cpu_user over the phase, per request and per 200.\n", thousands(float64(run.FloodClaims)))
+	r.variantsTable(&b)
+	r.identityTable(&b)
 
 	if len(r.Phases) > 0 && r.Phases[0].CPU != nil {
 		fmt.Fprintf(&b, "\nCPU used during each phase, in cores of %d (from /proc; PostgreSQL is the whole cluster; "+
@@ -378,12 +447,12 @@ func (r *Result) Markdown() string {
 
 // persistenceTable writes how each open phase's claims reached PostgreSQL.
 func (r *Result) persistenceTable(b *strings.Builder) {
-	nv := len(r.Run.Variants)
+	nv := r.variantCount()
 	var rows []string
 	for i := range r.Phases {
 		p := &r.Phases[i]
 		ps := p.Persistence
-		if p.Kind != Open || ps == nil {
+		if !opens(p.Kind) || ps == nil {
 			continue
 		}
 		all := fmt.Sprintf("not all within %.0f s (%s)", ps.TimeoutMS/1000, thousands(float64(ps.Final)))
@@ -407,6 +476,88 @@ func (r *Result) persistenceTable(b *strings.Builder) {
 	b.WriteString("| phase | claims | 200s | in claim_log at stop | all after | rows/s | PostgreSQL µs/row | consumer µs/row | lag p50 / p99 / max ms |\n")
 	b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 	b.WriteString(strings.Join(rows, "\n") + "\n")
+}
+
+// variantsTable compares the open phases of BENCH_API_ENV's
+// configurations, connections by connections (with two or more).
+func (r *Result) variantsTable(b *strings.Builder) {
+	nv := len(r.Run.Variants)
+	if nv < 2 {
+		return
+	}
+	var conns []int
+	for _, p := range r.Phases {
+		if p.Kind == Open && !slices.Contains(conns, p.Connections) {
+			conns = append(conns, p.Connections)
+		}
+	}
+	fmt.Fprintf(b, "\nOpen phases by api configuration (v1 the baseline; target: Redis CPU per 200 ≤ %.1f × v1's):\n\n", maxRedisRatio)
+	b.WriteString("| phase | api | req/s | × trivial | p50 ms | p99 ms | p99.9 ms | Redis µs/200 | × v1 |\n")
+	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|\n")
+	for _, c := range conns {
+		base := r.find(Open, 0, c)
+		for v := range nv {
+			p := r.find(Open, v, c)
+			if p == nil {
+				continue
+			}
+			x := "–"
+			if base != nil && base.PerOK() > 0 && p.PerOK() > 0 {
+				x = fmt.Sprintf("%.2f", p.PerOK()/base.PerOK())
+			}
+			fmt.Fprintf(b, "| %s | %s | %s | %s | %.2f | %.2f | %.2f | %s | %s |\n", p.Name(r.variantCount()), variantText(r.Run.Variants[v]),
+				thousands(p.RPS), ratioText(r.ratio(p)), p.LatencyMS["p50"], p.LatencyMS["p99"], p.LatencyMS["p999"], perRow(p.PerOK()), x)
+		}
+	}
+}
+
+// identityTable compares the signed opens with the check off and on.
+func (r *Result) identityTable(b *strings.Builder) {
+	off, on, ratioOff, ratioOn, cost, ok := r.IdentityCost()
+	if on == nil {
+		return
+	}
+	nv := r.variantCount()
+	fmt.Fprintf(b, "\nWho is opening: opens by new users at %d connections, each with its user token (`Authorization: Bearer v1....`), "+
+		"against v%d's api, which ignores the token, and v%d's, which checks it (USER_TOKEN_SECRET) and limits each user "+
+		"(RATE_LIMIT_USER=%d: each user opens once, so none is refused; RATE_LIMIT_IP 0, all the load coming from one loopback address); "+
+		"each over the trivial route of its own api:\n\n", on.Connections, nv-1, nv, identityUserRate)
+	b.WriteString("| phase | user tokens and limits | req/s | trivial req/s | × trivial | p50 ms | p99 ms | p99.9 ms | statuses |\n")
+	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|---|\n")
+	for _, x := range []struct {
+		p     *Phase
+		what  string
+		ratio float64
+	}{{off, "off", ratioOff}, {on, "on", ratioOn}} {
+		if x.p == nil {
+			continue
+		}
+		trivial := "–"
+		if t := r.find(Trivial, x.p.Variant, x.p.Connections); t != nil {
+			trivial = thousands(t.RPS)
+		}
+		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %.2f | %.2f | %.2f | %s |\n", x.p.Name(nv), x.what, thousands(x.p.RPS), trivial,
+			ratioText(x.ratio), x.p.LatencyMS["p50"], x.p.LatencyMS["p99"], x.p.LatencyMS["p999"], counts(x.p.Statuses))
+	}
+	if ok {
+		fmt.Fprintf(b, "\nOn / off: %.3f × trivial / %.3f × trivial = %.3f: %s (target ≤ %.0f %%).\n",
+			ratioOn, ratioOff, ratioOn/ratioOff, costText(cost), maxIdentityCost*100)
+	}
+}
+
+// costText says what share of the open rate a check costs.
+func costText(cost float64) string {
+	if cost < 0 {
+		return fmt.Sprintf("no cost measured (%.1f %% faster with it on: noise)", -cost*100)
+	}
+	return fmt.Sprintf("the check costs %.1f %% of the open rate", cost*100)
+}
+
+func ratioText(x float64) string {
+	if x <= 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.3f", x)
 }
 
 func perRow(us float64) string {

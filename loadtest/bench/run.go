@@ -36,6 +36,7 @@ type bench struct {
 	work     string // results/bench-<stamp>: logs, wrk output, profiles
 	run      string // id of the run: topic, group, user id prefixes
 	token    string
+	secret   string // USER_TOKEN_SECRET of the identity phases
 	base     string // the api's URL
 	ks       lua.Keyspace
 	db       *pgxpool.Pool
@@ -81,6 +82,12 @@ func run(ctx context.Context, cfg *Config) (*Result, error) {
 			LoadStart: loadavg(), KeyPrefix: cfg.KeyPrefix, Variants: cfg.Variants, FloodClaims: cfg.FloodClaims,
 			Pprof: cfg.Pprof, Command: command()}},
 	}
+	if cfg.Identity {
+		b.res.Run.Identity = identityText()
+		if b.secret, err = newSecret(); err != nil {
+			return nil, err
+		}
+	}
 	b.res.Run.Topic, b.res.Run.Group = b.run, b.run
 	if err := os.MkdirAll(b.work, 0o755); err != nil {
 		return nil, err
@@ -91,6 +98,11 @@ func run(ctx context.Context, cfg *Config) (*Result, error) {
 	}
 	for v := range cfg.Variants {
 		if err := b.variant(ctx, v); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Identity {
+		if err := b.identity(ctx); err != nil {
 			return nil, err
 		}
 	}
@@ -152,10 +164,7 @@ func (b *bench) setup(ctx context.Context) (err error) {
 	if err := b.consumer.WaitReady(ctx, 90*time.Second); err != nil {
 		return err
 	}
-	if err := b.startAPI(ctx, 0); err != nil {
-		return err
-	}
-	return nil
+	return b.startAPI(ctx, variantText(b.cfg.Variants[0]), b.cfg.variantEnv(0))
 }
 
 // env is the environment of the api and consumer: this process's (their
@@ -166,8 +175,9 @@ func (b *bench) env(extra ...string) []string {
 		"REDIS_KEY_PREFIX=" + b.cfg.KeyPrefix}, extra...)...)
 }
 
-// startAPI (re)starts the api with variant v's environment.
-func (b *bench) startAPI(ctx context.Context, v int) error {
+// startAPI (re)starts the api with extra environment on top of the
+// bench's; what describes it in the log.
+func (b *bench) startAPI(ctx context.Context, what string, extra []string) error {
 	if b.api != nil {
 		if err := b.api.Stop(); err != nil {
 			return err
@@ -184,8 +194,8 @@ func (b *bench) startAPI(ctx context.Context, v int) error {
 	env := b.env("LISTEN_ADDR="+listen, "PORT="+strconv.Itoa(b.cfg.Port), "ADMIN_TOKEN="+b.token, "PPROF_ADDR="+pprof,
 		"USER_TOKEN_SECRET=", "RATE_LIMIT_USER=0", "RATE_LIMIT_IP=0")
 	b.api = &stack.Proc{Name: "api", Path: b.bins["api"], Log: filepath.Join(b.work, "api.log"),
-		Ready: stack.HTTPReady(b.base + "/readyz"), Env: append(env, b.cfg.variantEnv(v)...)}
-	logf("api on %s, %s", listen, variantText(b.cfg.Variants[v]))
+		Ready: stack.HTTPReady(b.base + "/readyz"), Env: append(env, extra...)}
+	logf("api on %s, %s", listen, what)
 	if err := b.api.Start(); err != nil {
 		return err
 	}
@@ -199,7 +209,7 @@ type campaigns struct{ warmup, soldout, duplicate, flood int64 }
 // variant runs every phase against the api with variant v's configuration.
 func (b *bench) variant(ctx context.Context, v int) error {
 	if v > 0 {
-		if err := b.startAPI(ctx, v); err != nil {
+		if err := b.startAPI(ctx, variantText(b.cfg.Variants[v]), b.cfg.variantEnv(v)); err != nil {
 			return err
 		}
 	}
@@ -249,6 +259,13 @@ func (b *bench) variant(ctx context.Context, v int) error {
 		}
 		if err := b.phase(ctx, Open, v, conns, id, Load{URL: b.openURL(id), Mode: "unique", Prefix: user(fmt.Sprintf("o%d-", conns))}); err != nil {
 			return err
+		}
+		// The identity phases' baseline: the same requests as with the check
+		// on (identity), next to this configuration's open phase.
+		if cfg.Identity && v == len(cfg.Variants)-1 && conns == first {
+			if err := b.signed(ctx, v, conns); err != nil {
+				return err
+			}
 		}
 	}
 	for _, ph := range []struct {
@@ -371,7 +388,7 @@ func (b *bench) phase(ctx context.Context, kind string, v, conns int, id int64, 
 	p := newPhase(kind, v, conns, id, w)
 	p.CPU = Cores(before, after, wrkCPU)
 	p.RedisCPUus = (after.RedisCPU - before.RedisCPU) * 1e6
-	if kind == Open {
+	if kind == Open || kind == Signed {
 		logf("%s: waiting for its claims in PostgreSQL (at most %s)", name, b.cfg.PersistTimeout)
 		ps, err := persisted(ctx, b.db, id, b.claims(id), after.At, b.cfg.PersistTimeout, 100*time.Millisecond)
 		if err != nil {

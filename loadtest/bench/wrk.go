@@ -22,14 +22,18 @@ type WrkResult struct {
 	Errors     map[string]int64   `json:"errors"`
 	LatencyUS  map[string]float64 `json:"latency_us"`
 	Statuses   map[string]int64   `json:"statuses"`
+	// Reused counts the requests of mode tokens that repeated a user, its
+	// thread's slice of the token file used up.
+	Reused int64 `json:"reused"`
 }
 
 // Load is one wrk run of loadtest/wrk/bench.lua.
 type Load struct {
 	URL         string
-	Mode        string // get, unique or fixed (see bench.lua)
+	Mode        string // get, unique, fixed or tokens (see bench.lua)
 	Prefix      string // user id prefix
 	Users       int    // fixed mode: how many users
+	Tokens      string // tokens mode: the file of users and their tokens
 	Threads     int
 	Connections int
 	Duration    time.Duration
@@ -40,9 +44,14 @@ type Load struct {
 func (l Load) args(script string) []string {
 	secs := max(1, int(l.Duration.Round(time.Second)/time.Second))
 	a := []string{"-t" + strconv.Itoa(l.Threads), "-c" + strconv.Itoa(l.Connections), "-d" + strconv.Itoa(secs) + "s",
-		"--timeout", "2s", "--latency", "-s", script, l.URL, "--", l.Mode, l.Prefix}
-	if l.Mode == "fixed" {
-		a = append(a, strconv.Itoa(l.Users))
+		"--timeout", "2s", "--latency", "-s", script, l.URL, "--", l.Mode}
+	switch l.Mode {
+	case "fixed":
+		a = append(a, l.Prefix, strconv.Itoa(l.Users))
+	case "tokens":
+		a = append(a, l.Tokens, strconv.Itoa(l.Threads))
+	default:
+		a = append(a, l.Prefix)
 	}
 	return a
 }
