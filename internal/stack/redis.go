@@ -22,15 +22,17 @@ import (
 // `redis-cli --cluster create`) can be added as a second topology without
 // changing how nodes are started, stopped and found.
 type Redis struct {
-	s    *Stack
-	addr string // host:port clients use
-	dir  string // data, pidfile and log
+	s       *Stack
+	addr    string // host:port clients use (a cluster: every node's, comma-separated)
+	dir     string // data, pidfile and log (a cluster: a directory per node under it)
+	cluster bool   // RedisMode cluster (cluster.go)
 }
 
 // redisNode is one redis-server process.
 type redisNode struct {
 	addr string
 	dir  string
+	args []string // redis-server options besides the common ones
 }
 
 func (n redisNode) pidfile() pidfile {
@@ -39,7 +41,12 @@ func (n redisNode) pidfile() pidfile {
 func (n redisNode) log() string { return filepath.Join(n.dir, "redis.log") }
 
 // nodes are the server processes of the topology (standalone: one).
-func (r *Redis) nodes() []redisNode { return []redisNode{{addr: r.addr, dir: r.dir}} }
+func (r *Redis) nodes() []redisNode {
+	if r.cluster {
+		return r.clusterNodes()
+	}
+	return []redisNode{{addr: r.addr, dir: r.dir}}
+}
 
 // Name is "redis".
 func (r *Redis) Name() string { return "redis" }
@@ -50,12 +57,15 @@ func (r *Redis) Addr() string { return r.addr }
 // Dir holds the data, the pidfile and the log.
 func (r *Redis) Dir() string { return r.dir }
 
-// Check PINGs every node.
+// Check PINGs every node (a cluster: and checks that it is formed).
 func (r *Redis) Check(ctx context.Context) error {
 	for _, n := range r.nodes() {
 		if _, err := redisInfo(ctx, n.addr); err != nil {
 			return err
 		}
+	}
+	if r.cluster {
+		return r.clusterCheck(ctx)
 	}
 	return nil
 }
@@ -109,6 +119,9 @@ func (r *Redis) start(ctx context.Context) error {
 			return err
 		}
 	}
+	if r.cluster {
+		return r.form(ctx)
+	}
 	return nil
 }
 
@@ -140,11 +153,12 @@ func (r *Redis) startNode(ctx context.Context, n redisNode) error {
 	pf := n.pidfile()
 	os.Remove(pf.path)
 	// redis-server daemonizes itself and writes its own pidfile.
-	if _, err := command(ctx, 30*time.Second, n.dir, "redis-server",
+	argv := append([]string{"redis-server",
 		"--bind", host, "--port", port, "--protected-mode", "yes",
 		"--daemonize", "yes", "--pidfile", pf.path, "--logfile", n.log(), "--dir", n.dir,
 		"--appendonly", "yes", "--appendfsync", "everysec",
-		"--save", "3600 1 300 100 60 10000"); err != nil {
+		"--save", "3600 1 300 100 60 10000"}, n.args...)
+	if _, err := command(ctx, 30*time.Second, n.dir, argv...); err != nil {
 		return fmt.Errorf("%w (is redis-server installed? bash deploy/local/install.sh)", err)
 	}
 	if err := Poll(ctx, 20*time.Second, func(ctx context.Context) error { _, err := redisInfo(ctx, n.addr); return err }); err != nil {
@@ -157,8 +171,9 @@ func (r *Redis) startNode(ctx context.Context, n redisNode) error {
 	return nil
 }
 
-// Stop stops the redis-server processes this package started (SIGTERM:
-// the AOF is flushed; SIGKILL after 30 s).
+// Stop stops the redis-server processes this package started, standalone
+// and cluster nodes alike whatever the mode (SIGTERM: the AOF is flushed;
+// SIGKILL after 30 s).
 func (r *Redis) Stop(ctx context.Context) (bool, error) {
 	unlock, err := lock(ctx, r.s.State, r.Name())
 	if err != nil {
@@ -167,7 +182,7 @@ func (r *Redis) Stop(ctx context.Context) (bool, error) {
 	defer unlock()
 	stopped := false
 	var errs []error
-	for _, n := range r.nodes() {
+	for _, n := range r.startedNodes() {
 		pid, err := n.pidfile().pid()
 		if err != nil {
 			continue
@@ -195,8 +210,11 @@ func (r *Redis) down(_ context.Context, sig syscall.Signal) error {
 	return nil
 }
 
-// Status reports the first node (the only one of a standalone Redis).
+// Status reports the standalone Redis, or the cluster (cluster.go).
 func (r *Redis) Status(ctx context.Context) Status {
+	if r.cluster {
+		return r.clusterStatus(ctx)
+	}
 	n := r.nodes()[0]
 	st := Status{Name: r.Name(), Addr: r.addr, Log: n.log()}
 	f, err := redisInfo(ctx, n.addr)

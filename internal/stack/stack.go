@@ -15,7 +15,10 @@
 // Services:
 //
 //   - Redis: redis-server on 127.0.0.1:6379 (REDIS_ADDR) with appendonly
-//     yes and appendfsync everysec, data and log in .local/redis.
+//     yes and appendfsync everysec, data and log in .local/redis; with
+//     REDIS_MODE=cluster instead a Redis Cluster of 3 masters and 3
+//     replicas on 127.0.0.1:7001-7006, data and logs in
+//     .local/redis-cluster/<port> (cluster.go).
 //   - PostgreSQL: the Debian cluster (pg_lsclusters, pg_ctlcluster) on
 //     port 5432 (PGPORT), with role rain (password rain) and databases rain
 //     and rain_test.
@@ -48,7 +51,8 @@ type Config struct {
 	Root         string // repository root (holding go.mod); "": found from the working directory
 	State        string // pidfiles, logs, data, locks; "": Root/.local
 	Cache        string // downloads (the Kafka jars); "": Root/.cache
-	RedisAddr    string // 127.0.0.1:6379
+	RedisAddr    string // 127.0.0.1:6379; cluster: the nodes, comma-separated (127.0.0.1:7001,…,127.0.0.1:7006)
+	RedisMode    string // standalone (""), or cluster: a Redis Cluster of 3 masters and 3 replicas (cluster.go)
 	PostgresPort int    // 5432
 	KafkaAddr    string // 127.0.0.1:9092; the KRaft controller listens on the next port
 	KafkaMode    KafkaMode
@@ -61,12 +65,13 @@ type Config struct {
 	Logf func(format string, args ...any)
 }
 
-// FromEnv is the Config the environment gives: REDIS_ADDR, PGPORT,
+// FromEnv is the Config the environment gives: REDIS_ADDR, REDIS_MODE, PGPORT,
 // KAFKA_PORT, KAFKA_MODE, KAFKA_REQUIRE_REAL=1, KAFKA_VERSION and
 // KAFKA_HEAP_OPTS; unset ones keep the defaults.
 func FromEnv() (Config, error) {
 	c := Config{
 		RedisAddr:        os.Getenv("REDIS_ADDR"),
+		RedisMode:        os.Getenv("REDIS_MODE"),
 		KafkaMode:        KafkaMode(os.Getenv("KAFKA_MODE")),
 		KafkaRequireReal: os.Getenv("KAFKA_REQUIRE_REAL") == "1",
 		KafkaVersion:     os.Getenv("KAFKA_VERSION"),
@@ -89,6 +94,9 @@ func FromEnv() (Config, error) {
 func (c *Config) defaults() {
 	if c.RedisAddr == "" {
 		c.RedisAddr = "127.0.0.1:6379"
+		if c.RedisMode == RedisCluster {
+			c.RedisAddr = DefaultClusterAddrs
+		}
 	}
 	if c.PostgresPort == 0 {
 		c.PostgresPort = 5432
@@ -128,8 +136,8 @@ type Stack struct {
 func New(cfg Config) (*Stack, error) {
 	cfg.defaults()
 	var errs []error
-	if err := CheckAddr(cfg.RedisAddr); err != nil {
-		errs = append(errs, fmt.Errorf("REDIS_ADDR: %w", err))
+	if err := checkRedis(cfg.RedisMode, cfg.RedisAddr); err != nil {
+		errs = append(errs, err)
 	}
 	if err := CheckAddr(cfg.KafkaAddr); err != nil {
 		errs = append(errs, fmt.Errorf("KAFKA_PORT: %w", err))
@@ -163,7 +171,7 @@ func New(cfg Config) (*Stack, error) {
 		Bin:   filepath.Join(cfg.Root, "bin"),
 		cfg:   cfg,
 	}
-	s.redis = &Redis{s: s, addr: cfg.RedisAddr, dir: filepath.Join(s.State, "redis")}
+	s.redis = newRedis(s, cfg)
 	s.postgres = &Postgres{s: s, port: cfg.PostgresPort}
 	s.kafka = newKafka(s, cfg)
 	return s, nil
