@@ -57,6 +57,15 @@ func init() {
 	}
 }
 
+// Retried is how many times Retry has sent a command again after a reply
+// of kind.
+func Retried(kind string) uint64 {
+	if c := retried[kind]; c != nil {
+		return c.Get()
+	}
+	return 0
+}
+
 // Retry runs fn, and runs it again, up to Retries times with a short
 // backoff (the retry policy starting at 5 ms, capped at 50 ms), while it
 // fails with an error reply that proves it did not run (NotRun), and ctx

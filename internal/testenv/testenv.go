@@ -87,7 +87,9 @@ func Boot() boot.Config {
 }
 
 // Redis returns a client of the test Redis (with the processes' options,
-// boot.Config.RedisOptions), closed when the test ends.
+// boot.Config.RedisOptions), closed when the test ends. It refuses, by a
+// panic, a script call whose keys lie in different hash slots, on one
+// Redis as on a cluster.
 func Redis(tb testing.TB) rueidis.Client {
 	tb.Helper()
 	Need(tb, "Redis at "+RedisAddr())
@@ -97,7 +99,7 @@ func Redis(tb testing.TB) rueidis.Client {
 		tb.Fatalf("redis %s: %v"+hint, RedisAddr(), err)
 	}
 	tb.Cleanup(c.Close)
-	return c
+	return slotChecked{c}
 }
 
 var migrateOnce sync.Once
@@ -212,5 +214,5 @@ func RedisAt(tb testing.TB, addr string) rueidis.Client {
 	if c.Mode() == rueidis.ClientModeCluster {
 		tb.Skipf("needs one Redis at %s; it is a cluster node (its clients follow CLUSTER SLOTS around a proxy)", addr)
 	}
-	return c
+	return slotChecked{c}
 }
