@@ -2,7 +2,6 @@ package edge
 
 import (
 	"context"
-	"encoding/json"
 	"strconv"
 	"time"
 
@@ -96,13 +95,17 @@ func (s *Server) getCampaign(ctx *fasthttp.RequestCtx) {
 	}
 	rctx, cancel := context.WithTimeout(context.Background(), s.cfg.RepairTimeout)
 	defer cancel()
+	s.writeCampaign(ctx, rctx, id)
+}
+
+// writeCampaign answers with what GET /campaign/{id} shows.
+func (s *Server) writeCampaign(ctx *fasthttp.RequestCtx, rctx context.Context, id int64) {
 	v, err := s.viewCampaign(rctx, id)
 	if err != nil {
 		writeError(ctx, err)
 		return
 	}
-	b, _ := json.Marshal(v)
-	writeJSON(ctx, fasthttp.StatusOK, b)
+	writeValue(ctx, v)
 }
 
 // viewCampaign reads what GET /campaign/{id} shows; errors are the API's.

@@ -1,6 +1,8 @@
 package edge
 
 import (
+	"encoding/json"
+	"fmt"
 	"math/rand/v2"
 	"strconv"
 
@@ -92,6 +94,17 @@ func writeOutcome(ctx *fasthttp.RequestCtx, r lua.Result) {
 // writeBusy answers 503 BUSY: nothing was claimed, try again shortly.
 func writeBusy(ctx *fasthttp.RequestCtx, why string) {
 	writeError(ctx, &rain.Error{Code: rain.EBUSY, Message: why})
+}
+
+// writeValue answers 200 with v as JSON. A value that cannot be encoded is
+// a bug: 500 with the API's error body, never an empty 200.
+func writeValue(ctx *fasthttp.RequestCtx, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		writeError(ctx, fmt.Errorf("encode %T: %w", v, err))
+		return
+	}
+	writeJSON(ctx, fasthttp.StatusOK, b)
 }
 
 func writeJSON(ctx *fasthttp.RequestCtx, status int, body []byte) {

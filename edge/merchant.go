@@ -219,8 +219,7 @@ func (s *Server) listCampaigns(ctx *fasthttp.RequestCtx) {
 		next := strconv.FormatInt(list[len(list)-1].ID, 10)
 		page.Next = &next
 	}
-	b, _ := json.Marshal(page)
-	writeJSON(ctx, fasthttp.StatusOK, b)
+	writeValue(ctx, page)
 }
 
 func utc(t *time.Time) *time.Time {
@@ -305,13 +304,7 @@ func (s *Server) endCampaign(ctx *fasthttp.RequestCtx) {
 		endedEarly.Inc()
 		s.log.Info("campaign ended by a merchant", "campaign_id", id, "by", merchantName(ctx), "end_time", e.End)
 	}
-	v, err := s.viewCampaign(rctx, id)
-	if err != nil {
-		writeError(ctx, err)
-		return
-	}
-	b, _ := json.Marshal(v)
-	writeJSON(ctx, fasthttp.StatusOK, b)
+	s.writeCampaign(ctx, rctx, id)
 }
 
 // endInRedis ends campaign id in Redis no later than endMs and returns the
@@ -478,8 +471,7 @@ func (s *Server) addStock(ctx *fasthttp.RequestCtx) {
 	if res.Replayed {
 		ctx.Response.Header.Set(headerReplayed, "true")
 	}
-	b, _ := json.Marshal(stockView{CampaignID: id, Amount: amount, Count: count, Total: res.Total, Applied: res.Applied, At: res.At.UTC()})
-	writeJSON(ctx, fasthttp.StatusOK, b)
+	writeValue(ctx, stockView{CampaignID: id, Amount: amount, Count: count, Total: res.Total, Applied: res.Applied, At: res.At.UTC()})
 }
 
 // restockRedis runs restock.lua for a new stock action and records that
@@ -673,8 +665,7 @@ func (s *Server) listClaims(ctx *fasthttp.RequestCtx) {
 	if more {
 		page.Next = &claims[len(claims)-1].User
 	}
-	b, _ := json.Marshal(page)
-	writeJSON(ctx, fasthttp.StatusOK, b)
+	writeValue(ctx, page)
 }
 
 // claimsCSV streams a campaign's claims as CSV, one page of claim_log at a
@@ -791,6 +782,5 @@ func (s *Server) userClaim(ctx *fasthttp.RequestCtx) {
 		}
 		v = claimView{UserID: user, Amount: amount, ClaimedAt: time.UnixMilli(at).UTC(), Persisted: false}
 	}
-	b, _ := json.Marshal(v)
-	writeJSON(ctx, fasthttp.StatusOK, b)
+	writeValue(ctx, v)
 }
