@@ -1,8 +1,10 @@
 # Red packet rain: local development and CI entry points.
 # Services and processes are started and stopped by Go (internal/stack, through
 # bin/dev from cmd/dev); deploy/local/install.sh only installs Debian packages.
-# Service settings come from the environment: REDIS_ADDR, PGPORT, KAFKA_PORT,
+# Service settings come from the environment: REDIS_ADDR, REDIS_MODE, PGPORT, KAFKA_PORT,
 # KAFKA_REQUIRE_REAL=1, KAFKA_VERSION, KAFKA_HEAP_OPTS (see internal/stack).
+# REDIS_MODE=cluster: services, run, test and chaos use a local Redis Cluster (3 masters,
+# 3 replicas on 127.0.0.1:7001-7006) instead of the one Redis on 6379; stop stops both.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -29,6 +31,7 @@ help:
 	@echo "make lint      go vet and staticcheck        make fmt    go fmt ./..."
 	@echo "make bench     the benchmark                 make chaos  the fault-injection suite"
 	@echo "go test -short ./...   the pure tests only: no service needed"
+	@echo "REDIS_MODE=cluster make services|run|test|chaos   the same on a local Redis Cluster (127.0.0.1:7001-7006)"
 
 dev:
 	@go build -o $(DEV) ./cmd/dev
