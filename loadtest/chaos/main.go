@@ -25,7 +25,6 @@ import (
 	"flag"
 	"fmt"
 	"log"
-	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -37,7 +36,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/redis/rueidis"
 
 	"github.com/redpacket/rain/internal/config"
 	"github.com/redpacket/rain/internal/stack"
@@ -91,6 +89,7 @@ type Settings struct {
 	MetricsAddr string
 	KeyPrefix   string
 	RedisAddr   string
+	RedisMode   string // standalone, or cluster: the cluster scenarios (cluster.go)
 	PostgresDSN string
 }
 
@@ -115,15 +114,26 @@ func settings(lookup func(string) (string, bool)) (*Settings, *config.Set) {
 	s.Addr(&st.APIAddr, "CHAOS_API_ADDR", "127.0.0.1:18090", "the api the suite runs (loopback only)")
 	s.Addr(&st.MetricsAddr, "CHAOS_METRICS_ADDR", "127.0.0.1:19190", "its consumer's METRICS_ADDR (loopback only)")
 	s.String(&st.KeyPrefix, "CHAOS_KEY_PREFIX", "rpchaos", "REDIS_KEY_PREFIX of the api and consumer the suite runs: its own namespace, cleared before the run and after one that passed")
-	s.Addr(&st.RedisAddr, "REDIS_ADDR", "127.0.0.1:6379", "Redis (loopback only)")
+	s.String(&st.RedisMode, "REDIS_MODE", stack.RedisStandalone, "cluster: run on the local Redis Cluster, whose scenarios are then the default set")
+	defRedis := "127.0.0.1:6379"
+	if st.RedisMode == stack.RedisCluster {
+		defRedis = stack.DefaultClusterAddrs
+	}
+	s.String(&st.RedisAddr, "REDIS_ADDR", defRedis, "Redis, or the cluster's nodes comma-separated (loopback only)")
 	s.String(&st.PostgresDSN, "POSTGRES_DSN", "postgres://rain:rain@127.0.0.1:5432/rain?sslmode=disable", "PostgreSQL (loopback only)")
 	if p.FaultAt+p.Outage+5*time.Second > p.Duration+p.Tail {
 		s.Errorf("CHAOS_OUTAGE", "%s is too long for CHAOS_DURATION=%s", p.Outage, p.Duration)
 	}
-	for name, addr := range map[string]string{"CHAOS_API_ADDR": st.APIAddr, "CHAOS_METRICS_ADDR": st.MetricsAddr, "REDIS_ADDR": st.RedisAddr} {
+	for name, addr := range map[string]string{"CHAOS_API_ADDR": st.APIAddr, "CHAOS_METRICS_ADDR": st.MetricsAddr} {
 		if err := stack.CheckAddr(addr); err != nil {
 			s.Errorf(name, "%v", err)
 		}
+	}
+	if err := stack.CheckAddrs(st.RedisAddr); err != nil {
+		s.Errorf("REDIS_ADDR", "%v", err)
+	}
+	if st.RedisMode != stack.RedisStandalone && st.RedisMode != stack.RedisCluster {
+		s.Errorf("REDIS_MODE", "%q: want standalone or cluster", st.RedisMode)
 	}
 	if err := stack.CheckDSN(st.PostgresDSN); err != nil {
 		s.Errorf("POSTGRES_DSN", "%v", err)
@@ -131,7 +141,7 @@ func settings(lookup func(string) (string, bool)) (*Settings, *config.Set) {
 	if st.KeyPrefix == lua.DefaultPrefix || st.KeyPrefix == "" {
 		s.Errorf("CHAOS_KEY_PREFIX", "%q is the default namespace, which the suite would clear", st.KeyPrefix)
 	}
-	if _, err := selected(st.Scenarios); err != nil {
+	if _, err := selected(st.Scenarios, st.RedisMode == stack.RedisCluster); err != nil {
 		s.Errorf("CHAOS_SCENARIOS", "%v", err)
 	}
 	st.Profile = p
@@ -139,12 +149,13 @@ func settings(lookup func(string) (string, bool)) (*Settings, *config.Set) {
 }
 
 // selected returns the scenarios a comma-separated list names, or the
-// default ones when it is empty.
-func selected(list string) ([]*Scenario, error) {
+// default ones when it is empty: on a Redis Cluster the cluster scenarios,
+// else the others but the optional ones.
+func selected(list string, cluster bool) ([]*Scenario, error) {
 	if strings.TrimSpace(list) == "" {
 		var out []*Scenario
 		for _, s := range Scenarios {
-			if !s.Optional {
+			if !s.Optional && s.Cluster == cluster {
 				out = append(out, s)
 			}
 		}
@@ -159,6 +170,9 @@ func selected(list string) ([]*Scenario, error) {
 				names = append(names, s.Name)
 			}
 			return nil, fmt.Errorf("no scenario %q (have %s)", name, strings.Join(names, ", "))
+		}
+		if Scenarios[i].Cluster && !cluster {
+			return nil, fmt.Errorf("scenario %s needs a Redis Cluster (REDIS_MODE=cluster)", Scenarios[i].Name)
 		}
 		out = append(out, Scenarios[i])
 	}
@@ -178,7 +192,7 @@ func suite() int {
 		fmt.Fprintf(os.Stderr, "chaos: %v\n", err)
 		return 2
 	}
-	scs, _ := selected(cfg.Scenarios)
+	scs, _ := selected(cfg.Scenarios, cfg.RedisMode == stack.RedisCluster)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	ctx, cancel := context.WithTimeout(ctx, rn.Profile.Timeout)
 	defer cancel()
@@ -262,7 +276,10 @@ func setup(cfg *Settings) (*Runner, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	scfg.RedisAddr, scfg.Logf = cfg.RedisAddr, logf
+	scfg.RedisAddr, scfg.RedisMode, scfg.Logf = cfg.RedisAddr, cfg.RedisMode, logf
+	if cfg.RedisMode == stack.RedisCluster {
+		useCluster()
+	}
 	pgcfg, err := pgxpool.ParseConfig(cfg.PostgresDSN)
 	if err != nil {
 		return nil, nil, fmt.Errorf("POSTGRES_DSN: %w", err)
@@ -304,8 +321,7 @@ func setup(cfg *Settings) (*Runner, func(), error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("POSTGRES_DSN: %w", err)
 	}
-	rdb, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{rn.RedisAddr}, DisableCache: true,
-		Dialer: net.Dialer{Timeout: 2 * time.Second}})
+	rdb, err := redisClient(rn.RedisAddr)
 	if err != nil {
 		db.Close()
 		return nil, nil, fmt.Errorf("REDIS_ADDR: %w", err)
@@ -415,7 +431,7 @@ func checkCmd(args []string) int {
 		return 1
 	}
 	defer db.Close()
-	rdb, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{cfg.RedisAddr}, DisableCache: true})
+	rdb, err := redisClient(cfg.RedisAddr)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "chaos check: REDIS_ADDR: %v\n", err)
 		return 1

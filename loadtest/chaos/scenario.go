@@ -54,6 +54,11 @@ type Scenario struct {
 	Info bool
 	// Optional scenarios run only when named (CHAOS_SCENARIOS).
 	Optional bool
+	// Cluster scenarios need a Redis Cluster (REDIS_MODE=cluster), where
+	// they are the default set (cluster.go).
+	Cluster bool
+	// Verdicts adds the scenario's own verdicts, after the checks.
+	Verdicts func(r *run, recs []Record) []Verdict
 	// Tolerate503Claims and NoAnswerOK: see CheckOptions.
 	Tolerate503Claims bool
 	NoAnswerOK        bool
@@ -141,6 +146,8 @@ type ScenarioStats struct {
 	Duplicates  int            `json:"duplicates"`   // redelivered events the consumer skipped
 	DeadLetters int            `json:"dead_letters"` // events the consumer dead-lettered
 	Abandoned   int            `json:"abandoned"`    // events the api's producer gave up on
+	Readded     int            `json:"readded"`      // claims Redis had lost, put back by the reconciler
+	Oversold    int            `json:"oversold"`     // of those, packets Redis had handed out again
 	Latency     Latency        `json:"latency"`      // of the answered opens
 	// Unsolicited counts answers the api wrote on a connection with no
 	// request in flight (net/http logs and drops them): fasthttp answers a
@@ -149,6 +156,8 @@ type ScenarioStats struct {
 	Unsolicited int64 `json:"unsolicited"`
 	// Actions are the merchant step's requests, with every attempt.
 	Actions []*Action `json:"actions,omitempty"`
+	// Cluster: a cluster scenario's numbers (cluster.go).
+	Cluster *ClusterStats `json:"cluster,omitempty"`
 }
 
 // Latency sums up how long the answered opens took.
@@ -552,6 +561,7 @@ func (r *run) run(ctx context.Context) (err error) {
 	}
 
 	// Stop the processes (an expected exit), then read their logs whole.
+	r.readRetried(ctx)
 	for _, pr := range []*stack.Proc{r.api, r.consumer} {
 		if err := pr.Stop(); err != nil {
 			r.event("stopping %s: %v", pr.Name, err)
@@ -562,6 +572,9 @@ func (r *run) run(ctx context.Context) (err error) {
 		r.live.ServiceErr = append(r.live.ServiceErr, "down at the end: "+strings.Join(down, ", "))
 	}
 	r.scanLogs(ids)
+	if r.sc.Verdicts != nil {
+		r.res.Verdicts = append(r.res.Verdicts, r.sc.Verdicts(r, recs)...)
+	}
 	r.res.Verdicts = append(r.res.Verdicts, r.live.Verdict())
 
 	if !r.res.Failed() && !r.res.Info && !r.Keep {
@@ -667,6 +680,8 @@ func (r *run) scanLogs(ids []int64) {
 				Repaired    int    `json:"repaired"`
 				Duplicates  int    `json:"duplicates"`
 				DeadLetters int    `json:"dead_letters"`
+				Readded     int    `json:"readded"`
+				Oversold    int    `json:"oversold"`
 			}
 			if !strings.HasPrefix(line, "{") || json.Unmarshal([]byte(line), &e) != nil {
 				continue
@@ -681,6 +696,10 @@ func (r *run) scanLogs(ids []int64) {
 				r.res.Stats.DeadLetters += e.DeadLetters
 			case "claim event not produced before shutdown; the reconciler will persist it":
 				r.res.Stats.Abandoned++
+			case "reconciler put back into redis claims it had lost":
+				if ours[e.CampaignID] {
+					r.noteReadded(e.Readded, e.Oversold)
+				}
 			}
 		}
 		f.Close()
