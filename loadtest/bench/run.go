@@ -388,7 +388,7 @@ func (b *bench) phase(ctx context.Context, kind string, v, conns int, id int64, 
 	p := newPhase(kind, v, conns, id, w)
 	p.CPU = Cores(before, after, wrkCPU)
 	p.RedisCPUus = (after.RedisCPU - before.RedisCPU) * 1e6
-	if kind == Open || kind == Signed {
+	if opens(kind) {
 		logf("%s: waiting for its claims in PostgreSQL (at most %s)", name, b.cfg.PersistTimeout)
 		ps, err := persisted(ctx, b.db, id, b.claims(id), after.At, b.cfg.PersistTimeout, 100*time.Millisecond)
 		if err != nil {
