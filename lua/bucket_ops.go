@@ -49,11 +49,12 @@ type Move struct {
 // campaign's rebalancing lease: first the half-done transfers are
 // finished (Sweep); then, unless b already holds want packets, up to want
 // move into b from the pool (at most its K-th part, so the pool's last
-// packets spread over the buckets), or, with the pool empty, half of the
-// fullest other bucket's (at most want); with nothing anywhere, the global
-// check (CheckSoldOut) makes every bucket answer SOLD_OUT. ErrLeaseHeld
-// means another process is rebalancing this campaign: ask the bucket again
-// in a moment. rnd, if not nil, draws the splits' randoms.
+// packets spread over the buckets); with the pool empty and b empty (the
+// tail), half of the fullest other bucket's packets (at most want) are
+// stolen; with nothing anywhere, the global check (CheckSoldOut) makes
+// every bucket answer SOLD_OUT. ErrLeaseHeld means another process is
+// rebalancing this campaign: retry within a bound, or ask the bucket
+// again. rnd, if not nil, draws the splits' randoms.
 func Rebalance(ctx context.Context, c rueidis.Client, l *Layout, b int, want int64, rnd func() uint64) (Move, error) {
 	var mv Move
 	if l.K() == 1 || b < 0 || b >= l.K() || want < 1 {
