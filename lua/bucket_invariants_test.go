@@ -55,7 +55,7 @@ func open(ctx context.Context, c rueidis.Client, l *lua.Layout, user string, wan
 		if out[0].Outcome != lua.Empty {
 			return out[0], nil
 		}
-		_, err := lua.Rebalance(ctx, c, l, b, want, rnd)
+		_, err := lua.Rebalance(ctx, c, l, b, want, &lua.RebalanceOptions{Rand: rnd})
 		switch {
 		case errors.Is(err, lua.ErrLeaseHeld):
 			time.Sleep(200 * time.Microsecond)
@@ -333,7 +333,7 @@ func drawTrials(t *testing.T, c rueidis.Client, trials int, transfer func() uint
 				if b[0].Outcome != lua.Empty {
 					break
 				}
-				if _, err := lua.Rebalance(context.Background(), c, l, k, 8, transfer); err != nil {
+				if _, err := lua.Rebalance(context.Background(), c, l, k, 8, &lua.RebalanceOptions{Rand: transfer}); err != nil {
 					t.Fatal(err)
 				}
 			}

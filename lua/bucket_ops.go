@@ -54,20 +54,18 @@ type Move struct {
 // stolen; with nothing anywhere, the global check (CheckSoldOut) makes
 // every bucket answer SOLD_OUT. ErrLeaseHeld means another process is
 // rebalancing this campaign: retry within a bound, or ask the bucket
-// again. rnd, if not nil, draws the splits' randoms.
-func Rebalance(ctx context.Context, c rueidis.Client, l *Layout, b int, want int64, rnd func() uint64) (Move, error) {
+// again. opt may be nil (the defaults).
+func Rebalance(ctx context.Context, c rueidis.Client, l *Layout, b int, want int64, opt *RebalanceOptions) (Move, error) {
 	var mv Move
 	if l.K() == 1 || b < 0 || b >= l.K() || want < 1 {
 		return mv, fmt.Errorf("rebalance bucket %d of %d, want %d", b, l.K(), want)
 	}
-	if rnd == nil {
-		rnd = rand.Uint64
-	}
-	ls, err := Lock(ctx, c, l, DefaultLease)
+	ls, err := opt.lock(ctx, c, l)
 	if err != nil {
 		return mv, err
 	}
 	defer func() { _ = ls.Unlock(context.WithoutCancel(ctx)) }()
+	rnd := opt.rand()
 	if mv.Swept, err = ls.Sweep(ctx); err != nil {
 		return mv, err
 	}
@@ -109,6 +107,49 @@ func Rebalance(ctx context.Context, c rueidis.Client, l *Layout, b int, want int
 		mv.Kind = MoveSoldOut
 	}
 	return mv, err
+}
+
+// RebalanceOptions tune Rebalance and SweepBuckets; the zero value (or
+// nil) is the defaults.
+type RebalanceOptions struct {
+	Rand         func() uint64 // the splits' randoms; default math/rand/v2
+	Lease        time.Duration // default DefaultLease
+	WaitReplicas int64         // see Lease: set to the replicas per master where there are some
+	WaitTimeout  time.Duration
+}
+
+func (o *RebalanceOptions) rand() func() uint64 {
+	if o == nil || o.Rand == nil {
+		return rand.Uint64
+	}
+	return o.Rand
+}
+
+func (o *RebalanceOptions) lock(ctx context.Context, c rueidis.Client, l *Layout) (*Lease, error) {
+	ttl := DefaultLease
+	if o != nil && o.Lease > 0 {
+		ttl = o.Lease
+	}
+	ls, err := Lock(ctx, c, l, ttl)
+	if err == nil && o != nil {
+		ls.WaitReplicas, ls.WaitTimeout = o.WaitReplicas, o.WaitTimeout
+	}
+	return ls, err
+}
+
+// SweepBuckets finishes the campaign's half-done transfers (Lease.Sweep)
+// under its lease, for the reconciler's passes; ErrLeaseHeld means a
+// rebalance is running elsewhere (and sweeps first itself).
+func SweepBuckets(ctx context.Context, c rueidis.Client, l *Layout, opt *RebalanceOptions) (int, error) {
+	if l.K() == 1 {
+		return 0, nil
+	}
+	ls, err := opt.lock(ctx, c, l)
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = ls.Unlock(context.WithoutCancel(ctx)) }()
+	return ls.Sweep(ctx)
 }
 
 // AddStockBuckets adds count packets of amount to a bucketed campaign (its

@@ -622,3 +622,33 @@ func TestTransferWaitsForReplicas(t *testing.T) {
 		t.Errorf("after the sweep: %+v", s)
 	}
 }
+
+// TestSweepBuckets: the reconciler's sweep finishes a transfer a dead
+// process left half done, and waits its turn while a lease is held.
+func TestSweepBuckets(t *testing.T) {
+	c := testenv.Redis(t)
+	ctx := context.Background()
+	l := liveBuckets(t, c, 3, map[int64]int64{1: 60})
+	before := readBuckets(t, c, l)
+	dead, err := lua.Lock(ctx, c, l, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, _, err := lua.Take(ctx, dead, -1, 1, "dead", 5, 1); n != 5 || err != nil {
+		t.Fatal(n, err)
+	}
+	if _, err := lua.SweepBuckets(ctx, c, l, nil); !errors.Is(err, lua.ErrLeaseHeld) {
+		t.Errorf("sweep while the lease is held: %v, want ErrLeaseHeld", err)
+	}
+	c.Do(ctx, c.B().Del().Key(l.Rebal()).Build()) // the dead process's lease expires
+	if n, err := lua.SweepBuckets(ctx, c, l, nil); n != 1 || err != nil {
+		t.Fatalf("sweep: %d %v, want 1 finished", n, err)
+	}
+	if s := readBuckets(t, c, l); s.Pending != 0 || s.Buckets[1].Left != before.Buckets[1].Left+5 || s.Left != before.Left {
+		t.Errorf("after the sweep: %+v", s)
+	}
+	k1, _ := testenv.Keys().Layout(nextID.Add(1), 1)
+	if n, err := lua.SweepBuckets(ctx, c, k1, nil); n != 0 || err != nil {
+		t.Errorf("sweep of a campaign of one bucket: %d %v", n, err)
+	}
+}
