@@ -44,7 +44,7 @@ func TestOpenStatusTable(t *testing.T) {
 	check("bad json", status, m, 400, "INVALID_REQUEST", 0)
 	status, m = h.do("POST", "/campaign/abc/open", "", `{"user_id":"x"}`)
 	check("bad id", status, m, 400, "INVALID_REQUEST", 0)
-	status, m = h.do("POST", fmt.Sprintf("/campaign/%d/open", id), "", `{"user_id":"`+strings.Repeat("x", 5000)+`"}`)
+	status, m = h.oversized(fmt.Sprintf("/campaign/%d/open", id), "", 5000)
 	check("body over 4 KiB", status, m, 413, "INVALID_REQUEST", 0)
 	if m["error"] == "" {
 		t.Errorf("error bodies carry a message: %v", m)
