@@ -63,6 +63,10 @@ func run(ctx context.Context, cfg consumer.MainConfig, log *slog.Logger) error {
 // claims it could not write (already logged).
 var errIncomplete = fmt.Errorf("reconcile finished, but claims in redis cannot be written (see the logs above)")
 
+// errPartial is the exit status 1 of a reconcile whose scans could not see
+// every claim (a slot migrated or failed over mid-scan): run it again.
+var errPartial = fmt.Errorf("reconcile finished, but a scan saw fewer claims than the hash held (a slot moved mid-scan): run it again")
+
 // reconcileNow is `consumer reconcile`: one full pass now (every active
 // campaign, or -campaign), waiting for a periodic pass of another process
 // to finish first. It prints the report as JSON on out.
@@ -106,6 +110,8 @@ func reconcileNow(ctx context.Context, cfg consumer.MainConfig, args []string, o
 		return fmt.Errorf("reconcile could not finish (repaired %d): %w", rep.Repaired, err)
 	case rep.Rejected > 0:
 		return errIncomplete
+	case rep.Partial > 0:
+		return errPartial
 	}
 	log.Info("reconcile done", "campaigns", rep.Campaigns, "scanned", rep.Scanned, "repaired", rep.Repaired, "young", rep.Young)
 	return nil
