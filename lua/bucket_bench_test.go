@@ -54,11 +54,15 @@ func benchClaims(b *testing.B, c rueidis.Client, l *lua.Layout, n int) {
 		rnds := make([]uint64, n)
 		out := make([]lua.Result, n)
 		for pb.Next() {
-			// n users of one bucket (random across calls): a batcher
-			// groups a bucket's opens as one campaign's today.
+			// n users of one bucket: a batcher groups a bucket's opens as
+			// one campaign's today. One user goes to their own bucket.
 			base := seq.Add(1)
 			bucket := rand.IntN(l.K())
-			for i, j := 0, int64(0); i < n; j++ {
+			if n == 1 {
+				users[0], rnds[0] = "u"+run+"-"+strconv.FormatInt(base, 36), rand.Uint64()
+				bucket = lua.BucketOf(l.ID, users[0], l.K())
+			}
+			for i, j := 0, int64(0); n > 1 && i < n; j++ {
 				u := "u" + run + "-" + strconv.FormatInt(base, 36) + "-" + strconv.FormatInt(j, 36)
 				if lua.BucketOf(l.ID, u, l.K()) == bucket {
 					users[i], rnds[i] = u, rand.Uint64()
