@@ -24,6 +24,7 @@ const (
 	MaxCreateBody    = 64 << 10      // bytes in a POST /campaign body
 	MaxOpenBody      = 4 << 10       // bytes in a POST /campaign/{id}/open body
 	MaxCampaignIDLen = 19            // decimal digits of an int64 id
+	MaxBuckets       = 64            // buckets a campaign's stock may be split over
 )
 
 // Campaign is a merchant's packet rain: a time window and an inventory.
@@ -34,7 +35,13 @@ type Campaign struct {
 	EndTime   time.Time
 	CreatedAt time.Time
 	Inventory []Stock // sorted by Amount, descending
+	// Buckets is how many Redis hash tags the stock is split over, 1 to
+	// MaxBuckets; 0 reads as 1.
+	Buckets int
 }
+
+// K is the campaign's number of buckets (at least 1).
+func (c *Campaign) K() int { return max(c.Buckets, 1) }
 
 // Stock is the inventory of one packet amount.
 type Stock struct {
@@ -60,6 +67,9 @@ func (c *Campaign) Validate() error {
 	}
 	if c.EndTime.Sub(c.StartTime) < time.Millisecond {
 		return Errorf(EINVALID, "end_time must be at least 1 ms after start_time")
+	}
+	if c.Buckets < 0 || c.Buckets > MaxBuckets {
+		return Errorf(EINVALID, "buckets must be an integer 1-%d", MaxBuckets)
 	}
 	if len(c.Inventory) < 1 || len(c.Inventory) > MaxInventory {
 		return Errorf(EINVALID, "inventory must have 1-%d amounts", MaxInventory)

@@ -36,6 +36,7 @@ var (
 type claimReq struct {
 	user  string
 	res   lua.Result
+	left  int64 // a bucket's stock after the call (-1: not read)
 	err   error
 	batch []*claimReq // set when this request is handed the lead
 	wake  chan struct{}
@@ -72,20 +73,56 @@ type batcher struct {
 	max   int // most opens per call; 1: every open its own call
 }
 
+// claimTarget is where a queue's calls go: a campaign's keys (claim.lua),
+// or bucket b of a bucketed campaign's layout (bucket_claim.lua).
+type claimTarget struct {
+	k *lua.Keys
+	l *lua.Layout
+	b int
+}
+
 // claim decides user's open of the campaign of k through the campaign's
 // queue q. An error means the outcome is unknown (the call may have run).
 func (b *batcher) claim(q *claimQueue, k *lua.Keys, user string) (lua.Result, error) {
+	res, _, err := b.claimAt(q, claimTarget{k: k}, user)
+	return res, err
+}
+
+// claimBucket decides user's open of bucket bkt of the campaign of l
+// through that bucket's queue q, and returns the bucket's stock after the
+// call as well (-1: not read).
+func (b *batcher) claimBucket(q *claimQueue, l *lua.Layout, bkt int, user string) (lua.Result, int64, error) {
+	return b.claimAt(q, claimTarget{l: l, b: bkt}, user)
+}
+
+// exec runs one call of t's script for users.
+func (t claimTarget) exec(ctx context.Context, c rueidis.Client, users []string, rnds []uint64, out []lua.Result) (int64, error) {
+	if t.l != nil {
+		return lua.ClaimBucket(ctx, c, t.l, t.b, users, rnds, out)
+	}
+	return -1, lua.ClaimBatch(ctx, c, t.k, users, rnds, out)
+}
+
+func (b *batcher) claimAt(q *claimQueue, t claimTarget, user string) (lua.Result, int64, error) {
 	if b.max <= 1 {
 		claimCalls.Inc()
 		claimOpens.Inc()
 		claimBatchSize.Update(1)
 		var res lua.Result
+		left := int64(-1)
 		err := b.call(func(ctx context.Context) error {
+			if t.l != nil {
+				var out [1]lua.Result
+				var err error
+				left, err = t.exec(ctx, b.redis, []string{user}, []uint64{rand.Uint64()}, out[:])
+				res = out[0]
+				return err
+			}
 			var err error
-			res, err = lua.Claim(ctx, b.redis, k, user, rand.Uint64())
+			res, err = lua.Claim(ctx, b.redis, t.k, user, rand.Uint64())
 			return err
 		})
-		return res, err
+		return res, left, err
 	}
 	r := claimReqs.Get().(*claimReq)
 	r.user = user
@@ -100,18 +137,18 @@ func (b *batcher) claim(q *claimQueue, k *lua.Keys, user string) (lua.Result, er
 		r.batch = append(r.batch[:0], r)
 	}
 	if len(r.batch) > 0 { // this request leads a call
-		b.run(q, k, r.batch)
+		b.run(q, t, r.batch)
 		r.batch = r.batch[:0]
 	}
-	res, err := r.res, r.err
-	r.user, r.res, r.err = "", lua.Result{}, nil
+	res, left, err := r.res, r.left, r.err
+	r.user, r.res, r.left, r.err = "", lua.Result{}, 0, nil
 	claimReqs.Put(r)
-	return res, err
+	return res, left, err
 }
 
 // run makes one call for batch (batch[0] is the caller's own request),
 // wakes the other members with their answers, and hands the lead on.
-func (b *batcher) run(q *claimQueue, k *lua.Keys, batch []*claimReq) {
+func (b *batcher) run(q *claimQueue, t claimTarget, batch []*claimReq) {
 	n := len(batch)
 	var (
 		usersBuf [64]string
@@ -130,11 +167,14 @@ func (b *batcher) run(q *claimQueue, k *lua.Keys, batch []*claimReq) {
 	claimCalls.Inc()
 	claimOpens.Add(n)
 	claimBatchSize.Update(float64(n))
+	left := int64(-1)
 	err := b.call(func(ctx context.Context) error {
-		return lua.ClaimBatch(ctx, b.redis, k, users, rnds, out)
+		var err error
+		left, err = t.exec(ctx, b.redis, users, rnds, out)
+		return err
 	})
 	for i, r := range batch {
-		r.res, r.err = out[i], err
+		r.res, r.left, r.err = out[i], left, err
 	}
 
 	q.mu.Lock()

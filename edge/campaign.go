@@ -57,7 +57,11 @@ func createRecord(c *rain.Campaign) any {
 	for _, st := range c.Inventory {
 		inv[strconv.FormatInt(st.Amount, 10)] = st.Total
 	}
-	return map[string]any{"name": c.Name, "start_time": c.StartTime, "end_time": c.EndTime, "inventory": inv}
+	r := map[string]any{"name": c.Name, "start_time": c.StartTime, "end_time": c.EndTime, "inventory": inv}
+	if c.K() > 1 {
+		r["buckets"] = c.K()
+	}
+	return r
 }
 
 // campaignView is the body of GET /campaign/{id}.
@@ -69,6 +73,7 @@ type campaignView struct {
 	CreatedAt time.Time         `json:"created_at"`
 	State     string            `json:"state"`     // live, upcoming or ended
 	EndedAt   *time.Time        `json:"ended_at"`  // when a merchant ended it early
+	Buckets   int               `json:"buckets"`   // Redis hash tags the stock is split over
 	Loaded    bool              `json:"loaded"`    // its state is in Redis (opens are served)
 	Total     int64             `json:"total"`     // packets in all (stock added included)
 	Remaining int64             `json:"remaining"` // packets left, in Redis
@@ -76,6 +81,22 @@ type campaignView struct {
 	Persisted int64             `json:"persisted"` // claims in PostgreSQL
 	Inventory []inventoryView   `json:"inventory"`
 	History   []postgres.Action `json:"history"` // merchant actions, oldest first (the first 1000)
+	// A bucketed campaign's parts: the pool and each bucket (K > 1 only).
+	Pool         *poolView    `json:"pool,omitempty"`
+	BucketStates []bucketView `json:"bucket_states,omitempty"`
+}
+
+type poolView struct {
+	Remaining int64 `json:"remaining"`
+	InTransit int64 `json:"in_transit"` // transfers not settled
+}
+
+type bucketView struct {
+	Bucket    int   `json:"bucket"`
+	Loaded    bool  `json:"loaded"`
+	Remaining int64 `json:"remaining"`
+	Claims    int64 `json:"claims"`
+	SoldOut   bool  `json:"sold_out"` // the global check set its final flag
 }
 
 type inventoryView struct {
@@ -130,9 +151,21 @@ func (s *Server) viewCampaign(ctx context.Context, id int64) (*campaignView, err
 
 // campaignLive fills v with c and its live state from Redis.
 func (s *Server) campaignLive(ctx context.Context, c *rain.Campaign, v campaignView) (*campaignView, error) {
-	st, err := lua.ReadState(ctx, s.redis, s.keys.Of(c.ID))
+	l, err := s.keys.Layout(c.ID, c.K())
+	if err != nil {
+		return nil, err
+	}
+	ls, err := lua.ReadBuckets(ctx, s.redis, l)
 	if err != nil {
 		return nil, busyIf(err)
+	}
+	st := ls.State
+	v.Buckets = l.K()
+	if l.K() > 1 {
+		v.Pool = &poolView{Remaining: ls.PoolLeft, InTransit: ls.Pending}
+		for b, bs := range ls.Buckets {
+			v.BucketStates = append(v.BucketStates, bucketView{Bucket: b, Loaded: bs.Loaded, Remaining: bs.Left, Claims: bs.Claims, SoldOut: bs.Final})
+		}
 	}
 	v.ID, v.Name, v.StartTime, v.EndTime, v.CreatedAt = c.ID, c.Name, c.StartTime.UTC(), c.EndTime.UTC(), c.CreatedAt.UTC()
 	v.State, v.EndedAt = campaignState(c.StartTime, c.EndTime, time.Now()), utc(v.EndedAt)

@@ -30,7 +30,7 @@ func parseCreateBody(body []byte) (*rain.Campaign, error) {
 		return nil, err
 	}
 	c := &rain.Campaign{}
-	var seen struct{ name, start, end, inventory bool }
+	var seen struct{ name, start, end, inventory, buckets bool }
 	for d.More() {
 		key, err := objectKey(d)
 		if err != nil {
@@ -50,6 +50,9 @@ func parseCreateBody(body []byte) (*rain.Campaign, error) {
 		case "inventory":
 			dup, seen.inventory = seen.inventory, true
 			c.Inventory, err = inventoryValue(d)
+		case "buckets":
+			dup, seen.buckets = seen.buckets, true
+			c.Buckets, err = bucketsValue(d)
 		default:
 			return nil, rain.Errorf(rain.EINVALID, "bad JSON: unknown field %q", key)
 		}
@@ -68,6 +71,9 @@ func parseCreateBody(body []byte) (*rain.Campaign, error) {
 	}
 	if !seen.name || !seen.start || !seen.end || !seen.inventory {
 		return nil, rain.Errorf(rain.EINVALID, "name, start_time, end_time and inventory are required")
+	}
+	if !seen.buckets {
+		c.Buckets = 1
 	}
 	sort.Slice(c.Inventory, func(i, j int) bool { return c.Inventory[i].Amount > c.Inventory[j].Amount })
 	if err := c.Validate(); err != nil {
@@ -214,4 +220,19 @@ func inventoryValue(d *json.Decoder) ([]rain.Stock, error) {
 		return nil, err
 	}
 	return inv, nil
+}
+
+// bucketsValue reads the number of buckets: a canonical JSON integer 1-64
+// (not 4.0, 4e0, "4" or 04).
+func bucketsValue(d *json.Decoder) (int, error) {
+	t, err := d.Token()
+	if err != nil {
+		return 0, badJSON(err)
+	}
+	n, ok := t.(json.Number)
+	v, perr := rain.ParseAmount(string(n)) // the canonical-integer rule
+	if !ok || perr != nil || v > rain.MaxBuckets {
+		return 0, rain.Errorf(rain.EINVALID, "buckets must be an integer 1-%d", rain.MaxBuckets)
+	}
+	return int(v), nil
 }

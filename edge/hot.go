@@ -33,6 +33,13 @@ type hotCampaign struct {
 	endMs atomic.Int64 // the campaign's end, unix ms, once a reply told it
 	queue claimQueue   // opens waiting for the next claim call (batch.go)
 
+	// A bucketed campaign's (buckets.go); nil with one bucket.
+	layout *lua.Layout
+	queues []claimQueue // one per bucket
+	rebal  *rebalancer
+	// checked: Redis said the campaign has one bucket (open.go).
+	checked atomic.Bool
+
 	sold       atomic.Pointer[soldOutSet] // its claimants, while kept (soldout.go)
 	building   atomic.Bool                // a filter of its claimants is being built
 	buildAfter atomic.Int64               // unix ms: no build starts before
@@ -77,16 +84,26 @@ func (h *hotCampaigns) peek(id int64) *hotCampaign {
 	return nil
 }
 
-// get returns the state of campaign id, creating it.
-func (h *hotCampaigns) get(id int64) *hotCampaign {
-	if c := h.peek(id); c != nil {
+// get returns the state of campaign id, creating it (as a campaign of one
+// bucket).
+func (h *hotCampaigns) get(id int64) *hotCampaign { return h.getLayout(id, nil) }
+
+// getLayout returns the state of campaign id, creating it with layout l
+// (nil: one bucket, or whatever state there is). A state of one bucket is
+// replaced by one of l's buckets: it was made before Redis told the
+// bucket count, which a campaign keeps for life.
+func (h *hotCampaigns) getLayout(id int64, l *lua.Layout) *hotCampaign {
+	if l != nil && l.K() == 1 {
+		l = nil
+	}
+	if c := h.peek(id); c != nil && c.sameLayout(l) {
 		return c
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	old := h.m.Load()
 	if old != nil {
-		if c, ok := (*old)[id]; ok {
+		if c, ok := (*old)[id]; ok && c.sameLayout(l) {
 			return c
 		}
 	}
@@ -97,6 +114,9 @@ func (h *hotCampaigns) get(id int64) *hotCampaign {
 		}
 	}
 	c := &hotCampaign{keys: h.keys.Of(id), claimed: make(map[string]int64)}
+	if l != nil {
+		c.layout, c.queues, c.rebal = l, make([]claimQueue, l.K()), newRebalancer(h.redis, l, h.log)
+	}
 	if s := h.soldOutSets[id]; s != nil {
 		s.owner = c
 		c.sold.Store(s)
@@ -104,6 +124,11 @@ func (h *hotCampaigns) get(id int64) *hotCampaign {
 	next[id] = c
 	h.m.Store(&next)
 	return c
+}
+
+// sameLayout reports whether the state serves l (nil: any).
+func (c *hotCampaign) sameLayout(l *lua.Layout) bool {
+	return l == nil || c.layout != nil && c.layout.K() == l.K()
 }
 
 // forget drops every campaign's state (memory bound reached); sold-out

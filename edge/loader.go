@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -54,8 +55,12 @@ func (l *Loader) campaign(ctx context.Context, id int64) (*rain.Campaign, error)
 // processes from rebuilding the same campaign at once.
 func (l *Loader) Load(ctx context.Context, c *rain.Campaign) error {
 	k := l.Keys.Of(c.ID)
-	if ok, err := lua.Exists(ctx, l.Redis, k); err != nil || ok {
-		return busyIf(err)
+	if c.K() == 1 {
+		if ok, err := lua.Exists(ctx, l.Redis, k); err != nil || ok {
+			return busyIf(err)
+		}
+	} else if h, err := lua.CheckLayout(ctx, l.Redis, mustLayout(l.Keys, c)); err != nil || h.Whole() {
+		return busyIf(err) // every part there (a part missing: rebuilt below)
 	}
 	unlock, err := l.lock(ctx, k)
 	if err != nil {
@@ -63,6 +68,9 @@ func (l *Loader) Load(ctx context.Context, c *rain.Campaign) error {
 	}
 	defer unlock()
 	defer redisLoad.UpdateDuration(time.Now())
+	if c.K() > 1 {
+		return l.loadBuckets(ctx, c)
+	}
 
 	// The persisted claims go to Redis in chunks as PostgreSQL streams them:
 	// a campaign of millions of claims is never held in memory.
@@ -120,6 +128,83 @@ func (l *Loader) Load(ctx context.Context, c *rain.Campaign) error {
 	return nil
 }
 
+// loadBuckets is Load for a bucketed campaign (under the loading lock):
+// the persisted claims are restored into their users' buckets, the rest of
+// the stock dealt into the buckets and the pool (lua.LoadBuckets), the
+// home's meta written last. A campaign partly in Redis (a shard lost its
+// data, or a load cut off between the buckets and the home) is frozen,
+// the claims its surviving buckets hold are added to the persisted ones,
+// and it is laid out afresh (lua.Rebuild): nobody who holds a packet,
+// persisted or not yet, can get a second. The claims are held in memory
+// (LoadBuckets takes them at once).
+func (l *Loader) loadBuckets(ctx context.Context, c *rain.Campaign) error {
+	lay := mustLayout(l.Keys, c)
+	claims := make(map[string]string)
+	err := l.Store.ForEachClaim(ctx, c.ID, func(user string, amount int64, at time.Time) error {
+		claims[user] = lua.ClaimValue(amount, at.UnixMilli())
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("campaign %d: read claims: %w", c.ID, err)
+	}
+	totals := make(map[int64]int64, len(c.Inventory))
+	for _, st := range c.Inventory {
+		totals[st.Amount] = st.Total
+	}
+	start, end := c.StartTime.UnixMilli(), c.EndTime.UnixMilli()
+	loaded, err := lua.LoadBuckets(ctx, l.Redis, lay, start, end, totals, claims)
+	rebuilt := false
+	if errors.Is(err, lua.ErrPartial) {
+		err = l.rebuild(ctx, lay, start, end, totals, claims)
+		loaded, rebuilt = err == nil, true
+	}
+	if err != nil {
+		return busyIf(err)
+	}
+	if loaded {
+		repairs.Inc()
+		l.Log.Info("campaign loaded into redis", "campaign_id", c.ID, "buckets", lay.K(),
+			"restored_claims", len(claims), "rebuilt", rebuilt)
+		if err := l.expireKeys(ctx, lay.ExpiringKeys(), c.EndTime); err != nil {
+			l.Log.Warn("campaign loaded; its keys' expiry not set (the catalog sweep sets it after the end)",
+				"campaign_id", c.ID, "err", err)
+		}
+	}
+	return nil
+}
+
+// mustLayout is the layout of c, whose bucket count Validate or the
+// database's CHECK bounded.
+func mustLayout(ks lua.Keyspace, c *rain.Campaign) *lua.Layout {
+	l, err := ks.Layout(c.ID, c.K())
+	if err != nil {
+		panic(err)
+	}
+	return l
+}
+
+// rebuild lays out afresh a bucketed campaign partly in Redis: frozen
+// first (its buckets answer BUSY), then every claim a surviving bucket
+// holds joins claims, then lua.Rebuild.
+func (l *Loader) rebuild(ctx context.Context, lay *lua.Layout, start, end int64, totals map[int64]int64, claims map[string]string) error {
+	if _, err := lua.Freeze(ctx, l.Redis, lay); err != nil {
+		return err
+	}
+	for _, b := range lay.Buckets {
+		err := lua.ScanClaims(ctx, l.Redis, b.Keys, func(user string, amount, at int64) error {
+			if _, ok := claims[user]; !ok {
+				claims[user] = lua.ClaimValue(amount, at)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	l.Log.Warn("bucketed campaign partly missing from redis: frozen and laid out afresh", "campaign_id", lay.ID)
+	return lua.Rebuild(ctx, l.Redis, lay, start, end, totals, claims)
+}
+
 // restoreChunk is how many persisted claims go to Redis at a time.
 const restoreChunk = 1000
 
@@ -127,14 +212,20 @@ const restoreChunk = 1000
 // claims hash exists only once someone claimed; the catalog's sweep sets
 // its expiry after the end.
 func (l *Loader) expire(ctx context.Context, k *lua.Keys, end time.Time) error {
+	return l.expireKeys(ctx, []string{k.Meta(), k.Stock(), k.Claims()}, end)
+}
+
+// expireKeys sets keys to expire KeyTTL after end.
+func (l *Loader) expireKeys(ctx context.Context, keys []string, end time.Time) error {
 	if l.KeyTTL <= 0 {
 		return nil
 	}
 	at := end.Add(l.KeyTTL).UnixMilli()
-	for _, r := range l.Redis.DoMulti(ctx,
-		l.Redis.B().Pexpireat().Key(k.Meta()).MillisecondsTimestamp(at).Build(),
-		l.Redis.B().Pexpireat().Key(k.Stock()).MillisecondsTimestamp(at).Build(),
-		l.Redis.B().Pexpireat().Key(k.Claims()).MillisecondsTimestamp(at).Build()) {
+	cmds := make(rueidis.Commands, len(keys))
+	for i, key := range keys {
+		cmds[i] = l.Redis.B().Pexpireat().Key(key).MillisecondsTimestamp(at).Build()
+	}
+	for _, r := range l.Redis.DoMulti(ctx, cmds...) {
 		if err := r.Error(); err != nil {
 			return err
 		}

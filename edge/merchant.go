@@ -312,7 +312,11 @@ func (s *Server) endCampaign(ctx *fasthttp.RequestCtx) {
 // replica's answers from memory follow at once.
 func (s *Server) endInRedis(ctx context.Context, id int64, endMs int64) (int64, bool, error) {
 	start := time.Now()
-	end, loaded, err := lua.EndNow(ctx, s.redis, s.keys.Of(id), endMs)
+	l, err := s.layoutOf(ctx, id)
+	if err != nil {
+		return 0, false, err
+	}
+	end, loaded, err := lua.EndBuckets(ctx, s.redis, l, endMs)
 	redisMerchant.UpdateDuration(start)
 	if err != nil || !loaded {
 		return 0, false, err
@@ -479,7 +483,11 @@ func (s *Server) addStock(ctx *fasthttp.RequestCtx) {
 // counts the stock; the sweep then marks the action).
 func (s *Server) restockRedis(ctx context.Context, k *lua.Keys, amount, count, action int64) (bool, error) {
 	start := time.Now()
-	_, loaded, err := lua.AddStock(ctx, s.redis, k, amount, count)
+	l, err := s.layoutOf(ctx, k.ID)
+	if err != nil {
+		return false, err
+	}
+	_, loaded, err := lua.AddStockBuckets(ctx, s.redis, l, amount, count)
 	redisMerchant.UpdateDuration(start)
 	if err != nil || !loaded {
 		return false, err
@@ -533,13 +541,27 @@ func (s *Server) settleLocked(ctx context.Context, k *lua.Keys) (bool, error) {
 	if err != nil || len(pending) == 0 {
 		return err == nil, err
 	}
-	st, err := lua.ReadState(ctx, s.redis, k)
+	l, err := s.layoutOf(ctx, k.ID)
+	if err != nil {
+		return false, err
+	}
+	st, err := lua.ReadBuckets(ctx, s.redis, l)
 	if err != nil || !st.Loaded {
 		return false, err
 	}
-	claims, err := lua.ClaimsByAmount(ctx, s.redis, k)
-	if err != nil {
-		return false, err
+	if st.Pending > 0 {
+		// Packets in a transfer are counted nowhere: the count would be short.
+		return false, errTransfers
+	}
+	claims := make(map[int64]int64)
+	for _, b := range l.Buckets {
+		byAmount, err := lua.ClaimsByAmount(ctx, s.redis, b.Keys)
+		if err != nil {
+			return false, err
+		}
+		for a, n := range byAmount {
+			claims[a] += n
+		}
 	}
 	want := make(map[int64]int64) // amount -> packets the pending actions add
 	ids := make([]int64, 0, len(pending))
@@ -550,7 +572,7 @@ func (s *Server) settleLocked(ctx context.Context, k *lua.Keys) (bool, error) {
 	for amount, n := range want {
 		short := totals[amount] - st.Remaining[amount] - claims[amount]
 		if add := min(short, n); add > 0 {
-			if _, loaded, err := lua.AddStock(ctx, s.redis, k, amount, add); err != nil || !loaded {
+			if _, loaded, err := lua.AddStockBuckets(ctx, s.redis, l, amount, add); err != nil || !loaded {
 				return false, err
 			}
 			pendingSettled.Add(int(add))
@@ -560,6 +582,10 @@ func (s *Server) settleLocked(ctx context.Context, k *lua.Keys) (bool, error) {
 	s.stockBack(k.ID)
 	return true, s.store.MarkStockApplied(ctx, ids)
 }
+
+// errTransfers: a bucketed campaign's stock is moving; the sweep settles
+// its pending stock later.
+var errTransfers = errors.New("stock transfers between buckets in flight")
 
 // settle is settleLocked under the campaign's lock, for the sweep; a lock
 // held elsewhere leaves the campaign to the next sweep.
@@ -771,7 +797,12 @@ func (s *Server) userClaim(ctx *fasthttp.RequestCtx) {
 	}
 	v := claimView{UserID: user, Amount: c.Amount, ClaimedAt: c.ClaimedAt, Persisted: true}
 	if !found {
-		amount, at, inRedis, err := lua.ClaimOf(rctx, s.redis, s.keys.Of(id), user)
+		l, err := s.layoutOf(rctx, id)
+		var amount, at int64
+		var inRedis bool
+		if err == nil {
+			amount, at, inRedis, err = lua.ClaimOf(rctx, s.redis, l.BucketOf(user).Keys, user)
+		}
 		if err != nil {
 			writeError(ctx, busyIf(err))
 			return

@@ -94,6 +94,24 @@ func (s *Server) openRequest(ctx *fasthttp.RequestCtx, id int64) (user string, c
 	return string(userID), c, false
 }
 
+// confirmLayout reads campaign id's bucket count from Redis and marks the
+// state of a campaign of one bucket as checked.
+func (s *Server) confirmLayout(id int64) (*lua.Layout, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), claimTimeout)
+	defer cancel()
+	l, loaded, err := s.keys.LayoutOf(ctx, s.redis, id)
+	if err != nil {
+		return nil, err
+	}
+	if !loaded || l.K() == 1 {
+		if c := s.hot.get(id); c != nil {
+			c.checked.Store(true)
+		}
+		return s.keys.Layout(id, 1)
+	}
+	return l, nil
+}
+
 // claim runs claim.lua for one user and answers. c is the campaign's
 // in-process state, nil while Redis has not shown the campaign exists.
 // mayRepair is false on the second try after a campaign was loaded from
@@ -115,10 +133,23 @@ func (s *Server) claim(ctx *fasthttp.RequestCtx, id int64, c *hotCampaign, user 
 	start := time.Now()
 	var res lua.Result
 	var err error
-	if c != nil {
+	switch {
+	case c != nil && c.layout != nil:
+		res, err = s.claimBuckets(c, user)
+	case c != nil:
 		res, err = s.batch.claim(&c.queue, k, user)
-	} else { // no queue for an id Redis may not know
+	default: // no queue for an id Redis may not know
 		res, err = lua.Claim(context.Background(), s.redis, k, user, rand.Uint64())
+	}
+	if err == nil && res.Outcome == lua.SoldOut && (c == nil || c.layout == nil && !c.checked.Load()) {
+		// claim.lua answers SOLD_OUT on the home of a bucketed campaign
+		// (its stock is in the buckets): the first SOLD_OUT a state sees
+		// reads the campaign's bucket count, once.
+		var l *lua.Layout
+		if l, err = s.confirmLayout(id); err == nil && l.K() > 1 {
+			c = s.hot.getLayout(id, l)
+			res, err = s.claimBuckets(c, user)
+		}
 	}
 	redisClaim.UpdateDuration(start)
 	if err != nil || res.Outcome != lua.OK {
@@ -130,8 +161,21 @@ func (s *Server) claim(ctx *fasthttp.RequestCtx, id int64, c *hotCampaign, user 
 		writeBusy(ctx, "redis unavailable")
 		return
 	}
+	if res.Outcome == lua.Empty || res.Outcome == lua.Busy {
+		claimsBusy.Inc()
+		writeBusy(ctx, "campaign stock is being moved; retry shortly")
+		return
+	}
 	if c == nil && res.Outcome != lua.NotFound {
 		c = s.hot.get(id)
+	}
+	if c != nil && c.layout != nil && res.Outcome == lua.SoldOut {
+		// No sold-out filter for a bucketed campaign (buckets.go): only
+		// its end is kept.
+		c.endMs.Store(res.EndMs)
+		claimsByOutcome[res.Outcome].Inc()
+		writeOutcome(ctx, res)
+		return
 	}
 	switch res.Outcome {
 	case lua.OK:

@@ -51,7 +51,11 @@ func (g *stockGauges) render(b []byte) []byte {
 		return b
 	}
 	for _, id := range ids {
-		st, err := lua.ReadState(ctx, g.s.redis, g.s.hot.get(id).keys)
+		l, err := g.s.layoutOf(ctx, id)
+		var st lua.LayoutState
+		if err == nil {
+			st, err = lua.ReadBuckets(ctx, g.s.redis, l)
+		}
 		if err != nil {
 			g.s.log.Warn("stock gauges: read state", "campaign_id", id, "err", err)
 			return b

@@ -33,8 +33,8 @@ func createCampaign(ctx context.Context, tx pgx.Tx, c *rain.Campaign) error {
 		amounts[i], totals[i] = st.Amount, st.Total
 	}
 	err := tx.QueryRow(ctx,
-		`INSERT INTO campaign (name, start_time, end_time) VALUES ($1, $2, $3) RETURNING id, created_at`,
-		c.Name, c.StartTime, c.EndTime).Scan(&c.ID, &c.CreatedAt)
+		`INSERT INTO campaign (name, start_time, end_time, buckets) VALUES ($1, $2, $3, $4) RETURNING id, created_at`,
+		c.Name, c.StartTime, c.EndTime, c.K()).Scan(&c.ID, &c.CreatedAt)
 	if err != nil {
 		return fmt.Errorf("insert campaign: %w", err)
 	}
@@ -53,8 +53,8 @@ func createCampaign(ctx context.Context, tx pgx.Tx, c *rain.Campaign) error {
 func (s *Store) Campaign(ctx context.Context, id int64) (*rain.Campaign, error) {
 	c := &rain.Campaign{ID: id}
 	err := s.DB.QueryRow(ctx,
-		`SELECT name, start_time, end_time, created_at FROM campaign WHERE id = $1`, id).
-		Scan(&c.Name, &c.StartTime, &c.EndTime, &c.CreatedAt)
+		`SELECT name, start_time, end_time, created_at, buckets FROM campaign WHERE id = $1`, id).
+		Scan(&c.Name, &c.StartTime, &c.EndTime, &c.CreatedAt, &c.Buckets)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, rain.Errorf(rain.ENOTFOUND, "campaign %d not found", id)
 	}

@@ -1,0 +1,183 @@
+package edge
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/redis/rueidis"
+	"github.com/redpacket/rain/lua"
+)
+
+// Opens of a bucketed campaign (K > 1 buckets, each under a hash tag of
+// its own; lua/keys.go). A user's open goes to their bucket (by the stable
+// hash, lua.BucketOf) through that bucket's queue, so group commit works
+// per bucket as it does per campaign. A bucket that runs low asks the
+// campaign's rebalancer for stock in the background; a bucket that is
+// empty answers EMPTY (nothing claimed): the open waits, at most
+// bucketWait, for the bucket's next rebalance (a refill from the pool, a
+// steal from the fullest bucket at the tail, or the global empty check
+// that makes every bucket answer SOLD_OUT) and asks once more, and is
+// answered 503 if the bucket is still empty. So SOLD_OUT is answered only
+// after the global check found nothing left anywhere.
+//
+// Answers from memory: the claims memo works per campaign as for K = 1
+// (a user is in one bucket only). The sold-out filter is off for K > 1: a
+// bucket's SOLD_OUT reply counts the claims of that bucket only, which
+// cannot tell whether the campaign's claims changed during a scan.
+
+const (
+	bucketLow   = 250                   // a bucket left with fewer packets after an OK asks for a refill
+	bucketChunk = 500                   // packets a rebalance moves into a bucket at most
+	bucketWait  = 50 * time.Millisecond // an EMPTY open waits this long for its bucket's rebalance
+	// rebalanceTry bounds how long one rebalance retries a lease held by
+	// another process (an api replica rebalancing the same campaign).
+	rebalanceTry = 200 * time.Millisecond
+)
+
+var (
+	bucketRefills = metrics.NewCounter(`rain_bucket_moves_total{kind="refill"}`)
+	bucketSteals  = metrics.NewCounter(`rain_bucket_moves_total{kind="steal"}`)
+	bucketSoldOut = metrics.NewCounter(`rain_bucket_moves_total{kind="sold_out"}`)
+	bucketEmpty   = metrics.NewCounter(`rain_bucket_empty_total`)     // EMPTY answers of a bucket
+	bucketBusy    = metrics.NewCounter(`rain_bucket_empty_503_total`) // opens answered 503 still EMPTY
+	bucketErrors  = metrics.NewCounter(`rain_bucket_rebalance_errors_total`)
+	bucketMoved   = metrics.NewCounter(`rain_bucket_packets_moved_total`)
+)
+
+// rebalancer moves stock into the buckets of one campaign that ask for it,
+// one rebalance at a time, in a goroutine that runs while there is work
+// (at most one per campaign in this process) and recovers from panics.
+type rebalancer struct {
+	redis  rueidis.Client
+	layout *lua.Layout
+	log    *slog.Logger
+
+	mu      sync.Mutex
+	want    []bool          // buckets asked for
+	done    []chan struct{} // per bucket: closed when its next rebalance ends
+	running bool
+}
+
+func newRebalancer(r rueidis.Client, l *lua.Layout, log *slog.Logger) *rebalancer {
+	return &rebalancer{redis: r, layout: l, log: log, want: make([]bool, l.K()), done: make([]chan struct{}, l.K())}
+}
+
+// ask asks for a rebalance of bucket b and returns a channel closed when
+// it has run.
+func (r *rebalancer) ask(b int) <-chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.done[b] == nil {
+		r.done[b] = make(chan struct{})
+	}
+	ch := r.done[b]
+	r.want[b] = true
+	if !r.running {
+		r.running = true
+		go r.loop()
+	}
+	return ch
+}
+
+// loop runs the asked rebalances until none is left.
+func (r *rebalancer) loop() {
+	for {
+		r.mu.Lock()
+		var bs []int
+		var chs []chan struct{}
+		for b, w := range r.want {
+			if w {
+				bs, chs = append(bs, b), append(chs, r.done[b])
+				r.want[b], r.done[b] = false, nil
+			}
+		}
+		if len(bs) == 0 {
+			r.running = false
+			r.mu.Unlock()
+			return
+		}
+		r.mu.Unlock()
+		for i, b := range bs {
+			r.run(b)
+			close(chs[i])
+		}
+	}
+}
+
+// run is one rebalance of bucket b; a panic is logged and counted.
+func (r *rebalancer) run(b int) {
+	defer recoverGoroutine(r.log, "bucket rebalancer")
+	ctx, cancel := context.WithTimeout(context.Background(), claimTimeout)
+	defer cancel()
+	deadline := time.Now().Add(rebalanceTry)
+	for {
+		mv, err := lua.Rebalance(ctx, r.redis, r.layout, b, bucketChunk, nil)
+		switch {
+		case errors.Is(err, lua.ErrLeaseHeld) && time.Now().Before(deadline):
+			time.Sleep(time.Millisecond)
+			continue
+		case errors.Is(err, lua.ErrLeaseHeld):
+		case err != nil:
+			bucketErrors.Inc()
+			r.log.Warn("bucket rebalance failed", "campaign_id", r.layout.ID, "bucket", b, "err", err)
+		}
+		switch mv.Kind {
+		case lua.MoveRefill:
+			bucketRefills.Inc()
+		case lua.MoveSteal:
+			bucketSteals.Inc()
+		case lua.MoveSoldOut:
+			bucketSoldOut.Inc()
+		}
+		bucketMoved.Add(int(mv.Moved))
+		return
+	}
+}
+
+// claimBuckets decides user's open of a bucketed campaign: see the top of
+// this file. Busy (a frozen campaign being rebuilt) and an EMPTY left after
+// the wait come back as they are: the caller answers 503.
+func (s *Server) claimBuckets(c *hotCampaign, user string) (lua.Result, error) {
+	l := c.layout
+	b := lua.BucketOf(l.ID, user, l.K())
+	for try := 0; ; try++ {
+		res, left, err := s.batch.claimBucket(&c.queues[b], l, b, user)
+		if err != nil {
+			return res, err
+		}
+		if res.Outcome == lua.OK && left >= 0 && left < bucketLow {
+			c.rebal.ask(b)
+		}
+		if res.Outcome != lua.Empty {
+			return res, nil
+		}
+		bucketEmpty.Inc()
+		if try == 1 {
+			bucketBusy.Inc()
+			return res, nil
+		}
+		t := time.NewTimer(bucketWait)
+		select {
+		case <-c.rebal.ask(b):
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+// layoutOf is the layout of campaign id: its in-process state's, else as
+// Redis holds it; a campaign Redis does not hold reads as one bucket.
+func (s *Server) layoutOf(ctx context.Context, id int64) (*lua.Layout, error) {
+	if c := s.hot.peek(id); c != nil && c.layout != nil {
+		return c.layout, nil
+	}
+	l, loaded, err := s.keys.LayoutOf(ctx, s.redis, id)
+	if err != nil || loaded {
+		return l, err
+	}
+	return s.keys.Layout(id, 1)
+}

@@ -1,0 +1,184 @@
+package edge
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redpacket/rain/internal/testenv"
+	"github.com/redpacket/rain/lua"
+)
+
+// createBuckets makes a live campaign with k buckets through the API.
+func (h *harness) createBuckets(k int, inventory string) int64 {
+	h.t.Helper()
+	now := time.Now().UTC()
+	body := fmt.Sprintf(`{"name":"buckets %s","start_time":%q,"end_time":%q,"inventory":%s,"buckets":%d}`,
+		h.t.Name(), now.Add(-time.Hour).Format(time.RFC3339Nano), now.Add(time.Hour).Format(time.RFC3339Nano), inventory, k)
+	status, m := h.do("POST", "/campaign", testToken, body)
+	if status != 201 {
+		h.t.Fatalf("create: %d %v", status, m)
+	}
+	id := int64(m["id"].(float64))
+	h.t.Cleanup(func() { unlinkCampaign(h, id, k) })
+	return id
+}
+
+func unlinkCampaign(h *harness, id int64, k int) {
+	l, err := testenv.Keys().Layout(id, k)
+	if err != nil {
+		return
+	}
+	for _, key := range l.AllKeys() {
+		h.redis.Do(context.Background(), h.redis.B().Unlink().Key(key).Build())
+	}
+}
+
+func TestCreateBucketsValidation(t *testing.T) {
+	for _, in := range []string{`0`, `65`, `-1`, `4.0`, `4e0`, `"4"`, `null`, `04`, `true`, `4, "buckets": 4`} {
+		body := fmt.Sprintf(`{"name":"b","start_time":"2030-01-01T00:00:00Z","end_time":"2030-01-02T00:00:00Z","inventory":{"1":1},"buckets":%s}`, in)
+		if _, err := parseCreateBody([]byte(body)); err == nil {
+			t.Errorf("buckets %s: accepted", in)
+		}
+	}
+	for in, want := range map[string]int{``: 1, `,"buckets":1`: 1, `,"buckets":64`: 64, `,"buckets":12`: 12} {
+		body := `{"name":"b","start_time":"2030-01-01T00:00:00Z","end_time":"2030-01-02T00:00:00Z","inventory":{"1":1}` + in + `}`
+		c, err := parseCreateBody([]byte(body))
+		if err != nil || c.Buckets != want {
+			t.Errorf("%s: %v, buckets %d, want %d", body, err, c.Buckets, want)
+		}
+	}
+}
+
+// TestCreateBucketsRefusedOverHTTP: a bad bucket count is a 400 and
+// creates nothing.
+func TestCreateBucketsRefusedOverHTTP(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs Redis and PostgreSQL")
+	}
+	h := newHarness(t, harnessOpt{})
+	name := fmt.Sprintf("refused-%d", time.Now().UnixNano())
+	status, m := h.do("POST", "/campaign", testToken, `{"name":"`+name+`","start_time":"2030-01-01T00:00:00Z","end_time":"2030-01-02T00:00:00Z","inventory":{"1":1},"buckets":65}`)
+	if status != 400 {
+		t.Fatalf("buckets 65: %d %v", status, m)
+	}
+	var n int
+	if err := testenv.Postgres(t).QueryRow(context.Background(), `SELECT count(*) FROM campaign WHERE name = $1`, name).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("%d campaigns named %s (%v), want none", n, name, err)
+	}
+}
+
+// TestBucketedSellOut: a campaign of 4 buckets sold out by concurrent opens
+// of many users over HTTP: exactly the stock handed out, nobody twice,
+// SOLD_OUT only once nothing is left anywhere, and GET shows the parts.
+func TestBucketedSellOut(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs Redis and PostgreSQL")
+	}
+	h := newHarness(t, harnessOpt{ringSize: 8192})
+	refills, steals, empties := bucketRefills.Get(), bucketSteals.Get(), bucketEmpty.Get()
+	const stock = 1200
+	id := h.createBuckets(4, `{"20":200,"5":400,"1":600}`)
+
+	status, v := h.do("GET", fmt.Sprintf("/campaign/%d", id), testToken, "")
+	if status != 200 || v["buckets"] != float64(4) || v["remaining"] != float64(stock) {
+		t.Fatalf("GET: %d %v", status, v)
+	}
+	parts := v["bucket_states"].([]any)
+	pool := v["pool"].(map[string]any)["remaining"].(float64)
+	sum := pool
+	for _, p := range parts {
+		sum += p.(map[string]any)["remaining"].(float64)
+	}
+	if len(parts) != 4 || sum != stock || pool < stock/2 {
+		t.Fatalf("GET: %d buckets, pool %v, sum %v: want 4, half the stock in the pool, %d in all", len(parts), pool, sum, stock)
+	}
+
+	var (
+		mu       sync.Mutex
+		won      = map[string]float64{}
+		soldOut  = map[string]bool{}
+		busy     int
+		wg       sync.WaitGroup
+		work     = make(chan string)
+		amounts  = map[float64]int{}
+		mistakes []string
+	)
+	for range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for u := range work {
+				for try := 0; ; try++ {
+					status, m := h.open(id, u)
+					mu.Lock()
+					switch status {
+					case 200:
+						if _, dup := won[u]; dup {
+							mistakes = append(mistakes, u+" won twice")
+						}
+						won[u] = m["amount"].(float64)
+						amounts[m["amount"].(float64)]++
+					case 409:
+						if won[u] != m["amount"] {
+							mistakes = append(mistakes, fmt.Sprintf("%s: 409 with %v, won %v", u, m["amount"], won[u]))
+						}
+					case 410:
+						soldOut[u] = true
+					case 503:
+						busy++
+					default:
+						mistakes = append(mistakes, fmt.Sprintf("%s: %d %v", u, status, m))
+					}
+					mu.Unlock()
+					if status != 503 && (status != 200 || try > 0) || try > 50 {
+						break
+					}
+				}
+			}
+		}()
+	}
+	for i := range 2000 {
+		work <- fmt.Sprintf("bk-%d", i)
+	}
+	close(work)
+	wg.Wait()
+	for _, m := range mistakes {
+		t.Error(m)
+	}
+	if len(won) != stock {
+		t.Errorf("%d users won, want %d (the stock); %d sold out, %d 503s", len(won), stock, len(soldOut), busy)
+	}
+	if amounts[20] != 200 || amounts[5] != 400 || amounts[1] != 600 {
+		t.Errorf("amounts handed out %v, want the inventory", amounts)
+	}
+	for u := range soldOut {
+		if _, ok := won[u]; ok {
+			t.Errorf("%s got a packet and SOLD_OUT", u)
+		}
+	}
+	l, _ := testenv.Keys().Layout(id, 4)
+	st, err := lua.ReadBuckets(context.Background(), h.redis, l)
+	if err != nil || st.Left != 0 || st.Pending != 0 || st.Claims != stock {
+		t.Fatalf("after the sell-out: %+v, %v: want nothing left, nothing in transit, %d claims", st.State, err, stock)
+	}
+	// Every user told SOLD_OUT was told so with nothing left: a late
+	// user still gets SOLD_OUT, and GET shows every bucket sold out.
+	if status, m := h.open(id, "bk-late"); status != 410 {
+		t.Fatalf("late open: %d %v", status, m)
+	}
+	status, v = h.do("GET", fmt.Sprintf("/campaign/%d", id), testToken, "")
+	if status != 200 || v["remaining"] != float64(0) || v["claims"] != float64(stock) {
+		t.Fatalf("GET after: %d %v", status, v)
+	}
+	t.Logf("%d users, %d 503s; refills %d, steals %d, EMPTY answers %d", len(won)+len(soldOut), busy,
+		bucketRefills.Get()-refills, bucketSteals.Get()-steals, bucketEmpty.Get()-empties)
+	if bucketRefills.Get() == refills {
+		t.Error("no refill counted")
+	}
+	if h.ring.Len() != stock {
+		t.Errorf("%d events in the ring, want %d (one per 200)", h.ring.Len(), stock)
+	}
+}
