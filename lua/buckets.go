@@ -5,6 +5,8 @@ import (
 	"math/big"
 	"math/bits"
 	"strconv"
+
+	"github.com/redpacket/rain/internal/rediscluster"
 )
 
 // The arithmetic of bucketed campaigns, pure Go: which bucket a user
@@ -15,7 +17,7 @@ import (
 const MaxBuckets = 64
 
 // Slots is the number of Redis Cluster hash slots.
-const Slots = 16384
+const Slots = rediscluster.Slots
 
 // BucketOf returns the bucket, 0 to k−1, of user in campaign id: FNV-1a
 // (64 bits) over the id's 8 bytes (little-endian) and the user id, mixed
@@ -51,51 +53,9 @@ func BucketOf(id int64, user string, k int) int {
 	return int(hi)
 }
 
-// KeySlot is the Redis Cluster slot of key: CRC16 (XMODEM) of its hash
-// tag, the text between the first '{' and the next '}' when not empty,
-// else of the whole key, modulo 16384.
-func KeySlot(key string) int {
-	if i := indexByte(key, '{'); i >= 0 {
-		if j := indexByte(key[i+1:], '}'); j > 0 {
-			key = key[i+1 : i+1+j]
-		}
-	}
-	return int(crc16(key) % Slots)
-}
-
-func indexByte(s string, c byte) int {
-	for i := 0; i < len(s); i++ {
-		if s[i] == c {
-			return i
-		}
-	}
-	return -1
-}
-
-// crc16 is CRC-16/XMODEM (polynomial 0x1021, initial 0), as Redis
-// Cluster computes it.
-func crc16(s string) uint16 {
-	var crc uint16
-	for i := 0; i < len(s); i++ {
-		crc = crc<<8 ^ crc16Table[byte(crc>>8)^s[i]]
-	}
-	return crc
-}
-
-var crc16Table = func() (t [256]uint16) {
-	for i := range t {
-		c := uint16(i) << 8
-		for range 8 {
-			if c&0x8000 != 0 {
-				c = c<<1 ^ 0x1021
-			} else {
-				c <<= 1
-			}
-		}
-		t[i] = c
-	}
-	return t
-}()
+// KeySlot is the Redis Cluster slot of key (its hash tag's CRC16, as
+// Redis computes it).
+func KeySlot(key string) int { return int(rediscluster.Slot(key)) }
 
 // bucketTag is the hash tag of bucket b of a campaign with k buckets:
 // "id.b.x" for the least x ≥ 0 whose slot lies in the middle three
@@ -112,7 +72,7 @@ func bucketTag(id int64, b, k int) string {
 	prefix := strconv.FormatInt(id, 10) + "." + strconv.Itoa(b) + "."
 	for x := 0; ; x++ {
 		tag := prefix + strconv.Itoa(x)
-		if s := int(crc16(tag) % Slots); s >= lo && s < hi {
+		if s := KeySlot(tag); s >= lo && s < hi { // tag has no braces: its own slot
 			return tag
 		}
 	}
