@@ -152,41 +152,7 @@ func ClaimBucket(ctx context.Context, c rueidis.Client, l *Layout, b int, users 
 
 // parseBucketClaims reads bucket_claim.lua's reply into out.
 func parseBucketClaims(msgs []rueidis.RedisMessage, out []Result) (left int64, err error) {
-	if len(msgs) == 1 {
-		code, err := msgs[0].AsInt64()
-		if err != nil || (code < int64(NotFound) || code > int64(Ended)) && code != int64(Busy) {
-			return -1, fmt.Errorf("bucket_claim.lua: bad reply %v", msgs[0])
-		}
-		for i := range out {
-			out[i] = Result{Outcome: Outcome(code)}
-		}
-		return -1, nil
-	}
-	p := replyReader{msgs: msgs}
-	end, now, left := p.next(), p.next(), p.next()
-	for i := range out {
-		r := Result{EndMs: end}
-		switch code := p.next(); code {
-		case int64(OK):
-			r.Outcome, r.Amount, r.ClaimedAt = OK, p.next(), now
-		case int64(AlreadyOpened):
-			r.Outcome, r.Amount, r.ClaimedAt = AlreadyOpened, p.next(), p.next()
-		case int64(SoldOut):
-			r.Outcome, r.Claims = SoldOut, p.next()
-		case int64(Empty):
-			r.Outcome = Empty
-		default:
-			p.bad = true
-		}
-		if p.bad {
-			return -1, fmt.Errorf("bucket_claim.lua: malformed reply at user %d of %d", i+1, len(out))
-		}
-		out[i] = r
-	}
-	if len(p.msgs) != 0 {
-		return -1, fmt.Errorf("bucket_claim.lua: %d values past the last user in the reply", len(p.msgs))
-	}
-	return left, nil
+	return claimReply{script: "bucket_claim.lua", left: true, bucket: true}.parse(msgs, out)
 }
 
 // DefaultLease is how long a rebalancing lease lasts unless released.

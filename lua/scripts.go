@@ -137,39 +137,60 @@ func appendClaimArgs(args, users []string, rnds []uint64) []string {
 
 // parseClaims reads claim.lua's reply (see the script) into out.
 func parseClaims(msgs []rueidis.RedisMessage, out []Result) error {
+	_, err := claimReply{script: "claim.lua"}.parse(msgs, out)
+	return err
+}
+
+// claimReply is the shape of a claim script's reply: {code} for the whole
+// batch, or {end_ms, now_ms[, left], per user: code and its values}.
+type claimReply struct {
+	script string
+	left   bool // a value after now_ms: the stock left (bucket_claim.lua)
+	bucket bool // BUSY may answer the whole batch and EMPTY a user (bucket_claim.lua)
+}
+
+// parse reads the reply into out and returns the stock left (-1 when the
+// script reports none or the whole batch got one code).
+func (f claimReply) parse(msgs []rueidis.RedisMessage, out []Result) (left int64, err error) {
 	if len(msgs) == 1 { // the same answer for every user
 		code, err := msgs[0].AsInt64()
-		if err != nil || code < int64(NotFound) || code > int64(Ended) {
-			return fmt.Errorf("claim.lua: bad reply %v", msgs[0])
+		if err != nil || (code < int64(NotFound) || code > int64(Ended)) && !(f.bucket && code == int64(Busy)) {
+			return -1, fmt.Errorf("%s: bad reply %v", f.script, msgs[0])
 		}
 		for i := range out {
 			out[i] = Result{Outcome: Outcome(code)}
 		}
-		return nil
+		return -1, nil
 	}
 	p := replyReader{msgs: msgs}
 	end, now := p.next(), p.next()
+	left = -1
+	if f.left {
+		left = p.next()
+	}
 	for i := range out {
 		r := Result{EndMs: end}
-		switch code := p.next(); code {
-		case int64(OK):
+		switch code := p.next(); {
+		case code == int64(OK):
 			r.Outcome, r.Amount, r.ClaimedAt = OK, p.next(), now
-		case int64(AlreadyOpened):
+		case code == int64(AlreadyOpened):
 			r.Outcome, r.Amount, r.ClaimedAt = AlreadyOpened, p.next(), p.next()
-		case int64(SoldOut):
+		case code == int64(SoldOut):
 			r.Outcome, r.Claims = SoldOut, p.next()
+		case code == int64(Empty) && f.bucket:
+			r.Outcome = Empty
 		default:
 			p.bad = true
 		}
 		if p.bad {
-			return fmt.Errorf("claim.lua: malformed reply at user %d of %d", i+1, len(out))
+			return -1, fmt.Errorf("%s: malformed reply at user %d of %d", f.script, i+1, len(out))
 		}
 		out[i] = r
 	}
 	if len(p.msgs) != 0 {
-		return fmt.Errorf("claim.lua: %d values past the last user in the reply", len(p.msgs))
+		return -1, fmt.Errorf("%s: %d values past the last user in the reply", f.script, len(p.msgs))
 	}
-	return nil
+	return left, nil
 }
 
 // replyReader takes integers off the front of a reply; bad records a
