@@ -41,6 +41,7 @@ var (
 	reconcileDeferred  = metrics.NewCounter(`rain_reconciler_scans_total{result="deferred"}`)
 	reconcileComplete  = metrics.NewCounter(`rain_reconciler_scans_total{result="complete"}`)
 	reconcilePartial   = metrics.NewCounter(`rain_reconciler_scans_total{result="incomplete"}`)
+	reconcileSwept     = metrics.NewCounter(`rain_reconciler_transfers_swept_total`)
 )
 
 // verifyMargin is taken off the cutoff a periodic pass records as checked,
@@ -242,10 +243,17 @@ func (r *Reconciler) campaign(ctx context.Context, id int64, opts Options) (Repo
 	rep := Report{Campaigns: 1}
 	reconcileCampaigns.Inc()
 	k := r.keys.Of(id)
+	l, err := r.layout(ctx, id)
+	if err != nil {
+		return rep, err
+	}
+	if err := r.sweep(ctx, l); err != nil {
+		return rep, err
+	}
 	now := time.Now()
 	grace := max(opts.Grace, 0)
 	cutoff := now.Add(-grace).UnixMilli()
-	inRedis, err := r.hlen(ctx, k)
+	inRedis, err := r.hlenAll(ctx, l)
 	if err != nil {
 		return rep, err
 	}
@@ -266,10 +274,10 @@ func (r *Reconciler) campaign(ctx context.Context, id int64, opts Options) (Repo
 			// from claim_log when it is opened; nothing to compare.
 			return rep, nil
 		}
-		if err := r.readd(ctx, id, k, &rep); err != nil {
+		if err := r.readd(ctx, l, &rep); err != nil {
 			return rep, err
 		}
-		if inRedis, err = r.hlen(ctx, k); err != nil {
+		if inRedis, err = r.hlenAll(ctx, l); err != nil {
 			return rep, err
 		}
 	}
@@ -294,7 +302,92 @@ func (r *Reconciler) campaign(ctx context.Context, id int64, opts Options) (Repo
 			return rep, nil
 		}
 	}
-	return rep, r.scan(ctx, id, k, m, now, cutoff, opts, &rep)
+	return rep, r.scanAll(ctx, l, m, now, cutoff, opts, &rep)
+}
+
+// layout is the layout of campaign id as Redis holds it (its bucket
+// count); one bucket when Redis does not hold it.
+func (r *Reconciler) layout(ctx context.Context, id int64) (*lua.Layout, error) {
+	l, loaded, err := r.keys.LayoutOf(ctx, r.redis, id)
+	if err != nil {
+		return nil, fmt.Errorf("redis: %w", err)
+	}
+	if !loaded {
+		return r.keys.Layout(id, 1)
+	}
+	return l, nil
+}
+
+// sweep finishes a bucketed campaign's half-done stock transfers
+// (lua.SweepBuckets). A lease held elsewhere means a rebalance runs, which
+// sweeps first itself.
+func (r *Reconciler) sweep(ctx context.Context, l *lua.Layout) error {
+	if l.K() == 1 {
+		return nil
+	}
+	n, err := lua.SweepBuckets(ctx, r.redis, l, nil)
+	reconcileSwept.Add(n)
+	if n > 0 {
+		r.log.Warn("reconciler finished half-done stock transfers", "campaign_id", l.ID, "transfers", n)
+	}
+	if err != nil && !errors.Is(err, lua.ErrLeaseHeld) && !errors.Is(err, lua.ErrNotLoaded) && !errors.Is(err, lua.ErrFrozen) {
+		return fmt.Errorf("redis: sweep transfers: %w", err)
+	}
+	return nil
+}
+
+// hlenAll is the number of claims of every bucket.
+func (r *Reconciler) hlenAll(ctx context.Context, l *lua.Layout) (int64, error) {
+	var sum int64
+	for _, b := range l.Buckets {
+		n, err := r.hlen(ctx, b.Keys)
+		if err != nil {
+			return 0, err
+		}
+		sum += n
+	}
+	return sum, nil
+}
+
+// scanAll scans every bucket's claims hash (scan). The campaign's mark
+// moves only when every bucket's scan was complete.
+func (r *Reconciler) scanAll(ctx context.Context, l *lua.Layout, m *mark, now time.Time, cutoff int64, opts Options, rep *Report) error {
+	if l.K() == 1 {
+		return r.scan(ctx, l.ID, l.Home, m, now, cutoff, opts, rep)
+	}
+	complete := true
+	var unwritable map[string]struct{}
+	overflow := false
+	for _, b := range l.Buckets {
+		mb := &mark{verified: m.verified, since: m.since, unwritable: m.unwritable, overflow: m.overflow}
+		partial := rep.Partial
+		if err := r.scan(ctx, l.ID, b.Keys, mb, now, cutoff, opts, rep); err != nil {
+			return err
+		}
+		if rep.Partial != partial {
+			complete = false
+			continue
+		}
+		if opts.Full {
+			if unwritable == nil {
+				unwritable = make(map[string]struct{})
+			}
+			for u := range mb.unwritable {
+				unwritable[u] = struct{}{}
+			}
+			overflow = overflow || mb.overflow
+		} else {
+			m.unwritable, m.overflow = mb.unwritable, mb.overflow
+		}
+	}
+	if complete {
+		m.verified = max(m.verified, cutoff-verifyMargin.Milliseconds())
+		m.since = now
+		if opts.Full {
+			m.unwritable, m.overflow = unwritable, overflow || len(unwritable) > maxUnwritable
+		}
+	}
+	return nil
 }
 
 // scan reads the whole claims hash and writes the claims claim_log lacks
@@ -496,10 +589,11 @@ func (r *Reconciler) loaded(ctx context.Context, k *lua.Keys) (bool, error) {
 }
 
 // readd puts back into Redis the claims of claim_log that Redis lacks.
-func (r *Reconciler) readd(ctx context.Context, id int64, k *lua.Keys, rep *Report) error {
+func (r *Reconciler) readd(ctx context.Context, l *lua.Layout, rep *Report) error {
+	id := l.ID
 	var batch []lua.Record
 	flush := func() error {
-		n, over, err := lua.Readd(ctx, r.redis, k, batch)
+		n, over, err := lua.ReaddBuckets(ctx, r.redis, l, batch)
 		rep.Readded += n
 		rep.Oversold += over
 		reconcileReadded.Add(n)
