@@ -182,3 +182,47 @@ func TestBucketedSellOut(t *testing.T) {
 		t.Errorf("%d events in the ring, want %d (one per 200)", h.ring.Len(), stock)
 	}
 }
+
+// TestBucketedRestockAndEnd: stock added to a sold-out campaign of 4
+// buckets is served again (the buckets' SOLD_OUT cleared, the pool
+// refilled), and an end reaches every bucket.
+func TestBucketedRestockAndEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs Redis and PostgreSQL")
+	}
+	h := newHarness(t, harnessOpt{})
+	id := h.createBuckets(4, `{"5":8}`)
+	won := 0
+	for i := 0; won < 8 && i < 1000; i++ {
+		if status, _ := h.open(id, fmt.Sprintf("rs-%d", i)); status == 200 {
+			won++
+		}
+	}
+	if won != 8 {
+		t.Fatalf("%d won, want 8", won)
+	}
+	sold := ""
+	for i := 1000; sold == "" && i < 1100; i++ {
+		u := fmt.Sprintf("rs-%d", i)
+		if status, _ := h.open(id, u); status == 410 {
+			sold = u
+		}
+	}
+	if sold == "" {
+		t.Fatal("no SOLD_OUT after the stock was gone")
+	}
+	if status, m := h.do("POST", fmt.Sprintf("/campaign/%d/stock", id), testToken, `{"amount":5,"count":3}`); status != 200 || m["applied"] != true {
+		t.Fatalf("restock: %d %v", status, m)
+	}
+	if status, m := h.open(id, sold); status != 200 {
+		t.Fatalf("open after the restock by %s, told SOLD_OUT before: %d %v", sold, status, m)
+	}
+	if status, m := h.do("POST", fmt.Sprintf("/campaign/%d/end", id), testToken, ""); status != 200 || m["state"] != "ended" {
+		t.Fatalf("end: %d %v", status, m)
+	}
+	for i := 2000; i < 2020; i++ {
+		if status, m := h.open(id, fmt.Sprintf("rs-%d", i)); status != 400 || m["status"] != "ENDED" {
+			t.Fatalf("open after the end: %d %v", status, m)
+		}
+	}
+}
