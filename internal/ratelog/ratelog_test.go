@@ -41,7 +41,7 @@ func TestOneLinePerIntervalPerMessage(t *testing.T) {
 	for i := range 100 { // 100 failures over 9.9 s: one line
 		emit(t, h, t0.Add(time.Duration(i)*99*time.Millisecond), slog.LevelWarn, "fetch failed", "partition", i)
 	}
-	emit(t, h, t0.Add(time.Second), slog.LevelError, "write failed") // another key
+	emit(t, h, t0.Add(time.Second), slog.LevelError, "write failed")   // another key
 	emit(t, h, t0.Add(2*time.Second), slog.LevelError, "fetch failed") // another level: another key
 	emit(t, h, t0.Add(3*time.Second), slog.LevelInfo, "batch committed")
 	emit(t, h, t0.Add(4*time.Second), slog.LevelInfo, "batch committed") // below Warn: never limited
