@@ -25,6 +25,9 @@ const (
 // timeout after sending, an error of the script itself) leaves the outcome
 // unknown, or is not the cluster's, and is not retried.
 func NotRun(err error) (kind string, ok bool) {
+	if err == nil { // the claim path's common case: errors.As would allocate its target
+		return "", false
+	}
 	var re *rueidis.RedisError
 	if !errors.As(err, &re) {
 		return "", false
