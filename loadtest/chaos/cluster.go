@@ -24,22 +24,31 @@ import (
 // replicas), with faults of the cluster itself. The hot campaign is "big"
 // (7 opens in 10). Each adds InvCluster, its own verdict, and ClusterStats.
 
+// ClusterBuckets is how many buckets the cluster scenarios' big and small
+// campaigns have: the hot campaign's stock on every master.
+const ClusterBuckets = 12
+
 // InvCluster is the verdict of what a cluster scenario proves besides the
 // suite's invariants (spread, redirects seen, isolation, nothing lost).
 const InvCluster = "cluster"
 
 // ClusterStats are a cluster scenario's numbers.
 type ClusterStats struct {
-	Hot       int64            `json:"hot"`        // the hot campaign
-	HotSlot   uint16           `json:"hot_slot"`   // its slot
-	HotMaster string           `json:"hot_master"` // its master when the fault came
-	Masters   map[int64]string `json:"masters"`    // each campaign's master when the fault came
+	Hot       int64            `json:"hot"`                // the hot campaign
+	HotBucket int              `json:"hot_bucket"`         // the bucket the fault hits (0 with one bucket)
+	HotSlot   uint16           `json:"hot_slot"`           // its slot (with buckets: the hit bucket's)
+	HotMaster string           `json:"hot_master"`         // its master when the fault came
+	Masters   map[int64]string `json:"masters"`            // each campaign's master when the fault came (its home's)
+	Bucketed  []int64          `json:"bucketed,omitempty"` // campaigns with buckets on every master
 	// ErrorStats: per node, the error replies it sent during the fault
 	// (INFO errorstats after minus before), by prefix (ASK, MOVED, TRYAGAIN, ...).
 	ErrorStats map[string]map[string]int64 `json:"error_stats,omitempty"`
 	// Retried: claim calls the api sent again after a not-run reply, by kind
 	// (rain_redis_retries_total, read from the api before it stops).
 	Retried map[string]float64 `json:"retried,omitempty"`
+	// BucketMoves: the api's rain_bucket_* counters (refills, steals,
+	// sold-out checks, EMPTY answers and their 503s, packets moved).
+	BucketMoves map[string]float64 `json:"bucket_moves,omitempty"`
 	// Spread (cluster-spread): keys of the extra campaigns per master, and max/mean.
 	Keys   map[string]int64 `json:"keys,omitempty"`
 	Spread float64          `json:"spread,omitempty"`
@@ -91,8 +100,10 @@ func init() {
 // useCluster prepares the suite for a cluster run: the report's table gets
 // the cluster column.
 func useCluster() {
-	if !slices.Contains(Invariants, InvCluster) {
-		Invariants = append(slices.Clone(Invariants), InvCluster)
+	for _, inv := range []string{InvBuckets, InvCluster} {
+		if !slices.Contains(Invariants, inv) {
+			Invariants = append(slices.Clone(Invariants), inv)
+		}
 	}
 }
 
@@ -115,14 +126,36 @@ func (r *run) observeHot(ctx context.Context) (*ClusterStats, []rediscluster.Sha
 		return cs, nil, err
 	}
 	cs.Hot = r.res.Campaigns[0]
-	cs.HotSlot = rediscluster.Slot(r.Stores.Keys.Of(cs.Hot).Claims())
+	hot, err := r.Stores.layout(ctx, cs.Hot)
+	if err != nil {
+		return cs, nil, err
+	}
+	r.hotKeys = hot.Home
+	// Every campaign's master is its home's (the window; with one bucket
+	// everything). A bucketed campaign's buckets are on every master.
 	for _, id := range r.res.Campaigns {
 		if s, ok := rediscluster.ShardOf(shards, r.Stores.Keys.Of(id).Claims()); ok {
 			cs.Masters[id] = s.Addr
 		}
+		if lay, err := r.Stores.layout(ctx, id); err == nil && lay.K() > 1 {
+			cs.Bucketed = append(cs.Bucketed, id)
+		}
 	}
-	cs.HotMaster = cs.Masters[cs.Hot]
-	r.event("hot campaign %d: slot %d on %s; masters %v", cs.Hot, cs.HotSlot, cs.HotMaster, cs.Masters)
+	if hot.K() > 1 {
+		// The hit bucket: one on a master other than the home's, so the
+		// fault hits a bucket alone (the home keeps answering).
+		home, _ := rediscluster.ShardOf(shards, hot.Home.Claims())
+		for b := range hot.Buckets {
+			if s, ok := rediscluster.ShardOf(shards, hot.Buckets[b].Claims()); ok && s.Addr != home.Addr {
+				cs.HotBucket, r.hotKeys = b, hot.Buckets[b].Keys
+				break
+			}
+		}
+	}
+	cs.HotSlot = rediscluster.Slot(r.hotKeys.Claims())
+	s, _ := rediscluster.ShardOf(shards, r.hotKeys.Claims())
+	cs.HotMaster = s.Addr
+	r.event("hot campaign %d (%d buckets): bucket %d, slot %d on %s; homes' masters %v", cs.Hot, hot.K(), cs.HotBucket, cs.HotSlot, cs.HotMaster, cs.Masters)
 	return cs, shards, nil
 }
 
@@ -261,7 +294,7 @@ func reshardHot(ctx context.Context, r *run) error {
 	if err != nil {
 		return err
 	}
-	k := r.Stores.Keys.Of(cs.Hot)
+	k := r.hotKeys
 	if err := m.Migrate(ctx, k.Claims()); err != nil {
 		return err
 	}
@@ -469,7 +502,7 @@ func failoverKillVerdict(r *run, recs []Record) []Verdict {
 	var others []string
 	isolated := true
 	for _, id := range slices.Sorted(maps.Keys(cs.Masters)) {
-		if cs.Masters[id] == cs.HotMaster {
+		if cs.Masters[id] == cs.HotMaster || slices.Contains(cs.Bucketed, id) {
 			continue
 		}
 		n := 0
@@ -512,8 +545,15 @@ func (r *run) readRetried(ctx context.Context) {
 		return
 	}
 	cs := r.cstats()
-	cs.Retried = map[string]float64{}
+	cs.Retried, cs.BucketMoves = map[string]float64{}, map[string]float64{}
 	for line := range strings.SplitSeq(body, "\n") {
+		if name, ok := strings.CutPrefix(line, "rain_bucket_"); ok {
+			name, val, _ := strings.Cut(name, " ")
+			if v, err := strconv.ParseFloat(strings.TrimSpace(val), 64); err == nil && v > 0 {
+				cs.BucketMoves[name] = v
+			}
+			continue
+		}
 		rest, ok := strings.CutPrefix(line, `rain_redis_retries_total{kind="`)
 		if !ok {
 			continue
@@ -523,6 +563,7 @@ func (r *run) readRetried(ctx context.Context) {
 			cs.Retried[kind] = v
 		}
 	}
+	r.event("api bucket counters (rain_bucket_*): %v", cs.BucketMoves)
 }
 
 // noteReadded adds a reconciler log line's readded and oversold.

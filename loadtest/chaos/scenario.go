@@ -20,6 +20,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/redpacket/rain/internal/stack"
+	"github.com/redpacket/rain/lua"
 )
 
 // Profile is the timing of a suite run.
@@ -228,6 +229,7 @@ type run struct {
 	res      *ScenarioResult
 	live     Liveness
 	faulted  chan struct{} // closed once the fault is in effect (the merchant step waits for it)
+	hotKeys  *lua.Keys     // the keys a cluster fault hits: the hot campaign's, or one of its buckets'
 	faultOn  sync.Once
 	mu       sync.Mutex // the events: the merchant step notes them too
 }
@@ -590,10 +592,17 @@ func (r *run) run(ctx context.Context) (err error) {
 // too large to sell out and a small one that sells out mid-run.
 func (r *run) createCampaigns(ctx context.Context) (big, small int64, err error) {
 	n := max(50, int64(float64(r.Profile.Rate)/10*r.Profile.Duration.Seconds()*0.35))
-	if big, err = r.createCampaign(ctx, "big", map[string]int64{"1": 3_000_000, "10": 500_000, "100": 20_000}); err != nil {
+	// On a cluster both are split over ClusterBuckets buckets: the faults
+	// then hit one bucket's slot of the hot campaign, and small sells out
+	// across buckets (InvBuckets).
+	k := 1
+	if r.sc.Cluster {
+		k = ClusterBuckets
+	}
+	if big, err = r.createCampaignK(ctx, "big", map[string]int64{"1": 3_000_000, "10": 500_000, "100": 20_000}, k); err != nil {
 		return 0, 0, err
 	}
-	small, err = r.createCampaign(ctx, "small", map[string]int64{"8": n * 3 / 4, "88": n - n*3/4})
+	small, err = r.createCampaignK(ctx, "small", map[string]int64{"8": n * 3 / 4, "88": n - n*3/4}, k)
 	return big, small, err
 }
 
@@ -616,10 +625,19 @@ func (r *run) createMerchantCampaigns(ctx context.Context) (*merchantPlan, error
 }
 
 func (r *run) createCampaign(ctx context.Context, what string, inv map[string]int64) (int64, error) {
+	return r.createCampaignK(ctx, what, inv, 1)
+}
+
+// createCampaignK creates a campaign of k buckets (1: today's layout).
+func (r *run) createCampaignK(ctx context.Context, what string, inv map[string]int64, k int) (int64, error) {
 	now := time.Now().UTC()
-	body, _ := json.Marshal(map[string]any{"name": fmt.Sprintf("chaos %s %s %s", r.Stamp, r.sc.Name, what),
+	req := map[string]any{"name": fmt.Sprintf("chaos %s %s %s", r.Stamp, r.sc.Name, what),
 		"start_time": now.Add(-time.Minute).Format(time.RFC3339),
-		"end_time":   now.Add(30 * time.Minute).Format(time.RFC3339), "inventory": inv})
+		"end_time":   now.Add(30 * time.Minute).Format(time.RFC3339), "inventory": inv}
+	if k > 1 {
+		req["buckets"] = k
+	}
+	body, _ := json.Marshal(req)
 	var out struct {
 		ID int64 `json:"id"`
 	}

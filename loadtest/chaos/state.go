@@ -36,9 +36,16 @@ func (c Counts) String() string {
 // Counts reads the three counts of campaign id.
 func (s *Stores) Counts(ctx context.Context, id int64) (Counts, error) {
 	var c Counts
-	var err error
-	if c.Redis, err = s.Redis.Do(ctx, s.Redis.B().Hlen().Key(s.Keys.Of(id).Claims()).Build()).AsInt64(); err != nil {
+	lay, err := s.layout(ctx, id)
+	if err != nil {
 		return c, fmt.Errorf("redis: %w", err)
+	}
+	for _, b := range lay.Buckets {
+		n, err := s.Redis.Do(ctx, s.Redis.B().Hlen().Key(b.Claims()).Build()).AsInt64()
+		if err != nil {
+			return c, fmt.Errorf("redis: %w", err)
+		}
+		c.Redis += n
 	}
 	err = s.DB.QueryRow(ctx, `SELECT (SELECT count(*) FROM claim_log WHERE campaign_id = $1),
 		(SELECT coalesce(sum(opened_count), 0)::bigint FROM campaign_inventory WHERE campaign_id = $1)`, id).
@@ -84,20 +91,49 @@ func (s *Stores) State(ctx context.Context, id int64) (*CampaignState, error) {
 	}); err != nil {
 		return nil, fmt.Errorf("postgres: claim_log of %d: %w", id, err)
 	}
-	k := s.Keys.Of(id)
-	rs, err := lua.ReadState(ctx, s.Redis, k)
+	lay, err := s.layout(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("redis: layout of %d: %w", id, err)
+	}
+	rs, err := lua.ReadBuckets(ctx, s.Redis, lay)
 	if err != nil {
 		return nil, fmt.Errorf("redis: state of %d: %w", id, err)
 	}
 	st.Loaded, st.Remaining = rs.Loaded, rs.Remaining
-	err = lua.ScanClaims(ctx, s.Redis, k, func(user string, amount, at int64) error {
-		st.Redis[user], st.RedisAt[user] = amount, at
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("redis: claims of %d: %w", id, err)
+	st.K, st.Pending, st.PoolLeft = lay.K(), rs.Pending, rs.PoolLeft
+	if st.K > 1 {
+		st.ClaimBuckets = map[string][]int{}
+		for _, b := range rs.Buckets {
+			st.BucketLeft = append(st.BucketLeft, b.Left)
+		}
+	}
+	for _, b := range lay.Buckets {
+		err = lua.ScanClaims(ctx, s.Redis, b.Keys, func(user string, amount, at int64) error {
+			if st.K > 1 {
+				st.ClaimBuckets[user] = append(st.ClaimBuckets[user], b.Index)
+				st.BucketClaims = append(st.BucketClaims, BucketClaim{User: user, Bucket: b.Index, Amount: amount})
+			}
+			st.Redis[user], st.RedisAt[user] = amount, at
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("redis: claims of %d: %w", id, err)
+		}
 	}
 	return st, nil
+}
+
+// layout is campaign id's layout as Redis holds it (its home meta names
+// the bucket count); a campaign not in Redis has the layout of one bucket.
+func (s *Stores) layout(ctx context.Context, id int64) (*lua.Layout, error) {
+	lay, loaded, err := s.Keys.LayoutOf(ctx, s.Redis, id)
+	if err != nil {
+		return nil, err
+	}
+	if !loaded {
+		return s.Keys.Layout(id, 1)
+	}
+	return lay, nil
 }
 
 // PendingStock counts the stock actions of campaigns ids whose Redis step
@@ -134,9 +170,15 @@ func (s *Stores) Delete(ctx context.Context, ids []int64) error {
 		return err
 	}
 	for _, id := range ids {
-		k := s.Keys.Of(id)
-		if err := s.Redis.Do(ctx, s.Redis.B().Del().Key(k.Meta(), k.Stock(), k.Claims(), k.Loading()).Build()).Error(); err != nil {
+		lay, err := s.layout(ctx, id)
+		if err != nil {
 			return err
+		}
+		// One DEL per key: a bucketed campaign's keys are on several slots.
+		for _, key := range append(lay.AllKeys(), lay.Home.Loading()) {
+			if err := s.Redis.Do(ctx, s.Redis.B().Del().Key(key).Build()).Error(); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
