@@ -22,20 +22,7 @@ func BenchmarkOpenHandlerTokensWithLimits(b *testing.B) {
 }
 
 func benchOpenGuarded(b *testing.B, set func(*Config)) {
-	h := newHarness(b, harnessOpt{ringSize: 1 << 16, set: set})
-	id := h.live(`{"1":100000000,"2":100000000}`)
-	done := make(chan struct{})
-	go func() {
-		for {
-			select {
-			case <-h.ring.Events():
-				h.ring.Done()
-			case <-done:
-				return
-			}
-		}
-	}()
-	b.Cleanup(func() { close(done) })
+	h, id := newBenchServer(b, set)
 	handler := h.srv.Handler()
 	path := "/campaign/" + strconv.FormatInt(id, 10) + "/open"
 	type open struct{ body, auth []byte }

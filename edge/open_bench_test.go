@@ -26,7 +26,13 @@ func appendOpenBody(b []byte) []byte {
 // ns/op is one open's latency; allocs/op, set against BenchmarkClaimScript,
 // is what the handler adds to rueidis's own.
 func BenchmarkOpenHandler(b *testing.B) {
-	h, id := newBenchServer(b)
+	h, id := newBenchServer(b, nil)
+	benchOpens(b, h, id, 200)
+}
+
+// benchOpens runs the open route of campaign id for new users on a reused
+// RequestCtx, each answered want.
+func benchOpens(b *testing.B, h *harness, id int64, want int) {
 	handler := h.srv.Handler()
 	var ctx fasthttp.RequestCtx
 	ctx.Request.Header.SetMethod("POST")
@@ -38,8 +44,8 @@ func BenchmarkOpenHandler(b *testing.B) {
 		ctx.Request.SetBody(body)
 		ctx.Response.Reset()
 		handler(&ctx)
-		if ctx.Response.StatusCode() != 200 {
-			b.Fatalf("status %d: %s", ctx.Response.StatusCode(), ctx.Response.Body())
+		if s := ctx.Response.StatusCode(); s != want {
+			b.Fatalf("status %d: %s", s, ctx.Response.Body())
 		}
 	}
 }
@@ -47,7 +53,7 @@ func BenchmarkOpenHandler(b *testing.B) {
 // BenchmarkClaimScript is claim.lua alone through rueidis: the floor under
 // BenchmarkOpenHandler.
 func BenchmarkClaimScript(b *testing.B) {
-	h, id := newBenchServer(b)
+	h, id := newBenchServer(b, nil)
 	k := testenv.Keys().Of(id)
 	users := make([]string, 0, 1<<16)
 	for i := 0; i < cap(users); i++ {
@@ -76,7 +82,7 @@ func BenchmarkClaimScript(b *testing.B) {
 // listener from many goroutines, as concurrent clients would (rueidis
 // pipelines their scripts into one connection).
 func BenchmarkOpenParallel(b *testing.B) {
-	h, id := newBenchServer(b)
+	h, id := newBenchServer(b, nil)
 	uri := "http://api/campaign/" + strconv.FormatInt(id, 10) + "/open"
 	b.SetParallelism(32)
 	b.ReportAllocs()
@@ -99,9 +105,9 @@ func BenchmarkOpenParallel(b *testing.B) {
 // newBenchServer starts a harness with a campaign that cannot sell out
 // during a benchmark and a ring drained without Kafka (the pipeline is
 // measured end to end by make bench, not here).
-func newBenchServer(b *testing.B) (*harness, int64) {
+func newBenchServer(b *testing.B, set func(*Config)) (*harness, int64) {
 	b.Helper()
-	h := newHarness(b, harnessOpt{ringSize: 1 << 16})
+	h := newHarness(b, harnessOpt{ringSize: 1 << 16, set: set})
 	id := h.live(`{"1":100000000,"2":100000000}`)
 	done := make(chan struct{})
 	go func() {

@@ -490,21 +490,7 @@ func BenchmarkSoldOutOpen(b *testing.B) {
 		h.open(id, "probe")
 		time.Sleep(20 * time.Millisecond)
 	}
-	handler := h.srv.Handler()
-	var ctx fasthttp.RequestCtx
-	ctx.Request.Header.SetMethod("POST")
-	ctx.Request.SetRequestURI("/campaign/" + strconv.FormatInt(id, 10) + "/open")
-	body := make([]byte, 0, 64)
-	b.ReportAllocs()
-	for b.Loop() {
-		body = appendOpenBody(body)
-		ctx.Request.SetBody(body)
-		ctx.Response.Reset()
-		handler(&ctx)
-		if s := ctx.Response.StatusCode(); s != 410 {
-			b.Fatalf("status %d: %s", s, ctx.Response.Body())
-		}
-	}
+	benchOpens(b, h, id, 410)
 }
 
 // BenchmarkSoldOutBuild1M is a build of the filter of a campaign of a
