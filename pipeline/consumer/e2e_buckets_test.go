@@ -31,22 +31,7 @@ func TestEndToEndBuckets(t *testing.T) {
 
 	api := startAPI(t, topic, token)
 	base := "http://" + api.Addr()
-	now := time.Now().UTC()
-	body := fmt.Sprintf(`{"name":"e2e buckets","start_time":%q,"end_time":%q,"inventory":{"20":100,"5":300},"buckets":4}`,
-		now.Add(-time.Minute).Format(time.RFC3339), now.Add(time.Hour).Format(time.RFC3339))
-	req, _ := http.NewRequest("POST", base+"/campaign", bytes.NewBufferString(body))
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var created struct{ ID int64 }
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 201 || json.Unmarshal(b, &created) != nil || created.ID == 0 {
-		t.Fatalf("create campaign: %d %s", resp.StatusCode, b)
-	}
-	id := created.ID
+	id := createCampaign(t, client, base, token, "e2e buckets", `{"20":100,"5":300}`, `,"buckets":4`)
 	l, err := testenv.Keys().Layout(id, 4)
 	if err != nil {
 		t.Fatal(err)

@@ -35,6 +35,28 @@ func startAPI(t testing.TB, topic, token string) *edge.Main {
 	return api
 }
 
+// createCampaign creates a live campaign through the api at base with the
+// given inventory JSON and extra fields (`,"buckets":4`), and returns its id.
+func createCampaign(t *testing.T, client *http.Client, base, token, name, inventory, extra string) int64 {
+	t.Helper()
+	now := time.Now().UTC()
+	body := fmt.Sprintf(`{"name":%q,"start_time":%q,"end_time":%q,"inventory":%s%s}`, name,
+		now.Add(-time.Minute).Format(time.RFC3339), now.Add(time.Hour).Format(time.RFC3339), inventory, extra)
+	req, _ := http.NewRequest("POST", base+"/campaign", bytes.NewBufferString(body))
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var created struct{ ID int64 }
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 201 || json.Unmarshal(b, &created) != nil || created.ID == 0 {
+		t.Fatalf("create campaign: %d %s", resp.StatusCode, b)
+	}
+	return created.ID
+}
+
 // TestEndToEnd runs the whole path: the api process on a test topic, a campaign created over HTTP, concurrent opens, then the
 // consumer. claim_log must hold exactly the (user, amount) pairs that got
 // 200, and opened_count per amount their number.
@@ -57,22 +79,7 @@ func TestEndToEnd(t *testing.T) {
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 
 	// Create: 30 packets of 20 and 220 of 5, for 300 users: 50 sell out.
-	now := time.Now().UTC()
-	body := fmt.Sprintf(`{"name":"e2e","start_time":%q,"end_time":%q,"inventory":{"20":30,"5":220}}`,
-		now.Add(-time.Minute).Format(time.RFC3339), now.Add(time.Hour).Format(time.RFC3339))
-	req, _ := http.NewRequest("POST", base+"/campaign", bytes.NewBufferString(body))
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var created struct{ ID int64 }
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 201 || json.Unmarshal(b, &created) != nil || created.ID == 0 {
-		t.Fatalf("create campaign: %d %s", resp.StatusCode, b)
-	}
-	id := created.ID
+	id := createCampaign(t, client, base, token, "e2e", `{"20":30,"5":220}`, "")
 	t.Cleanup(func() {
 		testenv.DeleteCampaign(db, id)
 		k := testenv.Keys().Of(id)
