@@ -1,10 +1,12 @@
 package testenv
 
 import (
+	"bytes"
 	"io"
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -53,9 +55,14 @@ func (p *Proxy) Cut() {
 	p.conns = map[net.Conn]struct{}{}
 }
 
-// LoseReplies lets requests reach the service but loses its replies: a
-// connection that gets one is closed instead (the service did the work;
-// the client never hears of it), until Restore.
+// LoseReplies lets requests reach the service but loses the replies to
+// Redis script calls: once a request holding EVAL or EVALSHA has gone
+// through a connection, the next reply on it closes it instead (the script
+// ran; the client never hears of it), until Restore. Other replies pass, so
+// the client's reconnect handshakes and pings work and every script call
+// reaches Redis: losing those too would let a reconnecting client fail
+// before it sends anything, and a test could not tell a lost reply from a
+// call that never left.
 func (p *Proxy) LoseReplies() {
 	p.mu.Lock()
 	p.mute = true
@@ -107,12 +114,38 @@ func (p *Proxy) pipe(c net.Conn) {
 	}
 	p.conns[c], p.conns[up] = struct{}{}, struct{}{}
 	p.mu.Unlock()
-	go func() { io.Copy(up, c); up.Close() }()
+	var armed atomic.Bool // a script call went up while muted: lose the next reply
+	go func() {
+		buf := make([]byte, 32<<10)
+		var tail []byte // a command name split over two reads
+		for {
+			n, err := c.Read(buf)
+			if n > 0 {
+				seen := append(tail, buf[:n]...)
+				if p.muted() && bytes.Contains(seen, []byte("EVAL")) {
+					armed.Store(true) // before the write: its reply may come at once
+				}
+				tail = append(tail[:0], seen[max(0, len(seen)-3):]...)
+				if _, werr := up.Write(buf[:n]); werr != nil {
+					break
+				}
+			}
+			if err != nil {
+				break
+			}
+		}
+		up.Close()
+	}()
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := up.Read(buf)
-		if n > 0 && p.muted() {
-			break // the reply is lost with the connection
+		if n > 0 && armed.Load() && p.muted() {
+			// Close the client's side only: the request goroutine may still
+			// be writing the script call up, and Redis runs what reached it
+			// before the connection ends.
+			c.Close()
+			io.Copy(io.Discard, up)
+			break
 		}
 		if n > 0 {
 			if _, werr := c.Write(buf[:n]); werr != nil {
