@@ -25,9 +25,9 @@ import (
 // after the global check found nothing left anywhere.
 //
 // Answers from memory: the claims memo works per campaign as for K = 1
-// (a user is in one bucket only). The sold-out filter is off for K > 1: a
-// bucket's SOLD_OUT reply counts the claims of that bucket only, which
-// cannot tell whether the campaign's claims changed during a scan.
+// (a user is in one bucket only); the sold-out filter holds the claimants
+// of every bucket, built once the global check has made them all final
+// (soldout.go).
 
 const (
 	bucketLow   = 250                   // a bucket left with fewer packets after an OK asks for a refill
@@ -54,6 +54,7 @@ var (
 type rebalancer struct {
 	redis  rueidis.Client
 	layout *lua.Layout
+	opt    *lua.RebalanceOptions
 	log    *slog.Logger
 
 	mu      sync.Mutex
@@ -62,8 +63,8 @@ type rebalancer struct {
 	running bool
 }
 
-func newRebalancer(r rueidis.Client, l *lua.Layout, log *slog.Logger) *rebalancer {
-	return &rebalancer{redis: r, layout: l, log: log, want: make([]bool, l.K()), done: make([]chan struct{}, l.K())}
+func newRebalancer(r rueidis.Client, l *lua.Layout, opt *lua.RebalanceOptions, log *slog.Logger) *rebalancer {
+	return &rebalancer{redis: r, layout: l, opt: opt, log: log, want: make([]bool, l.K()), done: make([]chan struct{}, l.K())}
 }
 
 // ask asks for a rebalance of bucket b and returns a channel closed when
@@ -115,7 +116,7 @@ func (r *rebalancer) run(b int) {
 	defer cancel()
 	deadline := time.Now().Add(rebalanceTry)
 	for {
-		mv, err := lua.Rebalance(ctx, r.redis, r.layout, b, bucketChunk, nil)
+		mv, err := lua.Rebalance(ctx, r.redis, r.layout, b, bucketChunk, r.opt)
 		switch {
 		case errors.Is(err, lua.ErrLeaseHeld) && time.Now().Before(deadline):
 			time.Sleep(time.Millisecond)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -224,5 +225,209 @@ func TestBucketedRestockAndEnd(t *testing.T) {
 		if status, m := h.open(id, fmt.Sprintf("rs-%d", i)); status != 400 || m["status"] != "ENDED" {
 			t.Fatalf("open after the end: %d %v", status, m)
 		}
+	}
+}
+
+// sellOutBuckets opens campaign id (K buckets) for users prefix0… one at a
+// time until one is told SOLD_OUT, and returns the winners' amounts.
+func sellOutBuckets(t *testing.T, h *harness, id int64, prefix string) map[string]float64 {
+	t.Helper()
+	won := map[string]float64{}
+	for i := 0; i < 5000; i++ {
+		u := fmt.Sprint(prefix, i)
+		status, m := h.open(id, u)
+		switch status {
+		case 200:
+			won[u] = m["amount"].(float64)
+		case 410:
+			return won
+		case 503: // a bucket waiting for stock: try the next user
+		default:
+			t.Fatalf("open of %s: %d %v", u, status, m)
+		}
+	}
+	t.Fatal("never sold out")
+	return nil
+}
+
+// TestBucketedSoldOutFromMemory: once a campaign of 4 buckets is sold out
+// as a whole, its flood is answered from memory like a campaign of one
+// bucket's: every claimant (in whichever bucket) gets 409 with their
+// amount, non-claimants 410, and Redis sees only the claimants and a few
+// false positives. The filter holds each bucket's count.
+func TestBucketedSoldOutFromMemory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs Redis and PostgreSQL")
+	}
+	h := newHarness(t, harnessOpt{set: func(c *Config) { c.SoldOutTTL = time.Minute }})
+	id := h.createBuckets(4, `{"1":200,"7":100}`)
+	won := sellOutBuckets(t, h, id, "w")
+	if len(won) != 300 {
+		t.Fatalf("%d won, want the 300 packets", len(won))
+	}
+	waitSoldOutFlag(t, h, id)
+	s := h.srv.hot.get(id).sold.Load()
+	var sum int64
+	for _, n := range s.counts {
+		sum += n
+	}
+	if len(s.counts) != 4 || sum != 300 || s.claims != 300 {
+		t.Fatalf("filter counts %v (claims %d), want 4 buckets holding 300", s.counts, s.claims)
+	}
+	flag := claimsSoldOutFlag.Get()
+	const others = 2000
+	for i := range others {
+		if status, m := h.open(id, fmt.Sprint("n", i)); status != 410 {
+			t.Fatalf("non-claimant n%d: %d %v", i, status, m)
+		}
+	}
+	if fromMemory := claimsSoldOutFlag.Get() - flag; fromMemory < others*98/100 {
+		t.Errorf("%d of %d non-claimants answered from memory, want all but the false positives", fromMemory, others)
+	}
+	for u, amount := range won {
+		if status, m := h.open(id, u); status != 409 || m["amount"] != amount {
+			t.Fatalf("claimant %s: %d %v, want 409 with %v", u, status, m, amount)
+		}
+	}
+}
+
+// TestBucketedSoldOutExact: a claim that lands in a bucket during the
+// filter's scan voids it (the next SOLD_OUT builds it again, with that
+// claim); once the TTL ran out a SOLD_OUT renews the same filter when no
+// bucket's count moved, and a reply of a bucket whose count moved drops it.
+func TestBucketedSoldOutExact(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs Redis and PostgreSQL")
+	}
+	h := newHarness(t, harnessOpt{set: func(c *Config) { c.SoldOutTTL = 200 * time.Millisecond }})
+	id := h.createBuckets(4, `{"1":6}`)
+	l, err := testenv.Keys().Layout(id, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addClaim := func(user string) {
+		t.Helper()
+		err := h.redis.Do(context.Background(), h.redis.B().Hset().Key(l.BucketOf(user).Claims()).FieldValue().
+			FieldValue(user, lua.ClaimValue(1, time.Now().UnixMilli())).Build()).Error()
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	var scans atomic.Int64
+	h.srv.hot.afterScan = func() { // runs in the build's goroutine
+		if scans.Add(1) == 1 {
+			addClaim("late0")
+		}
+	}
+	won := sellOutBuckets(t, h, id, "x")
+	c := h.srv.hot.get(id)
+	testenv.Eventually(t, 10*time.Second, func() (bool, string) {
+		if scans.Load() == 0 && !c.building.Load() { // the finals were still being set: ask again
+			h.open(id, fmt.Sprint("probe-", time.Now().UnixNano()))
+		}
+		return scans.Load() >= 1 && !c.building.Load(), "the first build did not finish"
+	})
+	if c.sold.Load() != nil {
+		t.Fatal("a filter was kept though a claim arrived during its scan")
+	}
+	waitSoldOutFlag(t, h, id)
+	s := c.sold.Load()
+	if s.claims != int64(len(won))+1 {
+		t.Fatalf("rebuilt filter of %d claims, want %d", s.claims, len(won)+1)
+	}
+	if status, m := h.open(id, "late0"); status != 409 || m["amount"] != float64(1) {
+		t.Errorf("the claim made during the first scan: %d %v, want 409 with 1", status, m)
+	}
+
+	// The flag runs out; a SOLD_OUT renews the same set (nothing scanned).
+	time.Sleep(250 * time.Millisecond)
+	scanned := scans.Load()
+	waitSoldOutFlag(t, h, id)
+	if c.sold.Load() != s || scans.Load() != scanned {
+		t.Error("a renewal with no count moved made a new filter")
+	}
+	// A claim put back into a bucket (the reconciler's readd): the first
+	// SOLD_OUT reply of that bucket drops the filter.
+	late := ""
+	for i := 0; late == ""; i++ {
+		if u := fmt.Sprint("readd", i); !s.filter.TestString(u) {
+			late = u
+		}
+	}
+	addClaim(late)
+	// A false positive of the filter in late's bucket goes to Redis, and
+	// that bucket's reply counts one claim more than the set.
+	b := lua.BucketOf(id, late, 4)
+	fp := ""
+	for i := 0; fp == ""; i++ {
+		if u := fmt.Sprint("fp", i); s.filter.TestString(u) && lua.BucketOf(id, u, 4) == b {
+			if _, claimant := won[u]; !claimant {
+				fp = u
+			}
+		}
+	}
+	if status, _ := h.open(id, fp); status != 410 {
+		t.Fatalf("false positive %s: %d, want 410 from Redis", fp, status)
+	}
+	if c.sold.Load() == s {
+		t.Error("a bucket's SOLD_OUT reply with a count the filter lacks kept it")
+	}
+	waitSoldOutFlag(t, h, id)
+	if status, m := h.open(id, late); status != 409 || m["amount"] != float64(1) {
+		t.Errorf("the put-back claim after the rebuild: %d %v, want 409 with 1", status, m)
+	}
+}
+
+// TestBucketTransfersWaitForReplicas: with REDIS_WAIT_REPLICAS above the
+// replicas Redis has, a transfer's debit is never confirmed, so no credit
+// is made: the dry bucket's opens get 503 (never SOLD_OUT: stock is in
+// transit), and a sweep that need not wait settles each such transfer,
+// after which the stock is served. Nothing is lost or handed out twice.
+func TestBucketTransfersWaitForReplicas(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs Redis and PostgreSQL")
+	}
+	h := newHarness(t, harnessOpt{set: func(c *Config) {
+		c.Rebalance = &lua.RebalanceOptions{WaitReplicas: 5, WaitTimeout: 10 * time.Millisecond}
+	}})
+	errs := bucketErrors.Get()
+	id := h.createBuckets(2, `{"1":8}`)
+	l, err := testenv.Keys().Layout(id, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	won, busy := 0, 0
+	for i := 0; busy < 10 && i < 200; i++ {
+		switch status, m := h.open(id, fmt.Sprint("wr", i)); status {
+		case 200:
+			won++
+		case 503:
+			busy++
+		default:
+			t.Fatalf("open: %d %v", status, m)
+		}
+	}
+	st, err := lua.ReadBuckets(context.Background(), h.redis, l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if won >= 8 || busy < 10 || st.Pending == 0 || bucketErrors.Get() == errs {
+		t.Fatalf("%d won, %d 503s, %d transfers pending, %d rebalance errors: want the pool's stock held in transit",
+			won, busy, st.Pending, bucketErrors.Get()-errs)
+	}
+	testenv.Eventually(t, 5*time.Second, func() (bool, string) { // a rebalance may hold the lease
+		n, err := lua.SweepBuckets(context.Background(), h.redis, l, nil)
+		return n > 0 && err == nil, fmt.Sprintf("sweep without waiting: %d settled, %v", n, err)
+	})
+	for i := 1000; won < 8 && i < 1200; i++ {
+		switch status, _ := h.open(id, fmt.Sprint("wr", i)); status {
+		case 200:
+			won++
+		case 503: // the other bucket's refill is in transit too: settle it
+			lua.SweepBuckets(context.Background(), h.redis, l, nil)
+		}
+	}
+	if st, err := lua.ReadBuckets(context.Background(), h.redis, l); won != 8 || err != nil || st.Claims != 8 {
+		t.Fatalf("after the sweep: %d won, %d claims (%v), want all 8", won, st.Claims, err)
 	}
 }

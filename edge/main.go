@@ -39,6 +39,7 @@ func (c *MainConfig) Bind(s *config.Set) {
 	}
 	c.Server.Bind(s)
 	c.Boot.Bind(s)
+	c.Server.Rebalance = c.Boot.Rebalance()
 	c.Kafka.Bind(s)
 	c.Producer.Bind(s)
 	s.Addr(&c.Pprof, "PPROF_ADDR", "", "serve `net/http/pprof` here (loopback only, e.g. `127.0.0.1:6060`)")

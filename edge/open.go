@@ -169,14 +169,6 @@ func (s *Server) claim(ctx *fasthttp.RequestCtx, id int64, c *hotCampaign, user 
 	if c == nil && res.Outcome != lua.NotFound {
 		c = s.hot.get(id)
 	}
-	if c != nil && c.layout != nil && res.Outcome == lua.SoldOut {
-		// No sold-out filter for a bucketed campaign (buckets.go): only
-		// its end is kept.
-		c.endMs.Store(res.EndMs)
-		claimsByOutcome[res.Outcome].Inc()
-		writeOutcome(ctx, res)
-		return
-	}
 	switch res.Outcome {
 	case lua.OK:
 		s.ring.Push(pipeline.Event{CampaignID: id, UserID: user, Amount: res.Amount, ClaimedAt: res.ClaimedAt})
@@ -184,7 +176,11 @@ func (s *Server) claim(ctx *fasthttp.RequestCtx, id int64, c *hotCampaign, user 
 	case lua.AlreadyOpened:
 		s.hot.remember(c, user, res)
 	case lua.SoldOut:
-		s.hot.markSoldOut(c, res)
+		b := 0 // the reply counts the claims of the user's bucket
+		if c.layout != nil {
+			b = lua.BucketOf(id, user, c.layout.K())
+		}
+		s.hot.markSoldOut(c, res, b)
 	}
 	if res.Outcome == lua.NotFound && mayRepair {
 		s.openUnloaded(ctx, id, user)

@@ -60,6 +60,9 @@ type Config struct {
 	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
 	// Security is what the server does against hostile traffic (security.go).
 	Security SecurityConfig
+	// Rebalance is how the rebalancer moves a bucketed campaign's stock
+	// (boot's REDIS_WAIT_REPLICAS); nil: the defaults.
+	Rebalance *lua.RebalanceOptions
 }
 
 // Bind declares the HTTP server's variables.
@@ -138,7 +141,7 @@ func New(cfg Config, d Deps) *Server {
 	s.hot.maxClaims = int64(cfg.ClaimMemo)
 	s.hot.soldOutMs = cfg.SoldOutTTL.Milliseconds()
 	s.hot.soldOutBudget = int64(cfg.SoldOutMemory)
-	s.hot.redis, s.hot.keys, s.hot.log = d.Redis, d.Keys, log
+	s.hot.redis, s.hot.keys, s.hot.log, s.hot.rebalance = d.Redis, d.Keys, log, cfg.Rebalance
 	s.stock.s = s
 	s.batch = batcher{redis: d.Redis, max: cfg.ClaimBatchMax}
 	if !cfg.ClaimBatch {

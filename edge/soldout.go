@@ -3,6 +3,7 @@ package edge
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -37,6 +38,20 @@ import (
 // (stock is back) drops it at once. So stock added back is served within
 // SOLD_OUT_TTL.
 //
+// A bucketed campaign (K > 1, buckets.go) is sold out as a whole only when
+// the global empty check has set 'final' on every bucket; a bucket's
+// SOLD_OUT reply counts that bucket's claims only. So its build first reads,
+// for every bucket, 'final' and the claims hash's length (one pipelined
+// round, a command per bucket); any bucket not final stops it (the check is
+// still setting them, or stock came back). Then it scans every bucket's
+// claims into one filter and reads the lengths and the flags again: the
+// filter is exact when every length and every flag is unchanged. The set
+// keeps each bucket's count, and a reply of bucket b whose count differs
+// from it drops the filter, as for K = 1. A reply that matches proves only
+// its own bucket, so the flag is not renewed by it: once the TTL has run
+// out the next SOLD_OUT reply starts a build, whose first round (K
+// lengths) renews the set when no count moved, without a scan.
+//
 // Filters have their own memory budget (Config.SoldOutMemory), spent per
 // campaign: a new filter evicts the least recently used campaign's (never
 // all of them), and a campaign whose filter alone is over the budget is not
@@ -69,8 +84,9 @@ func soldOutCost(n int64) int64 {
 // once the set is shared.
 type soldOutSet struct {
 	id     int64
-	claims int64 // the length of the claims hash the filter holds
-	cost   int64 // soldOutCost(claims)
+	claims int64   // the claims the filter holds
+	counts []int64 // per bucket (one for K = 1): its claims hash's length
+	cost   int64   // soldOutCost(claims)
 	filter *bloom.BloomFilter
 	until  atomicMs     // answers from memory until then
 	used   atomicMs     // the last open checked against it (LRU)
@@ -105,23 +121,32 @@ func (c *hotCampaign) flagged(nowMs int64) bool {
 	return s != nil && nowMs < s.until.Load()
 }
 
-// markSoldOut handles a SOLD_OUT reply: a filter that holds as many claims
-// as the reply counts is flagged for the TTL; one that does not is dropped,
-// and a build is started when none runs and the campaign's filter would fit.
-func (h *hotCampaigns) markSoldOut(c *hotCampaign, r lua.Result) {
+// markSoldOut handles a SOLD_OUT reply of bucket b (0 for K = 1): a filter
+// that holds as many of its claims as the reply counts is flagged for the
+// TTL (K = 1; for K > 1 see the top of this file); one that does not is
+// dropped, and a build is started when none runs and the campaign's filter
+// would fit.
+func (h *hotCampaigns) markSoldOut(c *hotCampaign, r lua.Result, b int) {
 	c.endMs.Store(r.EndMs)
 	if h.soldOutMs == 0 || h.soldOutBudget == 0 {
 		return
 	}
 	now := time.Now().UnixMilli()
+	claims := r.Claims
 	if s := c.sold.Load(); s != nil {
-		if s.claims == r.Claims {
+		switch {
+		case b >= len(s.counts) || s.counts[b] != r.Claims:
+			h.dropSoldOut(c, s)
+		case len(s.counts) == 1:
 			s.until.touch(min(now+h.soldOutMs, r.EndMs))
 			return
+		case now < s.until.Load():
+			return
+		default: // K > 1, flag run out: the build renews it
+			claims = s.claims
 		}
-		h.dropSoldOut(c, s)
 	}
-	if h.startBuild(c, r.Claims, now) {
+	if h.startBuild(c, claims, now) {
 		go h.buildSoldOut(c, r, c.gen.Load())
 	}
 }
@@ -161,7 +186,13 @@ func (h *hotCampaigns) buildSoldOut(c *hotCampaign, r lua.Result, gen int64) {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second+time.Duration(r.Claims)*10*time.Microsecond)
 	defer cancel()
-	s, err := h.scanSoldOut(ctx, c.keys, r.Claims)
+	var s *soldOutSet
+	var err error
+	if c.layout == nil {
+		s, err = h.scanSoldOut(ctx, c.keys, r.Claims)
+	} else {
+		s, err = h.scanBuckets(ctx, c)
+	}
 	if err != nil { // Redis lost or slow: the next SOLD_OUT after the TTL tries again
 		h.log.Warn("filter of a sold-out campaign's claimants not built; its opens go to Redis",
 			"campaign_id", c.keys.ID, "err", err)
@@ -175,7 +206,9 @@ func (h *hotCampaigns) buildSoldOut(c *hotCampaign, r lua.Result, gen int64) {
 	// c.endMs: an end moved earlier during the build (refresh.go) holds.
 	s.until.Store(min(now+h.soldOutMs, r.EndMs, c.endMs.Load()))
 	s.used.Store(now)
-	h.putSoldOut(c, s)
+	if c.sold.Load() != s { // not a renewal
+		h.putSoldOut(c, s)
+	}
 }
 
 // scanSoldOut reads the user ids of k's claims hash into a filter sized
@@ -196,7 +229,66 @@ func (h *hotCampaigns) scanSoldOut(ctx context.Context, k *lua.Keys, claims int6
 	if n != claims {
 		return nil, nil
 	}
-	return &soldOutSet{id: k.ID, claims: claims, cost: soldOutCost(claims), filter: f}, nil
+	return &soldOutSet{id: k.ID, claims: claims, counts: []int64{claims}, cost: soldOutCost(claims), filter: f}, nil
+}
+
+// scanBuckets is scanSoldOut for bucketed campaign c (see the top of this
+// file): nil when a bucket is not final or its claims changed during the
+// scan; c's kept set itself when no bucket's count moved since it was
+// built (a renewal, nothing scanned).
+func (h *hotCampaigns) scanBuckets(ctx context.Context, c *hotCampaign) (*soldOutSet, error) {
+	before, err := h.bucketCounts(ctx, c.layout)
+	if before == nil || err != nil {
+		return nil, err
+	}
+	if s := c.sold.Load(); s != nil && slices.Equal(s.counts, before) {
+		return s, nil
+	}
+	var claims int64
+	for _, n := range before {
+		claims += n
+	}
+	if soldOutCost(claims) > h.soldOutBudget {
+		return nil, nil
+	}
+	f := bloom.NewWithEstimates(uint(max(claims, 1)), soldOutFP)
+	for _, b := range c.layout.Buckets {
+		if err := scanUsers(ctx, h.redis, b.Claims(), func(user string) { f.AddString(user) }); err != nil {
+			return nil, err
+		}
+	}
+	if h.afterScan != nil {
+		h.afterScan()
+	}
+	after, err := h.bucketCounts(ctx, c.layout)
+	if after == nil || err != nil || !slices.Equal(before, after) {
+		return nil, err
+	}
+	return &soldOutSet{id: c.keys.ID, claims: claims, counts: before, cost: soldOutCost(claims), filter: f}, nil
+}
+
+// bucketCounts reads the length of every bucket's claims hash of l, in one
+// pipelined round: nil when a bucket is not final (the campaign is not
+// sold out as a whole).
+func (h *hotCampaigns) bucketCounts(ctx context.Context, l *lua.Layout) ([]int64, error) {
+	cmds := make(rueidis.Commands, 0, 2*l.K())
+	for _, b := range l.Buckets {
+		cmds = append(cmds,
+			h.redis.B().Hexists().Key(b.Meta()).Field("final").Build(),
+			h.redis.B().Hlen().Key(b.Claims()).Build())
+	}
+	counts := make([]int64, l.K())
+	for i, r := range h.redis.DoMulti(ctx, cmds...) {
+		n, err := r.AsInt64()
+		if err != nil {
+			return nil, err
+		}
+		if i%2 == 0 && n == 0 {
+			return nil, nil
+		}
+		counts[i/2] = n
+	}
+	return counts, nil
 }
 
 // scanUsers calls fn with every field of the hash at key (HSCAN). The next

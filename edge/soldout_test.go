@@ -25,7 +25,7 @@ func testSet(id int64, users []string, untilMs, usedMs int64) *soldOutSet {
 	for _, u := range users {
 		f.AddString(u)
 	}
-	s := &soldOutSet{id: id, claims: n, cost: soldOutCost(n), filter: f}
+	s := &soldOutSet{id: id, claims: n, counts: []int64{n}, cost: soldOutCost(n), filter: f}
 	s.until.Store(untilMs)
 	s.used.Store(usedMs)
 	return s
@@ -169,17 +169,17 @@ func TestMarkSoldOut(t *testing.T) {
 	c.building.Store(true) // no build from Redis in this unit test
 	s := testSet(1, users("u", 1000), 0, 0)
 	h.putSoldOut(c, s)
-	h.markSoldOut(c, lua.Result{Outcome: lua.SoldOut, Claims: 1000, EndMs: 1e15})
+	h.markSoldOut(c, lua.Result{Outcome: lua.SoldOut, Claims: 1000, EndMs: 1e15}, 0)
 	now := time.Now().UnixMilli()
 	if !c.flagged(now) || c.flagged(now+1100) {
 		t.Error("a matching count must flag the campaign for the ttl")
 	}
 	end := time.Now().UnixMilli() + 300
-	h.markSoldOut(c, lua.Result{Outcome: lua.SoldOut, Claims: 1000, EndMs: end})
+	h.markSoldOut(c, lua.Result{Outcome: lua.SoldOut, Claims: 1000, EndMs: end}, 0)
 	if c.flagged(end) {
 		t.Error("flag held past the campaign's end")
 	}
-	h.markSoldOut(c, lua.Result{Outcome: lua.SoldOut, Claims: 1001, EndMs: 1e15})
+	h.markSoldOut(c, lua.Result{Outcome: lua.SoldOut, Claims: 1001, EndMs: 1e15}, 0)
 	if c.sold.Load() != nil || len(h.soldOutSets) != 0 || h.soldOutBytes != 0 {
 		t.Error("a filter whose count no longer matches was kept")
 	}
@@ -212,7 +212,7 @@ func TestMarkSoldOut(t *testing.T) {
 	for _, off := range []*hotCampaigns{{soldOutBudget: 1 << 20}, {soldOutMs: 1000}} {
 		c := off.get(1)
 		c.building.Store(true)
-		off.markSoldOut(c, lua.Result{Outcome: lua.SoldOut, Claims: 0, EndMs: 1e15})
+		off.markSoldOut(c, lua.Result{Outcome: lua.SoldOut, Claims: 0, EndMs: 1e15}, 0)
 		if c.sold.Load() != nil || c.flagged(1) {
 			t.Error("sold out remembered with the ttl or the budget off")
 		}

@@ -32,12 +32,16 @@ import (
 type Config struct {
 	// RedisAddr is one Redis, or seed nodes of a Redis Cluster (host:port
 	// each); the client finds out which it talks to.
-	RedisAddr       []string
-	RedisConns      int
-	KeyPrefix       string
-	PostgresDSN     string
-	BootTimeout     time.Duration
-	ShutdownTimeout time.Duration
+	RedisAddr  []string
+	RedisConns int
+	// RedisWaitReplicas: a stock transfer between the parts of a bucketed
+	// campaign waits (WAIT) until this many replicas hold its debit
+	// before it credits (lua.Lease.WaitReplicas).
+	RedisWaitReplicas int
+	KeyPrefix         string
+	PostgresDSN       string
+	BootTimeout       time.Duration
+	ShutdownTimeout   time.Duration
 }
 
 // Bind declares the variables shared by the api and the consumer.
@@ -51,6 +55,8 @@ func (c *Config) Bind(s *config.Set) {
 	}
 	s.Int(&c.RedisConns, "REDIS_CONNS", 1, 1, 64,
 		"Redis connections (rueidis pipelines every command over them; one was fastest on 2 cores)")
+	s.Int(&c.RedisWaitReplicas, "REDIS_WAIT_REPLICAS", 0, 0, 16,
+		"replicas each Redis master has: a stock transfer of a bucketed campaign waits until they hold its debit before it credits, so a failover cannot undo a debit whose credit stands (`0` = no wait: standalone Redis, or a cluster without replicas)")
 	s.String(&c.KeyPrefix, "REDIS_KEY_PREFIX", lua.DefaultPrefix, "prefix of every Redis key (`<prefix>:{<campaign id>}:…`)")
 	if strings.ContainsAny(c.KeyPrefix, "{}") {
 		// A brace would move the hash tag: every campaign on one cluster slot.
@@ -65,6 +71,15 @@ func (c *Config) Bind(s *config.Set) {
 
 // Keys is the Redis keyspace of the configured prefix.
 func (c *Config) Keys() lua.Keyspace { return lua.NewKeyspace(c.KeyPrefix) }
+
+// Rebalance is how stock moves between a bucketed campaign's parts (the
+// api's rebalances, the reconciler's sweeps): nil for the defaults.
+func (c *Config) Rebalance() *lua.RebalanceOptions {
+	if c.RedisWaitReplicas == 0 {
+		return nil
+	}
+	return &lua.RebalanceOptions{WaitReplicas: int64(c.RedisWaitReplicas)}
+}
 
 // Postgres migrates the database and opens a pool on it, retrying while
 // PostgreSQL is unreachable until ctx ends.

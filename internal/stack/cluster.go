@@ -84,6 +84,15 @@ func newRedis(s *Stack, cfg Config) *Redis {
 // Cluster reports whether this Redis is a cluster (REDIS_MODE=cluster).
 func (r *Redis) Cluster() bool { return r.cluster }
 
+// Replicas is how many replicas each master has: one in a cluster of six
+// nodes, else none (the api's and consumer's REDIS_WAIT_REPLICAS).
+func (r *Redis) Replicas() int {
+	if r.cluster && len(splitAddrs(r.addr)) >= 6 {
+		return 1
+	}
+	return 0
+}
+
 // Nodes are the addresses of the server processes: the one Redis, or every
 // cluster node (masters first, as formed; a failover may since have swapped
 // roles).

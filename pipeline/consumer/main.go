@@ -41,6 +41,7 @@ func (c *MainConfig) Bind(s *config.Set) {
 	c.Consumer.Bind(s)
 	s.Addr(&c.MetricsAddr, "METRICS_ADDR", ":9091", "`/metrics` and `/healthz`")
 	c.Reconcile.Bind(s)
+	c.Reconcile.Rebalance = c.Boot.Rebalance()
 	c.Consumer.StopTimeout = c.Boot.ShutdownTimeout
 	c.Reconcile.Chunk = c.Consumer.BatchSize
 }
