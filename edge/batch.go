@@ -74,7 +74,7 @@ type batcher struct {
 }
 
 // claimTarget is where a queue's calls go: a campaign's keys (claim.lua),
-// or bucket b of a bucketed campaign's layout (bucket_claim.lua).
+// or bucket b of a bucketed campaign's layout (claim.lua's bucket copy).
 type claimTarget struct {
 	k *lua.Keys
 	l *lua.Layout

@@ -18,7 +18,7 @@ import (
 
 // BenchmarkClaimBuckets measures one hot campaign's claims at K = 1
 // (claim.lua on one slot: today's path) and K = 3 and 12 buckets
-// (bucket_claim.lua, each bucket on its own slot), 1 or 16 users per call,
+// (claim.lua's bucket copy, each bucket on its own slot), 1 or 16 users per call,
 // unique users, a stock that does not run out (no refills), 256 goroutines
 // sharing one auto-pipelining client. It reports claims/s and Redis CPU
 // per claim summed over every node the client knows (used_cpu_user +

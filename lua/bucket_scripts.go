@@ -16,14 +16,22 @@ import (
 
 // The scripts of bucketed campaigns (K > 1, see keys.go) and their typed
 // wrappers. Every script touches one slot. A user's claim and the stock
-// decision for them are made by bucket_claim.lua on the user's bucket;
+// decision for them are made by claim.lua's bucket copy on the user's bucket;
 // stock moves between the pool and the buckets by transfers (take at the
 // source, credit at the destination, settle at the source) under a
 // rebalancing lease whose fence every moving script checks.
 
+// bucketClaim is claim.lua for one bucket: the same source with its BUCKET
+// switch on, so the checks, the draw and the write-back are written once.
+func bucketClaim(src string) string {
+	const off, on = "\nlocal BUCKET = false\n", "\nlocal BUCKET = true\n"
+	if strings.Count(src, off) != 1 {
+		panic("claim.lua: want one line `local BUCKET = false`")
+	}
+	return strings.Replace(src, off, on, 1)
+}
+
 var (
-	//go:embed bucket_claim.lua
-	bucketClaimSrc string
 	//go:embed bucket_take.lua
 	bucketTakeSrc string
 	//go:embed bucket_credit.lua
@@ -43,7 +51,7 @@ var (
 	//go:embed bucket_burn.lua
 	bucketBurnSrc string
 
-	bucketClaimScript   = rueidis.NewLuaScript(bucketClaimSrc)
+	bucketClaimScript   = rueidis.NewLuaScript(bucketClaim(claimSrc))
 	bucketTakeScript    = newScript(bucketTakeSrc)
 	bucketCreditScript  = newScript(bucketCreditSrc)
 	bucketLockScript    = newScript(bucketLockSrc)
@@ -115,7 +123,7 @@ func refusal(code int64) error {
 }
 
 // ClaimBucket decides the opens of users, every one of bucket b (see
-// Layout.BucketOf), in one call of bucket_claim.lua, filling out[i] with
+// Layout.BucketOf), in one call of claim.lua's bucket copy, filling out[i] with
 // the answer to users[i] as ClaimBatch does. Besides claim.lua's outcomes
 // a bucket answers Empty (no stock here, maybe elsewhere: Rebalance, then
 // ask again) and Busy (frozen). left is the bucket's stock after the call,
@@ -150,9 +158,9 @@ func ClaimBucket(ctx context.Context, c rueidis.Client, l *Layout, b int, users 
 	return parseBucketClaims(msgs, out)
 }
 
-// parseBucketClaims reads bucket_claim.lua's reply into out.
+// parseBucketClaims reads the reply of claim.lua's bucket copy into out.
 func parseBucketClaims(msgs []rueidis.RedisMessage, out []Result) (left int64, err error) {
-	return claimReply{script: "bucket_claim.lua", left: true, bucket: true}.parse(msgs, out)
+	return claimReply{script: "claim.lua (bucket)", left: true, bucket: true}.parse(msgs, out)
 }
 
 // DefaultLease is how long a rebalancing lease lasts unless released.

@@ -1,13 +1,16 @@
 #!lua
 -- claim.lua: the opens of a batch of users (one or more) of one campaign,
--- decided atomically in one call.
+-- decided atomically in one call. The same source, with BUCKET set true
+-- (scripts.go makes that copy), decides them for one bucket of a bucketed
+-- campaign (keys.go) on the bucket's slot.
 --
--- KEYS[1] rp:{id}:meta    hash  start, end (unix ms)
+-- KEYS[1] rp:{id}:meta    hash  start, end (unix ms); a bucket's: final, frozen
 -- KEYS[2] rp:{id}:stock   hash  amount -> remaining count (amounts at 0 are removed)
 -- KEYS[3] rp:{id}:claims  hash  user id -> "amount:claimed_at_ms"
--- ARGV    the user ids u_1..u_m (non-empty; 1 <= m <= 1024), then one
---         random per user r_1..r_m: a uniform integer in [0, 2^53) drawn by
---         the caller (Lua's math.random inside Redis is not a usable source)
+-- ARGV    the user ids u_1..u_m (non-empty; 1 <= m <= 1024; a bucket's
+--         users only: the caller hashes them), then one random per user
+--         r_1..r_m: a uniform integer in [0, 2^53) drawn by the caller
+--         (Lua's math.random inside Redis is not a usable source)
 --
 -- Each user gets the answer a call of their own would give at this moment,
 -- in ARGV order, checks in this order: campaign exists, window (by Redis
@@ -21,6 +24,17 @@
 -- end_ms lets the api answer repeats and sold-out floods from memory until
 -- the window closes; claims tells it whether its copy of the claims is whole.
 --
+-- A bucket (BUCKET): an empty bucket answers SOLD_OUT only when 'final' is
+-- set (a global check found the pool, every bucket and every transfer
+-- empty, and nothing has been credited since); otherwise EMPTY (code 6,
+-- nothing claimed), and the caller moves stock into the bucket (a refill
+-- from the pool, or a steal from the fullest bucket) and asks again. A
+-- frozen bucket (its campaign is being rebuilt after a shard lost its data)
+-- answers {7} (BUSY) for the whole batch, claiming nothing. SOLD_OUT counts
+-- the bucket's claims. After now_ms the reply holds left: the bucket's
+-- stock after the batch, or -1 when no user needed it (all ALREADY_OPENED),
+-- so the caller refills below a mark.
+--
 -- Cost: the meta hash, TIME, the users' claims (one HMGET) and the stock
 -- are read once per call; the claims are written in one HSET and the stock
 -- once per amount drawn, so a batch costs Redis little more than one open.
@@ -28,6 +42,7 @@
 -- is checked before the first write and nothing after it can fail. The
 -- shebang makes Redis refuse the whole call up front under OOM (instead of
 -- at a write in the middle) and refuse keys of another cluster slot.
+local BUCKET = false
 local call = redis.call
 local n = #ARGV
 local m = n / 2
@@ -44,7 +59,12 @@ for i = 1, m do
   end
 end
 
-local meta = call('HMGET', KEYS[1], 'start', 'end')
+local meta
+if BUCKET then
+  meta = call('HMGET', KEYS[1], 'start', 'end', 'final', 'frozen')
+else
+  meta = call('HMGET', KEYS[1], 'start', 'end')
+end
 if not meta[1] then
   return {0} -- NOT_FOUND
 end
@@ -57,9 +77,15 @@ local endms = tonumber(meta[2])
 if now >= endms then
   return {2} -- ENDED
 end
+if BUCKET and meta[4] then
+  return {7} -- BUSY: frozen
+end
 
 local prev = call('HMGET', KEYS[3], unpack(ARGV, 1, m))
 local out, o = {endms, now}, 2
+if BUCKET then
+  out[3], o = -1, 3
+end
 local at = ':' .. now
 -- The stock, read at the first user who draws: s is HGETALL's flat
 -- {amount, count, ...} with the counts turned into numbers and kept in step
@@ -97,7 +123,10 @@ for i = 1, m do
         left = left + c
       end
     end
-    if left <= 0 then
+    if left <= 0 and BUCKET and not meta[3] then
+      out[o + 1] = 6 -- EMPTY: stock may be elsewhere
+      o = o + 1
+    elseif left <= 0 then
       -- No claim follows in this batch; the claims made so far are not in
       -- the hash yet.
       claims = claims or call('HLEN', KEYS[3]) + made
@@ -157,5 +186,8 @@ if tj then
       end
     end
   end
+end
+if BUCKET and s then
+  out[3] = left
 end
 return out

@@ -42,7 +42,7 @@ const (
 	SoldOut       Outcome = 4
 	OK            Outcome = 5
 	// Empty and Busy come from the buckets of a bucketed campaign only
-	// (bucket_claim.lua): this bucket has no stock but the campaign may
+	// (claim.lua's bucket copy): this bucket has no stock but the campaign may
 	// (nothing claimed; move stock in and ask again), and a frozen
 	// campaign (nothing claimed; answer 503).
 	Empty Outcome = 6
@@ -145,8 +145,8 @@ func parseClaims(msgs []rueidis.RedisMessage, out []Result) error {
 // batch, or {end_ms, now_ms[, left], per user: code and its values}.
 type claimReply struct {
 	script string
-	left   bool // a value after now_ms: the stock left (bucket_claim.lua)
-	bucket bool // BUSY may answer the whole batch and EMPTY a user (bucket_claim.lua)
+	left   bool // a value after now_ms: the stock left (claim.lua's bucket copy)
+	bucket bool // BUSY may answer the whole batch and EMPTY a user (claim.lua's bucket copy)
 }
 
 // parse reads the reply into out and returns the stock left (-1 when the
