@@ -431,3 +431,47 @@ func TestBucketTransfersWaitForReplicas(t *testing.T) {
 		t.Fatalf("after the sweep: %d won, %d claims (%v), want all 8", won, st.Claims, err)
 	}
 }
+
+// TestBucketedLoadStreamsClaims: a live campaign of 4 buckets Redis lost
+// entirely, with more persisted claims than two chunks, is loaded again
+// with every claim in its user's bucket (streamed from PostgreSQL), the
+// rest of the stock dealt, and its keys expiring after the end.
+func TestBucketedLoadStreamsClaims(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs Redis and PostgreSQL")
+	}
+	h := newHarness(t, harnessOpt{})
+	db := testenv.Postgres(t)
+	ctx := context.Background()
+	id := h.createBuckets(4, `{"5":5000}`)
+	n := lua.RestoreChunk*2 + 500
+	if _, err := db.Exec(ctx, `INSERT INTO claim_log (campaign_id, user_id, amount, claimed_at)
+		SELECT $1, 'user-' || g, 5, now() FROM generate_series(1, $2) g`, id, n); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(ctx, `UPDATE campaign_inventory SET opened_count = $2 WHERE campaign_id = $1`, id, n); err != nil {
+		t.Fatal(err)
+	}
+	unlinkCampaign(h, id, 4)
+	if status, m := h.open(id, "user-7"); status != 409 || m["amount"] != 5.0 {
+		t.Fatalf("a persisted claimant after the load: %d %v", status, m)
+	}
+	l, _ := testenv.Keys().Layout(id, 4)
+	st, err := lua.ReadBuckets(ctx, h.redis, l)
+	if err != nil || st.Claims != int64(n) || st.Claims+st.Left != 5000 {
+		t.Fatalf("after the load: %d claims, %d left (%v); want %d claims and the rest of 5000 left", st.Claims, st.Left, err, n)
+	}
+	for b, bs := range st.Buckets {
+		if bs.Claims == 0 {
+			t.Errorf("bucket %d holds no claim: the claims were not spread by user", b)
+		}
+	}
+	if status, _ := h.open(id, "newcomer"); status != 200 {
+		t.Errorf("a new user after the load: %d", status)
+	}
+	for _, key := range l.ExpiringKeys() {
+		if at, err := h.redis.Do(ctx, h.redis.B().Pexpiretime().Key(key).Build()).AsInt64(); err != nil || at == -1 {
+			t.Errorf("%s has no expiry after the load (%d, %v)", key, at, err)
+		}
+	}
+}

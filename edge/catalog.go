@@ -51,7 +51,10 @@ var (
 	keysExpired       = metrics.NewCounter(`rain_campaign_keys_expiry_set_total`)
 )
 
-type campaignWindow struct{ startMs, endMs int64 }
+type campaignWindow struct {
+	startMs, endMs int64
+	buckets        int32 // K (the sweep expires every bucket's keys); never changes
+}
 
 // catalog is every campaign's id and window, sorted by id.
 type catalog struct {
@@ -87,8 +90,8 @@ func (c *catalog) lookup(id int64) (w campaignWindow, found, loaded bool, maxID 
 	return campaignWindow{}, false, c.loaded, maxID
 }
 
-func windowOf(start, end time.Time) campaignWindow {
-	return campaignWindow{startMs: start.UnixMilli(), endMs: end.UnixMilli()}
+func windowOf(start, end time.Time, buckets int) campaignWindow {
+	return campaignWindow{startMs: start.UnixMilli(), endMs: end.UnixMilli(), buckets: int32(max(buckets, 1))}
 }
 
 // load reads the campaigns above the highest known id (all of them when
@@ -111,14 +114,14 @@ func (c *catalog) load(ctx context.Context, store *postgres.Store, full bool) er
 	if !full {
 		for _, r := range rows {
 			if n := len(c.ids); n == 0 || r.ID > c.ids[n-1] {
-				c.ids, c.wins, c.swept = append(c.ids, r.ID), append(c.wins, windowOf(r.Start, r.End)), append(c.swept, false)
+				c.ids, c.wins, c.swept = append(c.ids, r.ID), append(c.wins, windowOf(r.Start, r.End, r.Buckets)), append(c.swept, false)
 			}
 		}
 		return nil
 	}
 	ids, wins, swept := make([]int64, len(rows)), make([]campaignWindow, len(rows)), make([]bool, len(rows))
 	for i, r := range rows {
-		ids[i], wins[i] = r.ID, windowOf(r.Start, r.End)
+		ids[i], wins[i] = r.ID, windowOf(r.Start, r.End, r.Buckets)
 		if j, ok := slices.BinarySearch(c.ids, r.ID); ok && c.wins[j] == wins[i] {
 			swept[i] = c.swept[j] // the same end: its keys' expiry stands
 		}
@@ -239,7 +242,7 @@ func (s *Server) openUnloaded(ctx *fasthttp.RequestCtx, id int64, user string) {
 		}
 		writeBusy(ctx, "campaign is being loaded; retry shortly")
 	default:
-		if o := windowOutcome(windowOf(c.StartTime, c.EndTime), time.Now().UnixMilli()); o != lua.OK {
+		if o := windowOutcome(windowOf(c.StartTime, c.EndTime, c.K()), time.Now().UnixMilli()); o != lua.OK {
 			answerOutcome(ctx, o)
 			return
 		}
@@ -257,7 +260,7 @@ func (s *Server) repair(id int64) (*rain.Campaign, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := windowOf(c.StartTime, c.EndTime)
+	w := windowOf(c.StartTime, c.EndTime, c.K())
 	s.catalog.update(id, w)
 	if windowOutcome(w, time.Now().UnixMilli()) != lua.OK {
 		return c, nil // answered from the row, never rebuilt
@@ -334,6 +337,18 @@ func (c *catalog) tick(s *Server) {
 	}
 }
 
+// expiringKeys are the keys of campaign id of k buckets that outlive its
+// end: the home's three, and every bucket's and the pool's with k > 1.
+func expiringKeys(ks lua.Keyspace, id int64, k int) []string {
+	if k > 1 {
+		if l, err := ks.Layout(id, k); err == nil {
+			return l.ExpiringKeys()
+		}
+	}
+	h := ks.Of(id)
+	return []string{h.Meta(), h.Stock(), h.Claims()}
+}
+
 // sweep sets the expiry of the keys of every ended campaign not yet swept:
 // ttl after its end (at once for those that ended longer ago).
 func (c *catalog) sweep(ctx context.Context, r rueidis.Client, ks lua.Keyspace, ttl time.Duration) error {
@@ -344,14 +359,13 @@ func (c *catalog) sweep(ctx context.Context, r rueidis.Client, ks lua.Keyspace, 
 		cmds := make(rueidis.Commands, 0, 3*sweepChunk)
 		c.mu.RLock()
 		for i := min(from, len(c.ids)); i < len(c.ids); i++ {
-			if len(ids) == sweepChunk {
+			if len(ids) == sweepChunk || len(cmds) >= 3*sweepChunk {
 				break
 			}
 			from = i + 1
 			if !c.swept[i] && c.wins[i].endMs <= nowMs {
 				at := c.wins[i].endMs + ttl.Milliseconds()
-				k := ks.Of(c.ids[i])
-				for _, key := range []string{k.Meta(), k.Stock(), k.Claims()} {
+				for _, key := range expiringKeys(ks, c.ids[i], int(c.wins[i].buckets)) {
 					cmds = append(cmds, r.B().Pexpireat().Key(key).MillisecondsTimestamp(at).Build())
 				}
 				ids = append(ids, c.ids[i])

@@ -138,7 +138,7 @@ func TestRebuildStreamsClaimsAndExpires(t *testing.T) {
 	ctx := context.Background()
 	end := time.Now().Add(time.Hour).Truncate(time.Millisecond)
 	id := h.create(time.Now().Add(-time.Hour), end, `{"5":5000}`)
-	n := restoreChunk*2 + 500
+	n := lua.RestoreChunk*2 + 500
 	if _, err := db.Exec(ctx, `INSERT INTO claim_log (campaign_id, user_id, amount, claimed_at)
 		SELECT $1, 'user-' || g, 5, now() FROM generate_series(1, $2) g`, id, n); err != nil {
 		t.Fatal(err)
@@ -167,8 +167,9 @@ func TestRebuildStreamsClaimsAndExpires(t *testing.T) {
 }
 
 // TestSweepExpiresEndedCampaigns: the keys of an ended campaign (the
-// claims hash a claim made without an expiry included) get theirs after
-// the end; a campaign that ended longer ago than the TTL loses them.
+// claims hash a claim made without an expiry included; every bucket's of a
+// bucketed campaign) get theirs after the end; a campaign that ended
+// longer ago than the TTL loses them.
 func TestSweepExpiresEndedCampaigns(t *testing.T) {
 	r := testenv.Redis(t)
 	ks := testenv.Keys()
@@ -177,9 +178,25 @@ func TestSweepExpiresEndedCampaigns(t *testing.T) {
 	recent, old := int64(1<<40+rand.Int64N(1<<30)), int64(1<<41+rand.Int64N(1<<30))
 	var c catalog
 	c.ids = []int64{recent, old}
-	c.wins = []campaignWindow{windowOf(now.Add(-2*time.Hour), now.Add(-time.Hour)), windowOf(now.Add(-9*24*time.Hour), now.Add(-8*24*time.Hour))}
-	c.swept = []bool{false, false}
-	for _, id := range c.ids {
+	bucketed := int64(1<<42 + rand.Int64N(1<<30))
+	c.ids = append(c.ids, bucketed)
+	c.wins = []campaignWindow{windowOf(now.Add(-2*time.Hour), now.Add(-time.Hour), 1), windowOf(now.Add(-9*24*time.Hour), now.Add(-8*24*time.Hour), 1),
+		windowOf(now.Add(-2*time.Hour), now.Add(-time.Hour), 4)}
+	c.swept = []bool{false, false, false}
+	l, err := ks.Layout(bucketed, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var parts []string // a key of each part of the bucketed campaign
+	for _, b := range l.Buckets {
+		parts = append(parts, b.Meta(), b.Claims())
+	}
+	parts = append(parts, l.Pool())
+	for _, key := range parts {
+		r.Do(ctx, r.B().Hset().Key(key).FieldValue().FieldValue("x", "1").Build())
+		t.Cleanup(func() { r.Do(ctx, r.B().Del().Key(key).Build()) })
+	}
+	for _, id := range c.ids[:2] {
 		k := ks.Of(id)
 		r.Do(ctx, r.B().Hset().Key(k.Meta()).FieldValue().FieldValue("start", "1").FieldValue("end", "2").Build())
 		r.Do(ctx, r.B().Hset().Key(k.Claims()).FieldValue().FieldValue("alice", "5:1").Build())
@@ -195,11 +212,16 @@ func TestSweepExpiresEndedCampaigns(t *testing.T) {
 			t.Errorf("%s expires at %d (%v), want %d", key, at, err, want)
 		}
 	}
+	for _, key := range parts {
+		if at, err := r.Do(ctx, r.B().Pexpiretime().Key(key).Build()).AsInt64(); err != nil || at != want {
+			t.Errorf("bucketed campaign's %s expires at %d (%v), want %d", key, at, err, want)
+		}
+	}
 	k = ks.Of(old)
 	if n, err := r.Do(ctx, r.B().Exists().Key(k.Meta(), k.Claims()).Build()).AsInt64(); err != nil || n != 0 {
 		t.Errorf("keys of a campaign ended 8 days ago: %d left (%v)", n, err)
 	}
-	if !c.swept[0] || !c.swept[1] {
+	if !c.swept[0] || !c.swept[1] || !c.swept[2] {
 		t.Errorf("swept %v", c.swept)
 	}
 }

@@ -75,7 +75,7 @@ func (l *Loader) Load(ctx context.Context, c *rain.Campaign) error {
 	// The persisted claims go to Redis in chunks as PostgreSQL streams them:
 	// a campaign of millions of claims is never held in memory.
 	restored := 0
-	chunk := make(map[string]string, restoreChunk)
+	chunk := make(map[string]string, lua.RestoreChunk)
 	flush := func() error {
 		if err := lua.RestoreClaims(ctx, l.Redis, k, chunk); err != nil {
 			return busyIf(err)
@@ -86,7 +86,7 @@ func (l *Loader) Load(ctx context.Context, c *rain.Campaign) error {
 	}
 	err = l.Store.ForEachClaim(ctx, c.ID, func(user string, amount int64, at time.Time) error {
 		chunk[user] = lua.ClaimValue(amount, at.UnixMilli())
-		if len(chunk) == restoreChunk {
+		if len(chunk) == lua.RestoreChunk {
 			return flush()
 		}
 		return nil
@@ -135,36 +135,56 @@ func (l *Loader) Load(ctx context.Context, c *rain.Campaign) error {
 // data, or a load cut off between the buckets and the home) is frozen,
 // the claims its surviving buckets hold are added to the persisted ones,
 // and it is laid out afresh (lua.Rebuild): nobody who holds a packet,
-// persisted or not yet, can get a second. The claims are held in memory
-// (LoadBuckets takes them at once).
+// persisted or not yet, can get a second. A load streams the persisted
+// claims into Redis as PostgreSQL gives them; only a rebuild (a shard
+// lost, rare) holds them in memory, with the survivors'.
 func (l *Loader) loadBuckets(ctx context.Context, c *rain.Campaign) error {
 	lay := mustLayout(l.Keys, c)
-	claims := make(map[string]string)
-	err := l.Store.ForEachClaim(ctx, c.ID, func(user string, amount int64, at time.Time) error {
-		claims[user] = lua.ClaimValue(amount, at.UnixMilli())
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("campaign %d: read claims: %w", c.ID, err)
-	}
 	totals := make(map[int64]int64, len(c.Inventory))
 	for _, st := range c.Inventory {
 		totals[st.Amount] = st.Total
 	}
 	start, end := c.StartTime.UnixMilli(), c.EndTime.UnixMilli()
-	loaded, err := lua.LoadBuckets(ctx, l.Redis, lay, start, end, totals, claims)
+	restored := 0
+	var pgErr error // PostgreSQL's, as opposed to Redis's
+	loaded, err := lua.LoadBucketsFrom(ctx, l.Redis, lay, start, end, totals, func(add func(user, value string) error) error {
+		redisFailed := false
+		err := l.Store.ForEachClaim(ctx, c.ID, func(user string, amount int64, at time.Time) error {
+			restored++
+			err := add(user, lua.ClaimValue(amount, at.UnixMilli()))
+			redisFailed = err != nil
+			return err
+		})
+		if err != nil && !redisFailed {
+			pgErr = err
+		}
+		return err
+	})
 	rebuilt := false
 	if errors.Is(err, lua.ErrPartial) {
+		claims := make(map[string]string)
+		err = l.Store.ForEachClaim(ctx, c.ID, func(user string, amount int64, at time.Time) error {
+			claims[user] = lua.ClaimValue(amount, at.UnixMilli())
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("campaign %d: read claims: %w", c.ID, err)
+		}
 		err = l.rebuild(ctx, lay, start, end, totals, claims)
-		loaded, rebuilt = err == nil, true
+		loaded, rebuilt, restored = err == nil, true, len(claims)
 	}
-	if err != nil {
+	switch {
+	case pgErr != nil && rain.ErrorCode(pgErr) == rain.EBUSY:
+		return pgErr
+	case pgErr != nil:
+		return fmt.Errorf("campaign %d: read claims: %w", c.ID, pgErr)
+	case err != nil:
 		return busyIf(err)
 	}
 	if loaded {
 		repairs.Inc()
 		l.Log.Info("campaign loaded into redis", "campaign_id", c.ID, "buckets", lay.K(),
-			"restored_claims", len(claims), "rebuilt", rebuilt)
+			"restored_claims", restored, "rebuilt", rebuilt)
 		if err := l.expireKeys(ctx, lay.ExpiringKeys(), c.EndTime); err != nil {
 			l.Log.Warn("campaign loaded; its keys' expiry not set (the catalog sweep sets it after the end)",
 				"campaign_id", c.ID, "err", err)
@@ -204,9 +224,6 @@ func (l *Loader) rebuild(ctx context.Context, lay *lua.Layout, start, end int64,
 	l.Log.Warn("bucketed campaign partly missing from redis: frozen and laid out afresh", "campaign_id", lay.ID)
 	return lua.Rebuild(ctx, l.Redis, lay, start, end, totals, claims)
 }
-
-// restoreChunk is how many persisted claims go to Redis at a time.
-const restoreChunk = 1000
 
 // expire sets the campaign's keys to expire KeyTTL after its end. The
 // claims hash exists only once someone claimed; the catalog's sweep sets

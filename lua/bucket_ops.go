@@ -390,6 +390,23 @@ func Freeze(ctx context.Context, c rueidis.Client, l *Layout) (int, error) {
 // writing nothing: Freeze, persist the survivors' claims, Rebuild. With
 // K = 1 it is RestoreClaims, then Load of the totals less the claims.
 func LoadBuckets(ctx context.Context, c rueidis.Client, l *Layout, startMs, endMs int64, totals map[int64]int64, claims map[string]string) (bool, error) {
+	return LoadBucketsFrom(ctx, c, l, startMs, endMs, totals, func(add func(user, value string) error) error {
+		for user, v := range claims {
+			if err := add(user, v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// LoadBucketsFrom is LoadBuckets with the claims streamed: each calls add
+// with every persisted claim (user id, ClaimValue), and they go to their
+// buckets RestoreChunk at a time, so a campaign of millions of claims is
+// never held in memory. An error of each or of add ends it (nothing is
+// made visible: the home's meta is written last).
+func LoadBucketsFrom(ctx context.Context, c rueidis.Client, l *Layout, startMs, endMs int64, totals map[int64]int64,
+	each func(add func(user, value string) error) error) (bool, error) {
 	h, err := CheckLayout(ctx, c, l)
 	if err != nil {
 		return false, err
@@ -400,8 +417,30 @@ func LoadBuckets(ctx context.Context, c rueidis.Client, l *Layout, startMs, endM
 	if !h.None() {
 		return false, ErrPartial
 	}
-	return true, loadBuckets(ctx, c, l, startMs, endMs, totals, claims, time.Now().UnixMilli()*1000)
+	chunk := make(map[string]string, RestoreChunk)
+	flush := func() error {
+		err := RestoreClaimsBuckets(ctx, c, l, chunk)
+		clear(chunk)
+		return err
+	}
+	err = each(func(user, value string) error {
+		chunk[user] = value
+		if len(chunk) == RestoreChunk {
+			return flush()
+		}
+		return nil
+	})
+	if err == nil {
+		err = flush()
+	}
+	if err != nil {
+		return false, err
+	}
+	return true, loadBuckets(ctx, c, l, startMs, endMs, totals, nil, time.Now().UnixMilli()*1000)
 }
+
+// RestoreChunk is how many claims a load writes to Redis at a time.
+const RestoreChunk = 1000
 
 // RestoreClaimsBuckets writes claims (user id -> ClaimValue) into their
 // users' buckets, without overwriting any present.

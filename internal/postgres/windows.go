@@ -8,19 +8,20 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// CampaignWindow is a campaign's id and window.
+// CampaignWindow is a campaign's id, window and bucket count.
 type CampaignWindow struct {
 	ID         int64
 	Start, End time.Time
+	Buckets    int
 }
 
 // CampaignWindows lists the campaigns with an id above after, by id, with
 // their windows (the whole table from 0: 24 bytes a campaign in memory).
 func (s *Store) CampaignWindows(ctx context.Context, after int64) ([]CampaignWindow, error) {
-	rows, _ := s.DB.Query(ctx, `SELECT id, start_time, end_time FROM campaign WHERE id > $1 ORDER BY id`, after)
+	rows, _ := s.DB.Query(ctx, `SELECT id, start_time, end_time, buckets FROM campaign WHERE id > $1 ORDER BY id`, after)
 	var w []CampaignWindow
 	var c CampaignWindow
-	_, err := pgx.ForEachRow(rows, []any{&c.ID, &c.Start, &c.End}, func() error {
+	_, err := pgx.ForEachRow(rows, []any{&c.ID, &c.Start, &c.End, &c.Buckets}, func() error {
 		w = append(w, c)
 		return nil
 	})
