@@ -220,10 +220,27 @@ func (s *Set) Markdown(w io.Writer) {
 	}
 }
 
-// ReadmeTable returns the Markdown table that follows the line heading in
+// CheckReadme reports, as an error holding the table the README should
+// have, when the Markdown table under the line heading in the README text
+// readme differs from the variables s declared (Markdown): a test of each
+// binary keeps its table true.
+func (s *Set) CheckReadme(readme, heading string) error {
+	got, err := readmeTable(readme, heading)
+	if err != nil {
+		return err
+	}
+	var want strings.Builder
+	s.Markdown(&want)
+	if got != want.String() {
+		return fmt.Errorf("README's table under %q differs from the declared variables; want:\n%s", heading, want.String())
+	}
+	return nil
+}
+
+// readmeTable returns the Markdown table that follows the line heading in
 // the README text readme (the lines from "| variable" to the first line
-// that is not a table row), for a test comparing it with Markdown.
-func ReadmeTable(readme, heading string) (string, error) {
+// that is not a table row).
+func readmeTable(readme, heading string) (string, error) {
 	i := strings.Index(readme, "\n"+heading+"\n")
 	if i < 0 {
 		return "", fmt.Errorf("README has no heading %q", heading)
