@@ -22,7 +22,8 @@ import (
 // PostgreSQL and Redis, a Redis that lost its data). The catalog tells them
 // apart without PostgreSQL: it holds every campaign's id and window (24
 // bytes each), loaded at start and refreshed in the background, and at most
-// once a second on demand for an id above the highest it knows. So:
+// once a second on demand for an id it does not know above its settled
+// mark. So:
 //   - an id it does not know is answered 404 from memory;
 //   - a campaign that has not started or has ended is answered from its
 //     window (the row, cached), and is never rebuilt into Redis;
@@ -31,6 +32,14 @@ import (
 //     second); opens past it get 503 at once, nothing queues, and an open
 //     waiting on a rebuild does not hold a slot of MAX_INFLIGHT.
 //
+// Creates commit out of order (each takes its id inside its transaction):
+// a load may see id 101 and not 100, committed a moment later. So only the
+// ids up to the highest of a campaign created more than settleAfter before
+// a load (by PostgreSQL's clock) are settled: known, or never to exist.
+// Every load re-reads the rows above that mark, and an unknown id above it
+// is looked up in PostgreSQL (once a second at most) before it is answered
+// 404.
+//
 // The same loop expires the Redis keys of ended campaigns: CAMPAIGN_KEY_TTL
 // after the end (PEXPIREAT on the three keys, once per campaign per
 // process; Loader.Load also sets it on meta and stock when it loads).
@@ -38,7 +47,8 @@ import (
 const (
 	catalogEvery     = 30 * time.Second // new campaigns, then the sweep of ended ones
 	catalogFullEvery = 10 * time.Minute // the whole table again (windows a merchant changed)
-	aboveEvery       = time.Second      // an id above the highest known: PostgreSQL at most this often
+	aboveEvery       = time.Second      // an unknown id above the settled mark: PostgreSQL at most this often
+	settleAfter      = 30 * time.Second // a create commits well within this of taking its id
 	repairSlots      = 4                // rebuilds at once
 	repairRetry      = time.Second      // a failed rebuild of an id is not tried again sooner
 	sweepChunk       = 1000             // campaigns per PEXPIREAT pipeline
@@ -65,8 +75,10 @@ type catalog struct {
 	loaded   bool
 	lastFull time.Time
 
-	refresh   sync.Mutex   // one refresh from PostgreSQL at a time
-	lastAbove atomic.Int64 // unix ms of the last refresh for an unknown id above the highest
+	refresh   sync.Mutex     // one refresh from PostgreSQL at a time
+	settle    *time.Duration // under refresh; nil: settleAfter (tests set their own)
+	lastAbove atomic.Int64   // unix ms of the last refresh for an unknown id above the settled mark
+	settled   int64          // ids up to it are settled; under mu
 
 	repairSem chan struct{}
 	repairMu  sync.Mutex
@@ -77,45 +89,50 @@ type catalog struct {
 }
 
 // lookup returns the window of campaign id, whether the catalog knows it,
-// whether the catalog is loaded at all, and the highest id it knows.
-func (c *catalog) lookup(id int64) (w campaignWindow, found, loaded bool, maxID int64) {
+// whether the catalog is loaded at all, and whether an id it does not know
+// is settled (see the top of this file).
+func (c *catalog) lookup(id int64) (w campaignWindow, found, loaded, settled bool) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	if n := len(c.ids); n > 0 {
-		maxID = c.ids[n-1]
-	}
 	if i, ok := slices.BinarySearch(c.ids, id); ok {
-		return c.wins[i], true, c.loaded, maxID
+		return c.wins[i], true, c.loaded, true
 	}
-	return campaignWindow{}, false, c.loaded, maxID
+	return campaignWindow{}, false, c.loaded, id <= c.settled
 }
 
 func windowOf(start, end time.Time, buckets int) campaignWindow {
 	return campaignWindow{startMs: start.UnixMilli(), endMs: end.UnixMilli(), buckets: int32(max(buckets, 1))}
 }
 
-// load reads the campaigns above the highest known id (all of them when
-// full) from PostgreSQL.
+// load reads the campaigns above the settled mark (all of them when full)
+// from PostgreSQL, and moves the mark.
 func (c *catalog) load(ctx context.Context, store *postgres.Store, full bool) error {
 	c.refresh.Lock()
 	defer c.refresh.Unlock()
 	var after int64
 	c.mu.RLock()
-	if !full && len(c.ids) > 0 {
-		after = c.ids[len(c.ids)-1]
+	if !full {
+		after = c.settled
 	}
 	c.mu.RUnlock()
-	rows, err := store.CampaignWindows(ctx, after)
+	settle := settleAfter
+	if c.settle != nil {
+		settle = *c.settle
+	}
+	rows, err := store.CampaignWindows(ctx, after, settle)
 	if err != nil {
 		return err
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	for _, r := range rows {
+		if r.Settled {
+			c.settled = max(c.settled, r.ID)
+		}
+	}
 	if !full {
 		for _, r := range rows {
-			if n := len(c.ids); n == 0 || r.ID > c.ids[n-1] {
-				c.ids, c.wins, c.swept = append(c.ids, r.ID), append(c.wins, windowOf(r.Start, r.End, r.Buckets)), append(c.swept, false)
-			}
+			c.updateLocked(r.ID, windowOf(r.Start, r.End, r.Buckets))
 		}
 		return nil
 	}
@@ -134,6 +151,10 @@ func (c *catalog) load(ctx context.Context, store *postgres.Store, full bool) er
 func (c *catalog) update(id int64, w campaignWindow) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.updateLocked(id, w)
+}
+
+func (c *catalog) updateLocked(id int64, w campaignWindow) {
 	i, ok := slices.BinarySearch(c.ids, id)
 	if ok {
 		if c.wins[i] != w {
@@ -144,7 +165,7 @@ func (c *catalog) update(id int64, w campaignWindow) {
 	c.ids, c.wins, c.swept = slices.Insert(c.ids, i, id), slices.Insert(c.wins, i, w), slices.Insert(c.swept, i, false)
 }
 
-// refreshAbove reloads the campaigns above the highest known id, unless
+// refreshAbove reloads the campaigns above the settled mark, unless
 // that was done less than aboveEvery ago or is being done: a flood of
 // made-up ids costs PostgreSQL one query a second at most.
 func (c *catalog) refreshAbove(s *Server) bool {
@@ -203,8 +224,8 @@ func (c *catalog) startRepair(id int64) (done func(ok bool), started bool) {
 // openUnloaded answers an open of a campaign Redis does not hold (claim
 // found it NOT_FOUND); see the top of this file.
 func (s *Server) openUnloaded(ctx *fasthttp.RequestCtx, id int64, user string) {
-	w, found, loaded, maxID := s.catalog.lookup(id)
-	if loaded && !found && id > maxID && s.catalog.refreshAbove(s) {
+	w, found, loaded, settled := s.catalog.lookup(id)
+	if loaded && !found && !settled && s.catalog.refreshAbove(s) {
 		w, found, loaded, _ = s.catalog.lookup(id)
 	}
 	if loaded {

@@ -13,15 +13,21 @@ type CampaignWindow struct {
 	ID         int64
 	Start, End time.Time
 	Buckets    int
+	// Settled: it was created longer than the settle time before the read
+	// (by PostgreSQL's clock), so every lower id that will ever exist is
+	// committed and in the same read.
+	Settled bool
 }
 
-// CampaignWindows lists the campaigns with an id above after, by id, with
+// CampaignWindows lists the campaigns with an id above after, by id, each
+// settled or not by the time settle (see CampaignWindow), with
 // their windows (the whole table from 0: 24 bytes a campaign in memory).
-func (s *Store) CampaignWindows(ctx context.Context, after int64) ([]CampaignWindow, error) {
-	rows, _ := s.DB.Query(ctx, `SELECT id, start_time, end_time, buckets FROM campaign WHERE id > $1 ORDER BY id`, after)
+func (s *Store) CampaignWindows(ctx context.Context, after int64, settle time.Duration) ([]CampaignWindow, error) {
+	rows, _ := s.DB.Query(ctx, `SELECT id, start_time, end_time, buckets, created_at < statement_timestamp() - $2::interval
+		FROM campaign WHERE id > $1 ORDER BY id`, after, settle)
 	var w []CampaignWindow
 	var c CampaignWindow
-	_, err := pgx.ForEachRow(rows, []any{&c.ID, &c.Start, &c.End, &c.Buckets}, func() error {
+	_, err := pgx.ForEachRow(rows, []any{&c.ID, &c.Start, &c.End, &c.Buckets, &c.Settled}, func() error {
 		w = append(w, c)
 		return nil
 	})
