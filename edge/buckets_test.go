@@ -441,17 +441,10 @@ func TestBucketedLoadStreamsClaims(t *testing.T) {
 		t.Skip("needs Redis and PostgreSQL")
 	}
 	h := newHarness(t, harnessOpt{})
-	db := testenv.Postgres(t)
 	ctx := context.Background()
 	id := h.createBuckets(4, `{"5":5000}`)
 	n := lua.RestoreChunk*2 + 500
-	if _, err := db.Exec(ctx, `INSERT INTO claim_log (campaign_id, user_id, amount, claimed_at)
-		SELECT $1, 'user-' || g, 5, now() FROM generate_series(1, $2) g`, id, n); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.Exec(ctx, `UPDATE campaign_inventory SET opened_count = $2 WHERE campaign_id = $1`, id, n); err != nil {
-		t.Fatal(err)
-	}
+	persistClaims(t, id, n)
 	unlinkCampaign(h, id, 4)
 	if status, m := h.open(id, "user-7"); status != 409 || m["amount"] != 5.0 {
 		t.Fatalf("a persisted claimant after the load: %d %v", status, m)

@@ -159,16 +159,11 @@ func TestRepairSlots(t *testing.T) {
 	}
 }
 
-// TestRebuildStreamsClaimsAndExpires: a live campaign Redis lost, with
-// more persisted claims than one chunk, is rebuilt with every claim, and
-// its keys expire CAMPAIGN_KEY_TTL after its end.
-func TestRebuildStreamsClaimsAndExpires(t *testing.T) {
-	h := newHarness(t, harnessOpt{})
-	db := testenv.Postgres(t)
-	ctx := context.Background()
-	end := time.Now().Add(time.Hour).Truncate(time.Millisecond)
-	id := h.create(time.Now().Add(-time.Hour), end, `{"5":5000}`)
-	n := lua.RestoreChunk*2 + 500
+// persistClaims writes n claims of 5 (users user-1…user-n) of campaign id
+// into claim_log, counted, as the consumer would have.
+func persistClaims(t *testing.T, id int64, n int) {
+	t.Helper()
+	db, ctx := testenv.Postgres(t), context.Background()
 	if _, err := db.Exec(ctx, `INSERT INTO claim_log (campaign_id, user_id, amount, claimed_at)
 		SELECT $1, 'user-' || g, 5, now() FROM generate_series(1, $2) g`, id, n); err != nil {
 		t.Fatal(err)
@@ -176,6 +171,18 @@ func TestRebuildStreamsClaimsAndExpires(t *testing.T) {
 	if _, err := db.Exec(ctx, `UPDATE campaign_inventory SET opened_count = $2 WHERE campaign_id = $1`, id, n); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestRebuildStreamsClaimsAndExpires: a live campaign Redis lost, with
+// more persisted claims than one chunk, is rebuilt with every claim, and
+// its keys expire CAMPAIGN_KEY_TTL after its end.
+func TestRebuildStreamsClaimsAndExpires(t *testing.T) {
+	h := newHarness(t, harnessOpt{})
+	ctx := context.Background()
+	end := time.Now().Add(time.Hour).Truncate(time.Millisecond)
+	id := h.create(time.Now().Add(-time.Hour), end, `{"5":5000}`)
+	n := lua.RestoreChunk*2 + 500
+	persistClaims(t, id, n)
 	k := testenv.Keys().Of(id)
 	h.redis.Do(ctx, h.redis.B().Del().Key(k.Meta(), k.Stock(), k.Claims()).Build())
 	if status, m := h.open(id, "user-7"); status != 409 {
