@@ -23,8 +23,6 @@ import (
 	"github.com/redpacket/rain/pipeline/writer"
 )
 
-// loadRedis makes campaign id (already in PostgreSQL) live in Redis with
-// the given stock, and removes its keys when the test ends.
 // newReconciler is a reconciler of the test keyspace with the default
 // configuration, changed by set.
 func newReconciler(t testing.TB, db *pgxpool.Pool, rdb rueidis.Client, set func(*reconcile.Config)) *reconcile.Reconciler {
@@ -40,6 +38,17 @@ func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
+// liveCampaign makes a campaign of inventory live in PostgreSQL and in
+// Redis (loadRedis), and returns the stores, its id and its keys.
+func liveCampaign(t *testing.T, inventory map[int64]int64) (*pgxpool.Pool, rueidis.Client, int64, *lua.Keys) {
+	t.Helper()
+	db, rdb := testenv.Postgres(t), testenv.Redis(t)
+	id := testenv.LiveCampaign(t, db, inventory)
+	return db, rdb, id, loadRedis(t, rdb, id, inventory)
+}
+
+// loadRedis makes campaign id (already in PostgreSQL) live in Redis with
+// the given stock, and removes its keys when the test ends.
 func loadRedis(t testing.TB, rdb rueidis.Client, id int64, stock map[int64]int64) *lua.Keys {
 	t.Helper()
 	k := testenv.Keys().Of(id)
@@ -79,11 +88,8 @@ func users(prefix string, n int) []string {
 
 func TestReconcilerRepairsMissingClaims(t *testing.T) {
 	t.Parallel()
-	db, rdb := testenv.Postgres(t), testenv.Redis(t)
 	ctx := context.Background()
-	inventory := map[int64]int64{20: 10, 5: 60}
-	id := testenv.LiveCampaign(t, db, inventory)
-	k := loadRedis(t, rdb, id, inventory)
+	db, rdb, id, k := liveCampaign(t, map[int64]int64{20: 10, 5: 60})
 
 	// 40 claims in Redis; the events of the first 15 reached PostgreSQL.
 	claims := claimInRedis(t, rdb, k, users("r", 40)...)
@@ -225,11 +231,8 @@ func TestReconcilerPassSkipsWhileLocked(t *testing.T) {
 // puts them back and takes them from the stock, so nobody claims twice.
 func TestReconcilerPutsBackClaimsRedisLost(t *testing.T) {
 	t.Parallel()
-	db, rdb := testenv.Postgres(t), testenv.Redis(t)
 	ctx := context.Background()
-	inventory := map[int64]int64{5: 4}
-	id := testenv.LiveCampaign(t, db, inventory)
-	k := loadRedis(t, rdb, id, inventory)
+	db, rdb, id, k := liveCampaign(t, map[int64]int64{5: 4})
 	claims := claimInRedis(t, rdb, k, users("lost", 3)...)
 	var events []pipeline.Event
 	for u, c := range claims {
@@ -292,11 +295,8 @@ func persist(t testing.TB, db *pgxpool.Pool, id int64, claims map[string]testenv
 // pass fails because of them.
 func TestReconcilerSkipsMalformedEntries(t *testing.T) {
 	t.Parallel()
-	db, rdb := testenv.Postgres(t), testenv.Redis(t)
 	ctx := context.Background()
-	inventory := map[int64]int64{5: 20}
-	id := testenv.LiveCampaign(t, db, inventory)
-	k := loadRedis(t, rdb, id, inventory)
+	db, rdb, id, k := liveCampaign(t, map[int64]int64{5: 20})
 	claims := claimInRedis(t, rdb, k, users("m", 6)...)
 	now := strconv.FormatInt(time.Now().UnixMilli(), 10)
 	bad := map[string]string{
@@ -365,11 +365,8 @@ func malformedTotal(t testing.TB) float64 {
 // ago; it does once claims older than that are missing.
 func TestReconcilerScansOnlyWhenCountsCallForIt(t *testing.T) {
 	t.Parallel()
-	db, rdb := testenv.Postgres(t), testenv.Redis(t)
 	ctx := context.Background()
-	inventory := map[int64]int64{5: 100}
-	id := testenv.LiveCampaign(t, db, inventory)
-	k := loadRedis(t, rdb, id, inventory)
+	db, rdb, id, k := liveCampaign(t, map[int64]int64{5: 100})
 	claims := claimInRedis(t, rdb, k, users("c", 40)...)
 	persist(t, db, id, claims)
 
@@ -414,11 +411,8 @@ func TestReconcilerScansOnlyWhenCountsCallForIt(t *testing.T) {
 // them.
 func TestReconcilerScanEvery(t *testing.T) {
 	t.Parallel()
-	db, rdb := testenv.Postgres(t), testenv.Redis(t)
 	ctx := context.Background()
-	inventory := map[int64]int64{5: 100}
-	id := testenv.LiveCampaign(t, db, inventory)
-	k := loadRedis(t, rdb, id, inventory)
+	db, rdb, id, k := liveCampaign(t, map[int64]int64{5: 100})
 	claims := claimInRedis(t, rdb, k, users("s", 10)...)
 	persist(t, db, id, claims)
 
@@ -459,11 +453,8 @@ func TestReconcilerScanEvery(t *testing.T) {
 // all (flushed, expired) is left to the api's rebuild: nothing is put back.
 func TestReconcilerSkipsReaddWhenNotLoaded(t *testing.T) {
 	t.Parallel()
-	db, rdb := testenv.Postgres(t), testenv.Redis(t)
 	ctx := context.Background()
-	inventory := map[int64]int64{5: 10}
-	id := testenv.LiveCampaign(t, db, inventory)
-	k := loadRedis(t, rdb, id, inventory)
+	db, rdb, id, k := liveCampaign(t, map[int64]int64{5: 10})
 	claims := claimInRedis(t, rdb, k, users("n", 3)...)
 	persist(t, db, id, claims)
 	rdb.Do(ctx, rdb.B().Del().Key(k.Meta(), k.Stock(), k.Claims()).Build())
