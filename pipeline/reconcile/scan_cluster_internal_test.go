@@ -2,15 +2,12 @@ package reconcile
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"math"
 	"testing"
-	"time"
 
 	"github.com/redpacket/rain/internal/rediscluster"
 	"github.com/redpacket/rain/internal/testenv"
-	"github.com/redpacket/rain/lua"
 )
 
 // TestScanMigratedMidScanIsNotVerified (Redis Cluster): the campaign's
@@ -27,25 +24,8 @@ func TestScanMigratedMidScanIsNotVerified(t *testing.T) {
 	for _, whole := range []bool{true, false} {
 		name := map[bool]string{true: "MOVED", false: "ASK"}[whole]
 		t.Run(name, func(t *testing.T) {
-			db := testenv.Postgres(t)
 			ctx := context.Background()
-			id := testenv.LiveCampaign(t, db, map[int64]int64{5: 5000})
-			k := testenv.Keys().Of(id)
-			del := func() { rdb.Do(ctx, rdb.B().Del().Key(k.Meta(), k.Stock(), k.Claims()).Build()) }
-			del()
-			t.Cleanup(del)
-			now := time.Now()
-			if ok, err := lua.Load(ctx, rdb, k, now.Add(-time.Hour).UnixMilli(), now.Add(time.Hour).UnixMilli(), map[int64]int64{5: 5000}); err != nil || !ok {
-				t.Fatal(ok, err)
-			}
-			at := now.Add(-time.Minute).UnixMilli()
-			cmd := rdb.B().Hset().Key(k.Claims()).FieldValue()
-			for i := range 3000 { // a hash table, read by several HSCAN calls
-				cmd = cmd.FieldValue(fmt.Sprintf("u%04d", i), lua.ClaimValue(5, at))
-			}
-			if err := rdb.Do(ctx, cmd.Build()).Error(); err != nil {
-				t.Fatal(err)
-			}
+			id, k := scannedCampaign(t, rdb)
 			slot := rediscluster.Slot(k.Claims())
 			to, err := rediscluster.OtherMaster(ctx, rdb, slot)
 			if err != nil {
@@ -96,7 +76,7 @@ func TestScanMigratedMidScanIsNotVerified(t *testing.T) {
 			if m := r.marks[id]; m.verified == math.MinInt64 {
 				t.Fatal("not verified after a complete scan")
 			}
-			if n := testenv.CountClaims(t, db, id); n != 3000 {
+			if n := testenv.CountClaims(t, testenv.Postgres(t), id); n != 3000 {
 				t.Fatalf("claim_log holds %d claims, want 3000", n)
 			}
 		})

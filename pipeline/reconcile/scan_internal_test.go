@@ -9,19 +9,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/rueidis"
 	"github.com/redpacket/rain/internal/testenv"
 	"github.com/redpacket/rain/lua"
 )
 
-// TestScanIncompleteIsNotVerified: a scan that saw fewer entries than the
-// hash held when it began (what a hash moved to another Redis Cluster node
-// mid-scan looks like) repairs what it saw but does not mark the campaign
-// verified.
-func TestScanIncompleteIsNotVerified(t *testing.T) {
-	t.Parallel()
-	db, rdb := testenv.Postgres(t), testenv.Redis(t)
+// scannedCampaign makes a live campaign in PostgreSQL and Redis whose
+// claims hash holds 3000 claims of a minute ago (users u0000…u2999, none in
+// claim_log): a hash table, read by several HSCAN calls.
+func scannedCampaign(t *testing.T, rdb rueidis.Client) (int64, *lua.Keys) {
+	t.Helper()
 	ctx := context.Background()
-	id := testenv.LiveCampaign(t, db, map[int64]int64{5: 5000})
+	id := testenv.LiveCampaign(t, testenv.Postgres(t), map[int64]int64{5: 5000})
 	k := testenv.Keys().Of(id)
 	del := func() { rdb.Do(ctx, rdb.B().Del().Key(k.Meta(), k.Stock(), k.Claims()).Build()) }
 	del()
@@ -30,7 +29,6 @@ func TestScanIncompleteIsNotVerified(t *testing.T) {
 	if ok, err := lua.Load(ctx, rdb, k, now.Add(-time.Hour).UnixMilli(), now.Add(time.Hour).UnixMilli(), map[int64]int64{5: 5000}); err != nil || !ok {
 		t.Fatal(ok, err)
 	}
-	// 3000 claims: a hash table, read by several HSCAN calls.
 	at := now.Add(-time.Minute).UnixMilli()
 	cmd := rdb.B().Hset().Key(k.Claims()).FieldValue()
 	for i := range 3000 {
@@ -39,6 +37,18 @@ func TestScanIncompleteIsNotVerified(t *testing.T) {
 	if err := rdb.Do(ctx, cmd.Build()).Error(); err != nil {
 		t.Fatal(err)
 	}
+	return id, k
+}
+
+// TestScanIncompleteIsNotVerified: a scan that saw fewer entries than the
+// hash held when it began (what a hash moved to another Redis Cluster node
+// mid-scan looks like) repairs what it saw but does not mark the campaign
+// verified.
+func TestScanIncompleteIsNotVerified(t *testing.T) {
+	t.Parallel()
+	rdb := testenv.Redis(t)
+	ctx := context.Background()
+	id, k := scannedCampaign(t, rdb)
 
 	cfg := DefaultConfig()
 	r := New(cfg, testenv.Store(t), rdb, testenv.Keys(), slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})))
@@ -70,7 +80,7 @@ func TestScanIncompleteIsNotVerified(t *testing.T) {
 
 	// A complete scan marks it.
 	r.afterHSCAN = nil
-	rdb.Do(ctx, rdb.B().Hset().Key(k.Claims()).FieldValue().FieldValue("late", lua.ClaimValue(5, at)).Build())
+	rdb.Do(ctx, rdb.B().Hset().Key(k.Claims()).FieldValue().FieldValue("late", lua.ClaimValue(5, time.Now().Add(-time.Minute).UnixMilli())).Build())
 	if rep, err = r.Reconcile(ctx, Options{}, id); err != nil || rep.Partial != 0 || rep.Repaired != 1 {
 		t.Fatalf("%+v %v, want a complete scan repairing 1", rep, err)
 	}
