@@ -446,15 +446,7 @@ func TestReaddBuckets(t *testing.T) {
 // TestParseBucketClaims feeds the reply parser replies Redis makes from a
 // script that returns them verbatim.
 func TestParseBucketClaims(t *testing.T) {
-	c := testenv.Redis(t)
-	reply := func(src string) []rueidis.RedisMessage {
-		t.Helper()
-		msgs, err := c.Do(context.Background(), c.B().Eval().Script("return "+src).Numkeys(0).Build()).ToArray()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return msgs
-	}
+	reply := verbatim(t, testenv.Redis(t))
 	out := make([]lua.Result, 4)
 	left, err := lua.ParseBucketClaims(reply("{100, 50, 7, 5, 20, 3, 5, 40, 4, 2, 6}"), out)
 	if err != nil {

@@ -356,11 +356,10 @@ func TestClaimArgs(t *testing.T) {
 	}
 }
 
-// TestParseClaims feeds the reply parser replies Redis makes from a script
-// that returns them verbatim.
-func TestParseClaims(t *testing.T) {
-	c := testenv.Redis(t)
-	reply := func(src string) []rueidis.RedisMessage {
+// verbatim returns a function giving the reply Redis makes to a script
+// that returns the Lua value src as it is (for the reply parsers' tests).
+func verbatim(t *testing.T, c rueidis.Client) func(src string) []rueidis.RedisMessage {
+	return func(src string) []rueidis.RedisMessage {
 		t.Helper()
 		msgs, err := c.Do(context.Background(), c.B().Eval().Script("return "+src).Numkeys(0).Build()).ToArray()
 		if err != nil {
@@ -368,6 +367,12 @@ func TestParseClaims(t *testing.T) {
 		}
 		return msgs
 	}
+}
+
+// TestParseClaims feeds the reply parser replies Redis makes from a script
+// that returns them verbatim.
+func TestParseClaims(t *testing.T) {
+	reply := verbatim(t, testenv.Redis(t))
 	out := make([]lua.Result, 3)
 	if err := lua.ParseClaims(reply("{100, 50, 5, 20, 3, 5, 40, 4, 2}"), out); err != nil {
 		t.Fatal(err)
