@@ -158,3 +158,28 @@ func TestBatchLostReplyIs503ForEach(t *testing.T) {
 	}
 	t.Logf("%d of %d calls ran with their replies lost", ran, len(statuses))
 }
+
+// TestDeadlinesShared: calls that start within one span share a context;
+// each call's deadline is at least claimTimeout and at most claimTimeout +
+// deadlineSpan after it starts; a later span gets a new context.
+func TestDeadlinesShared(t *testing.T) {
+	var d deadlines
+	start := time.Now()
+	a, b := d.get(), d.get()
+	if a != b {
+		t.Error("two calls in one span got two contexts")
+	}
+	dl, ok := a.Deadline()
+	if !ok || dl.Before(start.Add(claimTimeout)) || dl.After(time.Now().Add(claimTimeout+deadlineSpan)) {
+		t.Errorf("deadline %v after the call's start, want within [%v, %v]", dl.Sub(start), claimTimeout, claimTimeout+deadlineSpan)
+	}
+	time.Sleep(deadlineSpan + 10*time.Millisecond)
+	late := time.Now()
+	c := d.get()
+	if c == a {
+		t.Fatal("a call after the span got the old context")
+	}
+	if dl, _ := c.Deadline(); dl.Before(late.Add(claimTimeout)) {
+		t.Errorf("a later call's deadline is %v after its start, want at least %v", dl.Sub(late), claimTimeout)
+	}
+}
