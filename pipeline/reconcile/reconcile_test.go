@@ -134,11 +134,8 @@ func TestReconcilerRepairsMissingClaims(t *testing.T) {
 
 func TestReconcilerGraceAndRejects(t *testing.T) {
 	t.Parallel()
-	db, rdb := testenv.Postgres(t), testenv.Redis(t)
 	ctx := context.Background()
-	inventory := map[int64]int64{3: 20}
-	id := testenv.LiveCampaign(t, db, inventory)
-	k := loadRedis(t, rdb, id, inventory)
+	db, rdb, id, k := liveCampaign(t, map[int64]int64{3: 20})
 	claims := claimInRedis(t, rdb, k, users("g", 5)...)
 	rec := newReconciler(t, db, rdb, nil)
 
