@@ -184,7 +184,11 @@ func (h *hotCampaigns) buildSoldOut(c *hotCampaign, r lua.Result, gen int64) {
 	// About 3 s per million claims on a busy 2-core box; the bound leaves
 	// room for a slower Redis (rueidis retries reads until it).
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second+time.Duration(r.Claims)*10*time.Microsecond)
+	claims := r.Claims // a bucket's reply counts its own: the campaign holds about K times as many
+	if c.layout != nil {
+		claims *= int64(c.layout.K())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second+time.Duration(claims)*10*time.Microsecond)
 	defer cancel()
 	var s *soldOutSet
 	var err error
