@@ -16,10 +16,7 @@ import (
 // finishes, the same user's open claims (200, not 409: none of the calls
 // ran), and the campaign works on its new master.
 func TestClaimDuringSlotMigration(t *testing.T) {
-	rdb := testenv.Redis(t)
-	if !rediscluster.IsCluster(rdb) {
-		t.Skip("needs a Redis Cluster (REDIS_MODE=cluster make test)")
-	}
+	rdb := testenv.RedisCluster(t)
 	for _, batch := range []bool{true, false} {
 		t.Run(fmt.Sprintf("batch=%v", batch), func(t *testing.T) {
 			h := newHarness(t, harnessOpt{redis: rdb, set: func(c *Config) { c.ClaimBatch = batch }})

@@ -12,10 +12,7 @@ import (
 // every key of a campaign in the slot rediscluster.Slot computes, one slot
 // for all of them.
 func TestKeysMatchClusterKeyslot(t *testing.T) {
-	c := testenv.Redis(t)
-	if !rediscluster.IsCluster(c) {
-		t.Skip("needs a Redis Cluster (REDIS_MODE=cluster make test)")
-	}
+	c := testenv.RedisCluster(t)
 	ctx := context.Background()
 	for _, id := range []int64{1, 2, 42, 1 << 40, 1<<63 - 1} {
 		k := testenv.Keys().Of(id)

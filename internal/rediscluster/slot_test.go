@@ -33,10 +33,7 @@ func TestSlot(t *testing.T) {
 
 // TestSlotMatchesCluster: Slot agrees with CLUSTER KEYSLOT (on a cluster).
 func TestSlotMatchesCluster(t *testing.T) {
-	c := testenv.Redis(t)
-	if !rediscluster.IsCluster(c) {
-		t.Skip("needs a Redis Cluster (REDIS_MODE=cluster make test)")
-	}
+	c := testenv.RedisCluster(t)
 	ctx := context.Background()
 	keys := []string{"", "a", "{", "}", "{}", "{a}b", "x{y}z{w}", "rp:{42}:meta"}
 	for range 200 {

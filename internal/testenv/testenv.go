@@ -24,6 +24,7 @@ import (
 	"github.com/redpacket/rain/internal/boot"
 	"github.com/redpacket/rain/internal/config"
 	"github.com/redpacket/rain/internal/postgres"
+	"github.com/redpacket/rain/internal/rediscluster"
 	"github.com/redpacket/rain/lua"
 	"github.com/redpacket/rain/migrations"
 	"github.com/redpacket/rain/pipeline"
@@ -100,6 +101,17 @@ func Redis(tb testing.TB) rueidis.Client {
 	}
 	tb.Cleanup(c.Close)
 	return slotChecked{c}
+}
+
+// RedisCluster is Redis when it is a Redis Cluster (REDIS_MODE=cluster);
+// otherwise the test is skipped, saying so.
+func RedisCluster(tb testing.TB) rueidis.Client {
+	tb.Helper()
+	c := Redis(tb)
+	if !rediscluster.IsCluster(c) {
+		tb.Skip("needs a Redis Cluster (REDIS_MODE=cluster make test)")
+	}
+	return c
 }
 
 var migrateOnce sync.Once

@@ -17,10 +17,7 @@ import (
 // saw, does not mark the campaign verified, and the next scan, on the new
 // master, does.
 func TestScanMigratedMidScanIsNotVerified(t *testing.T) {
-	rdb := testenv.Redis(t)
-	if !rediscluster.IsCluster(rdb) {
-		t.Skip("needs a Redis Cluster (REDIS_MODE=cluster make test)")
-	}
+	rdb := testenv.RedisCluster(t)
 	for _, whole := range []bool{true, false} {
 		name := map[bool]string{true: "MOVED", false: "ASK"}[whole]
 		t.Run(name, func(t *testing.T) {
