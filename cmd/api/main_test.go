@@ -46,10 +46,10 @@ func TestConfigDefaults(t *testing.T) {
 	}
 }
 
-// TestReadmeListsEveryVariable: the README's api table is exactly what
+// TestReadmeListsEveryVariable: docs/configuration.md's api table is exactly what
 // `api -help` lists (regenerate it with the expected text below).
 func TestReadmeListsEveryVariable(t *testing.T) {
-	readme, err := os.ReadFile("../../README.md")
+	readme, err := os.ReadFile("../../docs/configuration.md")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -81,10 +81,10 @@ func TestLoadConfig(t *testing.T) {
 	}
 }
 
-// TestReadmeListsEveryVariable: the README's consumer table is exactly what
+// TestReadmeListsEveryVariable: docs/configuration.md's consumer table is exactly what
 // `consumer -help` lists (regenerate it with the expected text below).
 func TestReadmeListsEveryVariable(t *testing.T) {
-	readme, err := os.ReadFile("../../README.md")
+	readme, err := os.ReadFile("../../docs/configuration.md")
 	if err != nil {
 		t.Fatal(err)
 	}
