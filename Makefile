@@ -1,8 +1,8 @@
 # Red packet rain: local development and CI entry points.
-# Services and processes are started and stopped by Go (internal/stack, through
+# Services and processes are started and stopped by Go (internal/dev/stack, through
 # bin/dev from cmd/dev); deploy/local/install.sh only installs Debian packages.
 # Service settings come from the environment: REDIS_ADDR, REDIS_MODE, PGPORT, KAFKA_PORT,
-# KAFKA_REQUIRE_REAL=1, KAFKA_VERSION, KAFKA_HEAP_OPTS (see internal/stack).
+# KAFKA_REQUIRE_REAL=1, KAFKA_VERSION, KAFKA_HEAP_OPTS (see internal/dev/stack).
 # REDIS_MODE=cluster: services, run, test and chaos use a local Redis Cluster (3 masters,
 # 3 replicas on 127.0.0.1:7001-7006) instead of the one Redis on 6379; stop stops both.
 

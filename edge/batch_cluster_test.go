@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/redpacket/rain/internal/dev/testenv"
 	"github.com/redpacket/rain/internal/rediscluster"
-	"github.com/redpacket/rain/internal/testenv"
 )
 
 // TestClaimDuringSlotMigration (Redis Cluster): while a migration has

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redpacket/rain/internal/testenv"
+	"github.com/redpacket/rain/internal/dev/testenv"
 )
 
 // openConcurrently has users open campaign id from 64 goroutines (each

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redpacket/rain/internal/testenv"
+	"github.com/redpacket/rain/internal/dev/testenv"
 )
 
 func TestCreateAndGet(t *testing.T) {

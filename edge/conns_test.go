@@ -75,7 +75,7 @@ func TestBodyLimit(t *testing.T) {
 // touches them (and of a handler that panics because they are missing).
 func pureServer(t *testing.T, set func(*Config)) (*Server, string) {
 	t.Helper()
-	cfg := DefaultMainConfig().Server
+	cfg := DefaultConfig()
 	cfg.AdminTokens = []string{testToken}
 	cfg.ReadTimeout, cfg.IdleTimeout = 2*time.Second, 2*time.Second
 	if set != nil {
@@ -250,7 +250,7 @@ func TestPanicIsA500(t *testing.T) {
 // TestRecoverGoroutine: a panic in a background goroutine is counted and
 // the goroutine returns.
 func TestRecoverGoroutine(t *testing.T) {
-	s := New(DefaultMainConfig().Server, Deps{Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	s := New(DefaultConfig(), Deps{Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	before := panicsBackground.Get()
 	done := make(chan struct{})
 	s.goSafe("test", func() {

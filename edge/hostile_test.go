@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redpacket/rain/internal/testenv"
+	"github.com/redpacket/rain/internal/dev/testenv"
 )
 
 // The hostile suite: what a client that means harm can send, table-driven.

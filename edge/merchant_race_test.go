@@ -10,7 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redpacket/rain/internal/testenv"
+	"github.com/redpacket/rain/internal/app/consumerproc"
+	"github.com/redpacket/rain/internal/dev/testenv"
 	"github.com/redpacket/rain/lua"
 	"github.com/redpacket/rain/pipeline"
 	"github.com/redpacket/rain/pipeline/consumer"
@@ -237,7 +238,7 @@ func TestMerchantRaceTwoReplicas(t *testing.T) {
 	}
 
 	// Every OK reaches claim_log, through Kafka and a consumer.
-	cfg := consumer.DefaultMainConfig().Consumer
+	cfg := consumerproc.DefaultMainConfig().Consumer
 	cfg.Group = fmt.Sprintf("g_%s_%d", t.Name(), time.Now().UnixNano())
 	cons, err := consumer.New(cfg, pipeline.KafkaConfig{Brokers: testenv.Brokers(), Topic: topic, DLQTopic: topic + ".dlq", Partitions: 3},
 		db, slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})))

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redpacket/rain/internal/testenv"
+	"github.com/redpacket/rain/internal/dev/testenv"
 )
 
 // TestOpenStatusTable walks every row of the README's table for POST /open.

@@ -142,7 +142,7 @@ func TestClientIP(t *testing.T) {
 // the check, over 16k users whose buckets stay cached).
 func BenchmarkAdmitOpen(b *testing.B) {
 	var g guard
-	cfg := DefaultMainConfig().Server.Security
+	cfg := DefaultConfig().Security
 	cfg.UserTokenSecrets = []string{string(tokenSecret)}
 	cfg.RateLimitUser, cfg.RateLimitIP = 1_000_000, 1_000_000_000
 	g.init(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))

@@ -284,3 +284,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	defer s.catalog.stop()
 	return s.srv.ShutdownWithContext(ctx)
 }
+
+// DefaultConfig is the configuration of a server with no variable set.
+func DefaultConfig() Config { return config.Default[Config]() }

@@ -12,8 +12,9 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
+	"github.com/redpacket/rain/internal/config"
+	"github.com/redpacket/rain/internal/dev/testenv"
 	"github.com/redpacket/rain/internal/postgres"
-	"github.com/redpacket/rain/internal/testenv"
 	"github.com/redpacket/rain/pipeline"
 	"github.com/redpacket/rain/pipeline/producer"
 	"github.com/valyala/fasthttp"
@@ -53,11 +54,10 @@ func newHarness(t testing.TB, o harnessOpt) *harness {
 	if o.redis == nil {
 		o.redis = testenv.Redis(t)
 	}
-	cfg := DefaultMainConfig()
-	cfg.Producer.RingSize = o.ringSize
-	cfg.Server.AdminTokens = []string{"other-token", testToken, acmeEntry}
+	cfg := DefaultConfig()
+	cfg.AdminTokens = []string{"other-token", testToken, acmeEntry}
 	if o.set != nil {
-		o.set(&cfg.Server)
+		o.set(&cfg)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	if o.db == nil {
@@ -65,7 +65,9 @@ func newHarness(t testing.TB, o harnessOpt) *harness {
 	}
 	d := Deps{Redis: o.redis, Keys: testenv.Keys(), DB: o.db, Ring: producer.NewRing(o.ringSize), Log: log}
 	if o.topic != "" {
-		p, err := producer.New(cfg.Producer, pipeline.KafkaConfig{Brokers: testenv.Brokers(), Topic: o.topic}, log)
+		pc := config.Default[producer.Config]()
+		pc.RingSize = o.ringSize
+		p, err := producer.New(pc, pipeline.KafkaConfig{Brokers: testenv.Brokers(), Topic: o.topic}, log)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -77,7 +79,7 @@ func newHarness(t testing.TB, o harnessOpt) *harness {
 			p.Close(ctx)
 		})
 	}
-	s := New(cfg.Server, d)
+	s := New(cfg, d)
 	ln := fasthttputil.NewInmemoryListener()
 	go s.Serve(ln)
 	t.Cleanup(func() { s.Shutdown(context.Background()) })

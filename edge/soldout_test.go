@@ -12,7 +12,7 @@ import (
 
 	"github.com/bits-and-blooms/bloom/v3"
 	"github.com/redis/rueidis"
-	"github.com/redpacket/rain/internal/testenv"
+	"github.com/redpacket/rain/internal/dev/testenv"
 	"github.com/redpacket/rain/lua"
 	"github.com/valyala/fasthttp"
 )

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/redpacket/rain/internal/testenv"
+	"github.com/redpacket/rain/internal/dev/testenv"
 )
 
 // scenarios are the k6 scripts users run; lib.js is imported by them.

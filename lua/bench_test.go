@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/redis/rueidis"
-	"github.com/redpacket/rain/internal/testenv"
+	"github.com/redpacket/rain/internal/dev/testenv"
 	"github.com/redpacket/rain/lua"
 )
 

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
-	"github.com/redpacket/rain/internal/testenv"
+	"github.com/redpacket/rain/internal/dev/testenv"
 	"github.com/redpacket/rain/lua"
 )
 

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
-	"github.com/redpacket/rain/internal/testenv"
+	"github.com/redpacket/rain/internal/dev/testenv"
 	"github.com/redpacket/rain/lua"
 )
 

@@ -4,8 +4,8 @@ import (
 	"context"
 	"testing"
 
+	"github.com/redpacket/rain/internal/dev/testenv"
 	"github.com/redpacket/rain/internal/rediscluster"
-	"github.com/redpacket/rain/internal/testenv"
 )
 
 // TestKeysMatchClusterKeyslot: on a Redis Cluster, CLUSTER KEYSLOT puts

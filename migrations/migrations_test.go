@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/redpacket/rain/internal/testenv"
+	"github.com/redpacket/rain/internal/dev/testenv"
 	"github.com/redpacket/rain/migrations"
 )
 

@@ -2,6 +2,10 @@ package pipeline
 
 import "github.com/redpacket/rain/internal/config"
 
+// DefaultBrokers is KAFKA_BROKERS's default: the local broker that the
+// development tooling starts.
+const DefaultBrokers = "127.0.0.1:9092"
+
 // KafkaConfig is where claim events go, shared by the api and the consumer.
 type KafkaConfig struct {
 	Brokers    []string
@@ -12,7 +16,7 @@ type KafkaConfig struct {
 
 // Bind declares the Kafka variables.
 func (c *KafkaConfig) Bind(s *config.Set) {
-	s.List(&c.Brokers, "KAFKA_BROKERS", "127.0.0.1:9092", "seed brokers, comma-separated")
+	s.List(&c.Brokers, "KAFKA_BROKERS", DefaultBrokers, "seed brokers, comma-separated")
 	s.String(&c.Topic, "KAFKA_TOPIC", "claim_events", "claim events topic")
 	s.String(&c.DLQTopic, "KAFKA_DLQ_TOPIC", "", "dead-letter topic (created at boot); empty: KAFKA_TOPIC + `.dlq`")
 	s.Int(&c.Partitions, "KAFKA_PARTITIONS", 6, 1, 10_000, "partitions of the topics when created at boot")

@@ -10,22 +10,23 @@ import (
 	"log/slog"
 	"os"
 
-	"github.com/redpacket/rain/edge"
-	"github.com/redpacket/rain/internal/boot"
+	"github.com/redpacket/rain/internal/app/apiproc"
+
+	"github.com/redpacket/rain/internal/app"
 	"github.com/redpacket/rain/internal/config"
 )
 
 func main() {
-	var cfg edge.MainConfig
-	os.Exit(boot.Main("api", os.Args[1:], os.Stderr, func(s *config.Set) { cfg.Bind(s) }, func(ctx context.Context, log *slog.Logger, _ []string) error {
+	var cfg apiproc.MainConfig
+	os.Exit(app.Main("api", os.Args[1:], os.Stderr, func(s *config.Set) { cfg.Bind(s) }, func(ctx context.Context, log *slog.Logger, _ []string) error {
 		return run(ctx, cfg, log)
 	}))
 }
 
 // run serves until ctx ends or the server fails, then shuts down within
 // SHUTDOWN_TIMEOUT.
-func run(ctx context.Context, cfg edge.MainConfig, log *slog.Logger) error {
-	m := edge.NewMain(cfg, log)
+func run(ctx context.Context, cfg apiproc.MainConfig, log *slog.Logger) error {
+	m := apiproc.NewMain(cfg, log)
 	if err := m.Open(ctx); err != nil {
 		return err
 	}

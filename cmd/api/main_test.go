@@ -5,12 +5,13 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/redpacket/rain/edge"
+	"github.com/redpacket/rain/internal/app/apiproc"
+
 	"github.com/redpacket/rain/internal/config"
 )
 
-func bind(env map[string]string) (edge.MainConfig, *config.Set) {
-	var c edge.MainConfig
+func bind(env map[string]string) (apiproc.MainConfig, *config.Set) {
+	var c apiproc.MainConfig
 	s := config.New(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
 	c.Bind(s)
 	return c, s

@@ -23,21 +23,21 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/rueidis"
-	"github.com/redpacket/rain/internal/boot"
+	"github.com/redpacket/rain/internal/app"
+	"github.com/redpacket/rain/internal/app/consumerproc"
 	"github.com/redpacket/rain/internal/config"
 	"github.com/redpacket/rain/internal/postgres"
-	"github.com/redpacket/rain/pipeline/consumer"
 	"github.com/redpacket/rain/pipeline/reconcile"
 )
 
 func main() {
-	var cfg consumer.MainConfig
-	os.Exit(boot.Main("consumer", os.Args[1:], os.Stderr, func(s *config.Set) { cfg.Bind(s) }, func(ctx context.Context, log *slog.Logger, args []string) error {
+	var cfg consumerproc.MainConfig
+	os.Exit(app.Main("consumer", os.Args[1:], os.Stderr, func(s *config.Set) { cfg.Bind(s) }, func(ctx context.Context, log *slog.Logger, args []string) error {
 		if len(args) > 0 && args[0] == "reconcile" {
 			return reconcileNow(ctx, cfg, args[1:], os.Stdout, log)
 		}
 		if len(args) > 0 {
-			return boot.UsageError("usage: consumer [reconcile [-campaign ID] [-grace D] [-timeout D]]")
+			return app.UsageError("usage: consumer [reconcile [-campaign ID] [-grace D] [-timeout D]]")
 		}
 		return run(ctx, cfg, log)
 	}))
@@ -45,8 +45,8 @@ func main() {
 
 // run consumes until ctx ends, then finishes the batch in flight, commits
 // it and stops.
-func run(ctx context.Context, cfg consumer.MainConfig, log *slog.Logger) error {
-	m := consumer.NewMain(cfg, log)
+func run(ctx context.Context, cfg consumerproc.MainConfig, log *slog.Logger) error {
+	m := consumerproc.NewMain(cfg, log)
 	if err := m.Open(ctx); err != nil {
 		return err
 	}
@@ -70,13 +70,13 @@ var errPartial = fmt.Errorf("reconcile finished, but a scan saw fewer claims tha
 // reconcileNow is `consumer reconcile`: one full pass now (every active
 // campaign, or -campaign), waiting for a periodic pass of another process
 // to finish first. It prints the report as JSON on out.
-func reconcileNow(ctx context.Context, cfg consumer.MainConfig, args []string, out io.Writer, log *slog.Logger) error {
+func reconcileNow(ctx context.Context, cfg consumerproc.MainConfig, args []string, out io.Writer, log *slog.Logger) error {
 	fs := flag.NewFlagSet("reconcile", flag.ContinueOnError)
 	campaign := fs.Int64("campaign", 0, "reconcile this campaign only (default: every campaign active within RECONCILE_LOOKBACK)")
 	grace := fs.Duration("grace", 0, "leave alone the claims younger than this (they may still be on their way through Kafka)")
 	timeout := fs.Duration("timeout", 30*time.Minute, "give up after this long")
 	if err := fs.Parse(args); err != nil || fs.NArg() > 0 || *campaign < 0 || *grace < 0 {
-		return boot.UsageError("usage: consumer reconcile [-campaign ID] [-grace D] [-timeout D]")
+		return app.UsageError("usage: consumer reconcile [-campaign ID] [-grace D] [-timeout D]")
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()

@@ -21,9 +21,10 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/redpacket/rain/internal/boot"
+	"github.com/redpacket/rain/internal/app"
+	"github.com/redpacket/rain/internal/app/consumerproc"
 	"github.com/redpacket/rain/internal/config"
-	"github.com/redpacket/rain/internal/testenv"
+	"github.com/redpacket/rain/internal/dev/testenv"
 	"github.com/redpacket/rain/lua"
 	"github.com/redpacket/rain/pipeline"
 	"github.com/redpacket/rain/pipeline/consumer"
@@ -42,8 +43,8 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-func bind(env map[string]string) (consumer.MainConfig, *config.Set) {
-	var c consumer.MainConfig
+func bind(env map[string]string) (consumerproc.MainConfig, *config.Set) {
+	var c consumerproc.MainConfig
 	s := config.New(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
 	c.Bind(s)
 	return c, s
@@ -169,7 +170,7 @@ func TestReconcileCommand(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	run := func(args ...string) (int, reconcile.Report) {
 		var out bytes.Buffer
-		code := boot.ExitCode(reconcileNow(context.Background(), cfg, args, &out, log))
+		code := app.ExitCode(reconcileNow(context.Background(), cfg, args, &out, log))
 		var rep reconcile.Report
 		if out.Len() > 0 {
 			if err := json.Unmarshal(out.Bytes(), &rep); err != nil {

@@ -1,4 +1,4 @@
-// Command dev runs the local development stack (internal/stack):
+// Command dev runs the local development stack (internal/dev/stack):
 //
 //	dev services [-kafka auto|real|embedded]  start Redis, PostgreSQL and Kafka where they are not up
 //	dev status                                what runs where, and who started it
@@ -14,7 +14,7 @@
 //
 // Settings come from the environment: REDIS_ADDR, PGPORT, KAFKA_PORT,
 // KAFKA_MODE, KAFKA_REQUIRE_REAL=1, KAFKA_VERSION, KAFKA_HEAP_OPTS (see
-// internal/stack), and for run ADMIN_TOKEN (default dev-token), PORT
+// internal/dev/stack), and for run ADMIN_TOKEN (default dev-token), PORT
 // (default 8080) and the api's and consumer's own variables.
 package main
 
@@ -32,7 +32,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/redpacket/rain/internal/stack"
+	"github.com/redpacket/rain/internal/dev/stack"
 )
 
 const usage = `usage: dev services [-kafka auto|real|embedded] | status | stop | env | run`

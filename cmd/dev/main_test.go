@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/redpacket/rain/internal/stack"
+	"github.com/redpacket/rain/internal/dev/stack"
 )
 
 func TestShellQuote(t *testing.T) {

@@ -25,6 +25,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/redpacket/rain/pipeline"
+
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -61,16 +63,16 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprint(os.Stderr, `usage:
-  devkafka serve [-addr 127.0.0.1:9092] [-partitions 6] [-data DIR] [-log-level none|error|warn|info|debug]
-  devkafka wait  [-brokers 127.0.0.1:9092] [-timeout 60s] [-create topic:partitions,...] [-kind|-version|-q]
-`)
+	fmt.Fprintf(os.Stderr, `usage:
+  devkafka serve [-addr %[1]s] [-partitions 6] [-data DIR] [-log-level none|error|warn|info|debug]
+  devkafka wait  [-brokers %[1]s] [-timeout 60s] [-create topic:partitions,...] [-kind|-version|-q]
+`, pipeline.DefaultBrokers)
 }
 
 // serve runs the embedded kfake broker until SIGINT or SIGTERM.
 func serve(args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ExitOnError)
-	addr := fs.String("addr", "127.0.0.1:9092", "listen address (host:port)")
+	addr := fs.String("addr", pipeline.DefaultBrokers, "listen address (host:port)")
 	partitions := fs.Int("partitions", 6, "partitions of auto-created topics")
 	dataDir := fs.String("data", "", "persist broker state in this directory (empty: in memory only)")
 	logLevel := fs.String("log-level", "warn", "broker log level: none, error, warn, info, debug")
@@ -180,7 +182,7 @@ func parseTopics(s string) ([]topicSpec, error) {
 // passes, then optionally creates topics and waits until they have leaders.
 func wait(args []string) error {
 	fs := flag.NewFlagSet("wait", flag.ExitOnError)
-	brokers := fs.String("brokers", "127.0.0.1:9092", "comma-separated seed brokers")
+	brokers := fs.String("brokers", pipeline.DefaultBrokers, "comma-separated seed brokers")
 	timeout := fs.Duration("timeout", 60*time.Second, "give up after this long")
 	create := fs.String("create", "", "topics to create once ready: name:partitions,... (existing ones are kept)")
 	kind := fs.Bool("kind", false, "print only 'embedded' (kfake) or 'real' once the broker answers")

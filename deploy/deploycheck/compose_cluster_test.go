@@ -9,9 +9,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/redpacket/rain/edge"
+	"github.com/redpacket/rain/internal/app/apiproc"
+
+	"github.com/redpacket/rain/internal/app/consumerproc"
 	"github.com/redpacket/rain/internal/config"
-	consumerproc "github.com/redpacket/rain/pipeline/consumer"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -168,7 +169,7 @@ func TestComposeCluster(t *testing.T) {
 		set := config.New(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
 		switch appCommand(s) {
 		case "api":
-			var cfg edge.MainConfig
+			var cfg apiproc.MainConfig
 			cfg.Bind(set)
 		case "consumer":
 			var cfg consumerproc.MainConfig

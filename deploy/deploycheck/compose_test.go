@@ -11,9 +11,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/redpacket/rain/edge"
+	"github.com/redpacket/rain/internal/app/apiproc"
+
+	"github.com/redpacket/rain/internal/app/consumerproc"
 	"github.com/redpacket/rain/internal/config"
-	consumerproc "github.com/redpacket/rain/pipeline/consumer"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -567,7 +568,7 @@ func TestComposeStack(t *testing.T) {
 
 	// The apps are configured only with variables their binaries read.
 	declared := map[string]func(*config.Set){
-		"api":      func(s *config.Set) { var c edge.MainConfig; c.Bind(s) },
+		"api":      func(s *config.Set) { var c apiproc.MainConfig; c.Bind(s) },
 		"consumer": func(s *config.Set) { var c consumerproc.MainConfig; c.Bind(s) },
 	}
 	for name, s := range apps {

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redpacket/rain/internal/testenv"
+	"github.com/redpacket/rain/internal/dev/testenv"
 )
 
 // instruction is one Dockerfile instruction, continuation lines joined.

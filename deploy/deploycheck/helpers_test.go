@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redpacket/rain/internal/stack"
-	"github.com/redpacket/rain/internal/testenv"
+	"github.com/redpacket/rain/internal/dev/stack"
+	"github.com/redpacket/rain/internal/dev/testenv"
 	"go.yaml.in/yaml/v3"
 )
 

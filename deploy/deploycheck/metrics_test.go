@@ -17,9 +17,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redpacket/rain/edge"
-	"github.com/redpacket/rain/internal/stack"
-	"github.com/redpacket/rain/internal/testenv"
+	"github.com/redpacket/rain/internal/app/apiproc"
+
+	"github.com/redpacket/rain/internal/dev/stack"
+	"github.com/redpacket/rain/internal/dev/testenv"
 	"github.com/redpacket/rain/pipeline"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -52,7 +53,7 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// startStack starts the api (edge.Main, as cmd/api runs it) and the
+// startStack starts the api (apiproc.Main, as cmd/api runs it) and the
 // consumer binary, exercises the api, and waits until the consumer has
 // written the claims and dead-lettered a malformed record, so that the
 // metrics of every path the dashboard shows have been touched.
@@ -64,12 +65,12 @@ func startStack(t *testing.T) *running {
 	topic := testenv.Topic(t, 3)
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 
-	cfg := edge.DefaultMainConfig()
+	cfg := apiproc.DefaultMainConfig()
 	cfg.Listen = "127.0.0.1:0"
 	cfg.Boot = testenv.Boot()
 	cfg.Kafka = pipeline.KafkaConfig{Brokers: testenv.Brokers(), Topic: topic, DLQTopic: topic + ".dlq", Partitions: 3}
 	cfg.Server.AdminTokens = []string{adminToken}
-	api := edge.NewMain(cfg, log)
+	api := apiproc.NewMain(cfg, log)
 	if err := api.Open(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redpacket/rain/internal/stack"
+	"github.com/redpacket/rain/internal/dev/stack"
 	"go.yaml.in/yaml/v3"
 )
 

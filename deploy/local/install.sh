@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install the Debian packages the local stack and its checks need, when missing.
-# Starting, stopping and checking the services is Go's job (internal/stack, cmd/dev).
+# Starting, stopping and checking the services is Go's job (internal/dev/stack, cmd/dev).
 #
 #   deploy/local/install.sh [GROUP...]     (default: services kafka checks)
 #

@@ -7,9 +7,9 @@ import (
 	"testing"
 
 	"github.com/redis/rueidis"
-	"github.com/redpacket/rain/internal/boot"
+	"github.com/redpacket/rain/internal/app"
+	"github.com/redpacket/rain/internal/dev/testenv"
 	"github.com/redpacket/rain/internal/rediscluster"
-	"github.com/redpacket/rain/internal/testenv"
 )
 
 // node is a client of one Redis server: the test Redis, or one node of the
@@ -122,7 +122,7 @@ func TestRetryLostConnection(t *testing.T) {
 
 // TestRedirectBound: a command that is redirected again and again (here a
 // script answering MOVED to the node itself) comes back as the MOVED reply
-// after boot.MaxRedirects redirects, each counted off the wire. One Redis:
+// after app.MaxRedirects redirects, each counted off the wire. One Redis:
 // the client does not follow redirects at all.
 func TestRedirectBound(t *testing.T) {
 	c := testenv.Redis(t)
@@ -134,7 +134,7 @@ func TestRedirectBound(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		target, follows = shards[0].Addr, boot.MaxRedirects
+		target, follows = shards[0].Addr, app.MaxRedirects
 	}
 	before := rediscluster.ErrorReplies(rediscluster.KindMoved)
 	err := reply(ctx, c, "MOVED 0 "+target)

@@ -4,8 +4,8 @@ import (
 	"context"
 	"testing"
 
+	"github.com/redpacket/rain/internal/dev/testenv"
 	"github.com/redpacket/rain/internal/rediscluster"
-	"github.com/redpacket/rain/internal/testenv"
 )
 
 // TestReady: the test Redis is ready (one Redis: it answers PING; a

@@ -5,8 +5,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/redpacket/rain/internal/app"
+	"github.com/redpacket/rain/pipeline"
+
 	"github.com/redpacket/rain/internal/config"
-	"github.com/redpacket/rain/internal/stack"
+	"github.com/redpacket/rain/internal/dev/stack"
 	"github.com/redpacket/rain/lua"
 )
 
@@ -74,9 +77,9 @@ func loadConfig(lookup func(string) (string, bool)) (*Config, *config.Set) {
 	s.Duration(&c.Timeout, "BENCH_TIMEOUT", short(30*time.Minute, 10*time.Minute), time.Minute, 6*time.Hour, "the whole run at most (then it stops and cleans up)")
 	s.Bool(&c.Keep, "BENCH_KEEP", false, "keep the campaigns, claims, Redis keys and topics for inspection")
 	s.Bool(&c.Strict, "BENCH_STRICT", false, "exit 1 when a target is missed")
-	s.Addr(&c.RedisAddr, "REDIS_ADDR", "127.0.0.1:6379", "Redis (loopback only)")
-	s.String(&c.PostgresDSN, "POSTGRES_DSN", "postgres://rain:rain@127.0.0.1:5432/rain?sslmode=disable", "PostgreSQL (loopback only)")
-	s.String(&c.KafkaBrokers, "KAFKA_BROKERS", "127.0.0.1:9092", "Kafka brokers (loopback only)")
+	s.Addr(&c.RedisAddr, "REDIS_ADDR", app.DefaultRedisAddr, "Redis (loopback only)")
+	s.String(&c.PostgresDSN, "POSTGRES_DSN", app.DefaultPostgresDSN, "PostgreSQL (loopback only)")
+	s.String(&c.KafkaBrokers, "KAFKA_BROKERS", pipeline.DefaultBrokers, "Kafka brokers (loopback only)")
 	for name, err := range map[string]error{"REDIS_ADDR": stack.CheckAddr(c.RedisAddr),
 		"KAFKA_BROKERS": stack.CheckAddrs(c.KafkaBrokers), "POSTGRES_DSN": stack.CheckDSN(c.PostgresDSN)} {
 		if err != nil {

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/redpacket/rain/internal/stack"
+	"github.com/redpacket/rain/internal/dev/stack"
 )
 
 // clkTck is USER_HZ, the unit of the tick counts in /proc: 100 on every

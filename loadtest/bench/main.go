@@ -2,7 +2,7 @@
 // on this machine, everything on loopback and bounded in time.
 //
 // It builds bin/api and bin/consumer, starts the local services when they
-// are down (internal/stack), then its own consumer and api on 127.0.0.1
+// are down (internal/dev/stack), then its own consumer and api on 127.0.0.1
 // with a fresh Kafka topic and consumer group and Redis keys under its own
 // prefix (BENCH_KEY_PREFIX, rpbench), so neither a `make run` nor the tests
 // are disturbed. It measures with wrk and loadtest/wrk/bench.lua, one phase

@@ -15,8 +15,8 @@ import (
 
 	"github.com/redis/rueidis"
 
+	"github.com/redpacket/rain/internal/dev/stack"
 	"github.com/redpacket/rain/internal/rediscluster"
-	"github.com/redpacket/rain/internal/stack"
 )
 
 // The Redis Cluster scenarios (REDIS_MODE=cluster make chaos): the suite's

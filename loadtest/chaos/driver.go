@@ -18,7 +18,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/redpacket/rain/internal/stack"
+	"github.com/redpacket/rain/internal/dev/stack"
 )
 
 // Target is a campaign the driver opens and its share of the new users.

@@ -11,7 +11,7 @@
 //	chaos drive [flags]     only drive load at an api and write the records
 //	chaos check [flags]     only check records against claim_log and Redis
 //
-// The services are controlled through internal/stack: Redis and Kafka must
+// The services are controlled through internal/dev/stack: Redis and Kafka must
 // have been started by it (`make services`), since only those can be
 // stopped and brought back the way they were. Before the suite exits,
 // whatever happened, every service is started again if it is down.
@@ -35,10 +35,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/redpacket/rain/internal/app"
+
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/redpacket/rain/internal/config"
-	"github.com/redpacket/rain/internal/stack"
+	"github.com/redpacket/rain/internal/dev/stack"
 	"github.com/redpacket/rain/lua"
 )
 
@@ -115,12 +117,12 @@ func settings(lookup func(string) (string, bool)) (*Settings, *config.Set) {
 	s.Addr(&st.MetricsAddr, "CHAOS_METRICS_ADDR", "127.0.0.1:19190", "its consumer's METRICS_ADDR (loopback only)")
 	s.String(&st.KeyPrefix, "CHAOS_KEY_PREFIX", "rpchaos", "REDIS_KEY_PREFIX of the api and consumer the suite runs: its own namespace, cleared before the run and after one that passed")
 	s.String(&st.RedisMode, "REDIS_MODE", stack.RedisStandalone, "cluster: run on the local Redis Cluster, whose scenarios are then the default set")
-	defRedis := "127.0.0.1:6379"
+	defRedis := app.DefaultRedisAddr
 	if st.RedisMode == stack.RedisCluster {
 		defRedis = stack.DefaultClusterAddrs
 	}
 	s.String(&st.RedisAddr, "REDIS_ADDR", defRedis, "Redis, or the cluster's nodes comma-separated (loopback only)")
-	s.String(&st.PostgresDSN, "POSTGRES_DSN", "postgres://rain:rain@127.0.0.1:5432/rain?sslmode=disable", "PostgreSQL (loopback only)")
+	s.String(&st.PostgresDSN, "POSTGRES_DSN", app.DefaultPostgresDSN, "PostgreSQL (loopback only)")
 	if p.FaultAt+p.Outage+5*time.Second > p.Duration+p.Tail {
 		s.Errorf("CHAOS_OUTAGE", "%s is too long for CHAOS_DURATION=%s", p.Outage, p.Duration)
 	}

@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redpacket/rain/internal/stack"
+	"github.com/redpacket/rain/internal/dev/stack"
 )
 
 func TestSettings(t *testing.T) {

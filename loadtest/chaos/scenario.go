@@ -20,7 +20,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/redpacket/rain/internal/stack"
+	"github.com/redpacket/rain/internal/dev/stack"
 	"github.com/redpacket/rain/lua"
 )
 
@@ -299,7 +299,7 @@ func killProc(name string) func(ctx context.Context, r *run) error {
 }
 
 // outage is the fault "stop a service with sig for Profile.Outage, start
-// it again" (internal/stack holds the service's lock meanwhile). The
+// it again" (internal/dev/stack holds the service's lock meanwhile). The
 // service is started again even when ctx ends meanwhile.
 func outage(name string, sig syscall.Signal) func(ctx context.Context, r *run) error {
 	return func(ctx context.Context, r *run) error {

@@ -17,8 +17,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redpacket/rain/internal/app/consumerproc"
+	"github.com/redpacket/rain/internal/dev/testenv"
 	"github.com/redpacket/rain/internal/postgres"
-	"github.com/redpacket/rain/internal/testenv"
 	"github.com/redpacket/rain/pipeline"
 	"github.com/redpacket/rain/pipeline/consumer"
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -51,7 +52,7 @@ type opts struct {
 }
 
 func (o opts) config() consumer.Config {
-	c := consumer.DefaultMainConfig().Consumer
+	c := consumerproc.DefaultMainConfig().Consumer
 	c.Group = o.group
 	if o.batchSize > 0 {
 		c.BatchSize = o.batchSize

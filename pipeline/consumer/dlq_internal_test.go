@@ -113,7 +113,7 @@ func TestHealthzShortReason(t *testing.T) {
 // TestMetricsServerTimeouts: no phase of a request, and no idle connection,
 // is held without limit.
 func TestMetricsServerTimeouts(t *testing.T) {
-	s := newMetricsServer(http.NotFoundHandler())
+	s := NewMetricsServer(http.NotFoundHandler())
 	if s.ReadHeaderTimeout <= 0 || s.ReadTimeout <= 0 || s.WriteTimeout <= 0 || s.IdleTimeout <= 0 || s.MaxHeaderBytes <= 0 {
 		t.Errorf("unbounded: read header %v, read %v, write %v, idle %v, header bytes %d",
 			s.ReadHeaderTimeout, s.ReadTimeout, s.WriteTimeout, s.IdleTimeout, s.MaxHeaderBytes)

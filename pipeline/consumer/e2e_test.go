@@ -11,24 +11,25 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redpacket/rain/edge"
-	"github.com/redpacket/rain/internal/testenv"
+	"github.com/redpacket/rain/internal/app/apiproc"
+
+	"github.com/redpacket/rain/internal/dev/testenv"
 	"github.com/redpacket/rain/lua"
 	"github.com/redpacket/rain/pipeline"
 	"github.com/twmb/franz-go/pkg/kadm"
 )
 
-// startAPI runs a whole api process (edge.Main, as cmd/api does) on the
+// startAPI runs a whole api process (apiproc.Main, as cmd/api does) on the
 // test services, producing to topic, on a free loopback port.
-func startAPI(t testing.TB, topic, token string) *edge.Main {
+func startAPI(t testing.TB, topic, token string) *apiproc.Main {
 	t.Helper()
-	cfg := edge.DefaultMainConfig()
+	cfg := apiproc.DefaultMainConfig()
 	cfg.Listen = "127.0.0.1:0"
 	cfg.Boot = testenv.Boot()
 	cfg.Kafka = pipeline.KafkaConfig{Brokers: testenv.Brokers(), Topic: topic, DLQTopic: topic + ".dlq", Partitions: 3}
 	cfg.Producer.RingSize = 1024
 	cfg.Server.AdminTokens = []string{token}
-	api := edge.NewMain(cfg, testLogger(t))
+	api := apiproc.NewMain(cfg, testLogger(t))
 	if err := api.Open(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redpacket/rain/internal/testenv"
+	"github.com/redpacket/rain/internal/dev/testenv"
 	"github.com/redpacket/rain/lua"
 	"github.com/redpacket/rain/pipeline/reconcile"
 )

@@ -6,8 +6,8 @@ import (
 	"math"
 	"testing"
 
+	"github.com/redpacket/rain/internal/dev/testenv"
 	"github.com/redpacket/rain/internal/rediscluster"
-	"github.com/redpacket/rain/internal/testenv"
 )
 
 // TestScanMigratedMidScanIsNotVerified (Redis Cluster): the campaign's

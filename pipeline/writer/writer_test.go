@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redpacket/rain/internal/dev/testenv"
 	"github.com/redpacket/rain/internal/postgres"
-	"github.com/redpacket/rain/internal/testenv"
 	"github.com/redpacket/rain/pipeline"
 	"github.com/redpacket/rain/pipeline/writer"
 )

@@ -36,6 +36,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -43,6 +44,9 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/redpacket/rain/internal/app"
+	"github.com/redpacket/rain/pipeline"
 )
 
 // Config says where the local services listen and which Kafka to run.
@@ -93,16 +97,16 @@ func FromEnv() (Config, error) {
 
 func (c *Config) defaults() {
 	if c.RedisAddr == "" {
-		c.RedisAddr = "127.0.0.1:6379"
+		c.RedisAddr = app.DefaultRedisAddr
 		if c.RedisMode == RedisCluster {
 			c.RedisAddr = DefaultClusterAddrs
 		}
 	}
 	if c.PostgresPort == 0 {
-		c.PostgresPort = 5432
+		c.PostgresPort = defaultPostgresPort()
 	}
 	if c.KafkaAddr == "" {
-		c.KafkaAddr = "127.0.0.1:9092"
+		c.KafkaAddr = pipeline.DefaultBrokers
 	}
 	if c.KafkaMode == "" {
 		c.KafkaMode = KafkaAuto
@@ -402,4 +406,17 @@ func build(ctx context.Context, root, dir string, names ...string) (map[string]s
 		return nil, fmt.Errorf("build: %w", err)
 	}
 	return paths, nil
+}
+
+// defaultPostgresPort is the port of the product's default POSTGRES_DSN.
+func defaultPostgresPort() int {
+	u, err := url.Parse(app.DefaultPostgresDSN)
+	if err != nil {
+		panic(err)
+	}
+	n, err := strconv.Atoi(u.Port())
+	if err != nil {
+		panic(err)
+	}
+	return n
 }

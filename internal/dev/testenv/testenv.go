@@ -21,7 +21,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/rueidis"
-	"github.com/redpacket/rain/internal/boot"
+	"github.com/redpacket/rain/internal/app"
 	"github.com/redpacket/rain/internal/config"
 	"github.com/redpacket/rain/internal/postgres"
 	"github.com/redpacket/rain/internal/rediscluster"
@@ -42,7 +42,7 @@ func env(name, def string) string {
 
 // RedisAddr is REDIS_ADDR or 127.0.0.1:6379: one Redis, or a
 // comma-separated list of Redis Cluster nodes (REDIS_MODE=cluster make test).
-func RedisAddr() string { return env("REDIS_ADDR", "127.0.0.1:6379") }
+func RedisAddr() string { return env("REDIS_ADDR", app.DefaultRedisAddr) }
 
 // RedisAddrs is RedisAddr as a list.
 func RedisAddrs() []string {
@@ -57,11 +57,11 @@ func RedisAddrs() []string {
 
 // PostgresDSN is POSTGRES_DSN or the local test database.
 func PostgresDSN() string {
-	return env("POSTGRES_DSN", "postgres://rain:rain@127.0.0.1:5432/rain_test?sslmode=disable")
+	return env("POSTGRES_DSN", strings.Replace(app.DefaultPostgresDSN, "/rain?", "/rain_test?", 1))
 }
 
-// Brokers is KAFKA_BROKERS or 127.0.0.1:9092.
-func Brokers() []string { return strings.Split(env("KAFKA_BROKERS", "127.0.0.1:9092"), ",") }
+// Brokers is KAFKA_BROKERS or the local broker.
+func Brokers() []string { return strings.Split(env("KAFKA_BROKERS", pipeline.DefaultBrokers), ",") }
 
 // Need skips the test under -short: it needs what (a service or a tool).
 func Need(tb testing.TB, what string) {
@@ -79,8 +79,8 @@ const KeyPrefix = "rptest"
 func Keys() lua.Keyspace { return lua.NewKeyspace(KeyPrefix) }
 
 // Boot is the shared process configuration pointed at the test services.
-func Boot() boot.Config {
-	var c boot.Config
+func Boot() app.Config {
+	var c app.Config
 	c.Bind(config.Defaults())
 	c.RedisAddr, c.PostgresDSN, c.KeyPrefix = RedisAddrs(), PostgresDSN(), KeyPrefix
 	c.BootTimeout, c.ShutdownTimeout = 30*time.Second, 15*time.Second
@@ -88,7 +88,7 @@ func Boot() boot.Config {
 }
 
 // Redis returns a client of the test Redis (with the processes' options,
-// boot.Config.RedisOptions), closed when the test ends. It refuses, by a
+// app.Config.RedisOptions), closed when the test ends. It refuses, by a
 // panic, a script call whose keys lie in different hash slots, on one
 // Redis as on a cluster.
 func Redis(tb testing.TB) rueidis.Client {

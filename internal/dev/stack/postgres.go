@@ -207,7 +207,7 @@ func (p *Postgres) ensureRole(ctx context.Context) error {
 		}
 		p.s.logf("WARNING: password login for %s on 127.0.0.1 failed; adding a scram-sha-256 rule to %s", pgRole, hba)
 		if _, err := command(ctx, time.Minute, "/", asRoot("sed", "-i",
-			"1i host all "+pgRole+" 127.0.0.1/32 scram-sha-256 # added by internal/stack", hba)...); err != nil {
+			"1i host all "+pgRole+" 127.0.0.1/32 scram-sha-256 # added by internal/dev/stack", hba)...); err != nil {
 			return err
 		}
 		if _, err := p.psql(ctx, "SELECT pg_reload_conf()"); err != nil {

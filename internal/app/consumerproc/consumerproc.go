@@ -1,34 +1,35 @@
-package consumer
+// Package consumerproc is the consumer process assembled once: the consumer
+// group writing claims into PostgreSQL, its /metrics and /healthz server and
+// the periodic reconciler, for cmd/consumer and the tests that need a whole
+// consumer.
+package consumerproc
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 
-	"github.com/VictoriaMetrics/metrics"
 	"github.com/redis/rueidis"
-	"github.com/redpacket/rain/internal/boot"
+	"github.com/redpacket/rain/internal/app"
 	"github.com/redpacket/rain/internal/config"
 	"github.com/redpacket/rain/internal/postgres"
 	"github.com/redpacket/rain/internal/ratelog"
 	"github.com/redpacket/rain/internal/retry"
 	"github.com/redpacket/rain/pipeline"
+	"github.com/redpacket/rain/pipeline/consumer"
 	"github.com/redpacket/rain/pipeline/reconcile"
 )
 
 // MainConfig is the whole consumer process's configuration.
 type MainConfig struct {
-	Boot        boot.Config
+	Boot        app.Config
 	Kafka       pipeline.KafkaConfig
-	Consumer    Config
+	Consumer    consumer.Config
 	MetricsAddr string
 	Reconcile   reconcile.Config
 }
@@ -57,7 +58,7 @@ type Main struct {
 	Log    *slog.Logger
 
 	DB       *postgres.Store
-	Consumer *Consumer
+	Consumer *consumer.Consumer
 
 	ln     net.Listener
 	http   *http.Server
@@ -85,7 +86,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	if m.DB, err = cfg.Boot.Postgres(boot, m.Log); err != nil {
 		return err
 	}
-	if m.Consumer, err = New(cfg.Consumer, cfg.Kafka, m.DB, m.Log); err != nil {
+	if m.Consumer, err = consumer.New(cfg.Consumer, cfg.Kafka, m.DB, m.Log); err != nil {
 		m.DB.Close()
 		return fmt.Errorf("KAFKA_BROKERS: %w", err)
 	}
@@ -96,11 +97,11 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	}
 	tcancel()
 	if m.ln, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
-		m.Consumer.cl.Close()
+		m.Consumer.Client().Close()
 		m.DB.Close()
 		return fmt.Errorf("METRICS_ADDR %s: %w", cfg.MetricsAddr, err)
 	}
-	m.http = newMetricsServer(Handler(m.Consumer.Health))
+	m.http = consumer.NewMetricsServer(consumer.Handler(m.Consumer.Health))
 	go func() {
 		if err := m.http.Serve(m.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			m.Log.Error("metrics server", "err", err)
@@ -162,51 +163,4 @@ func (m *Main) Close(ctx context.Context) error {
 		m.DB.Close()
 	}
 	return err
-}
-
-// Handler serves /metrics (Prometheus text) and /healthz: 200
-// {"status":"OK"}, or 503 {"status":"DEGRADED","error":"..."} while health
-// reports a failure (PostgreSQL writes failing, Kafka fetches failing).
-// The error is the short reason only (see shortReason): addresses and
-// driver messages stay in the logs.
-func Handler(health func() error) http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-		metrics.WritePrometheus(w, true)
-	})
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		if err := health(); err != nil {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			_ = json.NewEncoder(w).Encode(struct {
-				Status string `json:"status"`
-				Error  string `json:"error"`
-			}{"DEGRADED", shortReason(err)})
-			return
-		}
-		_, _ = io.WriteString(w, `{"status":"OK"}`+"\n")
-	})
-	return mux
-}
-
-// newMetricsServer is the server of /metrics and /healthz: every phase of a
-// request bounded, and idle connections closed, so slow or idle clients hold
-// nothing for long.
-func newMetricsServer(h http.Handler) *http.Server {
-	return &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
-		WriteTimeout: 30 * time.Second, IdleTimeout: 30 * time.Second, MaxHeaderBytes: 8 << 10}
-}
-
-// maxReason bounds the reason /healthz shows.
-const maxReason = 96
-
-// shortReason is the text of err before its first ": " (by the wrapping
-// convention, what failed; the cause follows), at most maxReason bytes.
-func shortReason(err error) string {
-	s := err.Error()
-	if i := strings.Index(s, ": "); i >= 0 {
-		s = s[:i]
-	}
-	return cutText(s, maxReason)
 }

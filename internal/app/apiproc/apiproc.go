@@ -1,4 +1,7 @@
-package edge
+// Package apiproc is the api process assembled once: PostgreSQL (migrated),
+// Redis, the ring and its Kafka producer, the claim engine and the HTTP
+// server, for cmd/api and the tests that need a whole api.
+package apiproc
 
 import (
 	"context"
@@ -12,7 +15,8 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
-	"github.com/redpacket/rain/internal/boot"
+	"github.com/redpacket/rain/edge"
+	"github.com/redpacket/rain/internal/app"
 	"github.com/redpacket/rain/internal/config"
 	"github.com/redpacket/rain/internal/postgres"
 	"github.com/redpacket/rain/pipeline"
@@ -23,10 +27,10 @@ import (
 type MainConfig struct {
 	Listen   string // host:port of the HTTP API
 	Pprof    string // host:port of net/http/pprof; "" for none
-	Boot     boot.Config
+	Boot     app.Config
 	Kafka    pipeline.KafkaConfig
 	Producer producer.Config
-	Server   Config
+	Server   edge.Config
 }
 
 // Bind declares every variable of the api, in the order the README lists them.
@@ -76,7 +80,7 @@ type Main struct {
 	DB       *postgres.Store
 	Redis    rueidis.Client
 	Producer *producer.Producer
-	Server   *Server
+	Server   *edge.Server
 
 	ln     net.Listener
 	served chan error
@@ -120,7 +124,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	tcancel()
 	go m.Producer.Run()
 
-	m.Server = New(cfg.Server, Deps{Redis: m.Redis, Keys: cfg.Boot.Keys(), DB: m.DB,
+	m.Server = edge.New(cfg.Server, edge.Deps{Redis: m.Redis, Keys: cfg.Boot.Keys(), DB: m.DB,
 		Ring: m.Producer.Ring(), Producer: m.Producer, Log: m.Log})
 	if err := m.Server.Loader().LoadLive(boot); err != nil {
 		m.Log.Warn("loading live campaigns into redis", "err", err)

@@ -1,7 +1,7 @@
-// Package boot is what both binaries do the same way: read the
+// Package app is the process wiring both binaries share: read the
 // configuration (answering -help), log as JSON, stop on SIGINT/SIGTERM,
 // and connect to PostgreSQL (migrating it) and Redis with the same options.
-package boot
+package app
 
 import (
 	"context"
@@ -27,6 +27,15 @@ import (
 	"github.com/redpacket/rain/lua"
 )
 
+// The local services' addresses: the defaults of REDIS_ADDR and
+// POSTGRES_DSN, written here once and read by the development tooling
+// (internal/dev), the benchmark and the fault suite. KAFKA_BROKERS's is
+// pipeline.DefaultBrokers.
+const (
+	DefaultRedisAddr   = "127.0.0.1:6379"
+	DefaultPostgresDSN = "postgres://rain:rain@127.0.0.1:5432/rain?sslmode=disable"
+)
+
 // Config is what every process needs to reach its stores and to start and
 // stop.
 type Config struct {
@@ -46,7 +55,7 @@ type Config struct {
 
 // Bind declares the variables shared by the api and the consumer.
 func (c *Config) Bind(s *config.Set) {
-	s.List(&c.RedisAddr, "REDIS_ADDR", "127.0.0.1:6379",
+	s.List(&c.RedisAddr, "REDIS_ADDR", DefaultRedisAddr,
 		"Redis: one host:port, or a comma-separated list of Redis Cluster nodes (any few; the client learns the rest)")
 	for _, a := range c.RedisAddr {
 		if err := checkAddr(a); err != nil {
@@ -62,7 +71,7 @@ func (c *Config) Bind(s *config.Set) {
 		// A brace would move the hash tag: every campaign on one cluster slot.
 		s.Errorf("REDIS_KEY_PREFIX", "%q: no { or } (the campaign id is the key's hash tag)", c.KeyPrefix)
 	}
-	s.String(&c.PostgresDSN, "POSTGRES_DSN", "postgres://rain:rain@127.0.0.1:5432/rain?sslmode=disable", "PostgreSQL")
+	s.String(&c.PostgresDSN, "POSTGRES_DSN", DefaultPostgresDSN, "PostgreSQL")
 	s.Duration(&c.BootTimeout, "BOOT_TIMEOUT", 60*time.Second, time.Second, 10*time.Minute,
 		"how long to wait for PostgreSQL (and the migrations) at start")
 	s.Duration(&c.ShutdownTimeout, "SHUTDOWN_TIMEOUT", 15*time.Second, time.Second, 10*time.Minute,
