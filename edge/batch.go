@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/redpacket/rain"
+
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/redis/rueidis"
 	"github.com/redpacket/rain/internal/rediscluster"
@@ -36,7 +38,7 @@ var (
 // claimReq is one open waiting in a campaign's queue.
 type claimReq struct {
 	user  string
-	res   lua.Result
+	res   rain.Result
 	left  int64 // a bucket's stock after the call (-1: not read)
 	err   error
 	batch []*claimReq // set when this request is handed the lead
@@ -116,7 +118,7 @@ type claimTarget struct {
 
 // claim decides user's open of the campaign of k through the campaign's
 // queue q. An error means the outcome is unknown (the call may have run).
-func (b *batcher) claim(q *claimQueue, k *lua.Keys, user string) (lua.Result, error) {
+func (b *batcher) claim(q *claimQueue, k *lua.Keys, user string) (rain.Result, error) {
 	res, _, err := b.claimAt(q, claimTarget{k: k}, user)
 	return res, err
 }
@@ -124,28 +126,28 @@ func (b *batcher) claim(q *claimQueue, k *lua.Keys, user string) (lua.Result, er
 // claimBucket decides user's open of bucket bkt of the campaign of l
 // through that bucket's queue q, and returns the bucket's stock after the
 // call as well (-1: not read).
-func (b *batcher) claimBucket(q *claimQueue, l *lua.Layout, bkt int, user string) (lua.Result, int64, error) {
+func (b *batcher) claimBucket(q *claimQueue, l *lua.Layout, bkt int, user string) (rain.Result, int64, error) {
 	return b.claimAt(q, claimTarget{l: l, b: bkt}, user)
 }
 
 // exec runs one call of t's script for users.
-func (t claimTarget) exec(ctx context.Context, c rueidis.Client, users []string, rnds []uint64, out []lua.Result) (int64, error) {
+func (t claimTarget) exec(ctx context.Context, c rueidis.Client, users []string, rnds []uint64, out []rain.Result) (int64, error) {
 	if t.l != nil {
 		return lua.ClaimBucket(ctx, c, t.l, t.b, users, rnds, out)
 	}
 	return -1, lua.ClaimBatch(ctx, c, t.k, users, rnds, out)
 }
 
-func (b *batcher) claimAt(q *claimQueue, t claimTarget, user string) (lua.Result, int64, error) {
+func (b *batcher) claimAt(q *claimQueue, t claimTarget, user string) (rain.Result, int64, error) {
 	if b.max <= 1 {
 		claimCalls.Inc()
 		claimOpens.Inc()
 		claimBatchSize.Update(1)
-		var res lua.Result
+		var res rain.Result
 		left := int64(-1)
 		err := b.call(func(ctx context.Context) error {
 			if t.l != nil {
-				var out [1]lua.Result
+				var out [1]rain.Result
 				var err error
 				left, err = t.exec(ctx, b.redis, []string{user}, []uint64{rand.Uint64()}, out[:])
 				res = out[0]
@@ -174,7 +176,7 @@ func (b *batcher) claimAt(q *claimQueue, t claimTarget, user string) (lua.Result
 		r.batch = r.batch[:0]
 	}
 	res, left, err := r.res, r.left, r.err
-	r.user, r.res, r.left, r.err = "", lua.Result{}, 0, nil
+	r.user, r.res, r.left, r.err = "", rain.Result{}, 0, nil
 	claimReqs.Put(r)
 	return res, left, err
 }
@@ -186,11 +188,11 @@ func (b *batcher) run(q *claimQueue, t claimTarget, batch []*claimReq) {
 	var (
 		usersBuf [64]string
 		rndsBuf  [64]uint64
-		outBuf   [64]lua.Result
+		outBuf   [64]rain.Result
 	)
 	users, rnds, out := usersBuf[:0], rndsBuf[:0], outBuf[:0]
 	if n > len(usersBuf) {
-		users, rnds, out = make([]string, 0, n), make([]uint64, 0, n), make([]lua.Result, 0, n)
+		users, rnds, out = make([]string, 0, n), make([]uint64, 0, n), make([]rain.Result, 0, n)
 	}
 	for _, r := range batch {
 		users = append(users, r.user)

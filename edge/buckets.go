@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/redpacket/rain"
+
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/redis/rueidis"
 	"github.com/redpacket/rain/lua"
@@ -142,7 +144,7 @@ func (r *rebalancer) run(b int) {
 // claimBuckets decides user's open of a bucketed campaign: see the top of
 // this file. Busy (a frozen campaign being rebuilt) and an EMPTY left after
 // the wait come back as they are: the caller answers 503.
-func (s *Server) claimBuckets(c *hotCampaign, user string) (lua.Result, error) {
+func (s *Server) claimBuckets(c *hotCampaign, user string) (rain.Result, error) {
 	l := c.layout
 	b := lua.BucketOf(l.ID, user, l.K())
 	for try := 0; ; try++ {
@@ -150,10 +152,10 @@ func (s *Server) claimBuckets(c *hotCampaign, user string) (lua.Result, error) {
 		if err != nil {
 			return res, err
 		}
-		if res.Outcome == lua.OK && left >= 0 && left < bucketLow {
+		if res.Outcome == rain.OK && left >= 0 && left < bucketLow {
 			c.rebal.ask(b)
 		}
-		if res.Outcome != lua.Empty {
+		if res.Outcome != rain.Empty {
 			return res, nil
 		}
 		bucketEmpty.Inc()

@@ -231,10 +231,10 @@ func (s *Server) openUnloaded(ctx *fasthttp.RequestCtx, id int64, user string) {
 	if loaded {
 		unknownFromMemory.Inc()
 		if !found {
-			answerOutcome(ctx, lua.NotFound)
+			answerOutcome(ctx, rain.NotFound)
 			return
 		}
-		if o := windowOutcome(w, time.Now().UnixMilli()); o != lua.OK {
+		if o := windowOutcome(w, time.Now().UnixMilli()); o != rain.OK {
 			answerOutcome(ctx, o)
 			return
 		}
@@ -255,7 +255,7 @@ func (s *Server) openUnloaded(ctx *fasthttp.RequestCtx, id int64, user string) {
 	done(err == nil)
 	switch {
 	case rain.ErrorCode(err) == rain.ENOTFOUND:
-		answerOutcome(ctx, lua.NotFound)
+		answerOutcome(ctx, rain.NotFound)
 	case err != nil:
 		claimsBusy.Inc()
 		if rain.ErrorCode(err) != rain.EBUSY {
@@ -263,7 +263,7 @@ func (s *Server) openUnloaded(ctx *fasthttp.RequestCtx, id int64, user string) {
 		}
 		writeBusy(ctx, "campaign is being loaded; retry shortly")
 	default:
-		if o := windowOutcome(windowOf(c.StartTime, c.EndTime, c.K()), time.Now().UnixMilli()); o != lua.OK {
+		if o := windowOutcome(windowOf(c.StartTime, c.EndTime, c.K()), time.Now().UnixMilli()); o != rain.OK {
 			answerOutcome(ctx, o)
 			return
 		}
@@ -283,7 +283,7 @@ func (s *Server) repair(id int64) (*rain.Campaign, error) {
 	}
 	w := windowOf(c.StartTime, c.EndTime, c.K())
 	s.catalog.update(id, w)
-	if windowOutcome(w, time.Now().UnixMilli()) != lua.OK {
+	if windowOutcome(w, time.Now().UnixMilli()) != rain.OK {
 		return c, nil // answered from the row, never rebuilt
 	}
 	return c, s.loader.Load(ctx, c)
@@ -291,19 +291,19 @@ func (s *Server) repair(id int64) (*rain.Campaign, error) {
 
 // windowOutcome is what claim.lua would say of the window at nowMs before
 // looking at users and stock: NOT_STARTED, ENDED, or OK (live).
-func windowOutcome(w campaignWindow, nowMs int64) lua.Outcome {
+func windowOutcome(w campaignWindow, nowMs int64) rain.Outcome {
 	switch {
 	case nowMs < w.startMs:
-		return lua.NotStarted
+		return rain.NotStarted
 	case nowMs >= w.endMs:
-		return lua.Ended
+		return rain.Ended
 	}
-	return lua.OK
+	return rain.OK
 }
 
-func answerOutcome(ctx *fasthttp.RequestCtx, o lua.Outcome) {
+func answerOutcome(ctx *fasthttp.RequestCtx, o rain.Outcome) {
 	claimsByOutcome[o].Inc()
-	writeOutcome(ctx, lua.Result{Outcome: o})
+	writeOutcome(ctx, rain.Result{Outcome: o})
 }
 
 // start starts the catalog's loop (load, refresh, sweep), once.

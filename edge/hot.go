@@ -5,6 +5,8 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/redpacket/rain"
+
 	"github.com/redis/rueidis"
 	"github.com/redpacket/rain/lua"
 )
@@ -152,9 +154,9 @@ func (c *hotCampaign) claimedAmount(user []byte, nowMs int64) (int64, bool) {
 }
 
 // remember records a user's claim (r is an OK or ALREADY_OPENED reply).
-func (h *hotCampaigns) remember(c *hotCampaign, user string, r lua.Result) {
+func (h *hotCampaigns) remember(c *hotCampaign, user string, r rain.Result) {
 	c.endMs.Store(r.EndMs)
-	if r.Outcome == lua.OK {
+	if r.Outcome == rain.OK {
 		h.stockBack(c)
 	}
 	if h.maxClaims == 0 {

@@ -6,8 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redpacket/rain"
+
 	"github.com/redpacket/rain/internal/dev/testenv"
-	"github.com/redpacket/rain/lua"
 )
 
 func TestHotCampaignMemory(t *testing.T) {
@@ -16,7 +17,7 @@ func TestHotCampaignMemory(t *testing.T) {
 	if h.get(1) != c || h.get(2) == c || c.keys.ID != 1 {
 		t.Fatal("get must return one state per campaign")
 	}
-	h.remember(c, "alice", lua.Result{Outcome: lua.OK, Amount: 20, EndMs: 1000})
+	h.remember(c, "alice", rain.Result{Outcome: rain.OK, Amount: 20, EndMs: 1000})
 	if a, ok := c.claimedAmount([]byte("alice"), 999); !ok || a != 20 {
 		t.Errorf("claimedAmount: %d %v", a, ok)
 	}
@@ -27,7 +28,7 @@ func TestHotCampaignMemory(t *testing.T) {
 		t.Error("remembered for another campaign")
 	}
 	for i := 0; i < 1000; i++ {
-		h.remember(h.get(int64(i%7)), fmt.Sprint("u", i), lua.Result{Amount: 1, EndMs: 1000})
+		h.remember(h.get(int64(i%7)), fmt.Sprint("u", i), rain.Result{Amount: 1, EndMs: 1000})
 	}
 	n := 0
 	for _, c := range *h.m.Load() {
@@ -44,7 +45,7 @@ func TestHotCampaignMemory(t *testing.T) {
 	}
 	off := hotCampaigns{}
 	c = off.get(1)
-	off.remember(c, "a", lua.Result{Amount: 1, EndMs: 1e15})
+	off.remember(c, "a", rain.Result{Amount: 1, EndMs: 1e15})
 	if _, ok := c.claimedAmount([]byte("a"), 0); ok {
 		t.Error("remembered with maxClaims 0")
 	}

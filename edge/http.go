@@ -7,7 +7,6 @@ import (
 	"strconv"
 
 	"github.com/redpacket/rain"
-	"github.com/redpacket/rain/lua"
 	"github.com/valyala/fasthttp"
 )
 
@@ -25,12 +24,12 @@ var (
 
 // outcomeStatus maps a claim outcome to its HTTP status (README, "POST /campaign/{id}/open").
 var outcomeStatus = [...]int{
-	lua.NotFound:      fasthttp.StatusNotFound,
-	lua.NotStarted:    fasthttp.StatusBadRequest,
-	lua.Ended:         fasthttp.StatusBadRequest,
-	lua.AlreadyOpened: fasthttp.StatusConflict,
-	lua.SoldOut:       fasthttp.StatusGone,
-	lua.OK:            fasthttp.StatusOK,
+	rain.NotFound:      fasthttp.StatusNotFound,
+	rain.NotStarted:    fasthttp.StatusBadRequest,
+	rain.Ended:         fasthttp.StatusBadRequest,
+	rain.AlreadyOpened: fasthttp.StatusConflict,
+	rain.SoldOut:       fasthttp.StatusGone,
+	rain.OK:            fasthttp.StatusOK,
 }
 
 // errorStatus maps an application error code to its HTTP status and to the
@@ -78,12 +77,12 @@ func writeError(ctx *fasthttp.RequestCtx, err error) {
 }
 
 // writeOutcome writes the answer to an open. It allocates nothing.
-func writeOutcome(ctx *fasthttp.RequestCtx, r lua.Result) {
+func writeOutcome(ctx *fasthttp.RequestCtx, r rain.Result) {
 	var buf [64]byte
 	b := append(buf[:0], `{"status":"`...)
 	b = append(b, r.Outcome.String()...)
 	b = append(b, '"')
-	if r.Outcome == lua.OK || r.Outcome == lua.AlreadyOpened {
+	if r.Outcome == rain.OK || r.Outcome == rain.AlreadyOpened {
 		b = append(b, `,"amount":`...)
 		b = strconv.AppendInt(b, r.Amount, 10)
 	}

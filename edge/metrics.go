@@ -4,8 +4,9 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/redpacket/rain"
+
 	"github.com/VictoriaMetrics/metrics"
-	"github.com/redpacket/rain/lua"
 	"github.com/valyala/fasthttp"
 )
 
@@ -27,7 +28,7 @@ var (
 
 func init() {
 	for o := range claimsByOutcome {
-		claimsByOutcome[o] = metrics.NewCounter(`rain_claims_total{result="` + lua.Outcome(o).String() + `"}`)
+		claimsByOutcome[o] = metrics.NewCounter(`rain_claims_total{result="` + rain.Outcome(o).String() + `"}`)
 	}
 }
 

@@ -80,14 +80,14 @@ func (s *Server) openRequest(ctx *fasthttp.RequestCtx, id int64) (user string, c
 		nowMs := time.Now().UnixMilli()
 		if amount, ok := c.claimedAmount(userID, nowMs); ok {
 			claimsMemo.Inc()
-			claimsByOutcome[lua.AlreadyOpened].Inc()
-			writeOutcome(ctx, lua.Result{Outcome: lua.AlreadyOpened, Amount: amount})
+			claimsByOutcome[rain.AlreadyOpened].Inc()
+			writeOutcome(ctx, rain.Result{Outcome: rain.AlreadyOpened, Amount: amount})
 			return "", nil, true
 		}
 		if c.soldOut(userID, nowMs) {
 			claimsSoldOutFlag.Inc()
-			claimsByOutcome[lua.SoldOut].Inc()
-			writeOutcome(ctx, lua.Result{Outcome: lua.SoldOut})
+			claimsByOutcome[rain.SoldOut].Inc()
+			writeOutcome(ctx, rain.Result{Outcome: rain.SoldOut})
 			return "", nil, true
 		}
 	}
@@ -131,7 +131,7 @@ func (s *Server) claim(ctx *fasthttp.RequestCtx, id int64, c *hotCampaign, user 
 		k = s.keys.Of(id)
 	}
 	start := time.Now()
-	var res lua.Result
+	var res rain.Result
 	var err error
 	switch {
 	case c != nil && c.layout != nil:
@@ -141,7 +141,7 @@ func (s *Server) claim(ctx *fasthttp.RequestCtx, id int64, c *hotCampaign, user 
 	default: // no queue for an id Redis may not know
 		res, err = lua.Claim(context.Background(), s.redis, k, user, rand.Uint64())
 	}
-	if err == nil && res.Outcome == lua.SoldOut && (c == nil || c.layout == nil && !c.checked.Load()) {
+	if err == nil && res.Outcome == rain.SoldOut && (c == nil || c.layout == nil && !c.checked.Load()) {
 		// claim.lua answers SOLD_OUT on the home of a bucketed campaign
 		// (its stock is in the buckets): the first SOLD_OUT a state sees
 		// reads the campaign's bucket count, once.
@@ -152,7 +152,7 @@ func (s *Server) claim(ctx *fasthttp.RequestCtx, id int64, c *hotCampaign, user 
 		}
 	}
 	redisClaim.UpdateDuration(start)
-	if err != nil || res.Outcome != lua.OK {
+	if err != nil || res.Outcome != rain.OK {
 		s.ring.Release()
 	}
 	if err != nil {
@@ -161,28 +161,28 @@ func (s *Server) claim(ctx *fasthttp.RequestCtx, id int64, c *hotCampaign, user 
 		writeBusy(ctx, "redis unavailable")
 		return
 	}
-	if res.Outcome == lua.Empty || res.Outcome == lua.Busy {
+	if res.Outcome == rain.Empty || res.Outcome == rain.Busy {
 		claimsBusy.Inc()
 		writeBusy(ctx, "campaign stock is being moved; retry shortly")
 		return
 	}
-	if c == nil && res.Outcome != lua.NotFound {
+	if c == nil && res.Outcome != rain.NotFound {
 		c = s.hot.get(id)
 	}
 	switch res.Outcome {
-	case lua.OK:
+	case rain.OK:
 		s.ring.Push(pipeline.Event{CampaignID: id, UserID: user, Amount: res.Amount, ClaimedAt: res.ClaimedAt})
 		s.hot.remember(c, user, res)
-	case lua.AlreadyOpened:
+	case rain.AlreadyOpened:
 		s.hot.remember(c, user, res)
-	case lua.SoldOut:
+	case rain.SoldOut:
 		b := 0 // the reply counts the claims of the user's bucket
 		if c.layout != nil {
 			b = lua.BucketOf(id, user, c.layout.K())
 		}
 		s.hot.markSoldOut(c, res, b)
 	}
-	if res.Outcome == lua.NotFound && mayRepair {
+	if res.Outcome == rain.NotFound && mayRepair {
 		s.openUnloaded(ctx, id, user)
 		return
 	}

@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/redpacket/rain"
+
 	"github.com/redpacket/rain/internal/dev/testenv"
 	"github.com/redpacket/rain/lua"
 	"github.com/valyala/fasthttp"
@@ -71,7 +73,7 @@ func BenchmarkClaimScript(b *testing.B) {
 			b.StartTimer()
 		}
 		r, err := lua.Claim(context.Background(), h.redis, k, users[i], rand.Uint64())
-		if err != nil || r.Outcome != lua.OK {
+		if err != nil || r.Outcome != rain.OK {
 			b.Fatalf("%v %v", r, err)
 		}
 		i++

@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/redpacket/rain"
+
 	"github.com/bits-and-blooms/bloom/v3"
 	"github.com/redis/rueidis"
 	"github.com/redpacket/rain/lua"
@@ -126,7 +128,7 @@ func (c *hotCampaign) flagged(nowMs int64) bool {
 // TTL (K = 1; for K > 1 see the top of this file); one that does not is
 // dropped, and a build is started when none runs and the campaign's filter
 // would fit.
-func (h *hotCampaigns) markSoldOut(c *hotCampaign, r lua.Result, b int) {
+func (h *hotCampaigns) markSoldOut(c *hotCampaign, r rain.Result, b int) {
 	c.endMs.Store(r.EndMs)
 	if h.soldOutMs == 0 || h.soldOutBudget == 0 {
 		return
@@ -174,7 +176,7 @@ func (h *hotCampaigns) stockBack(c *hotCampaign) {
 // buildSoldOut builds the filter of the campaign's claims hash, which the
 // SOLD_OUT reply r counted, and keeps it if it is whole and no OK reply
 // came meanwhile (gen unchanged).
-func (h *hotCampaigns) buildSoldOut(c *hotCampaign, r lua.Result, gen int64) {
+func (h *hotCampaigns) buildSoldOut(c *hotCampaign, r rain.Result, gen int64) {
 	wait := h.soldOutMs // until the next build may start, once this one ends
 	defer func() {
 		c.buildAfter.Store(time.Now().UnixMilli() + wait)

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redpacket/rain"
+
 	"github.com/bits-and-blooms/bloom/v3"
 	"github.com/redis/rueidis"
 	"github.com/redpacket/rain/internal/dev/testenv"
@@ -144,7 +146,7 @@ func TestSoldOutSurvivesForget(t *testing.T) {
 	s := testSet(1, users("u", 1000), 1e15, 1)
 	h.putSoldOut(h.get(1), s)
 	for i := range 11 {
-		h.remember(h.get(2), fmt.Sprint("m", i), lua.Result{Outcome: lua.AlreadyOpened, Amount: 1, EndMs: 1e15})
+		h.remember(h.get(2), fmt.Sprint("m", i), rain.Result{Outcome: rain.AlreadyOpened, Amount: 1, EndMs: 1e15})
 	}
 	if h.peek(1) != nil {
 		t.Fatal("the memo bound did not drop the states")
@@ -169,28 +171,28 @@ func TestMarkSoldOut(t *testing.T) {
 	c.building.Store(true) // no build from Redis in this unit test
 	s := testSet(1, users("u", 1000), 0, 0)
 	h.putSoldOut(c, s)
-	h.markSoldOut(c, lua.Result{Outcome: lua.SoldOut, Claims: 1000, EndMs: 1e15}, 0)
+	h.markSoldOut(c, rain.Result{Outcome: rain.SoldOut, Claims: 1000, EndMs: 1e15}, 0)
 	now := time.Now().UnixMilli()
 	if !c.flagged(now) || c.flagged(now+1100) {
 		t.Error("a matching count must flag the campaign for the ttl")
 	}
 	end := time.Now().UnixMilli() + 300
-	h.markSoldOut(c, lua.Result{Outcome: lua.SoldOut, Claims: 1000, EndMs: end}, 0)
+	h.markSoldOut(c, rain.Result{Outcome: rain.SoldOut, Claims: 1000, EndMs: end}, 0)
 	if c.flagged(end) {
 		t.Error("flag held past the campaign's end")
 	}
-	h.markSoldOut(c, lua.Result{Outcome: lua.SoldOut, Claims: 1001, EndMs: 1e15}, 0)
+	h.markSoldOut(c, rain.Result{Outcome: rain.SoldOut, Claims: 1001, EndMs: 1e15}, 0)
 	if c.sold.Load() != nil || len(h.soldOutSets) != 0 || h.soldOutBytes != 0 {
 		t.Error("a filter whose count no longer matches was kept")
 	}
 
 	h.putSoldOut(c, testSet(1, users("u", 1000), 1e15, 0))
 	gen := c.gen.Load()
-	h.remember(c, "new", lua.Result{Outcome: lua.AlreadyOpened, Amount: 1, EndMs: 1e15})
+	h.remember(c, "new", rain.Result{Outcome: rain.AlreadyOpened, Amount: 1, EndMs: 1e15})
 	if c.sold.Load() == nil || c.gen.Load() != gen {
 		t.Error("an ALREADY_OPENED reply dropped the filter")
 	}
-	h.remember(c, "new", lua.Result{Outcome: lua.OK, Amount: 1, EndMs: 1e15})
+	h.remember(c, "new", rain.Result{Outcome: rain.OK, Amount: 1, EndMs: 1e15})
 	if c.sold.Load() != nil || h.soldOutBytes != 0 || c.gen.Load() == gen {
 		t.Error("an OK reply (stock is back) left the filter or a build's result usable")
 	}
@@ -212,7 +214,7 @@ func TestMarkSoldOut(t *testing.T) {
 	for _, off := range []*hotCampaigns{{soldOutBudget: 1 << 20}, {soldOutMs: 1000}} {
 		c := off.get(1)
 		c.building.Store(true)
-		off.markSoldOut(c, lua.Result{Outcome: lua.SoldOut, Claims: 0, EndMs: 1e15}, 0)
+		off.markSoldOut(c, rain.Result{Outcome: rain.SoldOut, Claims: 0, EndMs: 1e15}, 0)
 		if c.sold.Load() != nil || c.flagged(1) {
 			t.Error("sold out remembered with the ttl or the budget off")
 		}

@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/redpacket/rain"
+
 	"github.com/redis/rueidis"
 	"github.com/redpacket/rain/internal/dev/testenv"
 	"github.com/redpacket/rain/lua"
@@ -35,7 +37,7 @@ func BenchmarkClaimBatch(b *testing.B) {
 			b.RunParallel(func(pb *testing.PB) {
 				users := make([]string, n)
 				rnds := make([]uint64, n)
-				out := make([]lua.Result, n)
+				out := make([]rain.Result, n)
 				for pb.Next() {
 					base := seq.Add(int64(n)) - int64(n)
 					for i := range users {
@@ -46,7 +48,7 @@ func BenchmarkClaimBatch(b *testing.B) {
 						b.Error(err)
 						return
 					}
-					if out[0].Outcome != lua.OK {
+					if out[0].Outcome != rain.OK {
 						b.Errorf("claim: %v, want OK", out[0].Outcome)
 						return
 					}

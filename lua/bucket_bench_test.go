@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redpacket/rain"
+
 	"github.com/redis/rueidis"
 	"github.com/redpacket/rain/internal/dev/testenv"
 	"github.com/redpacket/rain/lua"
@@ -52,7 +54,7 @@ func benchClaims(b *testing.B, c rueidis.Client, l *lua.Layout, n int) {
 	b.RunParallel(func(pb *testing.PB) {
 		users := make([]string, n)
 		rnds := make([]uint64, n)
-		out := make([]lua.Result, n)
+		out := make([]rain.Result, n)
 		for pb.Next() {
 			// n users of one bucket: a batcher groups a bucket's opens as
 			// one campaign's today. One user goes to their own bucket.
@@ -73,7 +75,7 @@ func benchClaims(b *testing.B, c rueidis.Client, l *lua.Layout, n int) {
 				b.Error(err)
 				return
 			}
-			if out[0].Outcome != lua.OK {
+			if out[0].Outcome != rain.OK {
 				b.Errorf("claim: %v, want OK", out[0].Outcome)
 				return
 			}
@@ -196,7 +198,7 @@ func sellOut(b *testing.B, c rueidis.Client, k int) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			out := make([]lua.Result, 1)
+			out := make([]rain.Result, 1)
 			for firstSold.Load() == 0 {
 				u := "s" + strconv.FormatInt(seq.Add(1), 36)
 				bucket := lua.BucketOf(l.ID, u, k)
@@ -206,10 +208,10 @@ func sellOut(b *testing.B, c rueidis.Client, k int) {
 						b.Error(err)
 						return
 					}
-					if out[0].Outcome == lua.OK && left >= 0 && left < low {
+					if out[0].Outcome == rain.OK && left >= 0 && left < low {
 						go rebalance(bucket, time.Second)
 					}
-					if out[0].Outcome != lua.Empty {
+					if out[0].Outcome != rain.Empty {
 						break
 					}
 					empty.Add(1)
@@ -221,9 +223,9 @@ func sellOut(b *testing.B, c rueidis.Client, k int) {
 					rebalance(bucket, 50*time.Millisecond)
 				}
 				switch out[0].Outcome {
-				case lua.OK:
+				case rain.OK:
 					claimed.Add(1)
-				case lua.SoldOut:
+				case rain.SoldOut:
 					mark(&firstSold)
 				}
 			}

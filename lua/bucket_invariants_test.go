@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redpacket/rain"
+
 	"github.com/redis/rueidis"
 	"github.com/redpacket/rain/internal/dev/testenv"
 	"github.com/redpacket/rain/lua"
@@ -45,14 +47,14 @@ func allClaims(t testing.TB, c rueidis.Client, l *lua.Layout) map[string]string 
 // open claims for one user until the answer is final (OK, ALREADY_OPENED
 // or SOLD_OUT): EMPTY asks for a rebalance and tries again; a rebalance
 // already running elsewhere is waited for.
-func open(ctx context.Context, c rueidis.Client, l *lua.Layout, user string, want int64, rnd func() uint64) (lua.Result, error) {
+func open(ctx context.Context, c rueidis.Client, l *lua.Layout, user string, want int64, rnd func() uint64) (rain.Result, error) {
 	b := lua.BucketOf(l.ID, user, l.K())
-	out := make([]lua.Result, 1)
+	out := make([]rain.Result, 1)
 	for {
 		if _, err := lua.ClaimBucket(ctx, c, l, b, []string{user}, []uint64{rnd()}, out); err != nil {
 			return out[0], err
 		}
-		if out[0].Outcome != lua.Empty {
+		if out[0].Outcome != rain.Empty {
 			return out[0], nil
 		}
 		_, err := lua.Rebalance(ctx, c, l, b, want, &lua.RebalanceOptions{Rand: rnd})
@@ -86,26 +88,26 @@ func TestBucketsInvariantsUnderConcurrency(t *testing.T) {
 		done     atomic.Bool
 		soldOuts atomic.Int64
 		mu       sync.Mutex
-		answers  = make(map[string]lua.Result) // the first OK or ALREADY_OPENED
+		answers  = make(map[string]rain.Result) // the first OK or ALREADY_OPENED
 		wg, bg   sync.WaitGroup
 	)
 	fail := func(format string, args ...any) { t.Errorf(format, args...) }
 	oks := make(map[string]int)
 	// record checks a user's answers against each other (in the order the
 	// claimers record them, which two claimers of one user may swap).
-	record := func(user string, r lua.Result) {
+	record := func(user string, r rain.Result) {
 		mu.Lock()
 		defer mu.Unlock()
-		if r.Outcome == lua.OK {
+		if r.Outcome == rain.OK {
 			if oks[user]++; oks[user] > 1 {
 				fail("user %s got OK twice", user)
 			}
 		}
 		prev, ok := answers[user]
 		switch {
-		case !ok && (r.Outcome == lua.OK || r.Outcome == lua.AlreadyOpened):
+		case !ok && (r.Outcome == rain.OK || r.Outcome == rain.AlreadyOpened):
 			answers[user] = r
-		case ok && (r.Amount != prev.Amount || r.ClaimedAt != prev.ClaimedAt || r.Outcome == lua.SoldOut):
+		case ok && (r.Amount != prev.Amount || r.ClaimedAt != prev.ClaimedAt || r.Outcome == rain.SoldOut):
 			fail("user %s: %+v after %+v", user, r, prev)
 		}
 	}
@@ -128,7 +130,7 @@ func TestBucketsInvariantsUnderConcurrency(t *testing.T) {
 					fail("open %s: %v", user, err)
 					return
 				}
-				if r.Outcome == lua.SoldOut {
+				if r.Outcome == rain.SoldOut {
 					soldOuts.Add(1)
 					if s, err := lua.ReadBuckets(ctx, c, l); err != nil || s.Left != 0 || s.Pending != 0 {
 						fail("user %s told SOLD_OUT while %d packets and %d transfers remain (%v): %+v", user, s.Left, s.Pending, err, s)
@@ -265,7 +267,7 @@ func TestBucketUserClaimsOnceAcrossLostReplies(t *testing.T) {
 		b := lua.BucketOf(l.ID, user, 3)
 		proxy.LoseReplies()
 		qctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
-		_, err := lua.ClaimBucket(qctx, lossy, l, b, []string{user}, []uint64{rand.Uint64()}, make([]lua.Result, 1))
+		_, err := lua.ClaimBucket(qctx, lossy, l, b, []string{user}, []uint64{rand.Uint64()}, make([]rain.Result, 1))
 		cancel()
 		proxy.Restore()
 		if err == nil {
@@ -282,12 +284,12 @@ func TestBucketUserClaimsOnceAcrossLostReplies(t *testing.T) {
 		held := allClaims(t, c, l)[user]
 		amount, _, _ := lua.ParseClaimValue(held)
 		switch {
-		case held == "" && r.Outcome == lua.OK:
+		case held == "" && r.Outcome == rain.OK:
 			t.Fatalf("%s: the lost claim was not made, and the retry's is not in Redis", user)
 		case held == "":
 			// The request never reached Redis (the proxy cut first): the
 			// retry claimed, or the campaign sold out.
-		case r.Outcome != lua.AlreadyOpened && r.Outcome != lua.OK || r.Amount != amount:
+		case r.Outcome != rain.AlreadyOpened && r.Outcome != rain.OK || r.Amount != amount:
 			t.Fatalf("%s retried: %+v, holds %q", user, r, held)
 		}
 	}
@@ -322,7 +324,7 @@ func drawTrials(t *testing.T, c rueidis.Client, trials int, transfer func() uint
 	for trial := range trials {
 		l := liveBuckets(t, c, 4, stock)
 		rng := rand.New(rand.NewPCG(uint64(trial), 11))
-		b := make([]lua.Result, 1)
+		b := make([]rain.Result, 1)
 		for i, claimed := 0, 0; claimed < 800; i++ {
 			user := fmt.Sprint("d-", i)
 			k := lua.BucketOf(l.ID, user, 4)
@@ -330,14 +332,14 @@ func drawTrials(t *testing.T, c rueidis.Client, trials int, transfer func() uint
 				if _, err := lua.ClaimBucket(context.Background(), c, l, k, []string{user}, []uint64{rng.Uint64()}, b); err != nil {
 					t.Fatal(err)
 				}
-				if b[0].Outcome != lua.Empty {
+				if b[0].Outcome != rain.Empty {
 					break
 				}
 				if _, err := lua.Rebalance(context.Background(), c, l, k, 8, &lua.RebalanceOptions{Rand: transfer}); err != nil {
 					t.Fatal(err)
 				}
 			}
-			if b[0].Outcome != lua.OK {
+			if b[0].Outcome != rain.OK {
 				t.Fatalf("claim %d: %+v", i, b[0])
 			}
 			got[b[0].Amount]++
@@ -416,7 +418,7 @@ func TestStockAddedBackRacesTheSoldOutCheck(t *testing.T) {
 				t.Errorf("open: %v", err)
 				return
 			}
-			if r.Outcome == lua.OK {
+			if r.Outcome == rain.OK {
 				claimed.Add(1)
 			}
 			time.Sleep(time.Duration(rand.IntN(3000)) * time.Microsecond) // slower than the merchant
@@ -434,7 +436,7 @@ func TestStockAddedBackRacesTheSoldOutCheck(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if r.Outcome == lua.SoldOut {
+		if r.Outcome == rain.SoldOut {
 			break
 		}
 		claimed.Add(1)

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redpacket/rain"
+
 	"github.com/redpacket/rain/internal/dev/testenv"
 	"github.com/redpacket/rain/lua"
 	"github.com/redpacket/rain/pipeline"
@@ -61,7 +63,7 @@ func TestBucketShardLoss(t *testing.T) {
 			for i := range 150 {
 				user := fmt.Sprint("s-", i)
 				r, err := open(ctx, c, l, user, 8, rand.Uint64)
-				if err != nil || r.Outcome != lua.OK {
+				if err != nil || r.Outcome != rain.OK {
 					t.Fatalf("claim %s: %+v %v", user, r, err)
 				}
 				inLost := lua.BucketOf(id, user, 3) == lost
@@ -98,7 +100,7 @@ func TestBucketShardLoss(t *testing.T) {
 
 			// Seen: NOT_FOUND in the lost bucket, a partial layout, a load refused.
 			if lost >= 0 {
-				if got, _ := claimIn(t, c, l, userOf(l, lost, 0)); got[0].Outcome != lua.NotFound {
+				if got, _ := claimIn(t, c, l, userOf(l, lost, 0)); got[0].Outcome != rain.NotFound {
 					t.Errorf("a user of the lost bucket: %+v, want NOT_FOUND", got[0])
 				}
 			}
@@ -118,7 +120,7 @@ func TestBucketShardLoss(t *testing.T) {
 				t.Fatalf("freeze: %d parts, %v; want the 3 left", n, err)
 			}
 			survivor := (lost + 1 + 3) % 3
-			if got, _ := claimIn(t, c, l, userOf(l, survivor, 1000)); got[0].Outcome != lua.Busy {
+			if got, _ := claimIn(t, c, l, userOf(l, survivor, 1000)); got[0].Outcome != rain.Busy {
 				t.Errorf("a survivor's new user: %+v, want BUSY", got[0])
 			}
 			if _, err := lease.Transfer(ctx, survivor, (survivor+1)%3, 1, 1); err == nil {
@@ -168,10 +170,10 @@ func TestBucketShardLoss(t *testing.T) {
 				got, _ := claimIn(t, c, l, user)
 				switch {
 				case slices.Contains(lostOnly, user):
-					if got[0].Outcome != lua.OK {
+					if got[0].Outcome != rain.OK {
 						t.Errorf("%s, whose claim existed only on the lost shard: %+v", user, got[0])
 					}
-				case got[0].Outcome != lua.AlreadyOpened || got[0].Amount != amount:
+				case got[0].Outcome != rain.AlreadyOpened || got[0].Amount != amount:
 					t.Errorf("%s held %s: after the rebuild %+v, want ALREADY_OPENED %d", user, v, got[0], amount)
 				}
 			}

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/redpacket/rain"
+
 	"github.com/redis/rueidis"
 )
 
@@ -130,7 +132,7 @@ func refusal(code int64) error {
 // -1 when not read. With K = 1 it is ClaimBatch on the home (left -1): the
 // unchanged path. A user of another bucket is refused before any call, so
 // no user can ever claim in two buckets.
-func ClaimBucket(ctx context.Context, c rueidis.Client, l *Layout, b int, users []string, rnds []uint64, out []Result) (left int64, err error) {
+func ClaimBucket(ctx context.Context, c rueidis.Client, l *Layout, b int, users []string, rnds []uint64, out []rain.Result) (left int64, err error) {
 	if l.K() == 1 {
 		return -1, ClaimBatch(ctx, c, l.Home, users, rnds, out)
 	}
@@ -159,7 +161,7 @@ func ClaimBucket(ctx context.Context, c rueidis.Client, l *Layout, b int, users 
 }
 
 // parseBucketClaims reads the reply of claim.lua's bucket copy into out.
-func parseBucketClaims(msgs []rueidis.RedisMessage, out []Result) (left int64, err error) {
+func parseBucketClaims(msgs []rueidis.RedisMessage, out []rain.Result) (left int64, err error) {
 	return claimReply{script: "claim.lua (bucket)", left: true, bucket: true}.parse(msgs, out)
 }
 

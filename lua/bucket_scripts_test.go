@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redpacket/rain"
+
 	"github.com/redis/rueidis"
 	"github.com/redpacket/rain/internal/dev/testenv"
 	"github.com/redpacket/rain/lua"
@@ -57,13 +59,13 @@ func userOf(l *lua.Layout, b, n int) string {
 }
 
 // claimIn claims for users of one bucket (the first user's) in one call.
-func claimIn(t testing.TB, c rueidis.Client, l *lua.Layout, users ...string) ([]lua.Result, int64) {
+func claimIn(t testing.TB, c rueidis.Client, l *lua.Layout, users ...string) ([]rain.Result, int64) {
 	t.Helper()
 	rnds := make([]uint64, len(users))
 	for i := range rnds {
 		rnds[i] = rand.Uint64()
 	}
-	out := make([]lua.Result, len(users))
+	out := make([]rain.Result, len(users))
 	left, err := lua.ClaimBucket(context.Background(), c, l, lua.BucketOf(l.ID, users[0], l.K()), users, rnds, out)
 	if err != nil {
 		t.Fatalf("claim %v: %v", users, err)
@@ -122,9 +124,9 @@ func TestClaimBucketBranches(t *testing.T) {
 	past := bucketCampaign(t, c, 3, now.Add(-2*time.Hour), now.Add(-time.Hour), map[int64]int64{5: 9})
 	for _, tc := range []struct {
 		l    *lua.Layout
-		want lua.Outcome
-	}{{unknown, lua.NotFound}, {future, lua.NotStarted}, {past, lua.Ended}} {
-		if got, left := claimIn(t, c, tc.l, userOf(tc.l, 2, 0)); got[0] != (lua.Result{Outcome: tc.want}) || left != -1 {
+		want rain.Outcome
+	}{{unknown, rain.NotFound}, {future, rain.NotStarted}, {past, rain.Ended}} {
+		if got, left := claimIn(t, c, tc.l, userOf(tc.l, 2, 0)); got[0] != (rain.Result{Outcome: tc.want}) || left != -1 {
 			t.Errorf("%v campaign: %+v left %d", tc.want, got, left)
 		}
 	}
@@ -145,20 +147,20 @@ func TestClaimBucketBranches(t *testing.T) {
 	}
 	alice, bob := userOf(l, full, 0), userOf(l, full, 1)
 	got, left := claimIn(t, c, l, alice, alice, bob)
-	if got[0].Outcome != lua.OK || got[0].Amount != 20 || left != 0 ||
-		got[1].Outcome != lua.AlreadyOpened || got[1].Amount != 20 || got[1].ClaimedAt != got[0].ClaimedAt ||
-		got[2].Outcome != lua.Empty {
+	if got[0].Outcome != rain.OK || got[0].Amount != 20 || left != 0 ||
+		got[1].Outcome != rain.AlreadyOpened || got[1].Amount != 20 || got[1].ClaimedAt != got[0].ClaimedAt ||
+		got[2].Outcome != rain.Empty {
 		t.Errorf("alice, alice, bob in a bucket of one packet: %+v, left %d; want OK, ALREADY_OPENED, EMPTY, left 0", got, left)
 	}
-	if got, left := claimIn(t, c, l, alice); got[0].Outcome != lua.AlreadyOpened || left != -1 {
+	if got, left := claimIn(t, c, l, alice); got[0].Outcome != rain.AlreadyOpened || left != -1 {
 		t.Errorf("alice again: %+v left %d, want ALREADY_OPENED and the stock not read", got, left)
 	}
-	if got, _ := claimIn(t, c, l, userOf(l, empty, 0)); got[0].Outcome != lua.Empty {
+	if got, _ := claimIn(t, c, l, userOf(l, empty, 0)); got[0].Outcome != rain.Empty {
 		t.Errorf("a user of an empty bucket: %+v, want EMPTY", got)
 	}
 
 	// A user of another bucket is refused before Redis: nothing written.
-	out := make([]lua.Result, 2)
+	out := make([]rain.Result, 2)
 	if _, err := lua.ClaimBucket(ctx, c, l, full, []string{userOf(l, full, 5), userOf(l, empty, 5)}, []uint64{1, 2}, out); err == nil {
 		t.Error("a batch with a user of another bucket: no error")
 	}
@@ -181,7 +183,7 @@ func TestClaimBucketBranches(t *testing.T) {
 	if _, err := lua.Freeze(ctx, c, l); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := claimIn(t, c, l, alice, userOf(l, full, 3)); got[0].Outcome != lua.Busy || got[1].Outcome != lua.Busy {
+	if got, _ := claimIn(t, c, l, alice, userOf(l, full, 3)); got[0].Outcome != rain.Busy || got[1].Outcome != rain.Busy {
 		t.Errorf("frozen: %+v, want BUSY for all", got)
 	}
 	if _, err := lua.Lock(ctx, c, l, time.Second); !errors.Is(err, lua.ErrFrozen) {
@@ -201,9 +203,9 @@ func TestBucketSoldOutOnlyWhenAllEmpty(t *testing.T) {
 		u := fmt.Sprint("user-", i)
 		got, _ := claimIn(t, c, l, u)
 		switch got[0].Outcome {
-		case lua.OK:
+		case rain.OK:
 			claimed++
-		case lua.Empty:
+		case rain.Empty:
 			mv, err := lua.Rebalance(ctx, c, l, lua.BucketOf(l.ID, u, 3), 2, nil)
 			if err != nil || mv.Kind == lua.MoveSoldOut || mv.Moved == 0 {
 				t.Fatalf("rebalance with %d of 6 claimed: %+v %v", claimed, mv, err)
@@ -216,7 +218,7 @@ func TestBucketSoldOutOnlyWhenAllEmpty(t *testing.T) {
 		t.Fatalf("%d claimed", claimed)
 	}
 	for b := range 3 {
-		if got, _ := claimIn(t, c, l, userOf(l, b, 99)); got[0].Outcome != lua.Empty {
+		if got, _ := claimIn(t, c, l, userOf(l, b, 99)); got[0].Outcome != rain.Empty {
 			t.Errorf("bucket %d before the check: %+v, want EMPTY", b, got[0])
 		}
 	}
@@ -226,7 +228,7 @@ func TestBucketSoldOutOnlyWhenAllEmpty(t *testing.T) {
 	}
 	for b := range 3 {
 		got, _ := claimIn(t, c, l, userOf(l, b, 99))
-		if got[0].Outcome != lua.SoldOut || got[0].Claims != readBuckets(t, c, l).Buckets[b].Claims {
+		if got[0].Outcome != rain.SoldOut || got[0].Claims != readBuckets(t, c, l).Buckets[b].Claims {
 			t.Errorf("bucket %d after the check: %+v, want SOLD_OUT with its claims", b, got[0])
 		}
 	}
@@ -237,13 +239,13 @@ func TestBucketSoldOutOnlyWhenAllEmpty(t *testing.T) {
 	for b := range 3 {
 		u := userOf(l, b, 99)
 		got, _ := claimIn(t, c, l, u)
-		if got[0].Outcome == lua.Empty {
+		if got[0].Outcome == rain.Empty {
 			if mv, err := lua.Rebalance(ctx, c, l, b, 1, nil); err != nil || mv.Kind != lua.MoveRefill {
 				t.Fatalf("refill after stock added: %+v %v", mv, err)
 			}
 			got, _ = claimIn(t, c, l, u)
 		}
-		if got[0].Outcome != lua.OK || got[0].Amount != 50 {
+		if got[0].Outcome != rain.OK || got[0].Amount != 50 {
 			t.Errorf("bucket %d after stock added: %+v, want OK 50", b, got[0])
 		}
 	}
@@ -396,7 +398,7 @@ func TestEndBuckets(t *testing.T) {
 		t.Fatalf("end: %d %v %v", end, loaded, err)
 	}
 	for b := range 3 {
-		if got, _ := claimIn(t, c, l, userOf(l, b, 0)); got[0].Outcome != lua.Ended {
+		if got, _ := claimIn(t, c, l, userOf(l, b, 0)); got[0].Outcome != rain.Ended {
 			t.Errorf("bucket %d after the end: %+v", b, got[0])
 		}
 	}
@@ -433,7 +435,7 @@ func TestReaddBuckets(t *testing.T) {
 		t.Errorf("after readd: %+v", after)
 	}
 	for _, u := range users {
-		if got, _ := claimIn(t, c, l, u); got[0].Outcome != lua.AlreadyOpened || got[0].ClaimedAt != 1000 {
+		if got, _ := claimIn(t, c, l, u); got[0].Outcome != rain.AlreadyOpened || got[0].ClaimedAt != 1000 {
 			t.Errorf("%s after readd: %+v", u, got[0])
 		}
 	}
@@ -447,21 +449,21 @@ func TestReaddBuckets(t *testing.T) {
 // script that returns them verbatim.
 func TestParseBucketClaims(t *testing.T) {
 	reply := verbatim(t, testenv.Redis(t))
-	out := make([]lua.Result, 4)
+	out := make([]rain.Result, 4)
 	left, err := lua.ParseBucketClaims(reply("{100, 50, 7, 5, 20, 3, 5, 40, 4, 2, 6}"), out)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []lua.Result{
-		{Outcome: lua.OK, Amount: 20, ClaimedAt: 50, EndMs: 100},
-		{Outcome: lua.AlreadyOpened, Amount: 5, ClaimedAt: 40, EndMs: 100},
-		{Outcome: lua.SoldOut, EndMs: 100, Claims: 2},
-		{Outcome: lua.Empty, EndMs: 100},
+	want := []rain.Result{
+		{Outcome: rain.OK, Amount: 20, ClaimedAt: 50, EndMs: 100},
+		{Outcome: rain.AlreadyOpened, Amount: 5, ClaimedAt: 40, EndMs: 100},
+		{Outcome: rain.SoldOut, EndMs: 100, Claims: 2},
+		{Outcome: rain.Empty, EndMs: 100},
 	}
 	if !reflect.DeepEqual(out, want) || left != 7 {
 		t.Errorf("parsed %+v left %d, want %+v left 7", out, left, want)
 	}
-	if left, err := lua.ParseBucketClaims(reply("{7}"), out); err != nil || left != -1 || out[3] != (lua.Result{Outcome: lua.Busy}) {
+	if left, err := lua.ParseBucketClaims(reply("{7}"), out); err != nil || left != -1 || out[3] != (rain.Result{Outcome: rain.Busy}) {
 		t.Errorf("{7}: %+v %d %v, want BUSY for all", out, left, err)
 	}
 	for _, bad := range []struct {
@@ -484,7 +486,7 @@ func TestParseBucketClaims(t *testing.T) {
 		{"{100, 50, 1, 3, 20}", 1},   // ALREADY_OPENED without its time
 		{"{100, 50, 1, 262, 20}", 1}, // a code that is 6 in int8
 	} {
-		if _, err := lua.ParseBucketClaims(reply(bad.reply), make([]lua.Result, bad.users)); err == nil {
+		if _, err := lua.ParseBucketClaims(reply(bad.reply), make([]rain.Result, bad.users)); err == nil {
 			t.Errorf("%s for %d users: parsed", bad.reply, bad.users)
 		}
 	}

@@ -13,12 +13,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redpacket/rain"
+
 	"github.com/redis/rueidis"
 	"github.com/redpacket/rain/internal/dev/testenv"
 	"github.com/redpacket/rain/lua"
 )
 
-func batch(t testing.TB, c rueidis.Client, k *lua.Keys, users []string, rnds []uint64) []lua.Result {
+func batch(t testing.TB, c rueidis.Client, k *lua.Keys, users []string, rnds []uint64) []rain.Result {
 	t.Helper()
 	if rnds == nil {
 		rnds = make([]uint64, len(users))
@@ -26,7 +28,7 @@ func batch(t testing.TB, c rueidis.Client, k *lua.Keys, users []string, rnds []u
 			rnds[i] = rand.Uint64()
 		}
 	}
-	out := make([]lua.Result, len(users))
+	out := make([]rain.Result, len(users))
 	if err := lua.ClaimBatch(context.Background(), c, k, users, rnds, out); err != nil {
 		t.Fatalf("claim batch %v: %v", users, err)
 	}
@@ -77,19 +79,19 @@ func TestClaimBatchWholeBatchOutcomes(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		k    *lua.Keys
-		want lua.Outcome
+		want rain.Outcome
 	}{
-		{"unknown campaign", testenv.Keys().Of(nextID.Add(1)), lua.NotFound},
-		{"future campaign", newCampaign(t, c, now.Add(time.Hour), now.Add(2*time.Hour), map[int64]int64{5: 9}), lua.NotStarted},
-		{"past campaign", newCampaign(t, c, now.Add(-2*time.Hour), now.Add(-time.Hour), map[int64]int64{5: 9}), lua.Ended},
+		{"unknown campaign", testenv.Keys().Of(nextID.Add(1)), rain.NotFound},
+		{"future campaign", newCampaign(t, c, now.Add(time.Hour), now.Add(2*time.Hour), map[int64]int64{5: 9}), rain.NotStarted},
+		{"past campaign", newCampaign(t, c, now.Add(-2*time.Hour), now.Add(-time.Hour), map[int64]int64{5: 9}), rain.Ended},
 	} {
 		got := batch(t, c, tc.k, []string{"a", "b", "a"}, nil)
 		for i, r := range got {
-			if r != (lua.Result{Outcome: tc.want}) {
+			if r != (rain.Result{Outcome: tc.want}) {
 				t.Errorf("%s, user %d: %+v, want %v alone", tc.name, i, r, tc.want)
 			}
 		}
-		if stock, claims := hashes(t, c, tc.k); len(claims) != 0 || (tc.want != lua.NotFound && stock["5"] != "9") {
+		if stock, claims := hashes(t, c, tc.k); len(claims) != 0 || (tc.want != rain.NotFound && stock["5"] != "9") {
 			t.Errorf("%s: stock %v, claims %v after the batch; want untouched", tc.name, stock, claims)
 		}
 	}
@@ -101,20 +103,20 @@ func TestClaimBatchMixture(t *testing.T) {
 	c := testenv.Redis(t)
 	k := orderedCampaign(t, c, []int64{5}, []int64{2})
 	// A claim made long ago (as a restore writes it).
-	first := lua.Result{Amount: 20, ClaimedAt: 1_000_000}
+	first := rain.Result{Amount: 20, ClaimedAt: 1_000_000}
 	if err := lua.RestoreClaims(context.Background(), c, k, map[string]string{"old": lua.ClaimValue(20, first.ClaimedAt)}); err != nil {
 		t.Fatal(err)
 	}
 	got := batch(t, c, k, []string{"old", "new1", "new1", "new2", "new3", "new4", "old"}, nil)
 	end, now := got[1].EndMs, got[1].ClaimedAt
-	want := []lua.Result{
-		{Outcome: lua.AlreadyOpened, Amount: 20, ClaimedAt: first.ClaimedAt, EndMs: end},
-		{Outcome: lua.OK, Amount: 5, ClaimedAt: now, EndMs: end},
-		{Outcome: lua.AlreadyOpened, Amount: 5, ClaimedAt: now, EndMs: end}, // the same user again: one claim
-		{Outcome: lua.OK, Amount: 5, ClaimedAt: now, EndMs: end},
-		{Outcome: lua.SoldOut, EndMs: end, Claims: 3},
-		{Outcome: lua.SoldOut, EndMs: end, Claims: 3},
-		{Outcome: lua.AlreadyOpened, Amount: 20, ClaimedAt: first.ClaimedAt, EndMs: end}, // before stock
+	want := []rain.Result{
+		{Outcome: rain.AlreadyOpened, Amount: 20, ClaimedAt: first.ClaimedAt, EndMs: end},
+		{Outcome: rain.OK, Amount: 5, ClaimedAt: now, EndMs: end},
+		{Outcome: rain.AlreadyOpened, Amount: 5, ClaimedAt: now, EndMs: end}, // the same user again: one claim
+		{Outcome: rain.OK, Amount: 5, ClaimedAt: now, EndMs: end},
+		{Outcome: rain.SoldOut, EndMs: end, Claims: 3},
+		{Outcome: rain.SoldOut, EndMs: end, Claims: 3},
+		{Outcome: rain.AlreadyOpened, Amount: 20, ClaimedAt: first.ClaimedAt, EndMs: end}, // before stock
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("batch:\n got %+v\nwant %+v", got, want)
@@ -127,7 +129,7 @@ func TestClaimBatchMixture(t *testing.T) {
 	if len(stock) != 0 || !reflect.DeepEqual(claims, wantClaims) {
 		t.Errorf("after the batch: stock %v (want empty: sold-out amounts removed), claims %v (want %v)", stock, claims, wantClaims)
 	}
-	if r := batch(t, c, k, []string{"new5"}, nil); r[0] != (lua.Result{Outcome: lua.SoldOut, EndMs: end, Claims: 3}) {
+	if r := batch(t, c, k, []string{"new5"}, nil); r[0] != (rain.Result{Outcome: rain.SoldOut, EndMs: end, Claims: 3}) {
 		t.Errorf("a batch of one after the sell-out: %+v", r[0])
 	}
 }
@@ -175,11 +177,11 @@ func TestClaimBatchFollowsTheModel(t *testing.T) {
 		picks := drawModel(amounts, model, rnds)
 		got1, got2 := batch(t, c, k1, users, rnds), batch(t, c, k2, users, rnds)
 		for i, r := range got1 {
-			want := lua.OK
+			want := rain.OK
 			if picks[i] == 0 {
-				want = lua.SoldOut
+				want = rain.SoldOut
 			}
-			if r.Outcome != want || r.Amount != picks[i] || (want == lua.SoldOut && r.Claims != 49) {
+			if r.Outcome != want || r.Amount != picks[i] || (want == rain.SoldOut && r.Claims != 49) {
 				t.Errorf("batch of %d, user %d: %+v, want %v %d", n, i, r, want, picks[i])
 			}
 			if got2[i].Outcome != r.Outcome || got2[i].Amount != r.Amount {
@@ -212,9 +214,9 @@ func TestClaimBatchTakesEachPacketOnce(t *testing.T) {
 		got := map[int64]int{}
 		for i, r := range batch(t, c, k, users, nil) {
 			switch {
-			case i < 9 && r.Outcome == lua.OK:
+			case i < 9 && r.Outcome == rain.OK:
 				got[r.Amount]++
-			case i == 9 && r.Outcome == lua.SoldOut && r.Claims == 9:
+			case i == 9 && r.Outcome == rain.SoldOut && r.Claims == 9:
 			default:
 				t.Fatalf("user %d: %+v", i, r)
 			}
@@ -236,9 +238,9 @@ func TestClaimBatchOfMaxBatch(t *testing.T) {
 	got := map[int64]int{}
 	for i, r := range batch(t, c, k, users, nil) {
 		switch {
-		case i < 1000 && r.Outcome == lua.OK:
+		case i < 1000 && r.Outcome == rain.OK:
 			got[r.Amount]++
-		case i >= 1000 && r.Outcome == lua.SoldOut && r.Claims == 1000:
+		case i >= 1000 && r.Outcome == rain.SoldOut && r.Claims == 1000:
 		default:
 			t.Fatalf("user %d: %+v", i, r)
 		}
@@ -309,7 +311,7 @@ func TestClaimBatchRefusesBadArguments(t *testing.T) {
 		}
 	}
 	// The same through the Go wrapper: an empty user id fails the batch.
-	out := make([]lua.Result, 2)
+	out := make([]rain.Result, 2)
 	if err := lua.ClaimBatch(ctx, c, k, []string{"bob", ""}, []uint64{1, 2}, out); err == nil {
 		t.Error("a batch with an empty user id: no error")
 	}
@@ -342,7 +344,7 @@ func TestClaimBatchLengths(t *testing.T) {
 		{make([]string, lua.MaxBatch+1), make([]uint64, lua.MaxBatch+1), lua.MaxBatch + 1},
 	} {
 		// Refused before Redis is asked: the nil client is never used.
-		if err := lua.ClaimBatch(context.Background(), nil, k, tc.users, tc.rnds, make([]lua.Result, tc.out)); err == nil {
+		if err := lua.ClaimBatch(context.Background(), nil, k, tc.users, tc.rnds, make([]rain.Result, tc.out)); err == nil {
 			t.Errorf("%d users, %d randoms, %d results: no error", len(tc.users), len(tc.rnds), tc.out)
 		}
 	}
@@ -373,19 +375,19 @@ func verbatim(t *testing.T, c rueidis.Client) func(src string) []rueidis.RedisMe
 // that returns them verbatim.
 func TestParseClaims(t *testing.T) {
 	reply := verbatim(t, testenv.Redis(t))
-	out := make([]lua.Result, 3)
+	out := make([]rain.Result, 3)
 	if err := lua.ParseClaims(reply("{100, 50, 5, 20, 3, 5, 40, 4, 2}"), out); err != nil {
 		t.Fatal(err)
 	}
-	want := []lua.Result{
-		{Outcome: lua.OK, Amount: 20, ClaimedAt: 50, EndMs: 100},
-		{Outcome: lua.AlreadyOpened, Amount: 5, ClaimedAt: 40, EndMs: 100},
-		{Outcome: lua.SoldOut, EndMs: 100, Claims: 2},
+	want := []rain.Result{
+		{Outcome: rain.OK, Amount: 20, ClaimedAt: 50, EndMs: 100},
+		{Outcome: rain.AlreadyOpened, Amount: 5, ClaimedAt: 40, EndMs: 100},
+		{Outcome: rain.SoldOut, EndMs: 100, Claims: 2},
 	}
 	if !reflect.DeepEqual(out, want) {
 		t.Errorf("parsed %+v, want %+v", out, want)
 	}
-	if err := lua.ParseClaims(reply("{1}"), out); err != nil || out[0] != (lua.Result{Outcome: lua.NotStarted}) || out[2] != out[0] {
+	if err := lua.ParseClaims(reply("{1}"), out); err != nil || out[0] != (rain.Result{Outcome: rain.NotStarted}) || out[2] != out[0] {
 		t.Errorf("{1}: %+v %v, want NOT_STARTED for all", out, err)
 	}
 	for _, bad := range []struct {
@@ -410,7 +412,7 @@ func TestParseClaims(t *testing.T) {
 		{"{100, 50, 5, 20, 'OK'}", 2},   // a string code
 		{"{100, 50, 4, {1}}", 1},        // a nested array
 	} {
-		if err := lua.ParseClaims(reply(bad.reply), make([]lua.Result, bad.users)); err == nil {
+		if err := lua.ParseClaims(reply(bad.reply), make([]rain.Result, bad.users)); err == nil {
 			t.Errorf("%s for %d users: parsed", bad.reply, bad.users)
 		}
 	}
@@ -429,7 +431,7 @@ func TestClaimBatchConcurrent(t *testing.T) {
 		wg       sync.WaitGroup
 		mu       sync.Mutex
 		won      = map[string]int64{}
-		repeats  []lua.Result
+		repeats  []rain.Result
 		repeated []string
 		soldOut  int
 	)
@@ -449,7 +451,7 @@ func TestClaimBatchConcurrent(t *testing.T) {
 				for i := range rnds {
 					rnds[i] = rand.Uint64()
 				}
-				out := make([]lua.Result, len(b))
+				out := make([]rain.Result, len(b))
 				if err := lua.ClaimBatch(context.Background(), c, k, b, rnds, out); err != nil {
 					t.Error(err)
 					return
@@ -457,14 +459,14 @@ func TestClaimBatchConcurrent(t *testing.T) {
 				mu.Lock()
 				for i, r := range out {
 					switch r.Outcome {
-					case lua.OK:
+					case rain.OK:
 						if _, twice := won[b[i]]; twice {
 							t.Errorf("%s won twice", b[i])
 						}
 						won[b[i]] = r.Amount
-					case lua.AlreadyOpened:
+					case rain.AlreadyOpened:
 						repeats, repeated = append(repeats, r), append(repeated, b[i])
-					case lua.SoldOut:
+					case rain.SoldOut:
 						if r.Claims != 1000 {
 							t.Errorf("SOLD_OUT with %d claims, want 1000", r.Claims)
 						}

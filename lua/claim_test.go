@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redpacket/rain"
+
 	"github.com/redis/rueidis"
 	"github.com/redpacket/rain/internal/dev/testenv"
 	"github.com/redpacket/rain/lua"
@@ -37,7 +39,7 @@ func live(t testing.TB, c rueidis.Client, stock map[int64]int64) *lua.Keys {
 	return newCampaign(t, c, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), stock)
 }
 
-func claim(t *testing.T, c rueidis.Client, k *lua.Keys, user string) lua.Result {
+func claim(t *testing.T, c rueidis.Client, k *lua.Keys, user string) rain.Result {
 	t.Helper()
 	r, err := lua.Claim(context.Background(), c, k, user, rand.Uint64())
 	if err != nil {
@@ -50,35 +52,35 @@ func TestClaimBranches(t *testing.T) {
 	c := testenv.Redis(t)
 	now := time.Now()
 
-	if r := claim(t, c, testenv.Keys().Of(nextID.Add(1)), "u"); r.Outcome != lua.NotFound {
+	if r := claim(t, c, testenv.Keys().Of(nextID.Add(1)), "u"); r.Outcome != rain.NotFound {
 		t.Errorf("unknown campaign: %v, want NOT_FOUND", r.Outcome)
 	}
 	future := newCampaign(t, c, now.Add(time.Hour), now.Add(2*time.Hour), map[int64]int64{5: 1})
-	if r := claim(t, c, future, "u"); r.Outcome != lua.NotStarted {
+	if r := claim(t, c, future, "u"); r.Outcome != rain.NotStarted {
 		t.Errorf("future campaign: %v, want NOT_STARTED", r.Outcome)
 	}
 	past := newCampaign(t, c, now.Add(-2*time.Hour), now.Add(-time.Hour), map[int64]int64{5: 1})
-	if r := claim(t, c, past, "u"); r.Outcome != lua.Ended {
+	if r := claim(t, c, past, "u"); r.Outcome != rain.Ended {
 		t.Errorf("past campaign: %v, want ENDED", r.Outcome)
 	}
 
 	k := live(t, c, map[int64]int64{20: 1})
 	before := time.Now().UnixMilli()
 	r := claim(t, c, k, "alice")
-	if r.Outcome != lua.OK || r.Amount != 20 || r.ClaimedAt < before-1000 || r.ClaimedAt > time.Now().UnixMilli()+1000 {
+	if r.Outcome != rain.OK || r.Amount != 20 || r.ClaimedAt < before-1000 || r.ClaimedAt > time.Now().UnixMilli()+1000 {
 		t.Fatalf("first open: %+v, want OK 20 at about now", r)
 	}
 	if r.EndMs < time.Now().Add(59*time.Minute).UnixMilli() || r.EndMs > time.Now().Add(time.Hour).UnixMilli() {
 		t.Errorf("OK reply carries end %d, want the campaign's end in about an hour", r.EndMs)
 	}
-	if again := claim(t, c, k, "alice"); again.Outcome != lua.AlreadyOpened || again.Amount != 20 || again.ClaimedAt != r.ClaimedAt || again.EndMs != r.EndMs {
+	if again := claim(t, c, k, "alice"); again.Outcome != rain.AlreadyOpened || again.Amount != 20 || again.ClaimedAt != r.ClaimedAt || again.EndMs != r.EndMs {
 		t.Errorf("second open by alice: %+v, want ALREADY_OPENED with the same amount and time", again)
 	}
-	if so := claim(t, c, k, "bob"); so.Outcome != lua.SoldOut || so.EndMs != r.EndMs || so.Claims != 1 {
+	if so := claim(t, c, k, "bob"); so.Outcome != rain.SoldOut || so.EndMs != r.EndMs || so.Claims != 1 {
 		t.Errorf("open after sell-out: %+v, want SOLD_OUT with the end time and 1 claim", so)
 	}
 	// Already opened is checked before stock: alice still gets her amount.
-	if r := claim(t, c, k, "alice"); r.Outcome != lua.AlreadyOpened {
+	if r := claim(t, c, k, "alice"); r.Outcome != rain.AlreadyOpened {
 		t.Errorf("alice after sell-out: %v, want ALREADY_OPENED", r.Outcome)
 	}
 	st, err := lua.ReadState(context.Background(), c, k)
@@ -107,7 +109,7 @@ func TestWindowChecksComeBeforeAlreadyOpened(t *testing.T) {
 	if err := lua.RestoreClaims(context.Background(), c, k, map[string]string{"alice": lua.ClaimValue(5, 1)}); err != nil {
 		t.Fatal(err)
 	}
-	if r := claim(t, c, k, "alice"); r.Outcome != lua.Ended {
+	if r := claim(t, c, k, "alice"); r.Outcome != rain.Ended {
 		t.Errorf("ended campaign, earlier claimant: %v, want ENDED (window before already-opened)", r.Outcome)
 	}
 }
@@ -150,7 +152,7 @@ func TestConcurrentOpens(t *testing.T) {
 					return
 				}
 				switch r.Outcome {
-				case lua.OK:
+				case rain.OK:
 					mu.Lock()
 					got[r.Amount]++
 					if winners[u] {
@@ -158,7 +160,7 @@ func TestConcurrentOpens(t *testing.T) {
 					}
 					winners[u] = true
 					mu.Unlock()
-				case lua.SoldOut:
+				case rain.SoldOut:
 					soldOut.Add(1)
 				default:
 					t.Errorf("%s: %v", u, r.Outcome)

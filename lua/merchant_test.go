@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redpacket/rain"
+
 	"github.com/redpacket/rain/internal/dev/testenv"
 	"github.com/redpacket/rain/lua"
 )
@@ -19,7 +21,7 @@ func TestEndNow(t *testing.T) {
 		t.Fatalf("unknown campaign: loaded %v, %v", loaded, err)
 	}
 	k := live(t, c, map[int64]int64{5: 10})
-	if r := claim(t, c, k, "before"); r.Outcome != lua.OK {
+	if r := claim(t, c, k, "before"); r.Outcome != rain.OK {
 		t.Fatalf("open before the end: %v", r.Outcome)
 	}
 	// An end asked for in the future is capped at Redis's clock: it ends now.
@@ -27,10 +29,10 @@ func TestEndNow(t *testing.T) {
 	if err != nil || !loaded || end > time.Now().UnixMilli() || end < now.UnixMilli()-1000 {
 		t.Fatalf("end: %d %v %v (now %d)", end, loaded, err, now.UnixMilli())
 	}
-	if r := claim(t, c, k, "after"); r.Outcome != lua.Ended {
+	if r := claim(t, c, k, "after"); r.Outcome != rain.Ended {
 		t.Fatalf("open after the end: %v, want ENDED", r.Outcome)
 	}
-	if r := claim(t, c, k, "before"); r.Outcome != lua.Ended {
+	if r := claim(t, c, k, "before"); r.Outcome != rain.Ended {
 		t.Fatalf("repeat after the end: %v, want ENDED", r.Outcome)
 	}
 	// Never later: a second end, even asked for later, keeps the first.
@@ -54,7 +56,7 @@ func TestEndNow(t *testing.T) {
 	if err != nil || m["start"] != strconv.FormatInt(end, 10) || m["end"] != m["start"] {
 		t.Fatalf("upcoming campaign ended: meta %v %v, want start = end = %d", m, err, end)
 	}
-	if r := claim(t, c, up, "u"); r.Outcome != lua.Ended {
+	if r := claim(t, c, up, "u"); r.Outcome != rain.Ended {
 		t.Fatalf("open of an upcoming campaign ended: %v, want ENDED", r.Outcome)
 	}
 
@@ -73,7 +75,7 @@ func TestAddStock(t *testing.T) {
 	k := live(t, c, map[int64]int64{5: 1, 20: 1})
 	claim(t, c, k, "a")
 	claim(t, c, k, "b")
-	if r := claim(t, c, k, "c"); r.Outcome != lua.SoldOut {
+	if r := claim(t, c, k, "c"); r.Outcome != rain.SoldOut {
 		t.Fatalf("third open: %v, want SOLD_OUT", r.Outcome)
 	}
 	ws := make([]lua.Window, 2)
@@ -103,11 +105,11 @@ func TestAddStock(t *testing.T) {
 	}
 	// The campaign is served again: exactly the three added packets.
 	for _, u := range []string{"c", "d", "e"} {
-		if r := claim(t, c, k, u); r.Outcome != lua.OK {
+		if r := claim(t, c, k, u); r.Outcome != rain.OK {
 			t.Fatalf("open by %s after the stock: %v", u, r.Outcome)
 		}
 	}
-	if r := claim(t, c, k, "f"); r.Outcome != lua.SoldOut {
+	if r := claim(t, c, k, "f"); r.Outcome != rain.SoldOut {
 		t.Fatalf("open past the added stock: %v, want SOLD_OUT", r.Outcome)
 	}
 	byAmount, err := lua.ClaimsByAmount(ctx, c, k)

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/redpacket/rain"
+
 	"github.com/redis/rueidis"
 )
 
@@ -29,48 +31,9 @@ var (
 	readdScript = rueidis.NewLuaScript(readdSrc)
 )
 
-// Outcome is what claim.lua decided for one open. The values are the codes
-// the script returns.
-type Outcome int8
-
-// Outcomes, in the order of the script's checks.
-const (
-	NotFound      Outcome = 0
-	NotStarted    Outcome = 1
-	Ended         Outcome = 2
-	AlreadyOpened Outcome = 3
-	SoldOut       Outcome = 4
-	OK            Outcome = 5
-	// Empty and Busy come from the buckets of a bucketed campaign only
-	// (claim.lua's bucket copy): this bucket has no stock but the campaign may
-	// (nothing claimed; move stock in and ask again), and a frozen
-	// campaign (nothing claimed; answer 503).
-	Empty Outcome = 6
-	Busy  Outcome = 7
-)
-
-var outcomeNames = [...]string{"NOT_FOUND", "NOT_STARTED", "ENDED", "ALREADY_OPENED", "SOLD_OUT", "OK", "EMPTY", "BUSY"}
-
-// String returns the outcome's name as the API shows it ("SOLD_OUT").
-func (o Outcome) String() string {
-	if o < 0 || int(o) >= len(outcomeNames) {
-		return "UNKNOWN"
-	}
-	return outcomeNames[o]
-}
-
-// Result is claim.lua's answer to one user.
-type Result struct {
-	Outcome   Outcome
-	Amount    int64 // OK and AlreadyOpened: the user's amount
-	ClaimedAt int64 // OK and AlreadyOpened: unix ms of the claim, by Redis TIME
-	EndMs     int64 // OK, AlreadyOpened and SoldOut: the campaign's end_time, unix ms
-	Claims    int64 // SoldOut: how many users hold a packet
-}
-
 // Claim runs claim.lua for one user in the campaign of k: ClaimBatch of one.
-func Claim(ctx context.Context, c rueidis.Client, k *Keys, user string, rnd uint64) (Result, error) {
-	var out [1]Result
+func Claim(ctx context.Context, c rueidis.Client, k *Keys, user string, rnd uint64) (rain.Result, error) {
+	var out [1]rain.Result
 	err := ClaimBatch(ctx, c, k, []string{user}, []uint64{rnd}, out[:])
 	return out[0], err
 }
@@ -91,7 +54,7 @@ const MaxBatch = 1024
 // may not have run (a timeout after sending, say). The claims, if made, are
 // in Redis, where a retried open finds them (AlreadyOpened) and the
 // reconciler persists them.
-func ClaimBatch(ctx context.Context, c rueidis.Client, k *Keys, users []string, rnds []uint64, out []Result) error {
+func ClaimBatch(ctx context.Context, c rueidis.Client, k *Keys, users []string, rnds []uint64, out []rain.Result) error {
 	n := len(users)
 	if n == 0 || n > MaxBatch || len(rnds) != n || len(out) != n {
 		return fmt.Errorf("claim: %d users, %d randoms, %d results (want 1 to %d of each)", n, len(rnds), len(out), MaxBatch)
@@ -136,7 +99,7 @@ func appendClaimArgs(args, users []string, rnds []uint64) []string {
 }
 
 // parseClaims reads claim.lua's reply (see the script) into out.
-func parseClaims(msgs []rueidis.RedisMessage, out []Result) error {
+func parseClaims(msgs []rueidis.RedisMessage, out []rain.Result) error {
 	_, err := claimReply{script: "claim.lua"}.parse(msgs, out)
 	return err
 }
@@ -151,14 +114,14 @@ type claimReply struct {
 
 // parse reads the reply into out and returns the stock left (-1 when the
 // script reports none or the whole batch got one code).
-func (f claimReply) parse(msgs []rueidis.RedisMessage, out []Result) (left int64, err error) {
+func (f claimReply) parse(msgs []rueidis.RedisMessage, out []rain.Result) (left int64, err error) {
 	if len(msgs) == 1 { // the same answer for every user
 		code, err := msgs[0].AsInt64()
-		if err != nil || (code < int64(NotFound) || code > int64(Ended)) && !(f.bucket && code == int64(Busy)) {
+		if err != nil || (code < int64(rain.NotFound) || code > int64(rain.Ended)) && !(f.bucket && code == int64(rain.Busy)) {
 			return -1, fmt.Errorf("%s: bad reply %v", f.script, msgs[0])
 		}
 		for i := range out {
-			out[i] = Result{Outcome: Outcome(code)}
+			out[i] = rain.Result{Outcome: rain.Outcome(code)}
 		}
 		return -1, nil
 	}
@@ -169,16 +132,16 @@ func (f claimReply) parse(msgs []rueidis.RedisMessage, out []Result) (left int64
 		left = p.next()
 	}
 	for i := range out {
-		r := Result{EndMs: end}
+		r := rain.Result{EndMs: end}
 		switch code := p.next(); {
-		case code == int64(OK):
-			r.Outcome, r.Amount, r.ClaimedAt = OK, p.next(), now
-		case code == int64(AlreadyOpened):
-			r.Outcome, r.Amount, r.ClaimedAt = AlreadyOpened, p.next(), p.next()
-		case code == int64(SoldOut):
-			r.Outcome, r.Claims = SoldOut, p.next()
-		case code == int64(Empty) && f.bucket:
-			r.Outcome = Empty
+		case code == int64(rain.OK):
+			r.Outcome, r.Amount, r.ClaimedAt = rain.OK, p.next(), now
+		case code == int64(rain.AlreadyOpened):
+			r.Outcome, r.Amount, r.ClaimedAt = rain.AlreadyOpened, p.next(), p.next()
+		case code == int64(rain.SoldOut):
+			r.Outcome, r.Claims = rain.SoldOut, p.next()
+		case code == int64(rain.Empty) && f.bucket:
+			r.Outcome = rain.Empty
 		default:
 			p.bad = true
 		}

@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redpacket/rain"
+
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redpacket/rain/internal/app"
 	"github.com/redpacket/rain/internal/app/consumerproc"
@@ -154,7 +156,7 @@ func campaign(t *testing.T, db *pgxpool.Pool, n int) (int64, *lua.Keys) {
 		t.Fatal(err)
 	}
 	for i := range n {
-		if r, err := lua.Claim(ctx, rdb, k, fmt.Sprintf("u%d", i), rand.Uint64()); err != nil || r.Outcome != lua.OK {
+		if r, err := lua.Claim(ctx, rdb, k, fmt.Sprintf("u%d", i), rand.Uint64()); err != nil || r.Outcome != rain.OK {
 			t.Fatalf("claim: %+v %v", r, err)
 		}
 	}

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redpacket/rain"
+
 	"github.com/redpacket/rain/internal/dev/testenv"
 	"github.com/redpacket/rain/lua"
 	"github.com/redpacket/rain/pipeline/reconcile"
@@ -41,8 +43,8 @@ func TestReconcilerBuckets(t *testing.T) {
 	perBucket := make([]int, 4)
 	for _, u := range users("rb", 40) {
 		b := lua.BucketOf(id, u, 4)
-		out := make([]lua.Result, 1)
-		if _, err := lua.ClaimBucket(ctx, rdb, l, b, []string{u}, []uint64{rand.Uint64()}, out); err != nil || out[0].Outcome != lua.OK {
+		out := make([]rain.Result, 1)
+		if _, err := lua.ClaimBucket(ctx, rdb, l, b, []string{u}, []uint64{rand.Uint64()}, out); err != nil || out[0].Outcome != rain.OK {
 			t.Fatalf("claim %s: %+v %v", u, out[0], err)
 		}
 		want[u] = testenv.Row{Amount: out[0].Amount, ClaimedAt: out[0].ClaimedAt}

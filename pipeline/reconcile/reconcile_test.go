@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redpacket/rain"
+
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/rueidis"
@@ -70,7 +72,7 @@ func claimInRedis(t testing.TB, rdb rueidis.Client, k *lua.Keys, users ...string
 	out := map[string]testenv.Row{}
 	for _, u := range users {
 		r, err := lua.Claim(context.Background(), rdb, k, u, rand.Uint64())
-		if err != nil || r.Outcome != lua.OK {
+		if err != nil || r.Outcome != rain.OK {
 			t.Fatalf("claim %s: %+v %v", u, r, err)
 		}
 		out[u] = testenv.Row{Amount: r.Amount, ClaimedAt: r.ClaimedAt}
@@ -251,7 +253,7 @@ func TestReconcilerPutsBackClaimsRedisLost(t *testing.T) {
 		t.Fatalf("report %+v, want 1 put back", rep)
 	}
 	r, err := lua.Claim(ctx, rdb, k, "lost-001", rand.Uint64())
-	if err != nil || r.Outcome != lua.AlreadyOpened || r.Amount != 5 || r.ClaimedAt != claims["lost-001"].ClaimedAt {
+	if err != nil || r.Outcome != rain.AlreadyOpened || r.Amount != 5 || r.ClaimedAt != claims["lost-001"].ClaimedAt {
 		t.Errorf("lost-001 opens again: %+v %v, want ALREADY_OPENED with the original claim", r, err)
 	}
 	if st, _ := lua.ReadState(ctx, rdb, k); st.Left != 1 || st.Claims != 3 {
