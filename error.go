@@ -15,6 +15,7 @@ const (
 	EHEADERS      = "HEADERS_TOO_BIG" // request headers over the server's buffer (shown as INVALID_REQUEST, 431)
 	EUNAUTHORIZED = "UNAUTHORIZED"    // missing or wrong merchant token
 	ENOTFOUND     = "NOT_FOUND"       // no such campaign or route
+	EARCHIVED     = "ARCHIVED"        // the campaign's claims were archived: no longer served (consumer archive)
 	EBUSY         = "BUSY"            // a dependency is down or the pipeline is full; retry later
 	ERATELIMITED  = "RATE_LIMITED"    // a per-user or per-IP limit was exceeded; retry later
 	EINTERNAL     = "INTERNAL"        // a bug or an unexpected failure

@@ -24,6 +24,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/redpacket/rain/internal/dev/stack"
+	"github.com/redpacket/rain/internal/postgres"
 	"github.com/redpacket/rain/lua"
 )
 
@@ -625,18 +626,10 @@ func (b *bench) close() {
 func (b *bench) cleanup(ctx context.Context) error {
 	var errs []error
 	if b.db != nil && len(b.created) > 0 {
-		errs = append(errs, pgx.BeginFunc(ctx, b.db, func(tx pgx.Tx) error {
-			for _, q := range []string{
-				`DELETE FROM claim_log WHERE campaign_id = ANY($1)`,
-				`DELETE FROM campaign_inventory WHERE campaign_id = ANY($1)`,
-				`DELETE FROM campaign WHERE id = ANY($1)`,
-			} {
-				if _, err := tx.Exec(ctx, q, b.created); err != nil {
-					return err
-				}
-			}
-			return nil
-		}))
+		store := &postgres.Store{DB: b.db}
+		for _, id := range b.created {
+			errs = append(errs, store.DeleteCampaign(ctx, id))
+		}
 	}
 	if b.rdb != nil {
 		// Every key under the bench's prefix: its campaigns', and those of the
