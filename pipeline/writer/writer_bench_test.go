@@ -5,10 +5,13 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
+	"github.com/redpacket/rain/internal/dev/history"
 	"github.com/redpacket/rain/internal/dev/testenv"
 	"github.com/redpacket/rain/internal/postgres"
 	"github.com/redpacket/rain/pipeline"
@@ -27,13 +30,27 @@ import (
 //
 // Besides rows/s (events given per second, duplicates included) it reports
 // PostgreSQL's CPU per event: pg-cpu-µs/row (the connection's backend and
-// the server's background processes) and pg-backend-µs/row (the backend
-// alone). PostgreSQL must run on this machine.
+// the server's background processes), pg-backend-µs/row (the backend
+// alone) and rows/pg-cpu-s (rows per second of that CPU: the rate one core
+// of PostgreSQL sustains). PostgreSQL must run on this machine.
+//
+// With BENCH_HISTORY=N the database first holds N claims of ended
+// campaigns (internal/dev/history: made when missing, kept for the next
+// run; `bin/dev history 0` deletes them).
 //
 // go test -run '^$' -bench Writer -benchtime 100x -count 3 ./pipeline/writer/
 func BenchmarkWriter(b *testing.B) {
 	db := testenv.Postgres(b)
 	store := &postgres.Store{DB: db}
+	if v := os.Getenv("BENCH_HISTORY"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			b.Fatalf("BENCH_HISTORY=%q: want a number of claims", v)
+		}
+		if _, err := history.Fill(context.Background(), db, n, b.Logf); err != nil {
+			b.Fatal(err)
+		}
+	}
 	for _, dup := range []int{0, 10} {
 		for _, size := range []int{500, 5000} {
 			for _, method := range []string{"statement", "writer"} {
