@@ -16,7 +16,7 @@ import "strconv"
 // A campaign with K > 1 buckets (Layout) keeps its window and its undealt
 // stock under the home tag {42} and each bucket's stock and claims under a
 // tag of its own, "42.b.x", chosen so that bucket b's slot lies in the b-th
-// of K equal segments of the slot space (buckets.go). K = 1 is the layout
+// of K equal segments of the slot space (layout.go). K = 1 is the layout
 // above, unchanged.
 //
 //	rp:{42}:meta          hash    start, end, gen, buckets (K), fence (of the last rebalancing lease)
