@@ -16,7 +16,7 @@
 -- in ARGV order, checks in this order: campaign exists, window (by Redis
 -- TIME, so every API replica agrees), already opened, stock. A user twice
 -- in one batch claims once; the second answer is ALREADY_OPENED with the
--- first's amount. Codes are lua.Outcome values. Reply:
+-- first's amount. Codes are rain.Outcome values. Reply:
 --   {code}                     0 NOT_FOUND, 1 NOT_STARTED or 2 ENDED, for every user
 --   {end_ms, now_ms, per user: 5, amount               OK, claimed at now_ms
 --                              3, amount, claimed_at   ALREADY_OPENED

@@ -160,3 +160,16 @@ func (l *Layout) AllKeys() []string {
 	}
 	return ks
 }
+
+// ExpiringKeys lists every key of the campaign that has a value past its end (the
+// window, the stock, the claims and the transfer logs), for an expiry.
+func (l *Layout) ExpiringKeys() []string {
+	ks := []string{l.Home.Meta(), l.Home.Stock(), l.Home.Claims()}
+	if l.K() > 1 {
+		ks = append(ks, l.pool, l.out)
+		for _, b := range l.Buckets {
+			ks = append(ks, b.Meta(), b.Stock(), b.Claims(), b.in, b.out)
+		}
+	}
+	return ks
+}

@@ -1,17 +1,20 @@
 package lua
 
 import (
+	"context"
 	"fmt"
 	"math/big"
 	"math/bits"
 	"strconv"
 
+	"github.com/redis/rueidis"
 	"github.com/redpacket/rain/internal/rediscluster"
 )
 
-// The arithmetic of bucketed campaigns, pure Go: which bucket a user
-// belongs to, the hash tag of each bucket, and how stock is split when it
-// is dealt or moved. Nothing here talks to Redis.
+// The layout of a bucketed campaign ("Hot campaigns" in docs/design.md):
+// which bucket a user belongs to, the hash tag of each bucket, and how
+// stock is split when it is dealt or moved, all pure Go; then reading how
+// many buckets a loaded campaign has (BucketCount, LayoutOf).
 
 // MaxBuckets is the most buckets a campaign may have.
 const MaxBuckets = 64
@@ -76,6 +79,14 @@ func bucketTag(id int64, b, k int) string {
 			return tag
 		}
 	}
+}
+
+// checkBuckets validates a bucket count.
+func checkBuckets(k int) error {
+	if k < 1 || k > MaxBuckets {
+		return fmt.Errorf("buckets: %d, want 1 to %d", k, MaxBuckets)
+	}
+	return nil
 }
 
 // Split takes n packets out of a stock with counts[i] packets of the i-th
@@ -147,10 +158,43 @@ func Deal(remaining []int64, k int, rnd func() uint64) (buckets [][]int64, pool 
 	return buckets, pool
 }
 
-// checkBuckets validates a bucket count.
-func checkBuckets(k int) error {
-	if k < 1 || k > MaxBuckets {
-		return fmt.Errorf("buckets: %d, want 1 to %d", k, MaxBuckets)
+// What the api and the reconciler read to find a campaign's layout.
+
+// BucketCount reads how many buckets campaign id has from its home meta
+// hash (the "buckets" field LoadBuckets writes; absent on a campaign of
+// one bucket). loaded is false when the home is not in Redis; k is then 0.
+func BucketCount(ctx context.Context, c rueidis.Client, k *Keys) (n int, loaded bool, err error) {
+	vs, err := c.Do(ctx, c.B().Hmget().Key(k.Meta()).Field("start", "buckets").Build()).ToArray()
+	if err != nil {
+		return 0, false, err
 	}
-	return nil
+	if len(vs) != 2 || vs[0].IsNil() {
+		return 0, false, nil
+	}
+	if vs[1].IsNil() {
+		return 1, true, nil
+	}
+	s, err := vs[1].ToString()
+	if err != nil {
+		return 0, true, err
+	}
+	n, err = strconv.Atoi(s)
+	if err == nil {
+		err = checkBuckets(n)
+	}
+	if err != nil {
+		return 0, true, err
+	}
+	return n, true, nil
+}
+
+// LayoutOf is the layout of campaign id as Redis holds it (BucketCount):
+// loaded false, with a nil layout, when its home is not in Redis.
+func (ks Keyspace) LayoutOf(ctx context.Context, c rueidis.Client, id int64) (*Layout, bool, error) {
+	n, loaded, err := BucketCount(ctx, c, ks.Of(id))
+	if err != nil || !loaded {
+		return nil, loaded, err
+	}
+	l, err := ks.Layout(id, n)
+	return l, err == nil, err
 }

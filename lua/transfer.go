@@ -2,99 +2,22 @@ package lua
 
 import (
 	"context"
-	"crypto/sha1"
-	_ "embed"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/redpacket/rain"
-
 	"github.com/redis/rueidis"
 )
 
-// The scripts of bucketed campaigns (K > 1, see keys.go) and their typed
-// wrappers. Every script touches one slot. A user's claim and the stock
-// decision for them are made by claim.lua's bucket copy on the user's bucket;
-// stock moves between the pool and the buckets by transfers (take at the
-// source, credit at the destination, settle at the source) under a
-// rebalancing lease whose fence every moving script checks.
-
-// bucketClaim is claim.lua for one bucket: the same source with its BUCKET
-// switch on, so the checks, the draw and the write-back are written once.
-func bucketClaim(src string) string {
-	const off, on = "\nlocal BUCKET = false\n", "\nlocal BUCKET = true\n"
-	if strings.Count(src, off) != 1 {
-		panic("claim.lua: want one line `local BUCKET = false`")
-	}
-	return strings.Replace(src, off, on, 1)
-}
-
-var (
-	//go:embed bucket_take.lua
-	bucketTakeSrc string
-	//go:embed bucket_credit.lua
-	bucketCreditSrc string
-	//go:embed bucket_lock.lua
-	bucketLockSrc string
-	//go:embed bucket_state.lua
-	bucketStateSrc string
-	//go:embed bucket_final.lua
-	bucketFinalSrc string
-	//go:embed bucket_pool_add.lua
-	bucketPoolAddSrc string
-	//go:embed bucket_load.lua
-	bucketLoadSrc string
-	//go:embed bucket_freeze.lua
-	bucketFreezeSrc string
-	//go:embed bucket_burn.lua
-	bucketBurnSrc string
-
-	bucketClaimScript   = rueidis.NewLuaScript(bucketClaim(claimSrc))
-	bucketTakeScript    = newScript(bucketTakeSrc)
-	bucketCreditScript  = newScript(bucketCreditSrc)
-	bucketLockScript    = newScript(bucketLockSrc)
-	bucketStateScript   = newScript(bucketStateSrc)
-	bucketFinalScript   = newScript(bucketFinalSrc)
-	bucketPoolAddScript = newScript(bucketPoolAddSrc)
-	bucketLoadScript    = newScript(bucketLoadSrc)
-	bucketFreezeScript  = newScript(bucketFreezeSrc)
-	bucketBurnScript    = newScript(bucketBurnSrc)
-	bucketUnlockScript  = newScript("#!lua\nif redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0")
-	endScriptMulti      = newScript(endSrc)
-	readdScriptMulti    = newScript(readdSrc)
-)
-
-// script is a Lua script that can also run many times in one round trip
-// over the slots of a campaign (EVALSHA pipelined; a node without it in
-// its cache gets EVAL for that call alone), unlike rueidis's ExecMulti,
-// which first loads the script on every node.
-type script struct {
-	*rueidis.Lua
-	sha string
-}
-
-func newScript(src string) *script {
-	sum := sha1.Sum([]byte(src))
-	return &script{Lua: rueidis.NewLuaScript(src), sha: hex.EncodeToString(sum[:])}
-}
-
-func (s *script) multi(ctx context.Context, c rueidis.Client, execs []rueidis.LuaExec) []rueidis.RedisResult {
-	cmds := make(rueidis.Commands, len(execs))
-	for i, e := range execs {
-		cmds[i] = c.B().Evalsha().Sha1(s.sha).Numkeys(int64(len(e.Keys))).Key(e.Keys...).Arg(e.Args...).Build()
-	}
-	res := c.DoMulti(ctx, cmds...)
-	for i, r := range res {
-		if err, ok := rueidis.IsRedisErr(r.Error()); ok && err.IsNoScript() {
-			res[i] = s.Exec(ctx, c, execs[i].Keys, execs[i].Args)
-		}
-	}
-	return res
-}
+// Stock moving between a bucketed campaign's parts (its pool and its
+// buckets): the rebalancing lease, whose fence every script that moves
+// stock checks; transfers (taken and logged at the source, credited once
+// at the destination, settled at the source) and the sweep that finishes
+// the half-done ones; the global sold-out check; stock added to the pool.
+// The story is in docs/design.md ("Hot campaigns"); why the sold-out check
+// is exact, at CheckSoldOut.
 
 // Errors of the bucket scripts' wrappers.
 var (
@@ -106,9 +29,6 @@ var (
 	ErrFenced = errors.New("rebalancing lease superseded by a newer one")
 	// ErrFrozen: the campaign is frozen for a rebuild.
 	ErrFrozen = errors.New("campaign frozen for a rebuild")
-	// ErrPartial: some of the campaign's slots have their data and some do
-	// not (a shard lost its data): freeze it and rebuild it from PostgreSQL.
-	ErrPartial = errors.New("campaign partly missing from redis")
 )
 
 // refusal maps the scripts' negative codes to errors.
@@ -122,47 +42,6 @@ func refusal(code int64) error {
 		return ErrFrozen
 	}
 	return fmt.Errorf("bucket script: unexpected code %d", code)
-}
-
-// ClaimBucket decides the opens of users, every one of bucket b (see
-// Layout.BucketOf), in one call of claim.lua's bucket copy, filling out[i] with
-// the answer to users[i] as ClaimBatch does. Besides claim.lua's outcomes
-// a bucket answers Empty (no stock here, maybe elsewhere: Rebalance, then
-// ask again) and Busy (frozen). left is the bucket's stock after the call,
-// -1 when not read. With K = 1 it is ClaimBatch on the home (left -1): the
-// unchanged path. A user of another bucket is refused before any call, so
-// no user can ever claim in two buckets.
-func ClaimBucket(ctx context.Context, c rueidis.Client, l *Layout, b int, users []string, rnds []uint64, out []rain.Result) (left int64, err error) {
-	if l.K() == 1 {
-		return -1, ClaimBatch(ctx, c, l.Home, users, rnds, out)
-	}
-	n := len(users)
-	if n == 0 || n > MaxBatch || len(rnds) != n || len(out) != n {
-		return -1, fmt.Errorf("claim: %d users, %d randoms, %d results (want 1 to %d of each)", n, len(rnds), len(out), MaxBatch)
-	}
-	if b < 0 || b >= l.K() {
-		return -1, fmt.Errorf("claim: bucket %d of %d", b, l.K())
-	}
-	for _, u := range users {
-		if got := BucketOf(l.ID, u, l.K()); got != b {
-			return -1, fmt.Errorf("claim: user %q is in bucket %d, not %d", u, got, b)
-		}
-	}
-	var stack [2 * 64]string
-	args := stack[:0]
-	if 2*n > len(stack) {
-		args = make([]string, 0, 2*n)
-	}
-	msgs, err := bucketClaimScript.Exec(ctx, c, l.Buckets[b].all[:], appendClaimArgs(args, users, rnds)).ToArray()
-	if err != nil {
-		return -1, err
-	}
-	return parseBucketClaims(msgs, out)
-}
-
-// parseBucketClaims reads the reply of claim.lua's bucket copy into out.
-func parseBucketClaims(msgs []rueidis.RedisMessage, out []rain.Result) (left int64, err error) {
-	return claimReply{script: "claim.lua (bucket)", left: true, bucket: true}.parse(msgs, out)
 }
 
 // DefaultLease is how long a rebalancing lease lasts unless released.
