@@ -141,6 +141,17 @@ type claimReply struct {
 // parse reads the reply into out and returns the stock left (-1 when the
 // script reports none or the whole batch got one code).
 func (f claimReply) parse(msgs []rueidis.RedisMessage, out []rain.Result) (left int64, err error) {
+	if len(msgs) == 2 && !f.bucket { // BUCKETED: the same answer for every user
+		code, err := msgs[0].AsInt64()
+		k, kerr := msgs[1].AsInt64()
+		if err != nil || kerr != nil || code != int64(rain.Bucketed) || k < 2 || k > MaxBuckets {
+			return -1, fmt.Errorf("%s: bad reply %v", f.script, msgs)
+		}
+		for i := range out {
+			out[i] = rain.Result{Outcome: rain.Bucketed, Buckets: k}
+		}
+		return -1, nil
+	}
 	if len(msgs) == 1 { // the same answer for every user
 		code, err := msgs[0].AsInt64()
 		if err != nil || (code < int64(rain.NotFound) || code > int64(rain.Ended)) && !(f.bucket && code == int64(rain.Busy)) {

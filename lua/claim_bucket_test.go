@@ -135,3 +135,32 @@ func TestParseBucketClaims(t *testing.T) {
 		}
 	}
 }
+
+// TestClaimOnABucketedHome: claim.lua on the home of a bucketed campaign
+// (the campaign's own keys, whose stock is in the buckets) claims nothing
+// and answers BUCKETED with the bucket count, for every user of the call;
+// outside the window the window's answer comes first.
+func TestClaimOnABucketedHome(t *testing.T) {
+	c := testenv.Redis(t)
+	ctx := context.Background()
+	l := liveBuckets(t, c, 3, map[int64]int64{20: 4})
+	out := make([]rain.Result, 2)
+	if err := lua.ClaimBatch(ctx, c, l.Home, []string{"alice", "bob"}, []uint64{1, 2}, out); err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range out {
+		if r != (rain.Result{Outcome: rain.Bucketed, Buckets: 3}) {
+			t.Errorf("user %d on the home: %+v, want BUCKETED with 3 buckets", i, r)
+		}
+	}
+	if n, err := c.Do(ctx, c.B().Hlen().Key(l.Home.Claims()).Build()).AsInt64(); err != nil || n != 0 {
+		t.Errorf("the home holds %d claims (%v), want none", n, err)
+	}
+	if s := readBuckets(t, c, l); s.Claims != 0 || s.Left != 4 {
+		t.Errorf("after opens of the home: %d claims, %d left; want 0 and 4", s.Claims, s.Left)
+	}
+	past := bucketCampaign(t, c, 3, time.Now().Add(-2*time.Hour), time.Now().Add(-time.Hour), map[int64]int64{5: 9})
+	if r, err := lua.Claim(ctx, c, past.Home, "carol", 3); err != nil || r.Outcome != rain.Ended {
+		t.Errorf("the home of an ended bucketed campaign: %+v %v, want ENDED", r, err)
+	}
+}

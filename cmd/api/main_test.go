@@ -36,7 +36,7 @@ func TestConfigDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.Listen != ":8080" || c.Kafka.Topic != "claim_events" || c.Kafka.DLQTopic != "claim_events.dlq" || c.Producer.RingSize != 65536 ||
-		len(c.Server.AdminTokens) != 2 || c.Server.ClaimMemo != 0 || c.Server.SoldOutTTL != 0 || c.Boot.KeyPrefix != "rp" {
+		len(c.Server.AdminTokens) != 2 || c.Engine.ClaimMemo != 0 || c.Engine.SoldOutTTL != 0 || c.Boot.KeyPrefix != "rp" {
 		t.Errorf("defaults: %+v", c)
 	}
 	if c, _ := bind(map[string]string{"PORT": "9000"}); c.Listen != ":9000" {

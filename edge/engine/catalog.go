@@ -1,4 +1,4 @@
-package edge
+package engine
 
 import (
 	"context"
@@ -12,7 +12,6 @@ import (
 	"github.com/redpacket/rain"
 	"github.com/redpacket/rain/internal/postgres"
 	"github.com/redpacket/rain/lua"
-	"github.com/valyala/fasthttp"
 )
 
 // Opens of campaigns Redis does not hold. Redis answers NOT_FOUND for an id
@@ -168,17 +167,17 @@ func (c *catalog) updateLocked(id int64, w campaignWindow) {
 // refreshAbove reloads the campaigns above the settled mark, unless
 // that was done less than aboveEvery ago or is being done: a flood of
 // made-up ids costs PostgreSQL one query a second at most.
-func (c *catalog) refreshAbove(s *Server) bool {
+func (c *catalog) refreshAbove(e *Engine) bool {
 	now := time.Now().UnixMilli()
 	last := c.lastAbove.Load()
 	if now-last < aboveEvery.Milliseconds() || !c.lastAbove.CompareAndSwap(last, now) {
 		return false
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RepairTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), e.cfg.RepairTimeout)
 	defer cancel()
 	unknownFromPG.Inc()
-	if err := c.load(ctx, s.store, false); err != nil {
-		s.guard.failLog.Warn("reading new campaigns", "err", err)
+	if err := c.load(ctx, e.store, false); err != nil {
+		e.failLog.Warn("reading new campaigns", "err", err)
 		return false
 	}
 	return true
@@ -223,70 +222,65 @@ func (c *catalog) startRepair(id int64) (done func(ok bool), started bool) {
 
 // openUnloaded answers an open of a campaign Redis does not hold (claim
 // found it NOT_FOUND); see the top of this file.
-func (s *Server) openUnloaded(ctx *fasthttp.RequestCtx, id int64, user string) {
-	w, found, loaded, settled := s.catalog.lookup(id)
-	if loaded && !found && !settled && s.catalog.refreshAbove(s) {
-		w, found, loaded, _ = s.catalog.lookup(id)
+func (e *Engine) openUnloaded(id int64, user string) (rain.Result, error) {
+	w, found, loaded, settled := e.catalog.lookup(id)
+	if loaded && !found && !settled && e.catalog.refreshAbove(e) {
+		w, found, loaded, _ = e.catalog.lookup(id)
 	}
 	if loaded {
 		unknownFromMemory.Inc()
 		if !found {
-			answerOutcome(ctx, rain.NotFound)
-			return
+			return answer(rain.NotFound), nil
 		}
 		if o := windowOutcome(w, time.Now().UnixMilli()); o != rain.OK {
-			answerOutcome(ctx, o)
-			return
+			return answer(o), nil
 		}
 	}
 	// A live campaign (or a catalog PostgreSQL has not filled yet): rebuild.
-	done, ok := s.catalog.startRepair(id)
+	done, ok := e.catalog.startRepair(id)
 	if !ok {
 		repairsRefused.Inc()
 		claimsBusy.Inc()
-		writeBusy(ctx, "campaign is being loaded; retry shortly")
-		return
+		return rain.Result{}, errRepairBusy
 	}
 	// The rebuild has its own limit: the open's in-flight slot is given back
 	// meanwhile (it is taken again for the claim that follows).
-	s.inflight.Add(-1)
-	c, err := s.repair(id)
-	s.inflight.Add(1)
+	e.inflight.Add(-1)
+	c, err := e.repair(id)
+	e.inflight.Add(1)
 	done(err == nil)
 	switch {
 	case rain.ErrorCode(err) == rain.ENOTFOUND:
-		answerOutcome(ctx, rain.NotFound)
+		return answer(rain.NotFound), nil
 	case err != nil:
 		claimsBusy.Inc()
 		if rain.ErrorCode(err) != rain.EBUSY {
-			s.guard.failLog.Error("campaign rebuild failed", "campaign_id", id, "err", err)
+			e.failLog.Error("campaign rebuild failed", "campaign_id", id, "err", err)
 		}
-		writeBusy(ctx, "campaign is being loaded; retry shortly")
-	default:
-		if o := windowOutcome(windowOf(c.StartTime, c.EndTime, c.K()), time.Now().UnixMilli()); o != rain.OK {
-			answerOutcome(ctx, o)
-			return
-		}
-		s.claim(ctx, id, s.hot.peek(id), user, false)
+		return rain.Result{}, errRepairBusy
 	}
+	if o := windowOutcome(windowOf(c.StartTime, c.EndTime, c.K()), time.Now().UnixMilli()); o != rain.OK {
+		return answer(o), nil
+	}
+	return e.claim(id, e.hot.peek(id), user, false)
 }
 
 // repair reads campaign id from PostgreSQL and, when it is live, rebuilds
 // it into Redis.
-func (s *Server) repair(id int64) (*rain.Campaign, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RepairTimeout)
+func (e *Engine) repair(id int64) (*rain.Campaign, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), e.cfg.RepairTimeout)
 	defer cancel()
 	unknownFromPG.Inc()
-	c, err := s.loader.campaign(ctx, id)
+	c, err := e.loader.campaign(ctx, id)
 	if err != nil {
 		return nil, err
 	}
 	w := windowOf(c.StartTime, c.EndTime, c.K())
-	s.catalog.update(id, w)
+	e.catalog.update(id, w)
 	if windowOutcome(w, time.Now().UnixMilli()) != rain.OK {
 		return c, nil // answered from the row, never rebuilt
 	}
-	return c, s.loader.Load(ctx, c)
+	return c, e.loader.Load(ctx, c)
 }
 
 // windowOutcome is what claim.lua would say of the window at nowMs before
@@ -301,16 +295,18 @@ func windowOutcome(w campaignWindow, nowMs int64) rain.Outcome {
 	return rain.OK
 }
 
-func answerOutcome(ctx *fasthttp.RequestCtx, o rain.Outcome) {
+// answer is the answer o of the script's first checks (a campaign's
+// existence and window), counted.
+func answer(o rain.Outcome) rain.Result {
 	claimsByOutcome[o].Inc()
-	writeOutcome(ctx, rain.Result{Outcome: o})
+	return rain.Result{Outcome: o}
 }
 
 // start starts the catalog's loop (load, refresh, sweep), once.
-func (c *catalog) start(s *Server) {
+func (c *catalog) start(e *Engine) {
 	c.startOnce.Do(func() {
 		c.stopc, c.done = make(chan struct{}), make(chan struct{})
-		go c.loop(s)
+		go c.loop(e)
 	})
 }
 
@@ -325,12 +321,12 @@ func (c *catalog) stop() {
 	})
 }
 
-func (c *catalog) loop(s *Server) {
+func (c *catalog) loop(e *Engine) {
 	defer close(c.done)
 	t := time.NewTicker(catalogEvery)
 	defer t.Stop()
 	for {
-		c.tick(s)
+		c.tick(e)
 		select {
 		case <-c.stopc:
 			return
@@ -340,20 +336,20 @@ func (c *catalog) loop(s *Server) {
 }
 
 // tick is one pass of the loop; a panic in it is logged and the loop goes on.
-func (c *catalog) tick(s *Server) {
-	defer recoverGoroutine(s.guard.failLog, "campaign catalog")
+func (c *catalog) tick(e *Engine) {
+	defer RecoverGoroutine(e.failLog, "campaign catalog")
 	ctx, cancel := context.WithTimeout(context.Background(), catalogEvery)
 	defer cancel()
 	c.mu.RLock()
 	full := !c.loaded || time.Since(c.lastFull) >= catalogFullEvery
 	c.mu.RUnlock()
-	if err := c.load(ctx, s.store, full); err != nil {
-		s.guard.failLog.Warn("reading the campaign catalog", "err", err)
+	if err := c.load(ctx, e.store, full); err != nil {
+		e.failLog.Warn("reading the campaign catalog", "err", err)
 		return
 	}
-	if ttl := s.cfg.Security.CampaignKeyTTL; ttl > 0 {
-		if err := c.sweep(ctx, s.redis, s.keys, ttl); err != nil {
-			s.guard.failLog.Warn("setting the expiry of ended campaigns' keys", "err", err)
+	if ttl := e.cfg.CampaignKeyTTL; ttl > 0 {
+		if err := c.sweep(ctx, e.redis, e.keys, ttl); err != nil {
+			e.failLog.Warn("setting the expiry of ended campaigns' keys", "err", err)
 		}
 	}
 }

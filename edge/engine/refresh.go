@@ -1,4 +1,4 @@
-package edge
+package engine
 
 import (
 	"context"
@@ -62,18 +62,18 @@ type genSeen struct {
 }
 
 // startRefresh starts the server's refresher, once.
-func (s *Server) startRefresh() {
-	r := &s.refresh
+func (e *Engine) startRefresh() {
+	r := &e.refresh
 	r.once.Do(func() {
 		r.stop, r.done = make(chan struct{}), make(chan struct{})
 		r.gens = make(map[int64]genSeen)
-		go s.refreshLoop()
+		go e.refreshLoop()
 	})
 }
 
 // stopRefresh stops the refresher and waits for it.
-func (s *Server) stopRefresh() {
-	r := &s.refresh
+func (e *Engine) stopRefresh() {
+	r := &e.refresh
 	r.once.Do(func() {}) // never started: nothing to stop, and it never will be
 	if r.stop != nil {
 		r.stopOnce.Do(func() { close(r.stop) })
@@ -81,10 +81,10 @@ func (s *Server) stopRefresh() {
 	}
 }
 
-func (s *Server) refreshLoop() {
-	r := &s.refresh
+func (e *Engine) refreshLoop() {
+	r := &e.refresh
 	defer close(r.done)
-	every := s.cfg.MemoryRefresh
+	every := e.cfg.MemoryRefresh
 	if every <= 0 {
 		every = 250 * time.Millisecond
 	}
@@ -96,32 +96,32 @@ func (s *Server) refreshLoop() {
 			return
 		case <-t.C:
 		}
-		s.refreshPass(every)
+		e.refreshPass(every)
 	}
 }
 
 // refreshPass is one pass of refreshLoop; a panic in it is logged and
 // counted, and the loop goes on.
-func (s *Server) refreshPass(every time.Duration) {
-	defer recoverGoroutine(s.guard.failLog, "memory refresh")
-	r := &s.refresh
+func (e *Engine) refreshPass(every time.Duration) {
+	defer RecoverGoroutine(e.failLog, "memory refresh")
+	r := &e.refresh
 	ctx, cancel := context.WithTimeout(context.Background(), max(every, time.Second))
-	if err := s.refreshMemory(ctx); err != nil {
-		s.guard.failLog.Warn("memory refresh failed; answers from memory follow an end or a restock late", "err", err)
+	if err := e.refreshMemory(ctx); err != nil {
+		e.failLog.Warn("memory refresh failed; answers from memory follow an end or a restock late", "err", err)
 	}
 	cancel()
 	if time.Since(r.lastSweep) >= sweepEvery {
 		r.lastSweep = time.Now()
 		ctx, cancel := context.WithTimeout(context.Background(), sweepEvery)
-		s.sweep(ctx)
+		e.sweep(ctx)
 		cancel()
 	}
 }
 
 // refreshMemory is one pass over the campaigns answered from memory.
-func (s *Server) refreshMemory(ctx context.Context) error {
-	r := &s.refresh
-	m := s.hot.m.Load()
+func (e *Engine) refreshMemory(ctx context.Context) error {
+	r := &e.refresh
+	m := e.hot.m.Load()
 	if m == nil {
 		clear(r.gens)
 		return nil
@@ -143,7 +143,7 @@ func (s *Server) refreshMemory(ctx context.Context) error {
 		return nil
 	}
 	r.wins = append(r.wins[:0], make([]lua.Window, len(r.keys))...)
-	if err := lua.ReadWindows(ctx, s.redis, r.keys, r.wins); err != nil {
+	if err := lua.ReadWindows(ctx, e.redis, r.keys, r.wins); err != nil {
 		return err
 	}
 	for i, w := range r.wins {
@@ -151,7 +151,7 @@ func (s *Server) refreshMemory(ctx context.Context) error {
 		if !w.Loaded {
 			continue
 		}
-		s.hot.lowerEnd(c, w.EndMs)
+		e.hot.lowerEnd(c, w.EndMs)
 		g, seen := r.gens[c.keys.ID]
 		switch {
 		case !seen:
@@ -166,7 +166,7 @@ func (s *Server) refreshMemory(ctx context.Context) error {
 		g.gen = w.Gen
 		r.gens[c.keys.ID] = g
 		if now.Sub(g.changedAt) < soldOutSettle {
-			s.hot.stockBack(c)
+			e.hot.stockBack(c)
 		}
 	}
 	return nil
@@ -187,19 +187,19 @@ func (h *hotCampaigns) lowerEnd(c *hotCampaign, endMs int64) {
 }
 
 // sweep finishes merchant actions whose Redis step did not run.
-func (s *Server) sweep(ctx context.Context) {
-	ids, err := s.store.PendingStockCampaigns(ctx, sweepAge)
+func (e *Engine) sweep(ctx context.Context) {
+	ids, err := e.store.PendingStockCampaigns(ctx, sweepAge)
 	if err != nil {
-		s.log.Warn("sweep: pending stock not read", "err", err)
+		e.log.Warn("sweep: pending stock not read", "err", err)
 	}
 	for _, id := range ids {
-		if err := s.settle(ctx, id); err != nil {
-			s.log.Warn("sweep: pending stock not settled", "campaign_id", id, "err", err)
+		if err := e.settle(ctx, id); err != nil {
+			e.log.Warn("sweep: pending stock not settled", "campaign_id", id, "err", err)
 		}
 	}
-	ended, err := s.store.EndedSince(ctx, time.Now().Add(-sweepLookback))
+	ended, err := e.store.EndedSince(ctx, time.Now().Add(-sweepLookback))
 	if err != nil {
-		s.log.Warn("sweep: ended campaigns not read", "err", err)
+		e.log.Warn("sweep: ended campaigns not read", "err", err)
 		return
 	}
 	if len(ended) == 0 {
@@ -207,18 +207,18 @@ func (s *Server) sweep(ctx context.Context) {
 	}
 	keys := make([]*lua.Keys, len(ended))
 	for i, w := range ended {
-		keys[i] = s.keys.Of(w.ID)
+		keys[i] = e.keys.Of(w.ID)
 	}
 	wins := make([]lua.Window, len(keys))
-	if err := lua.ReadWindows(ctx, s.redis, keys, wins); err != nil {
-		s.log.Warn("sweep: windows not read", "err", err)
+	if err := lua.ReadWindows(ctx, e.redis, keys, wins); err != nil {
+		e.log.Warn("sweep: windows not read", "err", err)
 		return
 	}
 	for i, w := range ended {
 		if wins[i].Loaded && wins[i].EndMs > w.End.UnixMilli() {
-			s.log.Warn("sweep: redis had a campaign's old end; ending it again", "campaign_id", w.ID)
-			if _, _, err := s.endInRedis(ctx, w.ID, w.End.UnixMilli()); err != nil {
-				s.log.Warn("sweep: end not applied", "campaign_id", w.ID, "err", err)
+			e.log.Warn("sweep: redis had a campaign's old end; ending it again", "campaign_id", w.ID)
+			if _, _, err := e.endInRedis(ctx, w.ID, w.End.UnixMilli()); err != nil {
+				e.log.Warn("sweep: end not applied", "campaign_id", w.ID, "err", err)
 			}
 		}
 	}

@@ -1,0 +1,132 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/redpacket/rain"
+	"github.com/redpacket/rain/lua"
+	"github.com/redpacket/rain/pipeline"
+)
+
+// The 503s of an open: nothing was claimed (or, for errRedis, the outcome
+// is unknown: a retry finds the claim if it was made). Made once, so the
+// hot path allocates none.
+var (
+	errInflight   = rain.Errorf(rain.EBUSY, "too many opens in flight")
+	errRingFull   = rain.Errorf(rain.EBUSY, "claim pipeline is full")
+	errRedis      = rain.Errorf(rain.EBUSY, "redis unavailable")
+	errMoving     = rain.Errorf(rain.EBUSY, "campaign stock is being moved; retry shortly")
+	errRepairBusy = rain.Errorf(rain.EBUSY, "campaign is being loaded; retry shortly")
+)
+
+// Open decides user's open of campaign id: from memory when it can (a
+// repeat this process has seen, a flood of a sold-out campaign), else by
+// the claim script in Redis, after room for the claim's event is taken in
+// the ring. user may be a slice of a request's buffer: it is copied only
+// when it must outlive the call. An error is a rain.EBUSY one: nothing was
+// claimed, or the outcome is unknown (a retry finds it).
+func (e *Engine) Open(id int64, user []byte) (rain.Result, error) {
+	c := e.hot.peek(id)
+	if c != nil {
+		nowMs := time.Now().UnixMilli()
+		if amount, ok := c.claimedAmount(user, nowMs); ok {
+			claimsMemo.Inc()
+			claimsByOutcome[rain.AlreadyOpened].Inc()
+			return rain.Result{Outcome: rain.AlreadyOpened, Amount: amount}, nil
+		}
+		if c.soldOut(user, nowMs) {
+			claimsSoldOutFlag.Inc()
+			claimsByOutcome[rain.SoldOut].Inc()
+			return rain.Result{Outcome: rain.SoldOut}, nil
+		}
+	}
+	// The cap counts only opens bound for Redis: answers from memory above
+	// cost no Redis slot (and two atomics less on their path).
+	if e.inflight.Add(1) > int64(e.cfg.MaxInflight) {
+		e.inflight.Add(-1)
+		claimsBusy.Inc()
+		return rain.Result{}, errInflight
+	}
+	defer e.inflight.Add(-1)
+	return e.claim(id, c, string(user), true)
+}
+
+// claim runs the claim script for one user. c is the campaign's
+// in-process state, nil while Redis has not shown the campaign exists.
+// mayRepair is false on the second try after a campaign was loaded from
+// PostgreSQL.
+func (e *Engine) claim(id int64, c *hotCampaign, user string, mayRepair bool) (rain.Result, error) {
+	// Room for the event is taken before the claim: if the pipeline cannot
+	// carry one more, nothing is claimed.
+	if !e.ring.Reserve() {
+		claimsBusy.Inc()
+		return rain.Result{}, errRingFull
+	}
+	if c == nil {
+		// The catalog knows every campaign's bucket count (PostgreSQL's):
+		// a bucketed campaign gets its state of K buckets before its first
+		// claim call.
+		if w, found, _, _ := e.catalog.lookup(id); found && w.buckets > 1 {
+			c = e.hot.getBuckets(id, int(w.buckets))
+		}
+	}
+	start := time.Now()
+	var res rain.Result
+	var err error
+	switch {
+	case c != nil && c.layout != nil:
+		res, err = e.claimBuckets(c, user)
+	case c != nil:
+		res, err = e.batch.claim(&c.queue, c.keys, user)
+	default: // an id Redis may not know: no queue, no state made for it before the script answers
+		res, err = lua.Claim(context.Background(), e.redis, e.keys.Of(id), user, rand.Uint64())
+	}
+	if err == nil && res.Outcome == rain.Bucketed {
+		// The home of a campaign this process did not know to be bucketed
+		// (created through another replica a moment ago) says how many
+		// buckets it has: a campaign keeps its count for life.
+		if c = e.hot.getBuckets(id, int(res.Buckets)); c == nil || c.layout == nil {
+			err = fmt.Errorf("campaign %d: home says %d buckets", id, res.Buckets)
+		} else {
+			res, err = e.claimBuckets(c, user)
+		}
+	}
+	redisClaim.UpdateDuration(start)
+	if err != nil || res.Outcome != rain.OK {
+		e.ring.Release()
+	}
+	if err != nil {
+		claimsError.Inc()
+		e.failLog.Warn("claim failed", "campaign_id", id, "err", err)
+		return rain.Result{}, errRedis
+	}
+	if res.Outcome == rain.Empty || res.Outcome == rain.Busy {
+		claimsBusy.Inc()
+		return rain.Result{}, errMoving
+	}
+	if c == nil && res.Outcome != rain.NotFound {
+		c = e.hot.get(id)
+	}
+	switch res.Outcome {
+	case rain.OK:
+		e.ring.Push(pipeline.Event{CampaignID: id, UserID: user, Amount: res.Amount, ClaimedAt: res.ClaimedAt})
+		e.hot.remember(c, user, res)
+	case rain.AlreadyOpened:
+		e.hot.remember(c, user, res)
+	case rain.SoldOut:
+		b := 0 // the reply counts the claims of the user's bucket
+		if c.layout != nil {
+			b = c.layout.BucketOf(user).Index
+		}
+		e.hot.markSoldOut(c, res, b)
+	case rain.NotFound:
+		if mayRepair {
+			return e.openUnloaded(id, user)
+		}
+	}
+	claimsByOutcome[res.Outcome].Inc()
+	return res, nil
+}
