@@ -22,7 +22,7 @@ var (
 	retryAfterSecs = [...][]byte{[]byte("1"), []byte("2"), []byte("3")}
 )
 
-// outcomeStatus maps a claim outcome to its HTTP status (README, "POST /campaign/{id}/open").
+// outcomeStatus maps a claim outcome to its HTTP status (docs/api.md, "POST /campaign/{id}/open").
 var outcomeStatus = [...]int{
 	rain.NotFound:      fasthttp.StatusNotFound,
 	rain.NotStarted:    fasthttp.StatusBadRequest,

@@ -12,8 +12,7 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// SecurityConfig bounds what hostile traffic can make the api do (README,
-// "Security"): who may open (signed user tokens), how often (per-user and
+// SecurityConfig bounds what hostile traffic can make the api do (docs/security.md): who may open (signed user tokens), how often (per-user and
 // per-IP limits), how many connections it may hold, and how long a
 // campaign's Redis keys outlive it.
 type SecurityConfig struct {

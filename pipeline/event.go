@@ -21,7 +21,7 @@ import (
 // EventVersion is the "v" of the events this build writes and reads.
 const EventVersion = 1
 
-// claimedAtLayout is RFC 3339 in UTC with milliseconds, as the README documents.
+// claimedAtLayout is RFC 3339 in UTC with milliseconds, as docs/api.md documents.
 const claimedAtLayout = "2006-01-02T15:04:05.000Z07:00"
 
 // Event is one successful claim, as written to Kafka:

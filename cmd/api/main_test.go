@@ -47,15 +47,15 @@ func TestConfigDefaults(t *testing.T) {
 	}
 }
 
-// TestReadmeListsEveryVariable: docs/configuration.md's api table is exactly what
+// TestDocListsEveryVariable: docs/configuration.md's api table is exactly what
 // `api -help` lists (regenerate it with the expected text below).
-func TestReadmeListsEveryVariable(t *testing.T) {
-	readme, err := os.ReadFile("../../docs/configuration.md")
+func TestDocListsEveryVariable(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/configuration.md")
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, s := bind(nil)
-	if err := s.CheckReadme(string(readme), "### api (`cmd/api`)"); err != nil {
+	if err := s.CheckDoc(string(doc), "### api (`cmd/api`)"); err != nil {
 		t.Error(err)
 	}
 }

@@ -8,7 +8,7 @@
 //	                                           could not finish or a claim cannot be written
 //
 // Configuration is by environment; `consumer -help` lists every variable
-// with its default and meaning (the README's tables are the same list).
+// with its default and meaning (docs/configuration.md's tables are the same list).
 package main
 
 import (

@@ -35,7 +35,7 @@ type MainConfig struct {
 	Engine   engine.Config
 }
 
-// Bind declares every variable of the api, in the order the README lists them.
+// Bind declares every variable of the api, in the order docs/configuration.md lists them.
 func (c *MainConfig) Bind(s *config.Set) {
 	var port string
 	s.String(&port, "PORT", "8080", "HTTP port (all interfaces); `LISTEN_ADDR` overrides it")

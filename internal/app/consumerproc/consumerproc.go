@@ -34,8 +34,8 @@ type MainConfig struct {
 	Reconcile   reconcile.Config
 }
 
-// Bind declares every variable of the consumer, in the order the README
-// lists them.
+// Bind declares every variable of the consumer, in the order
+// docs/configuration.md lists them.
 func (c *MainConfig) Bind(s *config.Set) {
 	c.Boot.Bind(s)
 	c.Kafka.Bind(s)
