@@ -289,10 +289,10 @@ func LoadBucketsFrom(ctx context.Context, c rueidis.Client, l *Layout, startMs, 
 	if err != nil {
 		return false, err
 	}
-	if h.Whole() {
+	if h.Whole() && !h.Frozen {
 		return false, nil
 	}
-	if !h.None() {
+	if !h.None() { // a part lost, or frozen by a rebuild that did not finish
 		return false, ErrPartial
 	}
 	chunk := make(map[string]string, RestoreChunk)

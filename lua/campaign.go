@@ -281,3 +281,74 @@ func ReadWindows(ctx context.Context, c rueidis.Client, keys []*Keys, out []Wind
 	}
 	return nil
 }
+
+// Identity is what a campaign's home meta hash says of the PostgreSQL row
+// its keys were loaded from: Row (written after a load, SetRow), the start
+// and the bucket count (1 when the field is absent). A restored database
+// hands out ids again, so keys of an id may be another row's; the loader
+// and the catalog compare (docs/durability.md, "A restored database").
+type Identity struct {
+	Loaded  bool
+	Row     string
+	StartMs int64
+	Buckets int
+}
+
+// ReadIdentities reads the identity of each campaign in one round trip;
+// out[i] is keys[i]'s.
+func ReadIdentities(ctx context.Context, c rueidis.Client, keys []*Keys, out []Identity) error {
+	cmds := make(rueidis.Commands, len(keys))
+	for i, k := range keys {
+		cmds[i] = c.B().Hmget().Key(k.Meta()).Field("start", "row", "buckets").Build()
+	}
+	for i, r := range c.DoMulti(ctx, cmds...) {
+		vs, err := r.ToArray()
+		if err != nil {
+			return err
+		}
+		id := Identity{Buckets: 1}
+		if len(vs) == 3 {
+			if s, err := vs[0].ToString(); err == nil {
+				id.Loaded = true
+				if id.StartMs, err = strconv.ParseInt(s, 10, 64); err != nil {
+					return fmt.Errorf("%s start: %w", keys[i].Meta(), err)
+				}
+			}
+			id.Row, _ = vs[1].ToString()
+			if s, err := vs[2].ToString(); err == nil {
+				if id.Buckets, err = strconv.Atoi(s); err != nil || checkBuckets(id.Buckets) != nil {
+					return fmt.Errorf("%s buckets %q", keys[i].Meta(), s)
+				}
+			}
+		}
+		out[i] = id
+	}
+	return nil
+}
+
+// SetRow records in a loaded campaign's meta hash the row its keys belong
+// to (nothing when the campaign is not loaded).
+func SetRow(ctx context.Context, c rueidis.Client, k *Keys, row string) error {
+	r, ackErr := setRowScript.exec(ctx, c, k.ack, k.sync, k.all[:1], []string{row})
+	return errors.Join(r.Error(), ackErr)
+}
+
+// ClearCampaign deletes every key of campaign id laid out over k buckets
+// (the keys of another row found under its id), the loading lock aside.
+func ClearCampaign(ctx context.Context, c rueidis.Client, ks Keyspace, id int64, k int) error {
+	l, err := ks.Layout(id, k)
+	if err != nil {
+		return err
+	}
+	keys := l.AllKeys()
+	cmds := make(rueidis.Commands, len(keys))
+	for i, key := range keys {
+		cmds[i] = c.B().Unlink().Key(key).Build()
+	}
+	for _, r := range c.DoMulti(ctx, cmds...) {
+		if err := r.Error(); err != nil {
+			return err
+		}
+	}
+	return nil
+}

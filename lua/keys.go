@@ -8,7 +8,7 @@ import "strconv"
 // gives tests, benchmarks and the fault suite namespaces of their own in a
 // shared Redis:
 //
-//	rp:{42}:meta     hash    start, end (unix ms); its existence makes the campaign visible
+//	rp:{42}:meta     hash    start, end (unix ms), row (the PostgreSQL row's created_at, µs); its existence makes the campaign visible
 //	rp:{42}:stock    hash    amount -> remaining count (amounts at 0 removed)
 //	rp:{42}:claims   hash    user id -> "amount:claimed_at_ms" (who got what; the truth)
 //	rp:{42}:loading  string  held by the api process rebuilding the campaign from PostgreSQL

@@ -57,6 +57,8 @@ var (
 
 	endScript     = newScript(endSrc)
 	restockScript = newScript(restockSrc)
+	// setRowScript records the row a loaded campaign's keys belong to.
+	setRowScript = newScript("#!lua\nif redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'row', ARGV[1]) end return 0")
 )
 
 // The scripts of bucketed campaigns (claim.go, buckets.go, transfer.go);

@@ -51,7 +51,7 @@ func (e *Engine) Create(ctx context.Context, c *rain.Campaign, by postgres.Actor
 	}
 	merchantActions[postgres.ActionCreate].Inc()
 	// This process's opens know the campaign's bucket count from now on.
-	e.catalog.update(c.ID, windowOf(c.StartTime, c.EndTime, c.K()))
+	e.catalog.update(c.ID, campaignWindowOf(c))
 	_, err = backoff.Retry(ctx, func() (struct{}, error) { return struct{}{}, e.loader.Load(ctx, c) },
 		backoff.WithBackOff(retry.BackOff(time.Second)), backoff.WithMaxTries(3))
 	if err != nil {

@@ -124,7 +124,7 @@ func New(cfg Config, d Deps) *Engine {
 	e.hot.maxClaims = int64(cfg.ClaimMemo)
 	e.hot.soldOutMs = cfg.SoldOutTTL.Milliseconds()
 	e.hot.soldOutBudget = int64(cfg.SoldOutMemory)
-	e.hot.redis, e.hot.keys, e.hot.log = d.Redis, d.Keys, log
+	e.hot.redis, e.hot.keys, e.hot.log, e.hot.lost = d.Redis, d.Keys, log, e.repairAsync
 	e.stock.e = e
 	e.batch = batcher{redis: d.Redis, max: cfg.ClaimBatchMax}
 	if !cfg.ClaimBatch {

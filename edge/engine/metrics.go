@@ -25,6 +25,7 @@ var (
 	pgEnd             = metrics.NewPrometheusHistogram(`rain_postgres_duration_seconds{op="end_campaign"}`)
 	pgStock           = metrics.NewPrometheusHistogram(`rain_postgres_duration_seconds{op="add_stock"}`)
 	repairs           = metrics.NewCounter(`rain_campaign_loads_total{reason="repair"}`)
+	keysReplaced      = metrics.NewCounter(`rain_campaign_keys_replaced_total`) // another row's keys under a campaign's id
 
 	// Campaigns an end cut short (an end of a campaign already over ends
 	// nothing), and stock added (each restock once, however often its

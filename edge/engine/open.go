@@ -115,6 +115,12 @@ func (e *Engine) claim(id int64, c *hotCampaign, user string, mayRepair bool) (r
 		return rain.Result{}, errRedis
 	}
 	if res.Outcome == rain.Empty || res.Outcome == rain.Busy {
+		if res.Outcome == rain.Busy {
+			// Frozen for a rebuild: if the process rebuilding it died, only
+			// a rebuild started here thaws it (the loading lock keeps it
+			// to one at a time).
+			e.repairAsync(id)
+		}
 		claimsBusy.Inc()
 		return rain.Result{}, errMoving
 	}
@@ -140,4 +146,23 @@ func (e *Engine) claim(id int64, c *hotCampaign, user string, mayRepair bool) (r
 	}
 	claimsByOutcome[res.Outcome].Inc()
 	return res, nil
+}
+
+// repairAsync lays campaign id out again from PostgreSQL in the
+// background (a lost part of a bucketed campaign, keys of another row),
+// behind the catalog's repair slots: at most one per id at a time, and no
+// sooner than repairRetry after a failed one.
+func (e *Engine) repairAsync(id int64) {
+	done, ok := e.catalog.startRepair(id)
+	if !ok {
+		return
+	}
+	go func() {
+		defer RecoverGoroutine(e.failLog, "campaign repair")
+		_, err := e.repair(id)
+		done(err == nil)
+		if err != nil && rain.ErrorCode(err) != rain.EBUSY {
+			e.failLog.Warn("campaign repair failed", "campaign_id", id, "err", err)
+		}
+	}()
 }
