@@ -559,3 +559,93 @@ func burn(ctx context.Context, c rueidis.Client, l *Layout, amount int64) (bool,
 	}
 	return false, nil
 }
+
+// ErrInTransit: a settle found stock in a transfer it could not finish.
+var ErrInTransit = errors.New("stock in transit between a campaign's parts")
+
+// SettleStock makes Redis hold the stock PostgreSQL's totals say, for the
+// amounts of want (the packets pending additions add per amount), from one
+// snapshot: per amount, the shortfall is the total less the packets Redis
+// holds (in stock and claimed), and up to want of it is added. Each slot
+// is counted in one atomic step (stock_count.lua), so an open during the
+// count is counted once; with K > 1 the count runs under the rebalancing
+// lease after a sweep, so no packet is between slots, and the stock goes
+// to the pool under the same lease. It returns what it added; loaded is
+// false when Redis does not hold the campaign (nothing written).
+func SettleStock(ctx context.Context, c rueidis.Client, l *Layout, totals, want map[int64]int64) (added map[int64]int64, loaded bool, err error) {
+	var ls *Lease
+	if l.K() > 1 {
+		if ls, err = LockWait(ctx, c, l, DefaultLease); errors.Is(err, ErrNotLoaded) {
+			return nil, false, nil
+		} else if err != nil {
+			return nil, false, err
+		}
+		defer func() { _ = ls.Unlock(context.WithoutCancel(ctx)) }()
+		if _, err := ls.Sweep(ctx); err != nil {
+			return nil, true, err
+		}
+	}
+	held, loaded, err := countStock(ctx, c, l)
+	if err != nil || !loaded {
+		return nil, loaded, err
+	}
+	added = make(map[int64]int64)
+	for amount, n := range want {
+		add := min(totals[amount]-held[amount], n)
+		if add <= 0 {
+			continue
+		}
+		if ls != nil {
+			_, err = ls.AddToPool(ctx, amount, add)
+		} else {
+			_, _, err = AddStock(ctx, c, l.Home, amount, add)
+		}
+		if err != nil {
+			return added, true, err
+		}
+		added[amount] = add
+	}
+	return added, true, nil
+}
+
+// countStock is the packets per amount the campaign's slots hold, in
+// stock or claimed, each slot counted atomically; loaded is false when a
+// slot is not in Redis.
+func countStock(ctx context.Context, c rueidis.Client, l *Layout) (map[int64]int64, bool, error) {
+	parts := []int{-1}
+	if l.K() > 1 {
+		for b := range l.Buckets {
+			parts = append(parts, b)
+		}
+	}
+	execs := make([]rueidis.LuaExec, len(parts))
+	for i, p := range parts {
+		k := l.part(p)
+		stock, out := k.Stock(), l.out
+		if p < 0 && l.K() > 1 {
+			stock = l.pool
+		} else if p >= 0 {
+			out = l.Buckets[p].out
+		}
+		execs[i] = rueidis.LuaExec{Keys: []string{k.Meta(), stock, k.Claims(), out}}
+	}
+	held := make(map[int64]int64)
+	for i, r := range stockCountScript.multi(ctx, c, execs) {
+		v, err := r.AsIntSlice()
+		if err != nil {
+			return nil, false, fmt.Errorf("stock_count.lua, part %d: %w", parts[i], err)
+		}
+		switch {
+		case len(v) == 1 && v[0] == -1:
+			return nil, false, nil
+		case len(v)%3 != 1:
+			return nil, false, fmt.Errorf("stock_count.lua: bad reply %v", v)
+		case v[0] > 0:
+			return nil, true, ErrInTransit
+		}
+		for j := 1; j < len(v); j += 3 {
+			held[v[j]] += v[j+1] + v[j+2]
+		}
+	}
+	return held, true, nil
+}

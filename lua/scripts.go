@@ -82,6 +82,8 @@ var (
 	bucketFreezeSrc string
 	//go:embed bucket_burn.lua
 	bucketBurnSrc string
+	//go:embed stock_count.lua
+	stockCountSrc string
 
 	bucketClaimScript   = newScript(bucketClaim(claimSrc))
 	bucketTakeScript    = newScript(bucketTakeSrc)
@@ -93,6 +95,7 @@ var (
 	bucketLoadScript    = newScript(bucketLoadSrc)
 	bucketFreezeScript  = newScript(bucketFreezeSrc)
 	bucketBurnScript    = newScript(bucketBurnSrc)
+	stockCountScript    = newScript(stockCountSrc)
 	bucketUnlockScript  = newScript("#!lua\nif redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0")
 )
 
