@@ -162,6 +162,20 @@ func (c *catalog) load(ctx context.Context, store *postgres.Store, full bool) er
 	return nil
 }
 
+// liveBucketed lists the bucketed campaigns whose window has not ended at
+// nowMs.
+func (c *catalog) liveBucketed(nowMs int64) []int64 {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	var ids []int64
+	for i, w := range c.wins {
+		if w.buckets > 1 && w.endMs > nowMs {
+			ids = append(ids, c.ids[i])
+		}
+	}
+	return ids
+}
+
 // update records a campaign's window as just read from PostgreSQL.
 func (c *catalog) update(id int64, w campaignWindow) {
 	c.mu.Lock()

@@ -145,3 +145,32 @@ func TestRestoredDatabaseKeys(t *testing.T) {
 		t.Errorf("the row was not recorded: %+v %v", id[0], err)
 	}
 }
+
+// TestHalfDoneEndFinishedBySweep: an end that reached a bucketed
+// campaign's home but not its buckets (the request failed half way;
+// PostgreSQL rolled back and the merchant was told to retry) is finished
+// by the sweep on every bucket, and recorded in PostgreSQL: after it no
+// open is OK. Before, the sweep compared the home's end only, and only of
+// campaigns PostgreSQL had recorded as ended.
+func TestHalfDoneEndFinishedBySweep(t *testing.T) {
+	h := newHarness(t, harnessOpt{})
+	ctx := context.Background()
+	id := h.createBuckets(3, `{"5":300}`)
+	l, _ := h.keys.Layout(id, 3)
+	if _, _, err := lua.EndNow(ctx, h.redis, l.Home, time.Now().UnixMilli()); err != nil {
+		t.Fatal(err)
+	}
+	if status, m := h.open(id, "before-sweep"); status != 200 {
+		t.Fatalf("an open of a bucket the half-done end missed: %d %v (the setup did not leave a bucket open)", status, m)
+	}
+	h.eng.sweep(ctx)
+	for i := range 30 {
+		if status, m := h.open(id, fmt.Sprint("after-sweep", i)); status != 400 || m["status"] != "ENDED" {
+			t.Fatalf("open %d after the sweep: %d %v, want ENDED", i, status, m)
+		}
+	}
+	c, err := h.eng.Campaign(ctx, id)
+	if err != nil || c.EndTime.After(time.Now()) {
+		t.Fatalf("PostgreSQL after the sweep: end %v (%v), want the end Redis applied", c.EndTime, err)
+	}
+}

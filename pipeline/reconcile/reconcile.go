@@ -305,17 +305,23 @@ func (r *Reconciler) campaign(ctx context.Context, id int64, opts Options) (Repo
 	return rep, r.scanAll(ctx, l, m, now, cutoff, opts, &rep)
 }
 
-// layout is the layout of campaign id as Redis holds it (its bucket
-// count); one bucket when Redis does not hold it.
+// layout is the layout of campaign id: as Redis holds it (its bucket
+// count), or when its home is not in Redis as PostgreSQL's row says, so
+// the claims in the buckets of a campaign whose home was lost are still
+// scanned and persisted (the api lays the campaign out again).
 func (r *Reconciler) layout(ctx context.Context, id int64) (*lua.Layout, error) {
 	l, loaded, err := r.keys.LayoutOf(ctx, r.redis, id)
 	if err != nil {
 		return nil, fmt.Errorf("redis: %w", err)
 	}
-	if !loaded {
-		return r.keys.Layout(id, 1)
+	if loaded {
+		return l, nil
 	}
-	return l, nil
+	c, err := r.db.Campaign(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	return r.keys.Layout(id, c.K())
 }
 
 // sweep finishes a bucketed campaign's half-done stock transfers
