@@ -41,8 +41,8 @@ var (
 	ackTimeouts = metrics.NewCounter(`rain_redis_ack_timeouts_total`)
 )
 
-// syncTTL bounds how long a slot's sync key outlives its last use.
-const syncTTL = "60000"
+// syncTTLMillis bounds how long a slot's sync key outlives its last use.
+const syncTTLMillis = 60_000
 
 // do runs cmds on the slot of syncKey (every command of cmds on that slot)
 // and, when a acks with replicas, the sync write and WAIT after them on the
@@ -59,7 +59,7 @@ func (a Ack) do(ctx context.Context, c rueidis.Client, syncKey string, cmds ...r
 	}
 	n := len(cmds)
 	all := append(cmds[:n:n],
-		c.B().Set().Key(syncKey).Value(strconv.FormatInt(time.Now().UnixMilli(), 10)).PxMilliseconds(60_000).Build(),
+		c.B().Set().Key(syncKey).Value(strconv.FormatInt(time.Now().UnixMilli(), 10)).PxMilliseconds(syncTTLMillis).Build(),
 		c.B().Wait().Numreplicas(a.Replicas).Timeout(max(timeout.Milliseconds(), 1)).Build().SetSlot(syncKey))
 	start := time.Now()
 	res := c.DoMulti(ctx, all...)
