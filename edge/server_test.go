@@ -92,6 +92,7 @@ func newHarness(t testing.TB, o harnessOpt) *harness {
 	eng.Start()
 	t.Cleanup(eng.Stop)
 	s := New(cfg, Deps{Engine: eng, DB: o.db, Producer: producerHealth, Log: log})
+	s.Start()
 	ln := fasthttputil.NewInmemoryListener()
 	go s.Serve(ln)
 	t.Cleanup(func() { s.Shutdown(context.Background()) })
