@@ -2,6 +2,7 @@ package lua
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -24,8 +25,9 @@ func Load(ctx context.Context, c rueidis.Client, k *Keys, startMs, endMs int64, 
 	for amount, n := range remaining {
 		args = append(args, strconv.FormatInt(amount, 10), strconv.FormatInt(n, 10))
 	}
-	n, err := loadScript.Exec(ctx, c, k.all[:2], args).AsInt64()
-	return n == 1, err
+	r, ackErr := loadScript.exec(ctx, c, k.ack, k.sync, k.all[:2], args)
+	n, err := r.AsInt64()
+	return n == 1, errors.Join(err, ackErr)
 }
 
 // Exists reports whether the campaign is loaded (its meta hash exists).
@@ -63,10 +65,14 @@ func RestoreClaims(ctx context.Context, c rueidis.Client, k *Keys, claims map[st
 	}
 	for len(cmds) > 0 {
 		n := min(chunk, len(cmds))
-		for _, r := range c.DoMulti(ctx, cmds[:n]...) {
+		res, ackErr := k.ack.do(ctx, c, k.sync, cmds[:n]...)
+		for _, r := range res {
 			if err := r.Error(); err != nil {
 				return err
 			}
+		}
+		if ackErr != nil {
+			return ackErr
 		}
 		cmds = cmds[n:]
 	}
@@ -89,7 +95,13 @@ func Readd(ctx context.Context, c rueidis.Client, k *Keys, claims []Record) (rea
 		execs[i] = rueidis.LuaExec{Keys: k.all[:], Args: []string{cl.User,
 			ClaimValue(cl.Amount, cl.ClaimedAtMs), strconv.FormatInt(cl.Amount, 10)}}
 	}
-	for _, r := range readdScript.ExecMulti(ctx, c, execs...) {
+	res := readdScript.ExecMulti(ctx, c, execs...)
+	// One barrier after them all: a sync write and WAIT on the slot cover
+	// every write made there before it.
+	if err := k.ack.barrier(ctx, c, k.sync); err != nil {
+		return readded, oversold, err
+	}
+	for _, r := range res {
 		n, err := r.AsInt64()
 		if err != nil {
 			return readded, oversold, err
@@ -210,8 +222,9 @@ func StockCount(ctx context.Context, c rueidis.Client, k *Keys, amount int64) (i
 // Redis's clock, and returns that end. loaded is false when Redis does not
 // hold the campaign; then nothing was written.
 func EndNow(ctx context.Context, c rueidis.Client, k *Keys, endMs int64) (end int64, loaded bool, err error) {
-	end, err = endScript.Exec(ctx, c, k.all[:1], []string{strconv.FormatInt(endMs, 10)}).AsInt64()
-	if err != nil {
+	r, ackErr := endScript.exec(ctx, c, k.ack, k.sync, k.all[:1], []string{strconv.FormatInt(endMs, 10)})
+	end, err = r.AsInt64()
+	if err = errors.Join(err, ackErr); err != nil {
 		return 0, false, err
 	}
 	return end, end >= 0, nil
@@ -221,9 +234,10 @@ func EndNow(ctx context.Context, c rueidis.Client, k *Keys, endMs int64) (end in
 // stock generation, which it returns. loaded is false when Redis does not
 // hold the campaign; then nothing was written.
 func AddStock(ctx context.Context, c rueidis.Client, k *Keys, amount, count int64) (gen int64, loaded bool, err error) {
-	gen, err = restockScript.Exec(ctx, c, k.all[:2],
-		[]string{strconv.FormatInt(amount, 10), strconv.FormatInt(count, 10)}).AsInt64()
-	if err != nil {
+	r, ackErr := restockScript.exec(ctx, c, k.ack, k.sync, k.all[:2],
+		[]string{strconv.FormatInt(amount, 10), strconv.FormatInt(count, 10)})
+	gen, err = r.AsInt64()
+	if err = errors.Join(err, ackErr); err != nil {
 		return 0, false, err
 	}
 	return gen, gen >= 0, nil

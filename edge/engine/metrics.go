@@ -13,6 +13,7 @@ var (
 	claimsByOutcome [rain.Busy + 1]*metrics.Counter
 	claimsBusy      = metrics.NewCounter(`rain_claims_total{result="BUSY"}`)
 	claimsError     = metrics.NewCounter(`rain_claims_total{result="REDIS_ERROR"}`)
+	claimsNotAcked  = metrics.NewCounter(`rain_claims_total{result="NOT_ACKED"}`) // REDIS_ACK=replica: answered 503
 	// Answers given from memory without Redis (counted in rain_claims_total too).
 	claimsMemo        = metrics.NewCounter(`rain_claims_from_memory_total{result="ALREADY_OPENED"}`)
 	claimsSoldOutFlag = metrics.NewCounter(`rain_claims_from_memory_total{result="SOLD_OUT"}`)

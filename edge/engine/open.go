@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"time"
@@ -20,6 +21,10 @@ var (
 	errRedis      = rain.Errorf(rain.EBUSY, "redis unavailable")
 	errMoving     = rain.Errorf(rain.EBUSY, "campaign stock is being moved; retry shortly")
 	errRepairBusy = rain.Errorf(rain.EBUSY, "campaign is being loaded; retry shortly")
+	// errNotAcked (REDIS_ACK=replica): the claims stand on the master, no
+	// replica had them in time; a retry is answered 409 with the amount
+	// if the claim survives, and may claim afresh if it does not.
+	errNotAcked = rain.Errorf(rain.EBUSY, "claim not yet on a replica; retry")
 )
 
 // Open decides user's open of campaign id: from memory when it can (a
@@ -97,6 +102,12 @@ func (e *Engine) claim(id int64, c *hotCampaign, user string, mayRepair bool) (r
 	redisClaim.UpdateDuration(start)
 	if err != nil || res.Outcome != rain.OK {
 		e.ring.Release()
+	}
+	if errors.Is(err, lua.ErrNotAcked) {
+		// Nothing is promised, nothing goes to the ring: a claim that
+		// stands reaches claim_log through the reconciler.
+		claimsNotAcked.Inc()
+		return rain.Result{}, errNotAcked
 	}
 	if err != nil {
 		claimsError.Inc()

@@ -71,9 +71,6 @@ type Config struct {
 	// more claims keep arriving than were lost hides from the counts; the
 	// counts find it once the campaign quiets, this scan at the latest.
 	ScanEvery time.Duration
-	// Rebalance is how a sweep finishes a bucketed campaign's half-done
-	// transfers (boot's REDIS_WAIT_REPLICAS); nil: the defaults.
-	Rebalance *lua.RebalanceOptions
 }
 
 // Bind declares the reconciler's variables.
@@ -328,7 +325,7 @@ func (r *Reconciler) sweep(ctx context.Context, l *lua.Layout) error {
 	if l.K() == 1 {
 		return nil
 	}
-	n, err := lua.SweepBuckets(ctx, r.redis, l, r.cfg.Rebalance)
+	n, err := lua.SweepBuckets(ctx, r.redis, l, nil)
 	reconcileSwept.Add(n)
 	if n > 0 {
 		r.log.Warn("reconciler finished half-done stock transfers", "campaign_id", l.ID, "transfers", n)
