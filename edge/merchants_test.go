@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"regexp"
 	"strconv"
@@ -104,8 +105,9 @@ func TestTokenCacheLookup(t *testing.T) {
 			t.Errorf("stale set: %v, want BUSY", err)
 		}
 	}
-	if _, err := (&tokenCache{now: time.Now}).lookup(h); rain.ErrorCode(err) != rain.EBUSY {
-		t.Errorf("never read: %v, want BUSY", err)
+	never := &tokenCache{now: time.Now}
+	if _, err := never.lookup(h); rain.ErrorCode(err) != rain.EBUSY || !math.IsInf(never.ageSeconds(), 1) {
+		t.Errorf("never read: %v, want BUSY; age %v, want +Inf", err, never.ageSeconds())
 	}
 }
 
@@ -695,6 +697,19 @@ func TestMerchantTokensWhilePostgresIsAway(t *testing.T) {
 	if got := auth(tok); got != "" {
 		t.Fatalf("before the cut: %q", got)
 	}
+	gauge := func(name string) float64 {
+		_, body := h.doRaw("GET", "/metrics", "", "")
+		var v float64
+		if i := bytes.Index(body, []byte("\n"+name+" ")); i >= 0 {
+			fmt.Sscan(string(body[i+len(name)+2:]), &v)
+		} else {
+			t.Errorf("/metrics has no %s", name)
+		}
+		return v
+	}
+	if n, age := gauge("rain_merchant_tokens"), gauge("rain_merchant_tokens_age_seconds"); n < 1 || age < 0 || age > 0.5 {
+		t.Errorf("metrics before the cut: %v tokens, read %vs ago", n, age)
+	}
 	proxy.Cut()
 	cut := time.Now()
 	if got := auth(tok); got != "" {
@@ -713,6 +728,9 @@ func TestMerchantTokensWhilePostgresIsAway(t *testing.T) {
 	}
 	if got := auth(testToken); got != "" || auth("wrong") != rain.EBUSY {
 		t.Errorf("ADMIN_TOKEN while the tokens are stale: %q", got)
+	}
+	if age := gauge("rain_merchant_tokens_age_seconds"); age < 1 {
+		t.Errorf("tokens age while PostgreSQL is away: %vs", age)
 	}
 	proxy.Restore()
 	testenv.Eventually(t, 5*time.Second, func() (bool, string) {

@@ -213,7 +213,7 @@ func (s *Server) metrics(ctx *fasthttp.RequestCtx) {
 	metrics.WritePrometheus(ctx, true)
 	s.eng.WriteMetrics(ctx)
 	metrics.WriteGaugeUint64(ctx, "rain_merchant_tokens", uint64(s.merchants.size()))
-	metrics.WriteGaugeFloat64(ctx, "rain_merchant_tokens_age_seconds", s.merchants.age().Seconds())
+	metrics.WriteGaugeFloat64(ctx, "rain_merchant_tokens_age_seconds", s.merchants.ageSeconds())
 }
 
 // Start reads the merchant tokens (waiting up to RequestTimeout) and keeps

@@ -7,6 +7,7 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"log/slog"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -214,11 +215,12 @@ func (c *tokenCache) size() int {
 	return 0
 }
 
-// age is the time since the last successful read (-1: never).
-func (c *tokenCache) age() time.Duration {
+// ageSeconds is the time since the last successful read, in seconds
+// (+Inf: never read).
+func (c *tokenCache) ageSeconds() float64 {
 	read := c.read.Load()
-	if read == 0 {
-		return -1
+	if read == 0 || c.now == nil {
+		return math.Inf(1)
 	}
-	return c.now().Sub(time.Unix(0, read))
+	return c.now().Sub(time.Unix(0, read)).Seconds()
 }
