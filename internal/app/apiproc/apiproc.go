@@ -138,6 +138,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	}
 	m.Engine.Start()
 	m.Server = edge.New(cfg.Server, edge.Deps{Engine: m.Engine, DB: m.DB, Producer: m.Producer, Log: m.Log})
+	m.Server.Start() // the merchant tokens, read now and kept fresh
 	if cfg.Pprof != "" {
 		if err := m.servePprof(cfg.Pprof); err != nil {
 			return err
@@ -188,7 +189,7 @@ func (m *Main) Close(ctx context.Context) error {
 	if m.pprof != nil {
 		_ = m.pprof.Close()
 	}
-	if m.Server != nil && m.ln != nil {
+	if m.Server != nil { // also when it never served: its token refresh stops
 		if err := m.Server.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
 		}
