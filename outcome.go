@@ -18,9 +18,13 @@ const (
 	// campaign (nothing claimed; answer 503).
 	Empty Outcome = 6
 	Busy  Outcome = 7
+	// Bucketed comes from the home of a bucketed campaign (claim.lua on
+	// the campaign's own keys, whose stock is in its buckets): nothing
+	// claimed; Result.Buckets says how many buckets to ask instead.
+	Bucketed Outcome = 8
 )
 
-var outcomeNames = [...]string{"NOT_FOUND", "NOT_STARTED", "ENDED", "ALREADY_OPENED", "SOLD_OUT", "OK", "EMPTY", "BUSY"}
+var outcomeNames = [...]string{"NOT_FOUND", "NOT_STARTED", "ENDED", "ALREADY_OPENED", "SOLD_OUT", "OK", "EMPTY", "BUSY", "BUCKETED"}
 
 // String returns the outcome's name as the API shows it ("SOLD_OUT").
 func (o Outcome) String() string {
@@ -37,4 +41,5 @@ type Result struct {
 	ClaimedAt int64 // OK and AlreadyOpened: unix ms of the claim, by Redis TIME
 	EndMs     int64 // OK, AlreadyOpened and SoldOut: the campaign's end_time, unix ms
 	Claims    int64 // SoldOut: how many users hold a packet
+	Buckets   int64 // Bucketed: the campaign's bucket count
 }

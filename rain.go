@@ -14,7 +14,7 @@ import (
 	"unicode/utf8"
 )
 
-// Limits of the public API (README, "API").
+// Limits of the public API (docs/api.md).
 const (
 	MaxNameLen       = 200           // characters in a campaign name
 	MaxInventory     = 64            // distinct amounts per campaign

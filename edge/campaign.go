@@ -5,46 +5,25 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/cenkalti/backoff/v5"
 	"github.com/redpacket/rain"
 	"github.com/redpacket/rain/internal/postgres"
-	"github.com/redpacket/rain/internal/retry"
-	"github.com/redpacket/rain/lua"
 	"github.com/valyala/fasthttp"
 )
 
-// createCampaign is POST /campaign: PostgreSQL first (one transaction), then
-// the Redis load. If Redis fails in between, the campaign is not visible to
-// opens (its meta hash is missing); the first open of it or the next boot
-// loads it, and the merchant gets 503 with the id.
+// createCampaign is POST /campaign: the engine saves it (PostgreSQL, one
+// transaction) and loads it into Redis. If Redis fails in between, the
+// campaign is not visible to opens; its first open or the next boot loads
+// it, and the merchant gets 503 with the id.
 func (s *Server) createCampaign(ctx *fasthttp.RequestCtx) {
 	c, err := parseCreateBody(ctx.PostBody())
 	if err != nil {
 		writeError(ctx, err)
 		return
 	}
-	rctx, cancel := context.WithTimeout(context.Background(), s.cfg.RepairTimeout)
+	rctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
 	defer cancel()
-	start := time.Now()
-	err = postgres.DataError(s.store.CreateCampaignBy(rctx, c, actor(ctx, createRecord(c), "")))
-	pgCreate.UpdateDuration(start)
-	if rain.ErrorCode(err) == rain.EINVALID {
-		s.log.Info("create campaign refused by the database", "err", err)
+	if err := s.eng.Create(rctx, c, actor(ctx, createRecord(c), "")); err != nil {
 		writeError(ctx, err)
-		return
-	}
-	if err != nil {
-		s.log.Error("create campaign", "err", err)
-		writeBusy(ctx, "database unavailable; nothing was created")
-		return
-	}
-	merchantActions[postgres.ActionCreate].Inc()
-	_, err = backoff.Retry(rctx, func() (struct{}, error) { return struct{}{}, s.loader.Load(rctx, c) },
-		backoff.WithBackOff(retry.BackOff(time.Second)), backoff.WithMaxTries(3))
-	if err != nil {
-		s.log.Error("campaign saved but not loaded into redis", "campaign_id", c.ID, "err", err)
-		writeError(ctx, rain.Errorf(rain.EBUSY,
-			"campaign %d was saved but its stock is not in Redis yet; it loads on its first open or the next boot", c.ID))
 		return
 	}
 	writeJSON(ctx, fasthttp.StatusCreated, strconv.AppendInt([]byte(`{"id":`), c.ID, 10))
@@ -68,6 +47,7 @@ func createRecord(c *rain.Campaign) any {
 type campaignView struct {
 	ID        int64             `json:"id"`
 	Name      string            `json:"name"`
+	Merchant  *string           `json:"merchant"` // the owner; null: the operator's
 	StartTime time.Time         `json:"start_time"`
 	EndTime   time.Time         `json:"end_time"`
 	CreatedAt time.Time         `json:"created_at"`
@@ -106,22 +86,55 @@ type inventoryView struct {
 	Opened    int64 `json:"opened"` // persisted in PostgreSQL
 }
 
+// pathCampaignID is the campaign id of the request's path.
+func pathCampaignID(ctx *fasthttp.RequestCtx) (int64, error) {
+	id, ok := rain.ParseCampaignID(routeParam(ctx, "id"))
+	if !ok {
+		return 0, errCampaignID
+	}
+	return id, nil
+}
+
+// campaignFor is the one gate of every route of one campaign (read, end,
+// add stock, its claims, a user's claim, and any route of a campaign
+// added later): it reads campaign id within the scope of the request's
+// principal (auth.go), the operator's being every campaign. A campaign of
+// another merchant is answered exactly as one that does not exist: 404
+// NOT_FOUND with the same body, from the same query (a row that is not
+// there), so neither the answer nor the work behind it tells that the id
+// exists. Errors are the API's.
+func (s *Server) campaignFor(ctx *fasthttp.RequestCtx, rctx context.Context, id int64) (*postgres.Owned, error) {
+	start := time.Now()
+	c, err := s.store.CampaignFor(rctx, id, principalFor(ctx).merchant)
+	pgCampaign.UpdateDuration(start)
+	if err != nil && rain.ErrorCode(err) != rain.ENOTFOUND {
+		s.log.Error("read campaign", "campaign_id", id, "err", err)
+		return nil, errDBRead
+	}
+	return c, err
+}
+
 // getCampaign is GET /campaign/{id}: the configuration from PostgreSQL, the
 // live state from Redis and the merchant actions.
 func (s *Server) getCampaign(ctx *fasthttp.RequestCtx) {
-	id, ok := rain.ParseCampaignID(routeParam(ctx, "id"))
-	if !ok {
-		writeError(ctx, errCampaignID)
+	id, err := pathCampaignID(ctx)
+	if err != nil {
+		writeError(ctx, err)
 		return
 	}
-	rctx, cancel := context.WithTimeout(context.Background(), s.cfg.RepairTimeout)
+	rctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
 	defer cancel()
 	s.writeCampaign(ctx, rctx, id)
 }
 
 // writeCampaign answers with what GET /campaign/{id} shows.
 func (s *Server) writeCampaign(ctx *fasthttp.RequestCtx, rctx context.Context, id int64) {
-	v, err := s.viewCampaign(rctx, id)
+	c, err := s.campaignFor(ctx, rctx, id)
+	if err != nil {
+		writeError(ctx, err)
+		return
+	}
+	v, err := s.viewCampaign(rctx, c)
 	if err != nil {
 		writeError(ctx, err)
 		return
@@ -129,54 +142,40 @@ func (s *Server) writeCampaign(ctx *fasthttp.RequestCtx, rctx context.Context, i
 	writeValue(ctx, v)
 }
 
-// viewCampaign reads what GET /campaign/{id} shows; errors are the API's.
-func (s *Server) viewCampaign(ctx context.Context, id int64) (*campaignView, error) {
-	c, err := s.loader.campaign(ctx, id)
-	if err == nil {
-		var v campaignView
-		v.EndedAt, err = s.store.EndedAt(ctx, id)
-		if err == nil {
-			v.History, _, err = s.store.History(ctx, id, historyLimit)
-		}
-		if err == nil {
-			return s.campaignLive(ctx, c, v)
-		}
+// viewCampaign reads what GET /campaign/{id} shows of o; errors are the API's.
+func (s *Server) viewCampaign(ctx context.Context, o *postgres.Owned) (*campaignView, error) {
+	c := o.Campaign
+	var (
+		v   campaignView
+		err error
+	)
+	v.History, _, err = s.store.History(ctx, c.ID, historyLimit)
+	if err != nil {
+		s.log.Error("read campaign", "campaign_id", c.ID, "err", err)
+		return nil, errDBRead
 	}
-	if rain.ErrorCode(err) != rain.ENOTFOUND {
-		s.log.Error("read campaign", "campaign_id", id, "err", err)
-		err = rain.Errorf(rain.EBUSY, "database unavailable")
-	}
-	return nil, err
-}
-
-// campaignLive fills v with c and its live state from Redis.
-func (s *Server) campaignLive(ctx context.Context, c *rain.Campaign, v campaignView) (*campaignView, error) {
-	l, err := s.keys.Layout(c.ID, c.K())
+	live, err := s.eng.Live(ctx, c)
 	if err != nil {
 		return nil, err
 	}
-	ls, err := lua.ReadBuckets(ctx, s.redis, l)
-	if err != nil {
-		return nil, busyIf(err)
-	}
-	st := ls.State
-	v.Buckets = l.K()
-	if l.K() > 1 {
-		v.Pool = &poolView{Remaining: ls.PoolLeft, InTransit: ls.Pending}
-		for b, bs := range ls.Buckets {
-			v.BucketStates = append(v.BucketStates, bucketView{Bucket: b, Loaded: bs.Loaded, Remaining: bs.Left, Claims: bs.Claims, SoldOut: bs.Final})
+	v.ID, v.Name, v.StartTime, v.EndTime, v.CreatedAt = c.ID, c.Name, c.StartTime.UTC(), c.EndTime.UTC(), c.CreatedAt.UTC()
+	v.Merchant = o.Merchant
+	v.State, v.EndedAt = campaignState(c.StartTime, c.EndTime, time.Now()), utc(o.EndedAt)
+	v.Buckets = c.K()
+	v.Loaded, v.Remaining, v.Claims = live.Loaded, live.Remaining, live.Claims
+	if c.K() > 1 {
+		v.Pool = &poolView{Remaining: live.PoolLeft, InTransit: live.InTransit}
+		for b, bs := range live.Buckets {
+			v.BucketStates = append(v.BucketStates, bucketView{Bucket: b, Loaded: bs.Loaded, Remaining: bs.Remaining, Claims: bs.Claims, SoldOut: bs.SoldOut})
 		}
 	}
-	v.ID, v.Name, v.StartTime, v.EndTime, v.CreatedAt = c.ID, c.Name, c.StartTime.UTC(), c.EndTime.UTC(), c.CreatedAt.UTC()
-	v.State, v.EndedAt = campaignState(c.StartTime, c.EndTime, time.Now()), utc(v.EndedAt)
-	v.Loaded, v.Remaining, v.Claims = st.Loaded, st.Left, st.Claims
 	if v.History == nil {
 		v.History = []postgres.Action{}
 	}
-	for _, s := range c.Inventory {
-		v.Total += s.Total
-		v.Persisted += s.Opened
-		v.Inventory = append(v.Inventory, inventoryView{Amount: s.Amount, Total: s.Total, Remaining: st.Remaining[s.Amount], Opened: s.Opened})
+	for _, st := range c.Inventory {
+		v.Total += st.Total
+		v.Persisted += st.Opened
+		v.Inventory = append(v.Inventory, inventoryView{Amount: st.Amount, Total: st.Total, Remaining: live.ByAmount[st.Amount], Opened: st.Opened})
 	}
 	return &v, nil
 }

@@ -246,3 +246,39 @@ func TestStockGauges(t *testing.T) {
 		t.Errorf("stock gauges for campaign %s: remaining %d, want 4 and 1 claim", cid, remaining)
 	}
 }
+
+// TestCreateBucketsValidation: the bucket count of a create body is a
+// canonical integer 1-64.
+func TestCreateBucketsValidation(t *testing.T) {
+	for _, in := range []string{`0`, `65`, `-1`, `4.0`, `4e0`, `"4"`, `null`, `04`, `true`, `4, "buckets": 4`} {
+		body := fmt.Sprintf(`{"name":"b","start_time":"2030-01-01T00:00:00Z","end_time":"2030-01-02T00:00:00Z","inventory":{"1":1},"buckets":%s}`, in)
+		if _, err := parseCreateBody([]byte(body)); err == nil {
+			t.Errorf("buckets %s: accepted", in)
+		}
+	}
+	for in, want := range map[string]int{``: 1, `,"buckets":1`: 1, `,"buckets":64`: 64, `,"buckets":12`: 12} {
+		body := `{"name":"b","start_time":"2030-01-01T00:00:00Z","end_time":"2030-01-02T00:00:00Z","inventory":{"1":1}` + in + `}`
+		c, err := parseCreateBody([]byte(body))
+		if err != nil || c.Buckets != want {
+			t.Errorf("%s: %v, buckets %d, want %d", body, err, c.Buckets, want)
+		}
+	}
+}
+
+// TestCreateBucketsRefusedOverHTTP: a bad bucket count is a 400 and
+// creates nothing.
+func TestCreateBucketsRefusedOverHTTP(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs Redis and PostgreSQL")
+	}
+	h := newHarness(t, harnessOpt{})
+	name := fmt.Sprintf("refused-%d", time.Now().UnixNano())
+	status, m := h.do("POST", "/campaign", testToken, `{"name":"`+name+`","start_time":"2030-01-01T00:00:00Z","end_time":"2030-01-02T00:00:00Z","inventory":{"1":1},"buckets":65}`)
+	if status != 400 {
+		t.Fatalf("buckets 65: %d %v", status, m)
+	}
+	var n int
+	if err := testenv.Postgres(t).QueryRow(context.Background(), `SELECT count(*) FROM campaign WHERE name = $1`, name).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("%d campaigns named %s (%v), want none", n, name, err)
+	}
+}

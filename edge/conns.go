@@ -13,6 +13,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/redpacket/rain"
+	"github.com/redpacket/rain/edge/engine"
 	"github.com/valyala/fasthttp"
 )
 
@@ -135,7 +136,7 @@ func (l *connLimit) refuse(c net.Conn) {
 	}
 	go func() {
 		defer l.rejecting.Add(-1)
-		defer recoverGoroutine(nil, "refuse connection")
+		defer engine.RecoverGoroutine(nil, "refuse connection")
 		_ = c.SetDeadline(time.Now().Add(time.Second))
 		_, _ = c.Write(busyConn)
 		// Read what the client sent before closing, so that the close

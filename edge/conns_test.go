@@ -247,22 +247,6 @@ func TestPanicIsA500(t *testing.T) {
 	}
 }
 
-// TestRecoverGoroutine: a panic in a background goroutine is counted and
-// the goroutine returns.
-func TestRecoverGoroutine(t *testing.T) {
-	s := New(DefaultConfig(), Deps{Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	before := panicsBackground.Get()
-	done := make(chan struct{})
-	s.goSafe("test", func() {
-		defer close(done)
-		panic("a bug")
-	})
-	<-done
-	for panicsBackground.Get() != before+1 { // counted after the deferred close
-		runtime.Gosched()
-	}
-}
-
 // TestRouterAnswers: no redirects (a JSON 404), HEAD on GET routes,
 // OPTIONS answered in JSON with Allow.
 func TestRouterAnswers(t *testing.T) {

@@ -1,79 +1,58 @@
 package edge
 
 import (
-	"bytes"
-	"encoding/json"
-	"io"
 	"sort"
 	"time"
 
 	"github.com/redpacket/rain"
+	"github.com/redpacket/rain/internal/strictjson"
+	"github.com/valyala/fastjson"
 )
 
-// parseCreateBody decodes and validates a campaign to create. Strict:
-// field names exactly as the SPEC spells them (encoding/json alone would
-// take "Name" or "NAME"), no field or inventory amount twice (encoding/json
-// would keep the last), no unknown field, no trailing data, valid string
-// escapes, counts and amounts as canonical integers. Times are RFC 3339
-// with an offset under 24 h, truncated to the millisecond (what Redis
-// holds). Every failure is a rain.EINVALID error naming the problem.
+// createFields are the fields of a create body, in the order
+// parseCreateBody's switch takes them; the first four are required.
+var createFields = []string{"name", "start_time", "end_time", "inventory", "buckets"}
+
+const createRequired = 1<<4 - 1
+
+// parseCreateBody decodes and validates a campaign to create. Strict
+// (internal/strictjson): field names exactly as the API spells them, none
+// twice, no unknown field, no trailing data, valid JSON strings and
+// numbers, counts and amounts as canonical integers, no inventory amount
+// twice. Times are RFC 3339 with an offset under 24 h, truncated to the
+// millisecond (what Redis holds). Every failure is a rain.EINVALID error
+// naming the problem.
 func parseCreateBody(body []byte) (*rain.Campaign, error) {
 	if len(body) > rain.MaxCreateBody {
 		return nil, rain.Errorf(rain.ETOOLARGE, "body is over 64 KiB")
 	}
-	if bytes.IndexByte(body, '\\') >= 0 && !validEscapes(body) {
-		return nil, rain.Errorf(rain.EINVALID, "bad JSON: invalid escape in a string")
+	p := bodyParsers.Get()
+	defer bodyParsers.Put(p)
+	o, err := strictjson.Parse(p, body)
+	if err != nil {
+		return nil, badJSON(err)
 	}
-	d := json.NewDecoder(bytes.NewReader(body))
-	d.UseNumber()
-	if err := expectDelim(d, '{'); err != nil {
-		return nil, err
-	}
-	c := &rain.Campaign{}
-	var seen struct{ name, start, end, inventory, buckets bool }
-	for d.More() {
-		key, err := objectKey(d)
-		if err != nil {
-			return nil, err
+	c := &rain.Campaign{Buckets: 1}
+	seen, err := strictjson.Fields(o, createFields, func(i int, v *fastjson.Value) (err error) {
+		switch i {
+		case 0:
+			c.Name, err = stringValue(v, "name")
+		case 1:
+			c.StartTime, err = timeValue(v, "start_time")
+		case 2:
+			c.EndTime, err = timeValue(v, "end_time")
+		case 3:
+			c.Inventory, err = inventoryValue(v)
+		case 4:
+			c.Buckets, err = bucketsValue(v)
 		}
-		var dup bool
-		switch key {
-		case "name":
-			dup, seen.name = seen.name, true
-			c.Name, err = stringValue(d, key)
-		case "start_time":
-			dup, seen.start = seen.start, true
-			c.StartTime, err = timeValue(d, key)
-		case "end_time":
-			dup, seen.end = seen.end, true
-			c.EndTime, err = timeValue(d, key)
-		case "inventory":
-			dup, seen.inventory = seen.inventory, true
-			c.Inventory, err = inventoryValue(d)
-		case "buckets":
-			dup, seen.buckets = seen.buckets, true
-			c.Buckets, err = bucketsValue(d)
-		default:
-			return nil, rain.Errorf(rain.EINVALID, "bad JSON: unknown field %q", key)
-		}
-		if dup {
-			return nil, rain.Errorf(rain.EINVALID, "bad JSON: field %q twice", key)
-		}
-		if err != nil {
-			return nil, err
-		}
+		return err
+	})
+	if err != nil {
+		return nil, badJSON(err)
 	}
-	if err := expectDelim(d, '}'); err != nil {
-		return nil, err
-	}
-	if _, err := d.Token(); err != io.EOF {
-		return nil, rain.Errorf(rain.EINVALID, "bad JSON: data after the object")
-	}
-	if !seen.name || !seen.start || !seen.end || !seen.inventory {
+	if seen&createRequired != createRequired {
 		return nil, rain.Errorf(rain.EINVALID, "name, start_time, end_time and inventory are required")
-	}
-	if !seen.buckets {
-		c.Buckets = 1
 	}
 	sort.Slice(c.Inventory, func(i, j int) bool { return c.Inventory[i].Amount > c.Inventory[j].Amount })
 	if err := c.Validate(); err != nil {
@@ -82,63 +61,23 @@ func parseCreateBody(body []byte) (*rain.Campaign, error) {
 	return c, nil
 }
 
-// badJSON is the error of a decoder failure.
-func badJSON(err error) error {
-	if err == io.EOF {
-		err = io.ErrUnexpectedEOF
-	}
-	return rain.Errorf(rain.EINVALID, "bad JSON: %v", err)
-}
-
-// expectDelim reads the delimiter want ('{' or '}').
-func expectDelim(d *json.Decoder, want json.Delim) error {
-	t, err := d.Token()
-	if err != nil {
-		return badJSON(err)
-	}
-	if t != want {
-		if want == '{' {
-			return rain.Errorf(rain.EINVALID, "bad JSON: the body must be an object")
-		}
-		return rain.Errorf(rain.EINVALID, "bad JSON: %v where the object should end", t)
-	}
-	return nil
-}
-
-// objectKey reads the key of the next member of an object.
-func objectKey(d *json.Decoder) (string, error) {
-	t, err := d.Token()
-	if err != nil {
-		return "", badJSON(err)
-	}
-	key, ok := t.(string)
-	if !ok {
-		return "", rain.Errorf(rain.EINVALID, "bad JSON: %v where a field name should be", t)
-	}
-	return key, nil
-}
-
 // stringValue reads a member's value that must be a JSON string.
-func stringValue(d *json.Decoder, field string) (string, error) {
-	t, err := d.Token()
+func stringValue(v *fastjson.Value, field string) (string, error) {
+	b, err := v.StringBytes()
 	if err != nil {
-		return "", badJSON(err)
-	}
-	v, ok := t.(string)
-	if !ok {
 		return "", rain.Errorf(rain.EINVALID, "%s must be a string", field)
 	}
-	return v, nil
+	return string(b), nil
 }
 
 // timeValue reads an RFC 3339 time, truncated to the millisecond.
-func timeValue(d *json.Decoder, field string) (time.Time, error) {
-	v, err := stringValue(d, field)
+func timeValue(v *fastjson.Value, field string) (time.Time, error) {
+	s, err := stringValue(v, field)
 	if err != nil {
 		return time.Time{}, err
 	}
 	var t time.Time
-	if !rfc3339Shape(v) || t.UnmarshalText([]byte(v)) != nil {
+	if !rfc3339Shape(s) || t.UnmarshalText([]byte(s)) != nil {
 		return time.Time{}, rain.Errorf(rain.EINVALID,
 			"%s must be an RFC 3339 time (YYYY-MM-DDTHH:MM:SS[.fraction] and Z or an offset ±HH:MM under 24 h)", field)
 	}
@@ -181,58 +120,46 @@ func rfc3339Shape(s string) bool {
 
 // inventoryValue reads the inventory object: canonical integer amounts,
 // each once, to canonical integer counts.
-func inventoryValue(d *json.Decoder) ([]rain.Stock, error) {
-	if t, err := d.Token(); err != nil {
-		return nil, badJSON(err)
-	} else if t != json.Delim('{') {
+func inventoryValue(v *fastjson.Value) ([]rain.Stock, error) {
+	o, err := v.Object()
+	if err != nil {
 		return nil, rain.Errorf(rain.EINVALID, "inventory must be an object of amount to count")
 	}
 	var inv []rain.Stock
-	for d.More() {
-		key, err := objectKey(d)
+	o.Visit(func(key []byte, n *fastjson.Value) {
 		if err != nil {
-			return nil, err
+			return
 		}
 		if len(inv) == rain.MaxInventory {
-			return nil, rain.Errorf(rain.EINVALID, "inventory must have 1-%d amounts", rain.MaxInventory)
+			err = rain.Errorf(rain.EINVALID, "inventory must have 1-%d amounts", rain.MaxInventory)
+			return
 		}
-		amount, err := rain.ParseAmount(key)
-		if err != nil {
-			return nil, err
+		var amount int64
+		if amount, err = rain.ParseAmount(string(key)); err != nil {
+			return
 		}
 		for _, st := range inv {
 			if st.Amount == amount {
-				return nil, rain.Errorf(rain.EINVALID, "bad JSON: inventory amount %s twice", key)
+				err = rain.Errorf(rain.EINVALID, "bad JSON: inventory amount %s twice", key)
+				return
 			}
 		}
-		t, err := d.Token()
-		if err != nil {
-			return nil, badJSON(err)
-		}
-		n, ok := t.(json.Number)
-		count, err := rain.ParseAmount(string(n)) // same canonical-integer rule
-		if !ok || err != nil || count > rain.MaxCount {
-			return nil, rain.Errorf(rain.EINVALID, "inventory count for amount %s must be an integer 1-%d", key, rain.MaxCount)
+		count, ok := strictjson.Int(n)
+		if !ok || count < 1 || count > rain.MaxCount {
+			err = rain.Errorf(rain.EINVALID, "inventory count for amount %s must be an integer 1-%d", key, rain.MaxCount)
+			return
 		}
 		inv = append(inv, rain.Stock{Amount: amount, Total: count})
-	}
-	if err := expectDelim(d, '}'); err != nil {
-		return nil, err
-	}
-	return inv, nil
+	})
+	return inv, err
 }
 
 // bucketsValue reads the number of buckets: a canonical JSON integer 1-64
 // (not 4.0, 4e0, "4" or 04).
-func bucketsValue(d *json.Decoder) (int, error) {
-	t, err := d.Token()
-	if err != nil {
-		return 0, badJSON(err)
-	}
-	n, ok := t.(json.Number)
-	v, perr := rain.ParseAmount(string(n)) // the canonical-integer rule
-	if !ok || perr != nil || v > rain.MaxBuckets {
+func bucketsValue(v *fastjson.Value) (int, error) {
+	n, ok := strictjson.Int(v)
+	if !ok || n < 1 || n > rain.MaxBuckets {
 		return 0, rain.Errorf(rain.EINVALID, "buckets must be an integer 1-%d", rain.MaxBuckets)
 	}
-	return int(v), nil
+	return int(n), nil
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"net"
 	"net/url"
@@ -15,8 +14,9 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/redpacket/rain"
 	"github.com/redpacket/rain/internal/postgres"
-	"github.com/redpacket/rain/lua"
+	"github.com/redpacket/rain/internal/strictjson"
 	"github.com/valyala/fasthttp"
+	"github.com/valyala/fastjson"
 )
 
 // The merchant's routes besides create and read (campaign.go): the list of
@@ -44,29 +44,14 @@ const (
 )
 
 var (
-	merchantActions = map[string]*metrics.Counter{
-		postgres.ActionCreate: metrics.NewCounter(`rain_merchant_actions_total{kind="create"}`),
-		postgres.ActionEnd:    metrics.NewCounter(`rain_merchant_actions_total{kind="end"}`),
-		postgres.ActionStock:  metrics.NewCounter(`rain_merchant_actions_total{kind="stock"}`),
-	}
-	// Campaigns an end cut short (an end of a campaign already over is an
-	// action but ends nothing), and stock added (each restock once, however
-	// often its request is retried).
-	endedEarly     = metrics.NewCounter(`rain_campaigns_ended_early_total`)
-	restocked      = metrics.NewCounter(`rain_campaigns_restocked_total`)
-	pendingSettled = metrics.NewCounter(`rain_stock_settled_total`)
-
-	pgList        = metrics.NewPrometheusHistogram(`rain_postgres_duration_seconds{op="list_campaigns"}`)
-	pgEnd         = metrics.NewPrometheusHistogram(`rain_postgres_duration_seconds{op="end_campaign"}`)
-	pgStock       = metrics.NewPrometheusHistogram(`rain_postgres_duration_seconds{op="add_stock"}`)
-	pgClaims      = metrics.NewPrometheusHistogram(`rain_postgres_duration_seconds{op="read_claims"}`)
-	redisMerchant = metrics.NewPrometheusHistogram(`rain_redis_duration_seconds{op="merchant"}`)
+	pgList   = metrics.NewPrometheusHistogram(`rain_postgres_duration_seconds{op="list_campaigns"}`)
+	pgClaims = metrics.NewPrometheusHistogram(`rain_postgres_duration_seconds{op="read_claims"}`)
+	// pgCampaign: the gate of the routes of one campaign (campaignFor).
+	pgCampaign = metrics.NewPrometheusHistogram(`rain_postgres_duration_seconds{op="read_owned_campaign"}`)
 
 	errBodyTooBig   = rain.Errorf(rain.ETOOLARGE, "body is over 4 KiB")
 	errIdemKey      = rain.Errorf(rain.EINVALID, "Idempotency-Key must be 1-255 characters of visible ASCII")
-	errDBNoChange   = rain.Errorf(rain.EBUSY, "database unavailable; nothing was changed")
 	errDBRead       = rain.Errorf(rain.EBUSY, "database unavailable")
-	errStockLocked  = rain.Errorf(rain.EBUSY, "the campaign is being loaded or restocked by another request; nothing was added")
 	headerIdemKey   = "Idempotency-Key"
 	headerReplayed  = "Idempotent-Replayed"
 	contentTypeCSV  = "text/csv; charset=utf-8"
@@ -74,7 +59,8 @@ var (
 	claimTimeLayout = "2006-01-02T15:04:05.000Z07:00"
 )
 
-// actor is the audit's record of a merchant request: the token's name and
+// actor is the audit's record of a merchant request: who (the principal:
+// the token's name, its merchant and id, which also scope the action) and
 // what was asked (method, path, the body as parsed, the Idempotency-Key).
 func actor(ctx *fasthttp.RequestCtx, body any, key string) postgres.Actor {
 	req := struct {
@@ -84,7 +70,8 @@ func actor(ctx *fasthttp.RequestCtx, body any, key string) postgres.Actor {
 		Key    string `json:"idempotency_key,omitempty"`
 	}{string(ctx.Method()), string(ctx.Path()), body, key}
 	b, _ := json.Marshal(req)
-	return postgres.Actor{Name: merchantName(ctx), Request: b}
+	p := principalFor(ctx)
+	return postgres.Actor{Name: p.name, Merchant: p.merchant, Token: p.token, Request: b}
 }
 
 // query returns the request's query arguments, refusing names not in
@@ -132,6 +119,7 @@ func pageLimit(q map[string]string, max int) (int, error) {
 type listedView struct {
 	ID        int64        `json:"id"`
 	Name      string       `json:"name"`
+	Merchant  *string      `json:"merchant"` // the owner; null: the operator's
 	StartTime time.Time    `json:"start_time"`
 	EndTime   time.Time    `json:"end_time"`
 	CreatedAt time.Time    `json:"created_at"`
@@ -159,10 +147,12 @@ func campaignState(start, end, now time.Time) string {
 	return postgres.StateLive
 }
 
-// listCampaigns is GET /campaigns: newest first, ?after=<id> (the page
+// listCampaigns is GET /campaigns: the caller's campaigns (the operator's:
+// every one, or ?merchant=<name>'s), newest first, ?after=<id> (the page
 // continues below that id), ?limit=, ?state=live|upcoming|ended.
 func (s *Server) listCampaigns(ctx *fasthttp.RequestCtx) {
-	q, err := query(ctx, "after", "limit", "state")
+	p := principalFor(ctx)
+	q, err := query(ctx, "after", "limit", "state", "merchant")
 	if err != nil {
 		writeError(ctx, err)
 		return
@@ -191,10 +181,19 @@ func (s *Server) listCampaigns(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, rain.Errorf(rain.EINVALID, "state must be live, upcoming or ended"))
 		return
 	}
-	rctx, cancel := context.WithTimeout(context.Background(), s.cfg.RepairTimeout)
+	owner, ok := q["merchant"]
+	switch {
+	case ok && !p.operator():
+		writeError(ctx, rain.Errorf(rain.EINVALID, "merchant is an operator's filter; a merchant token lists its own campaigns"))
+		return
+	case ok && !validMerchantName(owner):
+		writeError(ctx, errMerchantName)
+		return
+	}
+	rctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
 	defer cancel()
 	start := time.Now()
-	list, more, err := s.store.ListCampaigns(rctx, state, before, limit)
+	list, more, err := s.store.ListCampaigns(rctx, postgres.ListQuery{Scope: p.merchant, Owner: owner, State: state, Before: before, Limit: limit})
 	pgList.UpdateDuration(start)
 	if err != nil {
 		s.log.Error("list campaigns", "err", err)
@@ -206,7 +205,7 @@ func (s *Server) listCampaigns(ctx *fasthttp.RequestCtx) {
 		Next      *string      `json:"next"`
 	}{Campaigns: make([]listedView, 0, len(list))}
 	for _, c := range list {
-		v := listedView{ID: c.ID, Name: c.Name, StartTime: c.StartTime.UTC(), EndTime: c.EndTime.UTC(),
+		v := listedView{ID: c.ID, Name: c.Name, Merchant: c.Merchant, StartTime: c.StartTime.UTC(), EndTime: c.EndTime.UTC(),
 			CreatedAt: c.CreatedAt.UTC(), State: c.State, EndedAt: utc(c.EndedAt), Inventory: make([]listedItem, 0, len(c.Inventory))}
 		for _, st := range c.Inventory {
 			v.Total += st.Total
@@ -236,151 +235,77 @@ func emptyBody(body []byte) error {
 		return errBodyTooBig
 	}
 	if b := bytes.TrimSpace(body); len(b) > 0 {
-		var m map[string]json.RawMessage
-		if err := strictJSON(b, &m); err != nil || m == nil || len(m) > 0 {
+		p := bodyParsers.Get()
+		defer bodyParsers.Put(p)
+		if o, err := strictjson.Parse(p, b); err != nil || o.Len() > 0 {
 			return rain.Errorf(rain.EINVALID, "body must be empty or {}")
 		}
 	}
 	return nil
 }
 
-// strictJSON decodes one JSON value into v: unknown fields and trailing
-// data are errors.
-func strictJSON(body []byte, v any) error {
-	d := json.NewDecoder(bytes.NewReader(body))
-	d.DisallowUnknownFields()
-	if err := d.Decode(v); err != nil {
-		return err
-	}
-	if _, err := d.Token(); err != io.EOF {
-		return errors.New("data after the value")
-	}
-	return nil
-}
-
-// endCampaign is POST /campaign/{id}/end: the window ends now, in Redis
-// (end.lua) inside the PostgreSQL transaction that records it, so the end
-// PostgreSQL keeps is the one Redis applied; the answer is the campaign as
-// GET /campaign/{id} shows it. Idempotent: the end never moves later.
+// endCampaign is POST /campaign/{id}/end: the window ends now (the
+// engine's End); the answer is the campaign as GET /campaign/{id} shows
+// it. Idempotent: the end never moves later.
 func (s *Server) endCampaign(ctx *fasthttp.RequestCtx) {
-	id, ok := rain.ParseCampaignID(routeParam(ctx, "id"))
-	if !ok {
-		writeError(ctx, errCampaignID)
+	id, err := pathCampaignID(ctx)
+	if err != nil {
+		writeError(ctx, err)
 		return
 	}
 	if err := emptyBody(ctx.PostBody()); err != nil {
 		writeError(ctx, err)
 		return
 	}
-	rctx, cancel := context.WithTimeout(context.Background(), s.cfg.RepairTimeout)
+	rctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
 	defer cancel()
-	var redisErr error
-	apply := func(ctx context.Context, end time.Time) (time.Time, bool, error) {
-		at, loaded, err := s.endInRedis(ctx, id, end.UnixMilli())
-		redisErr = err
-		return time.UnixMilli(at), loaded, err
-	}
-	start := time.Now()
-	e, err := s.store.EndCampaign(rctx, id, actor(ctx, nil, ""), apply)
-	pgEnd.UpdateDuration(start)
-	switch {
-	case rain.ErrorCode(err) == rain.ENOTFOUND:
+	if _, err := s.campaignFor(ctx, rctx, id); err != nil {
 		writeError(ctx, err)
 		return
-	case redisErr != nil:
-		s.log.Error("end campaign: redis", "campaign_id", id, "err", err)
-		writeError(ctx, rain.Errorf(rain.EBUSY, "Redis unavailable; the end was not recorded (it may have taken effect): retry"))
-		return
-	case err != nil:
-		s.log.Error("end campaign", "campaign_id", id, "err", err)
-		writeError(ctx, rain.Errorf(rain.EBUSY, "database unavailable; the end was not recorded (it may have taken effect): retry"))
-		return
 	}
-	if c := s.hot.peek(id); c != nil {
-		s.hot.lowerEnd(c, e.End.UnixMilli())
-	}
-	merchantActions[postgres.ActionEnd].Inc()
-	if e.Changed {
-		endedEarly.Inc()
-		s.log.Info("campaign ended by a merchant", "campaign_id", id, "by", merchantName(ctx), "end_time", e.End)
+	// The end's own query is scoped too (the actor's merchant).
+	if _, err := s.eng.End(rctx, id, actor(ctx, nil, "")); err != nil {
+		writeError(ctx, err)
+		return
 	}
 	s.writeCampaign(ctx, rctx, id)
 }
 
-// endInRedis ends campaign id in Redis no later than endMs and returns the
-// end Redis applied (false: Redis does not hold the campaign); this
-// replica's answers from memory follow at once.
-func (s *Server) endInRedis(ctx context.Context, id int64, endMs int64) (int64, bool, error) {
-	start := time.Now()
-	l, err := s.layoutOf(ctx, id)
-	if err != nil {
-		return 0, false, err
-	}
-	end, loaded, err := lua.EndBuckets(ctx, s.redis, l, endMs)
-	redisMerchant.UpdateDuration(start)
-	if err != nil || !loaded {
-		return 0, false, err
-	}
-	if c := s.hot.peek(id); c != nil {
-		s.hot.lowerEnd(c, end)
-	}
-	return end, true, nil
-}
+// stockFields are the fields of an add-stock body, both required.
+var stockFields = []string{"amount", "count"}
 
 // parseStockBody returns the amount and count of an add-stock body,
 // {"amount":20,"count":100}, under the limits of create: canonical
 // integers, amount 1-rain.MaxAmount, count 1-rain.MaxCount; field names
-// exactly so, each once, nothing else.
+// exactly so, each once, nothing else (internal/strictjson).
 func parseStockBody(body []byte) (amount, count int64, err error) {
 	if len(body) > maxMerchantBody {
 		return 0, 0, errBodyTooBig
 	}
-	bad := func(format string, args ...any) (int64, int64, error) {
-		return 0, 0, rain.Errorf(rain.EINVALID, `bad body (want {"amount":20,"count":100}): `+format, args...)
+	p := bodyParsers.Get()
+	defer bodyParsers.Put(p)
+	o, err := strictjson.Parse(p, body)
+	if err != nil {
+		return 0, 0, rain.Errorf(rain.EINVALID, `bad body (want {"amount":20,"count":100}): %s`, rain.ErrorMessage(badJSON(err)))
 	}
-	d := json.NewDecoder(bytes.NewReader(body))
-	d.UseNumber()
-	if t, err := d.Token(); err != nil || t != json.Delim('{') {
-		return bad("not a JSON object")
-	}
-	var seen [2]bool
-	for d.More() {
-		t, err := d.Token()
-		key, _ := t.(string)
-		if err != nil {
-			return bad("%v", err)
-		}
-		i := map[string]int{"amount": 0, "count": 1}[key]
-		if key != "amount" && key != "count" {
-			return bad("unknown field %q", key)
-		}
-		if seen[i] {
-			return bad("field %q twice", key)
-		}
-		seen[i] = true
-		t, err = d.Token()
-		n, _ := t.(json.Number)
-		v, perr := rain.ParseAmount(string(n))
+	seen, err := strictjson.Fields(o, stockFields, func(i int, v *fastjson.Value) error {
+		n, ok := strictjson.Int(v)
 		switch {
-		case err != nil:
-			return bad("%v", err)
-		case key == "amount" && perr != nil:
-			return 0, 0, rain.Errorf(rain.EINVALID, "amount must be an integer 1-%d", rain.MaxAmount)
-		case key == "count" && (perr != nil || v > rain.MaxCount):
-			return 0, 0, rain.Errorf(rain.EINVALID, "count must be an integer 1-%d", rain.MaxCount)
-		case key == "amount":
-			amount = v
+		case i == 0 && (!ok || n < 1 || n > rain.MaxAmount):
+			return rain.Errorf(rain.EINVALID, "amount must be an integer 1-%d", rain.MaxAmount)
+		case i == 1 && (!ok || n < 1 || n > rain.MaxCount):
+			return rain.Errorf(rain.EINVALID, "count must be an integer 1-%d", rain.MaxCount)
+		case i == 0:
+			amount = n
 		default:
-			count = v
+			count = n
 		}
+		return nil
+	})
+	if err != nil {
+		return 0, 0, badJSON(err)
 	}
-	if t, err := d.Token(); err != nil || t != json.Delim('}') {
-		return bad("the object does not end")
-	}
-	if _, err := d.Token(); err != io.EOF {
-		return bad("data after the object")
-	}
-	if !seen[0] || !seen[1] {
+	if seen != 3 {
 		return 0, 0, rain.Errorf(rain.EINVALID, "amount and count are required")
 	}
 	return amount, count, nil
@@ -413,15 +338,13 @@ type stockView struct {
 	At         time.Time `json:"at"`
 }
 
-// addStock is POST /campaign/{id}/stock. Under the campaign's Redis loading
-// lock (so no load from PostgreSQL and no other restock of it runs
-// meanwhile): PostgreSQL adds to the total and records the action and its
-// Idempotency-Key in one transaction, then restock.lua adds to the stock.
-// A retry with the same key answers what the first did and adds nothing.
+// addStock is POST /campaign/{id}/stock (the engine's AddStock). A retry
+// with the same Idempotency-Key answers what the first did and adds
+// nothing.
 func (s *Server) addStock(ctx *fasthttp.RequestCtx) {
-	id, ok := rain.ParseCampaignID(routeParam(ctx, "id"))
-	if !ok {
-		writeError(ctx, errCampaignID)
+	id, err := pathCampaignID(ctx)
+	if err != nil {
+		writeError(ctx, err)
 		return
 	}
 	amount, count, err := parseStockBody(ctx.PostBody())
@@ -434,173 +357,23 @@ func (s *Server) addStock(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, err)
 		return
 	}
-	rctx, cancel := context.WithTimeout(context.Background(), s.cfg.RepairTimeout)
+	rctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
 	defer cancel()
-	k := s.keys.Of(id)
-	unlock, err := s.lockCampaign(rctx, k)
-	if err != nil {
+	if _, err := s.campaignFor(ctx, rctx, id); err != nil {
 		writeError(ctx, err)
 		return
 	}
-	defer unlock()
-	start := time.Now()
-	res, err := s.store.AddStock(rctx, postgres.Restock{Campaign: id, Amount: amount, Count: count, Key: key,
+	// The restock's own query is scoped too (the actor's merchant).
+	res, err := s.eng.AddStock(rctx, postgres.Restock{Campaign: id, Amount: amount, Count: count, Key: key,
 		By: actor(ctx, map[string]int64{"amount": amount, "count": count}, key)})
-	pgStock.UpdateDuration(start)
 	if err != nil {
-		switch rain.ErrorCode(err) {
-		case rain.EINVALID, rain.ENOTFOUND:
-		default:
-			s.log.Error("add stock", "campaign_id", id, "err", err)
-			err = errDBNoChange
-		}
 		writeError(ctx, err)
 		return
-	}
-	if !res.Replayed {
-		merchantActions[postgres.ActionStock].Inc()
-		restocked.Inc()
-		s.log.Info("stock added by a merchant", "campaign_id", id, "by", merchantName(ctx), "amount", amount, "count", count)
-	}
-	if !res.Applied {
-		if res.Replayed { // the first request's Redis step may or may not have run: count
-			res.Applied, err = s.settleLocked(rctx, k)
-		} else {
-			res.Applied, err = s.restockRedis(rctx, k, amount, count, res.Action)
-		}
-		if err != nil {
-			s.log.Warn("stock added in postgres, not yet in redis; the sweep adds it", "campaign_id", id, "err", err)
-		}
 	}
 	if res.Replayed {
 		ctx.Response.Header.Set(headerReplayed, "true")
 	}
 	writeValue(ctx, stockView{CampaignID: id, Amount: amount, Count: count, Total: res.Total, Applied: res.Applied, At: res.At.UTC()})
-}
-
-// restockRedis runs restock.lua for a new stock action and records that
-// Redis has it. false with no error: the campaign is not in Redis (its load
-// counts the stock; the sweep then marks the action).
-func (s *Server) restockRedis(ctx context.Context, k *lua.Keys, amount, count, action int64) (bool, error) {
-	start := time.Now()
-	l, err := s.layoutOf(ctx, k.ID)
-	if err != nil {
-		return false, err
-	}
-	_, loaded, err := lua.AddStockBuckets(ctx, s.redis, l, amount, count)
-	redisMerchant.UpdateDuration(start)
-	if err != nil || !loaded {
-		return false, err
-	}
-	s.stockBack(k.ID)
-	return true, s.store.MarkStockApplied(ctx, []int64{action})
-}
-
-// stockBack drops this replica's sold-out state of campaign id at once
-// (the other replicas' refreshers see the generation move).
-func (s *Server) stockBack(id int64) {
-	if c := s.hot.peek(id); c != nil {
-		s.hot.stockBack(c)
-	}
-}
-
-// lockCampaign takes the campaign's loading lock (loader.go), waiting a
-// little for another holder, or fails with a rain.EBUSY error.
-func (s *Server) lockCampaign(ctx context.Context, k *lua.Keys) (func(), error) {
-	wait := 5 * time.Millisecond
-	for deadline := time.Now().Add(2 * time.Second); ; {
-		unlock, err := s.loader.lock(ctx, k)
-		if !errors.Is(err, errRebuilding) {
-			return unlock, err
-		}
-		if time.Now().After(deadline) {
-			return nil, errStockLocked
-		}
-		select {
-		case <-time.After(wait):
-		case <-ctx.Done():
-			return nil, errStockLocked
-		}
-		wait = min(2*wait, 100*time.Millisecond)
-	}
-}
-
-// settleLocked makes Redis hold the stock of the campaign's pending stock
-// actions, whose Redis step may or may not have run, and marks them
-// applied; the caller holds the campaign's loading lock, so no restock and
-// no load runs meanwhile. Per amount with pending actions it compares
-// PostgreSQL's total with Redis's stock plus claims of that amount, read
-// in this order: a claim made during the count moves a packet from the
-// stock to the claims after the stock was read, so the sum can only be
-// over, never under, and the shortfall added is never more than what is
-// missing. It reports whether nothing is pending any more; false with no
-// error when the campaign is not in Redis (its load counts the stock from
-// PostgreSQL; the next sweep marks the actions).
-func (s *Server) settleLocked(ctx context.Context, k *lua.Keys) (bool, error) {
-	pending, totals, err := s.store.PendingStock(ctx, k.ID)
-	if err != nil || len(pending) == 0 {
-		return err == nil, err
-	}
-	l, err := s.layoutOf(ctx, k.ID)
-	if err != nil {
-		return false, err
-	}
-	st, err := lua.ReadBuckets(ctx, s.redis, l)
-	if err != nil || !st.Loaded {
-		return false, err
-	}
-	if st.Pending > 0 {
-		// Packets in a transfer are counted nowhere: the count would be short.
-		return false, errTransfers
-	}
-	claims := make(map[int64]int64)
-	for _, b := range l.Buckets {
-		byAmount, err := lua.ClaimsByAmount(ctx, s.redis, b.Keys)
-		if err != nil {
-			return false, err
-		}
-		for a, n := range byAmount {
-			claims[a] += n
-		}
-	}
-	want := make(map[int64]int64) // amount -> packets the pending actions add
-	ids := make([]int64, 0, len(pending))
-	for _, p := range pending {
-		want[p.Amount] += p.Count
-		ids = append(ids, p.Action)
-	}
-	for amount, n := range want {
-		short := totals[amount] - st.Remaining[amount] - claims[amount]
-		if add := min(short, n); add > 0 {
-			if _, loaded, err := lua.AddStockBuckets(ctx, s.redis, l, amount, add); err != nil || !loaded {
-				return false, err
-			}
-			pendingSettled.Add(int(add))
-			s.log.Info("pending stock added to redis", "campaign_id", k.ID, "amount", amount, "count", add)
-		}
-	}
-	s.stockBack(k.ID)
-	return true, s.store.MarkStockApplied(ctx, ids)
-}
-
-// errTransfers: a bucketed campaign's stock is moving; the sweep settles
-// its pending stock later.
-var errTransfers = errors.New("stock transfers between buckets in flight")
-
-// settle is settleLocked under the campaign's lock, for the sweep; a lock
-// held elsewhere leaves the campaign to the next sweep.
-func (s *Server) settle(ctx context.Context, id int64) error {
-	k := s.keys.Of(id)
-	unlock, err := s.loader.lock(ctx, k)
-	if errors.Is(err, errRebuilding) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	_, err = s.settleLocked(ctx, k)
-	return err
 }
 
 // claimView is one claim of the payout routes.
@@ -634,9 +407,9 @@ func acceptsCSV(ctx *fasthttp.RequestCtx) bool {
 // JSON pages (?after=<user_id>&limit=), or with Accept: text/csv the whole
 // list (from ?after= if given) streamed as CSV, in constant memory.
 func (s *Server) listClaims(ctx *fasthttp.RequestCtx) {
-	id, ok := rain.ParseCampaignID(routeParam(ctx, "id"))
-	if !ok {
-		writeError(ctx, errCampaignID)
+	id, err := pathCampaignID(ctx)
+	if err != nil {
+		writeError(ctx, err)
 		return
 	}
 	csv := acceptsCSV(ctx)
@@ -662,10 +435,15 @@ func (s *Server) listClaims(ctx *fasthttp.RequestCtx) {
 	if csv {
 		limit = csvPage
 	}
-	rctx, cancel := context.WithTimeout(context.Background(), s.cfg.RepairTimeout)
+	rctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
 	defer cancel()
+	if _, err := s.campaignFor(ctx, rctx, id); err != nil {
+		writeError(ctx, err)
+		return
+	}
+	scope := principalFor(ctx).merchant
 	start := time.Now()
-	claims, more, err := s.store.ClaimsPage(rctx, id, after, limit)
+	claims, more, err := s.store.ClaimsPage(rctx, id, scope, after, limit)
 	pgClaims.UpdateDuration(start)
 	if err != nil {
 		if rain.ErrorCode(err) != rain.ENOTFOUND {
@@ -678,7 +456,7 @@ func (s *Server) listClaims(ctx *fasthttp.RequestCtx) {
 	if csv {
 		ctx.SetStatusCode(fasthttp.StatusOK)
 		ctx.SetContentType(contentTypeCSV)
-		ctx.SetBodyStream(&claimsCSV{s: s, id: id, page: claims, more: more, conn: ctx.Conn(), buf: []byte(csvHeader)}, -1)
+		ctx.SetBodyStream(&claimsCSV{s: s, id: id, scope: scope, page: claims, more: more, conn: ctx.Conn(), buf: []byte(csvHeader)}, -1)
 		return
 	}
 	page := struct {
@@ -701,14 +479,15 @@ func (s *Server) listClaims(ctx *fasthttp.RequestCtx) {
 // the connection without the chunked body's last chunk: the client sees a
 // truncated response, never a short list that looks whole.
 type claimsCSV struct {
-	s    *Server
-	id   int64
-	page []postgres.Claim
-	more bool
-	last string // the user id of the last claim formatted
-	conn net.Conn
-	buf  []byte // formatted, not yet read
-	off  int
+	s     *Server
+	id    int64
+	scope int64 // the caller's (ClaimsPage)
+	page  []postgres.Claim
+	more  bool
+	last  string // the user id of the last claim formatted
+	conn  net.Conn
+	buf   []byte // formatted, not yet read
+	off   int
 }
 
 func (r *claimsCSV) Read(p []byte) (int, error) {
@@ -746,10 +525,10 @@ func (r *claimsCSV) Read(p []byte) (int, error) {
 
 // next reads the page after the last claim streamed.
 func (r *claimsCSV) next() error {
-	ctx, cancel := context.WithTimeout(context.Background(), r.s.cfg.RepairTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), r.s.cfg.RequestTimeout)
 	defer cancel()
 	start := time.Now()
-	page, more, err := r.s.store.ClaimsPage(ctx, r.id, r.last, csvPage)
+	page, more, err := r.s.store.ClaimsPage(ctx, r.id, r.scope, r.last, csvPage)
 	pgClaims.UpdateDuration(start)
 	if err != nil {
 		r.s.log.Error("claims csv: read failed; the stream is cut", "campaign_id", r.id, "after", r.last, "err", err)
@@ -774,9 +553,9 @@ func appendCSVField(b []byte, s string) []byte {
 // claim_log, or from Redis while it is on its way there (persisted false);
 // 404 when the user has none (or there is no such campaign).
 func (s *Server) userClaim(ctx *fasthttp.RequestCtx) {
-	id, ok := rain.ParseCampaignID(routeParam(ctx, "id"))
-	if !ok {
-		writeError(ctx, errCampaignID)
+	id, err := pathCampaignID(ctx)
+	if err != nil {
+		writeError(ctx, err)
 		return
 	}
 	// The router matches the path as sent: the user id is still escaped.
@@ -785,10 +564,14 @@ func (s *Server) userClaim(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, errOpenUserID)
 		return
 	}
-	rctx, cancel := context.WithTimeout(context.Background(), s.cfg.RepairTimeout)
+	rctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
 	defer cancel()
+	if _, err := s.campaignFor(ctx, rctx, id); err != nil {
+		writeError(ctx, err)
+		return
+	}
 	start := time.Now()
-	c, found, err := s.store.ClaimOf(rctx, id, user)
+	c, found, err := s.store.ClaimOf(rctx, id, principalFor(ctx).merchant, user)
 	pgClaims.UpdateDuration(start)
 	if err != nil {
 		s.log.Error("read claim", "campaign_id", id, "err", err)
@@ -797,21 +580,16 @@ func (s *Server) userClaim(ctx *fasthttp.RequestCtx) {
 	}
 	v := claimView{UserID: user, Amount: c.Amount, ClaimedAt: c.ClaimedAt, Persisted: true}
 	if !found {
-		l, err := s.layoutOf(rctx, id)
-		var amount, at int64
-		var inRedis bool
-		if err == nil {
-			amount, at, inRedis, err = lua.ClaimOf(rctx, s.redis, l.BucketOf(user).Keys, user)
-		}
+		rc, inRedis, err := s.eng.ClaimOf(rctx, id, user)
 		if err != nil {
-			writeError(ctx, busyIf(err))
+			writeError(ctx, err)
 			return
 		}
 		if !inRedis {
 			writeError(ctx, rain.Errorf(rain.ENOTFOUND, "user %q has no claim in campaign %d", user, id))
 			return
 		}
-		v = claimView{UserID: user, Amount: amount, ClaimedAt: time.UnixMilli(at).UTC(), Persisted: false}
+		v = claimView{UserID: user, Amount: rc.Amount, ClaimedAt: time.UnixMilli(rc.ClaimedAtMs).UTC(), Persisted: false}
 	}
 	writeValue(ctx, v)
 }

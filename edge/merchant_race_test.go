@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redpacket/rain/edge/engine"
 	"github.com/redpacket/rain/internal/app/consumerproc"
 	"github.com/redpacket/rain/internal/dev/testenv"
 	"github.com/redpacket/rain/lua"
@@ -61,10 +62,10 @@ func (h *harness) send(method, uri, body string) (int, []byte, error) {
 //   - a repeat gets the amount of the user's OK.
 func TestMerchantRaceTwoReplicas(t *testing.T) {
 	topic := testenv.NewTopic(t, 3)
-	set := func(c *Config) { c.SoldOutTTL = time.Minute }
+	set := func(c *engine.Config) { c.SoldOutTTL = time.Minute }
 	reps := []*harness{
-		newHarness(t, harnessOpt{topic: topic, set: set, ringSize: 1 << 14}),
-		newHarness(t, harnessOpt{topic: topic, set: set, ringSize: 1 << 14}),
+		newHarness(t, harnessOpt{topic: topic, engine: set, ringSize: 1 << 14}),
+		newHarness(t, harnessOpt{topic: topic, engine: set, ringSize: 1 << 14}),
 	}
 	a, b := reps[0], reps[1]
 	db := a.srv.store
@@ -217,7 +218,7 @@ func TestMerchantRaceTwoReplicas(t *testing.T) {
 			t.Errorf("campaign %d: redis %d claims and %d left, the flood won %d, total %d", id, st.Claims, st.Left, len(won[id]), totals[id])
 		}
 		var endMs int64
-		c, err := a.srv.loader.campaign(ctx, id)
+		c, err := a.eng.Campaign(ctx, id)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -4,33 +4,13 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/redpacket/rain"
-
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
 )
 
-// Metrics of the api, registered once per process (names follow Prometheus
-// conventions; histograms use "le" buckets so histogram_quantile works).
-var (
-	claimsByOutcome [len(outcomeStatus)]*metrics.Counter
-	claimsBusy      = metrics.NewCounter(`rain_claims_total{result="BUSY"}`)
-	claimsError     = metrics.NewCounter(`rain_claims_total{result="REDIS_ERROR"}`)
-	// Answers given from memory without Redis (counted in rain_claims_total too).
-	claimsMemo        = metrics.NewCounter(`rain_claims_from_memory_total{result="ALREADY_OPENED"}`)
-	claimsSoldOutFlag = metrics.NewCounter(`rain_claims_from_memory_total{result="SOLD_OUT"}`)
-	redisClaim        = metrics.NewPrometheusHistogram(`rain_redis_duration_seconds{op="claim"}`)
-	redisLoad         = metrics.NewPrometheusHistogram(`rain_redis_duration_seconds{op="load"}`)
-	pgCreate          = metrics.NewPrometheusHistogram(`rain_postgres_duration_seconds{op="create_campaign"}`)
-	pgRead            = metrics.NewPrometheusHistogram(`rain_postgres_duration_seconds{op="read_campaign"}`)
-	repairs           = metrics.NewCounter(`rain_campaign_loads_total{reason="repair"}`)
-)
-
-func init() {
-	for o := range claimsByOutcome {
-		claimsByOutcome[o] = metrics.NewCounter(`rain_claims_total{result="` + rain.Outcome(o).String() + `"}`)
-	}
-}
+// The HTTP side's metrics: requests and latency per route, method and
+// status (the engine keeps the claims' own). Names follow Prometheus
+// conventions; histograms use "le" buckets so histogram_quantile works.
 
 // routeMetrics counts a route's requests by status and times them, with the
 // counters made ahead of time so the hot path builds no metric names.

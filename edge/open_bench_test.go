@@ -6,9 +6,11 @@ import (
 	"strconv"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/redpacket/rain"
 
+	"github.com/redpacket/rain/edge/engine"
 	"github.com/redpacket/rain/internal/dev/testenv"
 	"github.com/redpacket/rain/lua"
 	"github.com/valyala/fasthttp"
@@ -124,4 +126,24 @@ func newBenchServer(b *testing.B, set func(*Config)) (*harness, int64) {
 	}()
 	b.Cleanup(func() { close(done) })
 	return h, id
+}
+
+// BenchmarkSoldOutOpenHandler runs the whole open route for non-claimants
+// of a sold-out campaign, answered from memory (410): no allocation.
+func BenchmarkSoldOutOpenHandler(b *testing.B) {
+	h := newHarness(b, harnessOpt{engine: func(c *engine.Config) { c.SoldOutTTL = time.Minute }})
+	id := h.live(`{"1":1}`)
+	h.open(id, "first")
+	const fromMemory = `rain_claims_from_memory_total{result="SOLD_OUT"}`
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		before := counter(fromMemory)
+		h.open(id, "probe-"+strconv.FormatInt(benchUser.Add(1), 10))
+		if counter(fromMemory) > before {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatal("the sold-out campaign is not answered from memory")
+		}
+	}
+	benchOpens(b, h, id, 410)
 }

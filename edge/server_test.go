@@ -11,7 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/redis/rueidis"
+	"github.com/redpacket/rain/edge/engine"
 	"github.com/redpacket/rain/internal/config"
 	"github.com/redpacket/rain/internal/dev/testenv"
 	"github.com/redpacket/rain/internal/postgres"
@@ -32,6 +34,7 @@ const (
 type harness struct {
 	t      testing.TB
 	srv    *Server
+	eng    *engine.Engine
 	ring   *producer.Ring
 	redis  rueidis.Client
 	client *fasthttp.Client
@@ -43,7 +46,9 @@ type harnessOpt struct {
 	topic    string // "" = no producer: the ring is not drained
 	redis    rueidis.Client
 	db       *postgres.Store // default: testenv.Store
+	serverDB *postgres.Store // the HTTP side's own, when it must not share the engine's (default: db)
 	set      func(*Config)   // changes to the default configuration (AdminTokens are the harness's)
+	engine   func(*engine.Config)
 }
 
 func newHarness(t testing.TB, o harnessOpt) *harness {
@@ -63,7 +68,12 @@ func newHarness(t testing.TB, o harnessOpt) *harness {
 	if o.db == nil {
 		o.db = testenv.Store(t)
 	}
-	d := Deps{Redis: o.redis, Keys: testenv.Keys(), DB: o.db, Ring: producer.NewRing(o.ringSize), Log: log}
+	ecfg := engine.DefaultConfig()
+	if o.engine != nil {
+		o.engine(&ecfg)
+	}
+	ed := engine.Deps{Redis: o.redis, Keys: testenv.Keys(), Store: o.db, Ring: producer.NewRing(o.ringSize), Log: log}
+	var producerHealth Health
 	if o.topic != "" {
 		pc := config.Default[producer.Config]()
 		pc.RingSize = o.ringSize
@@ -72,18 +82,25 @@ func newHarness(t testing.TB, o harnessOpt) *harness {
 			t.Fatal(err)
 		}
 		go p.Run()
-		d.Ring, d.Producer = p.Ring(), p
+		ed.Ring, producerHealth = p.Ring(), p
 		t.Cleanup(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			p.Close(ctx)
 		})
 	}
-	s := New(cfg, d)
+	eng := engine.New(ecfg, ed)
+	eng.Start()
+	t.Cleanup(eng.Stop)
+	if o.serverDB == nil {
+		o.serverDB = o.db
+	}
+	s := New(cfg, Deps{Engine: eng, DB: o.serverDB, Producer: producerHealth, Log: log})
+	s.Start()
 	ln := fasthttputil.NewInmemoryListener()
 	go s.Serve(ln)
 	t.Cleanup(func() { s.Shutdown(context.Background()) })
-	h := &harness{t: t, srv: s, ring: d.Ring, redis: o.redis,
+	h := &harness{t: t, srv: s, eng: eng, ring: ed.Ring, redis: o.redis,
 		client: &fasthttp.Client{Dial: func(string) (net.Conn, error) { return ln.Dial() }, DisablePathNormalizing: true}, dial: ln.Dial}
 	return h
 }
@@ -123,9 +140,16 @@ func (h *harness) doRaw(method, path, token, body string) (int, []byte) {
 // create makes a campaign through the API and returns its id.
 func (h *harness) create(start, end time.Time, inventory string) int64 {
 	h.t.Helper()
+	return h.createAs(testToken, start, end, inventory)
+}
+
+// createAs makes a campaign with token: the token's merchant's (the
+// operator's for an ADMIN_TOKEN entry).
+func (h *harness) createAs(token string, start, end time.Time, inventory string) int64 {
+	h.t.Helper()
 	body := fmt.Sprintf(`{"name":"test %s","start_time":%q,"end_time":%q,"inventory":%s}`,
 		h.t.Name(), start.UTC().Format(time.RFC3339Nano), end.UTC().Format(time.RFC3339Nano), inventory)
-	status, m := h.do("POST", "/campaign", testToken, body)
+	status, m := h.do("POST", "/campaign", token, body)
 	if status != 201 {
 		h.t.Fatalf("create: %d %v", status, m)
 	}
@@ -155,3 +179,7 @@ func (h *harness) claims(id int64) int64 {
 	}
 	return n
 }
+
+// counter is the value of a counter of this process's metrics (the
+// engine's included), by its full name.
+func counter(name string) uint64 { return metrics.GetOrCreateCounter(name).Get() }

@@ -1,261 +1,237 @@
 package lua_test
 
 import (
+	"context"
+	"errors"
 	"fmt"
-	"math"
 	"math/rand/v2"
-	"strings"
+	"reflect"
 	"testing"
+	"time"
 
+	"github.com/redpacket/rain"
+
+	"github.com/redis/rueidis"
+	"github.com/redpacket/rain/internal/dev/testenv"
 	"github.com/redpacket/rain/lua"
 )
 
-// Pure tests of the bucket arithmetic: no service needed.
+// Bucketed campaigns as a whole against real Redis (buckets.go), and the
+// helpers the other bucket tests share.
 
-func TestKeySlot(t *testing.T) {
-	// Values from the Redis Cluster specification and CLUSTER KEYSLOT.
-	for key, want := range map[string]int{
-		"123456789":                 0x31C3, // the CRC16 check value
-		"foo":                       12182,
-		"user1000":                  3443,
-		"{user1000}.following":      3443,
-		"foo{}{bar}":                8363, // an empty first tag: the whole key
-		"foo{{bar}}zap":             4015, // the tag is "{bar"
-		"foo{bar}{zap}":             5061, // the tag is "bar"
-		"bar":                       5061,
-		"rp:{42}:meta":              8000,
-		"rp:{42}:claims":            8000,
-		"no closing {brace":         lua.KeySlot("no closing {brace"),
-		"":                          0,
-		"{":                         lua.KeySlot("{"),
-		strings.Repeat("x", 100000): lua.KeySlot(strings.Repeat("x", 100000)),
-	} {
-		if got := lua.KeySlot(key); got != want || got < 0 || got >= lua.Slots {
-			t.Errorf("KeySlot(%.20q) = %d, want %d", key, got, want)
-		}
-	}
-}
-
-// TestBucketOfIsFixed pins the user → bucket hash: changing it would move
-// users of a live campaign to another bucket, where they could claim again.
-func TestBucketOfIsFixed(t *testing.T) {
-	for _, tc := range []struct {
-		id   int64
-		user string
-		k    int
-		want int
-	}{
-		{42, "user-1", 1, 0},
-		{42, "user-1", 3, 2},
-		{42, "user-2", 3, 1},
-		{42, "user-1", 12, 9},
-		{43, "user-1", 12, 1},
-		{42, "user-1", 64, 49},
-		{-7, "ü", 64, 56},
-	} {
-		if got := lua.BucketOf(tc.id, tc.user, tc.k); got != tc.want {
-			t.Errorf("BucketOf(%d, %q, %d) = %d, want %d", tc.id, tc.user, tc.k, got, tc.want)
-		}
-	}
-}
-
-// TestBucketOfSpreads: users spread evenly over the buckets (chi-square
-// far below what an uneven hash gives), for a few campaigns and sizes.
-func TestBucketOfSpreads(t *testing.T) {
-	const users = 64_000
-	for _, k := range []int{2, 3, 12, 64} {
-		for _, id := range []int64{1, 42, 1 << 40} {
-			n := make([]int, k)
-			for u := range users {
-				b := lua.BucketOf(id, fmt.Sprint("user-", u), k)
-				if b < 0 || b >= k {
-					t.Fatalf("bucket %d of %d", b, k)
-				}
-				n[b]++
-			}
-			exp := float64(users) / float64(k)
-			chi := 0.0
-			for _, x := range n {
-				chi += (float64(x) - exp) * (float64(x) - exp) / exp
-			}
-			// The 99.9th percentile of chi-square with k-1 degrees of
-			// freedom is below 3(k-1)+20 for these k.
-			if chi > 3*float64(k-1)+20 {
-				t.Errorf("k=%d id=%d: counts %v, chi-square %.1f", k, id, n, chi)
-			}
-		}
-	}
-}
-
-// TestLayoutTags: each bucket's tag hashes into the middle of its own
-// segment of the slot space, so k buckets spread over masters owning equal
-// ranges; K = 1 is exactly Of(id).
-func TestLayoutTags(t *testing.T) {
-	ks := lua.NewKeyspace("rp")
-	for _, k := range []int{2, 3, 12, 64} {
-		for id := int64(1); id <= 200; id++ {
-			l, err := ks.Layout(id, k)
-			if err != nil {
-				t.Fatal(err)
-			}
-			seen := map[string]bool{l.Home.Meta(): true}
-			for b, bk := range l.Buckets {
-				s := lua.KeySlot(bk.Meta())
-				lo, hi := b*lua.Slots/k, (b+1)*lua.Slots/k
-				if w := hi - lo; s < lo+w/8 || s >= hi-w/8 {
-					t.Fatalf("campaign %d bucket %d of %d: slot %d outside its segment", id, b, k, s)
-				}
-				for _, key := range []string{bk.Stock(), bk.Claims(), bk.In(), bk.Out()} {
-					if lua.KeySlot(key) != s {
-						t.Fatalf("%s not in the slot of %s", key, bk.Meta())
-					}
-				}
-				if seen[bk.Meta()] {
-					t.Fatalf("campaign %d: %s twice", id, bk.Meta())
-				}
-				seen[bk.Meta()] = true
-				if !strings.HasPrefix(bk.Tag, fmt.Sprintf("%d.%d.", id, b)) || bk.Meta() != "rp:{"+bk.Tag+"}:meta" {
-					t.Fatalf("bucket %d tag %q, meta %q", b, bk.Tag, bk.Meta())
-				}
-			}
-			for _, key := range []string{l.Pool(), l.Out(), l.Rebal()} {
-				if lua.KeySlot(key) != lua.KeySlot(l.Home.Meta()) {
-					t.Fatalf("%s not in the home slot", key)
-				}
-			}
-		}
-	}
-	l, err := ks.Layout(42, 1)
+// bucketCampaign loads a campaign of k buckets with the window [start,
+// end) and stock, removing its keys when the test ends.
+func bucketCampaign(t testing.TB, c rueidis.Client, k int, start, end time.Time, stock map[int64]int64) *lua.Layout {
+	t.Helper()
+	l, err := testenv.Keys().Layout(nextID.Add(1), k)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := ks.Of(42)
-	b := l.Buckets[0]
-	if l.K() != 1 || b.Meta() != want.Meta() || b.Stock() != want.Stock() || b.Claims() != want.Claims() || b.Loading() != want.Loading() ||
-		l.Home.Meta() != "rp:{42}:meta" || l.BucketOf("anyone").Keys != l.Home {
-		t.Errorf("K=1 layout %+v, want the keys of Of(42)", b)
+	t.Cleanup(func() { unlinkLayout(c, l) })
+	loaded, err := lua.LoadBuckets(context.Background(), c, l, start.UnixMilli(), end.UnixMilli(), stock, nil)
+	if err != nil || !loaded {
+		t.Fatalf("load: %v %v", loaded, err)
 	}
-	for _, bad := range []int{0, -1, lua.MaxBuckets + 1} {
-		if _, err := ks.Layout(42, bad); err == nil {
-			t.Errorf("Layout with %d buckets: no error", bad)
+	return l
+}
+
+func liveBuckets(t testing.TB, c rueidis.Client, k int, stock map[int64]int64) *lua.Layout {
+	return bucketCampaign(t, c, k, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), stock)
+}
+
+func unlinkLayout(c rueidis.Client, l *lua.Layout) {
+	ctx := context.Background()
+	keys := append(l.AllKeys(), l.Home.Loading())
+	cmds := make(rueidis.Commands, len(keys))
+	for i, k := range keys {
+		cmds[i] = c.B().Unlink().Key(k).Build()
+	}
+	c.DoMulti(ctx, cmds...)
+}
+
+// userOf returns a user id of bucket b (the n-th such, for a fresh one).
+func userOf(l *lua.Layout, b, n int) string {
+	for i := 0; ; i++ {
+		u := fmt.Sprintf("u%d-%d", n, i)
+		if lua.BucketOf(l.ID, u, l.K()) == b {
+			return u
 		}
 	}
 }
 
-func sum(xs []int64) (s int64) {
-	for _, x := range xs {
-		s += x
+// claimIn claims for users of one bucket (the first user's) in one call.
+func claimIn(t testing.TB, c rueidis.Client, l *lua.Layout, users ...string) ([]rain.Result, int64) {
+	t.Helper()
+	rnds := make([]uint64, len(users))
+	for i := range rnds {
+		rnds[i] = rand.Uint64()
+	}
+	out := make([]rain.Result, len(users))
+	left, err := lua.ClaimBucket(context.Background(), c, l, lua.BucketOf(l.ID, users[0], l.K()), users, rnds, out)
+	if err != nil {
+		t.Fatalf("claim %v: %v", users, err)
+	}
+	return out, left
+}
+
+func readBuckets(t testing.TB, c rueidis.Client, l *lua.Layout) lua.LayoutState {
+	t.Helper()
+	s, err := lua.ReadBuckets(context.Background(), c, l)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return s
 }
 
-// TestSplitBounds: a split takes min(n, total) packets, never more of an
-// amount than there is, for random stocks and at the extremes.
-func TestSplitBounds(t *testing.T) {
-	r := rand.New(rand.NewPCG(1, 2))
-	check := func(counts []int64, n int64, rnd uint64) {
-		t.Helper()
-		take := lua.Split(counts, n, rnd)
-		if got, want := sum(take), min(max(n, 0), sum(counts)); got != want {
-			t.Fatalf("Split(%v, %d): %v sums to %d, want %d", counts, n, take, got, want)
-		}
-		for i, x := range take {
-			if x < 0 || x > counts[i] {
-				t.Fatalf("Split(%v, %d): %v takes %d of %d", counts, n, take, x, counts[i])
-			}
-		}
+// TestLoadBuckets: the stock is dealt, half into the buckets and half in
+// the pool, nothing made or lost; a second load changes nothing; a
+// campaign partly there is refused.
+func TestLoadBuckets(t *testing.T) {
+	c := testenv.Redis(t)
+	ctx := context.Background()
+	stock := map[int64]int64{1: 600, 5: 300, 20: 99, 100: 1}
+	l := liveBuckets(t, c, 3, stock)
+	s := readBuckets(t, c, l)
+	if !s.Loaded || s.Left != 1000 || s.PoolLeft != 500 || s.Claims != 0 || s.Pending != 0 || !reflect.DeepEqual(s.Remaining, stock) {
+		t.Fatalf("loaded state %+v", s)
 	}
-	for range 20000 {
-		counts := make([]int64, 1+r.IntN(64))
-		for i := range counts {
-			counts[i] = r.Int64N(1000)
-		}
-		check(counts, r.Int64N(sum(counts)+2), r.Uint64())
-	}
-	big := make([]int64, 64)
-	for i := range big {
-		big[i] = 100_000_000
-	}
-	for _, n := range []int64{1, 6_399_999_999, 6_400_000_000, 7e9, 3_200_000_001} {
-		check(big, n, 1<<53-1)
-		check(big, n, 0)
-	}
-	check([]int64{0, 0}, 5, 0)
-	check([]int64{5}, 0, 0)
-	check([]int64{1, 1_000_000_000}, 999_999_999, 1<<53-1)
-}
-
-// TestSplitIsProportionalInExpectation: over the random, each amount's
-// count taken averages n × its share exactly (to the Monte Carlo error),
-// including shares that round to 0 or 1 packet.
-func TestSplitIsProportionalInExpectation(t *testing.T) {
-	counts := []int64{7, 300, 1, 92}
-	const n, trials = 10, 200_000
-	r := rand.New(rand.NewPCG(3, 4))
-	got := make([]float64, len(counts))
-	for range trials {
-		for i, x := range lua.Split(counts, n, r.Uint64()) {
-			got[i] += float64(x)
+	for b, bs := range s.Buckets {
+		if !bs.Loaded || bs.Left < 166 || bs.Left > 167 || bs.Final || bs.Frozen {
+			t.Errorf("bucket %d: %+v, want 166 or 167 packets", b, bs)
 		}
 	}
-	total := float64(sum(counts))
-	for i, c := range counts {
-		want := n * float64(c) / total
-		mean := got[i] / trials
-		// A count that is ⌊want⌋ or ⌈want⌉: its standard deviation is at most 0.5.
-		if math.Abs(mean-want) > 4*0.5/math.Sqrt(trials) {
-			t.Errorf("amount %d: mean %.4f taken, want %.4f", i, mean, want)
-		}
+	meta, err := c.Do(ctx, c.B().Hgetall().Key(l.Home.Meta()).Build()).AsStrMap()
+	if err != nil || meta["buckets"] != "3" || meta["fence"] == "" || meta["start"] == "" {
+		t.Errorf("home meta %v %v", meta, err)
+	}
+	if again, err := lua.LoadBuckets(ctx, c, l, 0, 1, map[int64]int64{7: 7}, nil); again || err != nil {
+		t.Errorf("second load: %v %v, want nothing done", again, err)
+	}
+	if s2 := readBuckets(t, c, l); !reflect.DeepEqual(s2, s) {
+		t.Errorf("after a second load %+v, want %+v", s2, s)
+	}
+	c.Do(ctx, c.B().Unlink().Key(l.Buckets[1].Meta()).Build())
+	if loaded, err := lua.LoadBuckets(ctx, c, l, 0, 1, stock, nil); loaded || !errors.Is(err, lua.ErrPartial) {
+		t.Errorf("load of a campaign missing a bucket: %v %v, want ErrPartial", loaded, err)
 	}
 }
 
-// TestDeal: half the stock goes into the buckets as evenly as it divides,
-// the rest stays in the pool, nothing is made or lost, and each bucket is
-// the stock in miniature.
-func TestDeal(t *testing.T) {
-	r := rand.New(rand.NewPCG(5, 6))
-	remaining := []int64{600, 300, 99, 1}
-	for _, k := range []int{2, 3, 12, 64} {
-		buckets, pool := lua.Deal(remaining, k, r.Uint64)
-		if len(buckets) != k {
-			t.Fatalf("%d buckets, want %d", len(buckets), k)
-		}
-		total := sum(remaining)
-		held := append([]int64(nil), pool...)
-		var dealt int64
-		for b, bk := range buckets {
-			n := sum(bk)
-			if want := total / 2 / int64(k); n != want && n != want+1 {
-				t.Errorf("k=%d bucket %d: %d packets, want %d or %d", k, b, n, want, want+1)
+// TestBucketSoldOutOnlyWhenAllEmpty: a bucket answers SOLD_OUT only after
+// the global check saw every part empty; stock added back reopens every
+// bucket and is served.
+func TestBucketSoldOutOnlyWhenAllEmpty(t *testing.T) {
+	c := testenv.Redis(t)
+	ctx := context.Background()
+	l := liveBuckets(t, c, 3, map[int64]int64{5: 6})
+	claimed := 0
+	for i := 0; claimed < 6 && i < 1000; i++ {
+		u := fmt.Sprint("user-", i)
+		got, _ := claimIn(t, c, l, u)
+		switch got[0].Outcome {
+		case rain.OK:
+			claimed++
+		case rain.Empty:
+			mv, err := lua.Rebalance(ctx, c, l, lua.BucketOf(l.ID, u, 3), 2, nil)
+			if err != nil || mv.Kind == lua.MoveSoldOut || mv.Moved == 0 {
+				t.Fatalf("rebalance with %d of 6 claimed: %+v %v", claimed, mv, err)
 			}
-			dealt += n
-			for i, x := range bk {
-				held[i] += x
-			}
-		}
-		if dealt != total/2 {
-			t.Errorf("k=%d: %d dealt, want %d", k, dealt, total/2)
-		}
-		for i := range remaining {
-			if held[i] != remaining[i] || pool[i] < 0 {
-				t.Errorf("k=%d amount %d: %d held (pool %d), want %d", k, i, held[i], pool[i], remaining[i])
-			}
+		default:
+			t.Fatalf("user %d: %+v with %d of 6 claimed", i, got[0], claimed)
 		}
 	}
-	// In expectation each bucket holds each amount in its share of the stock.
-	const k, trials = 4, 20000
-	first := make([]float64, len(remaining))
-	for range trials {
-		buckets, _ := lua.Deal(remaining, k, r.Uint64)
-		for i, x := range buckets[k-1] {
-			first[i] += float64(x)
+	if claimed != 6 {
+		t.Fatalf("%d claimed", claimed)
+	}
+	for b := range 3 {
+		if got, _ := claimIn(t, c, l, userOf(l, b, 99)); got[0].Outcome != rain.Empty {
+			t.Errorf("bucket %d before the check: %+v, want EMPTY", b, got[0])
 		}
 	}
-	per := float64(sum(remaining)/2) / k
-	for i, c := range remaining {
-		want := per * float64(c) / float64(sum(remaining))
-		if mean := first[i] / trials; math.Abs(mean-want) > 0.05+0.02*want {
-			t.Errorf("amount %d in the last bucket: mean %.3f, want %.3f", i, mean, want)
+	mv, err := lua.Rebalance(ctx, c, l, 0, 2, nil)
+	if err != nil || mv.Kind != lua.MoveSoldOut {
+		t.Fatalf("rebalance of an empty campaign: %+v %v, want sold out", mv, err)
+	}
+	for b := range 3 {
+		got, _ := claimIn(t, c, l, userOf(l, b, 99))
+		if got[0].Outcome != rain.SoldOut || got[0].Claims != readBuckets(t, c, l).Buckets[b].Claims {
+			t.Errorf("bucket %d after the check: %+v, want SOLD_OUT with its claims", b, got[0])
 		}
+	}
+	gen, loaded, err := lua.AddStockBuckets(ctx, c, l, 50, 3)
+	if err != nil || !loaded || gen != 1 {
+		t.Fatalf("add stock: %d %v %v", gen, loaded, err)
+	}
+	for b := range 3 {
+		u := userOf(l, b, 99)
+		got, _ := claimIn(t, c, l, u)
+		if got[0].Outcome == rain.Empty {
+			if mv, err := lua.Rebalance(ctx, c, l, b, 1, nil); err != nil || mv.Kind != lua.MoveRefill {
+				t.Fatalf("refill after stock added: %+v %v", mv, err)
+			}
+			got, _ = claimIn(t, c, l, u)
+		}
+		if got[0].Outcome != rain.OK || got[0].Amount != 50 {
+			t.Errorf("bucket %d after stock added: %+v, want OK 50", b, got[0])
+		}
+	}
+	if s := readBuckets(t, c, l); s.Claims != 9 || s.Left != 0 {
+		t.Errorf("after stock added and claimed: %d claims, %d left", s.Claims, s.Left)
+	}
+}
+
+// TestEndBuckets: ending now closes every bucket.
+func TestEndBuckets(t *testing.T) {
+	c := testenv.Redis(t)
+	ctx := context.Background()
+	l := liveBuckets(t, c, 3, map[int64]int64{5: 30})
+	end, loaded, err := lua.EndBuckets(ctx, c, l, time.Now().Add(time.Hour).UnixMilli())
+	if err != nil || !loaded || end > time.Now().UnixMilli() {
+		t.Fatalf("end: %d %v %v", end, loaded, err)
+	}
+	for b := range 3 {
+		if got, _ := claimIn(t, c, l, userOf(l, b, 0)); got[0].Outcome != rain.Ended {
+			t.Errorf("bucket %d after the end: %+v", b, got[0])
+		}
+	}
+	unknown, _ := testenv.Keys().Layout(nextID.Add(1), 3)
+	if _, loaded, err := lua.EndBuckets(ctx, c, unknown, 1); loaded || err != nil {
+		t.Errorf("end of a campaign not in redis: %v %v", loaded, err)
+	}
+}
+
+// TestReaddBuckets: a claim Redis lost goes back into its user's bucket;
+// when that bucket has no packet of its amount one is taken from the pool
+// (or another bucket); oversold only when no part has one.
+func TestReaddBuckets(t *testing.T) {
+	c := testenv.Redis(t)
+	ctx := context.Background()
+	l := liveBuckets(t, c, 3, map[int64]int64{7: 2, 9: 1})
+	s := readBuckets(t, c, l)
+	// Bucket b0 holds one 7 (or 9); the other amount is in the pool or b1.
+	b := 0
+	for s.Buckets[b].Left == 0 {
+		b++
+	}
+	users := []string{userOf(l, b, 0), userOf(l, b, 1), userOf(l, b, 2)}
+	var claims []lua.Record
+	for i, u := range users {
+		claims = append(claims, lua.Record{User: u, Amount: []int64{7, 9, 7}[i], ClaimedAtMs: 1000})
+	}
+	readded, oversold, err := lua.ReaddBuckets(ctx, c, l, claims)
+	if err != nil || readded != 3 || oversold != 0 {
+		t.Fatalf("readd of 3 claims for 3 packets: %d %d %v", readded, oversold, err)
+	}
+	after := readBuckets(t, c, l)
+	if after.Left != 0 || after.Claims != 3 || after.Buckets[b].Claims != 3 {
+		t.Errorf("after readd: %+v", after)
+	}
+	for _, u := range users {
+		if got, _ := claimIn(t, c, l, u); got[0].Outcome != rain.AlreadyOpened || got[0].ClaimedAt != 1000 {
+			t.Errorf("%s after readd: %+v", u, got[0])
+		}
+	}
+	readded, oversold, err = lua.ReaddBuckets(ctx, c, l, append(claims, lua.Record{User: userOf(l, 2, 7), Amount: 9, ClaimedAtMs: 5}))
+	if err != nil || readded != 1 || oversold != 1 {
+		t.Errorf("readd with nothing left: %d readded, %d oversold, %v; want 1, 1", readded, oversold, err)
 	}
 }

@@ -16,8 +16,10 @@
 -- in ARGV order, checks in this order: campaign exists, window (by Redis
 -- TIME, so every API replica agrees), already opened, stock. A user twice
 -- in one batch claims once; the second answer is ALREADY_OPENED with the
--- first's amount. Codes are lua.Outcome values. Reply:
+-- first's amount. Codes are rain.Outcome values. Reply:
 --   {code}                     0 NOT_FOUND, 1 NOT_STARTED or 2 ENDED, for every user
+--   {8, k}                     BUCKETED: the campaign's home, whose stock is in k
+--                              buckets (nothing claimed: ask the users' buckets)
 --   {end_ms, now_ms, per user: 5, amount               OK, claimed at now_ms
 --                              3, amount, claimed_at   ALREADY_OPENED
 --                              4, claims               SOLD_OUT (users holding a packet)}
@@ -63,7 +65,7 @@ local meta
 if BUCKET then
   meta = call('HMGET', KEYS[1], 'start', 'end', 'final', 'frozen')
 else
-  meta = call('HMGET', KEYS[1], 'start', 'end')
+  meta = call('HMGET', KEYS[1], 'start', 'end', 'buckets')
 end
 if not meta[1] then
   return {0} -- NOT_FOUND
@@ -79,6 +81,9 @@ if now >= endms then
 end
 if BUCKET and meta[4] then
   return {7} -- BUSY: frozen
+end
+if not BUCKET and meta[3] and tonumber(meta[3]) > 1 then
+  return {8, tonumber(meta[3])} -- BUCKETED: the stock is in the buckets
 end
 
 local prev = call('HMGET', KEYS[3], unpack(ARGV, 1, m))

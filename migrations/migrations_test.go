@@ -86,15 +86,59 @@ func TestConcurrentBoot(t *testing.T) {
 	}
 }
 
+// TestMerchantsMigration: the campaigns made before merchants existed are
+// the operator's (merchant_id NULL), as docs/security.md says, and their
+// audit rows keep their token names with no merchant.
+func TestMerchantsMigration(t *testing.T) {
+	dsn := freshDatabase(t)
+	ctx := context.Background()
+	c, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	if err := migrations.MigrateTo(ctx, dsn, 3); err != nil { // the schema before merchants (004)
+		t.Fatal(err)
+	}
+	var id int64
+	if err := c.QueryRow(ctx, `INSERT INTO campaign (name, start_time, end_time) VALUES ('old', now(), now() + interval '1 hour') RETURNING id`).Scan(&id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Exec(ctx, `INSERT INTO campaign_action (campaign_id, kind, actor, request, result) VALUES ($1, 'create', 'ops', '{}', '{}')`, id); err != nil {
+		t.Fatal(err)
+	}
+	if err := migrations.Migrate(ctx, dsn); err != nil {
+		t.Fatal(err)
+	}
+	var owner, merchant, token *int64
+	var actor string
+	err = c.QueryRow(ctx, `SELECT c.merchant_id, a.merchant_id, a.token_id, a.actor FROM campaign c JOIN campaign_action a ON a.campaign_id = c.id
+		WHERE c.id = $1`, id).Scan(&owner, &merchant, &token, &actor)
+	if err != nil || owner != nil || merchant != nil || token != nil || actor != "ops" {
+		t.Errorf("an old campaign after the migration: owner %v, action by %v/%v/%q, %v", owner, merchant, token, actor, err)
+	}
+	var version int64
+	if err := c.QueryRow(ctx, `SELECT version FROM merchant_token_version`).Scan(&version); err != nil || version < 1 {
+		t.Errorf("token version: %d %v", version, err)
+	}
+	// A merchant name the API refuses is refused by the table too.
+	for _, bad := range []string{"Acme", "-a", "", strings.Repeat("a", 65), "a b", "a.b"} {
+		if _, err := c.Exec(ctx, `INSERT INTO merchant (name) VALUES ($1)`, bad); err == nil {
+			t.Errorf("merchant name %q accepted", bad)
+		}
+	}
+}
+
 // TestMigrationKeepsClaims: a database that holds claims from before
-// claim_log was partitioned (version 3) is migrated without losing or
+// claim_log was partitioned (version 4: merchants, their campaigns and
+// actions, 005 partitions claim_log) is migrated without losing or
 // changing a row; every campaign, with claims or not, gets its partition
 // holding exactly its claims, the key still refuses a second claim of a
 // user, and a campaign made afterwards gets its partition too.
 func TestMigrationKeepsClaims(t *testing.T) {
 	dsn := freshDatabase(t)
 	ctx := context.Background()
-	if err := migrations.MigrateTo(ctx, dsn, 3); err != nil {
+	if err := migrations.MigrateTo(ctx, dsn, 4); err != nil {
 		t.Fatal(err)
 	}
 	c, err := pgx.Connect(ctx, dsn)
@@ -109,9 +153,16 @@ func TestMigrationKeepsClaims(t *testing.T) {
 		}
 	}
 	// Three campaigns: two with claims (user ids with a comma, a quote,
-	// non-ASCII and 128 bytes), one without.
-	exec(`INSERT INTO campaign (name, start_time, end_time) VALUES
-		('a', '2025-01-01Z', '2025-01-02Z'), ('b', '2025-02-01Z', '2099-01-01Z'), ('c', '2025-03-01Z', '2025-03-02Z')`)
+	// non-ASCII and 128 bytes), one without; b is a merchant's, made with
+	// one of its tokens (merchants' columns, 004), the others the
+	// operator's.
+	exec(`INSERT INTO merchant (name) VALUES ('acme')`)
+	exec(`INSERT INTO merchant_token (merchant_id, hash, role) SELECT id, sha256('secret'), 'full' FROM merchant`)
+	exec(`INSERT INTO campaign (name, start_time, end_time, merchant_id) VALUES
+		('a', '2025-01-01Z', '2025-01-02Z', NULL), ('b', '2025-02-01Z', '2099-01-01Z', (SELECT id FROM merchant)),
+		('c', '2025-03-01Z', '2025-03-02Z', NULL)`)
+	exec(`INSERT INTO campaign_action (campaign_id, kind, actor, request, result, merchant_id, token_id)
+		SELECT c.id, 'create', 'acme', '{}', '{}', t.merchant_id, t.id FROM campaign c, merchant_token t WHERE c.name = 'b'`)
 	var ids []int64
 	rows, _ := c.Query(ctx, `SELECT id FROM campaign ORDER BY id`)
 	if ids, err = pgx.CollectRows(rows, pgx.RowTo[int64]); err != nil || len(ids) != 3 {
@@ -165,6 +216,12 @@ func TestMigrationKeepsClaims(t *testing.T) {
 		if err := c.QueryRow(ctx, `SELECT count(*) FROM `+part).Scan(&n); err != nil || n != want {
 			t.Errorf("partition %s: %d rows (%v), want %d", part, n, err, want)
 		}
+	}
+	var owned, actions int
+	err = c.QueryRow(ctx, `SELECT (SELECT count(*) FROM campaign WHERE merchant_id IS NOT NULL AND name = 'b'),
+		(SELECT count(*) FROM campaign_action WHERE token_id IS NOT NULL AND campaign_id = $1)`, ids[1]).Scan(&owned, &actions)
+	if err != nil || owned != 1 || actions != 1 {
+		t.Errorf("the merchant's campaign after the migration: %d owned, %d actions (%v), want 1 and 1", owned, actions, err)
 	}
 	var tables int
 	if err := c.QueryRow(ctx, `SELECT count(*) FROM pg_class WHERE relname LIKE 'claim_log_unpartitioned%'`).Scan(&tables); err != nil || tables != 0 {

@@ -7,22 +7,21 @@
 package pipeline
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"strconv"
 	"time"
 	"unicode/utf8"
 
 	"github.com/redpacket/rain"
+	"github.com/redpacket/rain/internal/strictjson"
+	"github.com/valyala/fastjson"
 )
 
 // EventVersion is the "v" of the events this build writes and reads.
 const EventVersion = 1
 
-// claimedAtLayout is RFC 3339 in UTC with milliseconds, as the README documents.
+// claimedAtLayout is RFC 3339 in UTC with milliseconds, as docs/api.md documents.
 const claimedAtLayout = "2006-01-02T15:04:05.000Z07:00"
 
 // Event is one successful claim, as written to Kafka:
@@ -110,109 +109,76 @@ func badEvent(reason, format string, args ...any) error {
 	return &BadEventError{Reason: reason, Detail: fmt.Sprintf(format, args...)}
 }
 
-// Event fields, as bits of the set of those seen.
-const (
-	fieldV = 1 << iota
-	fieldCampaignID
-	fieldUserID
-	fieldAmount
-	fieldClaimedAt
-)
+// eventFields are an event's fields, in the order DecodeEvent's switch
+// takes them.
+var eventFields = []string{"v", "campaign_id", "user_id", "amount", "claimed_at"}
 
-// DecodeEvent parses and validates one event, strictly. The value must be
-// exactly one JSON object, nothing after it but white space (else
-// ReasonMalformed); "v" must be EventVersion (else ReasonUnsupportedVersion,
-// whatever the other fields); every field must be present once, named in
-// exact case, with a value in range, and no other field may appear (else
-// ReasonInvalid). Every error is a *BadEventError wrapping ErrBadEvent.
-//
-// Decoding is off the hot path, so it uses encoding/json's tokenizer: its
-// struct decoding would match names case-insensitively, keep the last of
-// duplicate keys and stop at the end of the first value.
+// eventParsers are reused across events (fastjson parses into the
+// parser's own buffers).
+var eventParsers fastjson.ParserPool
+
+// DecodeEvent parses and validates one event, strictly
+// (internal/strictjson). The value must be exactly one JSON object, nothing
+// after it but white space (else ReasonMalformed); "v" must be
+// EventVersion (else ReasonUnsupportedVersion, whatever the other fields);
+// every field must be present once, named in exact case, with a value in
+// range, and no other field may appear (else ReasonInvalid). Every error is
+// a *BadEventError wrapping ErrBadEvent.
 func DecodeEvent(b []byte) (Event, error) {
-	var (
-		v                  json.RawMessage
-		campaignID, amount int64
-		userID, claimedAt  string
-		named, seen        int   // fields named; fields with a value other than null
-		invalid            error // the first field error; the version decides first
-		skip               json.RawMessage
-	)
-	d := json.NewDecoder(bytes.NewReader(b))
-	if tok, err := d.Token(); err != nil || tok != json.Delim('{') {
-		return Event{}, badEvent(ReasonMalformed, "not a JSON object")
-	}
-	for d.More() {
-		tok, err := d.Token()
-		if err != nil {
-			return Event{}, badEvent(ReasonMalformed, "json: %v", err)
-		}
-		name, _ := tok.(string)
-		var bit int
-		var dst any // nil: an unknown field, checked for syntax only
-		switch name {
-		case "v":
-			bit = fieldV
-		case "campaign_id":
-			bit, dst = fieldCampaignID, &campaignID
-		case "user_id":
-			bit, dst = fieldUserID, &userID
-		case "amount":
-			bit, dst = fieldAmount, &amount
-		case "claimed_at":
-			bit, dst = fieldClaimedAt, &claimedAt
-		default:
-			if invalid == nil {
-				invalid = badEvent(ReasonInvalid, "unknown field %.64q", name)
-			}
-		}
-		if named&bit != 0 && invalid == nil {
-			invalid = badEvent(ReasonInvalid, "duplicate field %q", name)
-		}
-		named |= bit
-		if bit == fieldV {
-			dst = &v
-		} else if dst == nil {
-			dst = &skip
-		}
-		// A value of the wrong type is a field error (invalid); the
-		// decoder has read past it. Anything else is broken JSON.
-		if err := d.Decode(dst); err != nil {
-			var typ *json.UnmarshalTypeError
-			if !errors.As(err, &typ) {
-				return Event{}, badEvent(ReasonMalformed, "json: %v", err)
-			}
-			if invalid == nil {
-				invalid = badEvent(ReasonInvalid, "field %s: %v", name, err)
-			}
-			continue
-		}
-		if bit == fieldV && string(v) == "null" {
-			continue
-		}
-		seen |= bit
-	}
-	if tok, err := d.Token(); err != nil || tok != json.Delim('}') {
-		return Event{}, badEvent(ReasonMalformed, "not a JSON object")
-	}
-	if _, err := d.Token(); err != io.EOF {
-		return Event{}, badEvent(ReasonMalformed, "trailing data after the object")
-	}
-
+	p := eventParsers.Get()
+	defer eventParsers.Put(p)
+	o, err := strictjson.Parse(p, b)
 	switch {
-	case seen&fieldV == 0:
+	case errors.Is(err, strictjson.ErrNotObject):
+		return Event{}, badEvent(ReasonMalformed, "not a JSON object")
+	case err != nil:
+		return Event{}, badEvent(ReasonMalformed, "%v", err)
+	}
+	// The version decides first: a later one may have other fields.
+	var vbuf [24]byte
+	switch v := o.Get("v"); {
+	case v == nil || v.Type() == fastjson.TypeNull:
 		return Event{}, badEvent(ReasonInvalid, "missing v")
-	case string(v) != strconv.Itoa(EventVersion):
-		return Event{}, badEvent(ReasonUnsupportedVersion, "unsupported version %.32s", v)
-	case invalid != nil:
-		return Event{}, invalid
-	case seen&fieldCampaignID == 0 || campaignID < 1:
-		return Event{}, badEvent(ReasonInvalid, "missing or bad campaign_id")
-	case seen&fieldUserID == 0 || !rain.ValidUserID([]byte(userID)):
-		return Event{}, badEvent(ReasonInvalid, "missing or bad user_id")
-	case seen&fieldAmount == 0 || amount < 1 || amount > rain.MaxAmount:
-		return Event{}, badEvent(ReasonInvalid, "missing or bad amount")
-	case seen&fieldClaimedAt == 0:
+	case string(v.MarshalTo(vbuf[:0])) != strconv.Itoa(EventVersion):
+		return Event{}, badEvent(ReasonUnsupportedVersion, "unsupported version %.32s", v.MarshalTo(vbuf[:0]))
+	}
+	var (
+		e         Event
+		claimedAt string
+	)
+	_, err = strictjson.Fields(o, eventFields, func(i int, v *fastjson.Value) error {
+		var ok bool
+		switch i {
+		case 1:
+			e.CampaignID, ok = strictjson.Int(v)
+			ok = ok && e.CampaignID >= 1
+		case 2:
+			u, err := v.StringBytes()
+			ok = err == nil && rain.ValidUserID(u)
+			e.UserID = string(u)
+		case 3:
+			e.Amount, ok = strictjson.Int(v)
+			ok = ok && e.Amount >= 1 && e.Amount <= rain.MaxAmount
+		case 4:
+			at, err := v.StringBytes()
+			ok, claimedAt = err == nil, string(at)
+		default:
+			return nil
+		}
+		if !ok {
+			return badEvent(ReasonInvalid, "missing or bad %s", eventFields[i])
+		}
+		return nil
+	})
+	var fe *strictjson.FieldError
+	switch {
+	case errors.As(err, &fe):
+		return Event{}, badEvent(ReasonInvalid, "%v", fe)
+	case err != nil:
+		return Event{}, err
+	case e.CampaignID == 0 || e.UserID == "" || e.Amount == 0:
+		return Event{}, badEvent(ReasonInvalid, "missing campaign_id, user_id or amount")
+	case claimedAt == "":
 		return Event{}, badEvent(ReasonInvalid, "missing claimed_at")
 	}
 	t, err := time.Parse(time.RFC3339Nano, claimedAt)
@@ -225,5 +191,6 @@ func DecodeEvent(b []byte) (Event, error) {
 	if y := t.UTC().Year(); y < 1 || y > 9999 {
 		return Event{}, badEvent(ReasonInvalid, "claimed_at out of years 1-9999 (UTC)")
 	}
-	return Event{CampaignID: campaignID, UserID: userID, Amount: amount, ClaimedAt: t.UnixMilli()}, nil
+	e.ClaimedAt = t.UnixMilli()
+	return e, nil
 }

@@ -2,7 +2,7 @@
 // open hot path (Redis claim script → ring buffer → Kafka).
 //
 // Configuration is by environment; `api -help` lists every variable with
-// its default and meaning (the README's tables are the same list).
+// its default and meaning (docs/configuration.md's tables are the same list).
 package main
 
 import (

@@ -36,7 +36,7 @@ func TestConfigDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.Listen != ":8080" || c.Kafka.Topic != "claim_events" || c.Kafka.DLQTopic != "claim_events.dlq" || c.Producer.RingSize != 65536 ||
-		len(c.Server.AdminTokens) != 2 || c.Server.ClaimMemo != 0 || c.Server.SoldOutTTL != 0 || c.Boot.KeyPrefix != "rp" {
+		len(c.Server.AdminTokens) != 2 || c.Engine.ClaimMemo != 0 || c.Engine.SoldOutTTL != 0 || c.Boot.KeyPrefix != "rp" {
 		t.Errorf("defaults: %+v", c)
 	}
 	if c, _ := bind(map[string]string{"PORT": "9000"}); c.Listen != ":9000" {
@@ -47,15 +47,15 @@ func TestConfigDefaults(t *testing.T) {
 	}
 }
 
-// TestReadmeListsEveryVariable: docs/configuration.md's api table is exactly what
+// TestDocListsEveryVariable: docs/configuration.md's api table is exactly what
 // `api -help` lists (regenerate it with the expected text below).
-func TestReadmeListsEveryVariable(t *testing.T) {
-	readme, err := os.ReadFile("../../docs/configuration.md")
+func TestDocListsEveryVariable(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/configuration.md")
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, s := bind(nil)
-	if err := s.CheckReadme(string(readme), "### api (`cmd/api`)"); err != nil {
+	if err := s.CheckDoc(string(doc), "### api (`cmd/api`)"); err != nil {
 		t.Error(err)
 	}
 }

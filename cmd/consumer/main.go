@@ -11,7 +11,7 @@
 //	                                           detach (with -drop, drop) them from claim_log
 //
 // Configuration is by environment; `consumer -help` lists every variable
-// with its default and meaning (the README's tables are the same list).
+// with its default and meaning (docs/configuration.md's tables are the same list).
 package main
 
 import (
@@ -100,7 +100,11 @@ func reconcileNow(ctx context.Context, cfg consumerproc.MainConfig, args []strin
 	}
 	defer rdb.Close()
 
-	rec := reconcile.New(cfg.Reconcile, db, rdb, cfg.Boot.Keys(), log)
+	ks, err := cfg.Boot.Keys(ctx, rdb, log)
+	if err != nil {
+		return fmt.Errorf("reconcile: %w", err)
+	}
+	rec := reconcile.New(cfg.Reconcile, db, rdb, ks, log)
 	var ids []int64
 	if *campaign > 0 {
 		ids = []int64{*campaign}

@@ -87,15 +87,15 @@ func TestLoadConfig(t *testing.T) {
 	}
 }
 
-// TestReadmeListsEveryVariable: docs/configuration.md's consumer table is exactly what
+// TestDocListsEveryVariable: docs/configuration.md's consumer table is exactly what
 // `consumer -help` lists (regenerate it with the expected text below).
-func TestReadmeListsEveryVariable(t *testing.T) {
-	readme, err := os.ReadFile("../../docs/configuration.md")
+func TestDocListsEveryVariable(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/configuration.md")
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, s := bind(nil)
-	if err := s.CheckReadme(string(readme), "### consumer (`cmd/consumer`)"); err != nil {
+	if err := s.CheckDoc(string(doc), "### consumer (`cmd/consumer`)"); err != nil {
 		t.Error(err)
 	}
 }

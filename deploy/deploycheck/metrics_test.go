@@ -124,7 +124,18 @@ func startStack(t *testing.T) *running {
 	expect("POST", "/campaign/999999999999/open", "", `{"user_id":"`+user+`1"}`, 404)
 	expect("GET", fmt.Sprintf("/campaign/%d", id), adminToken, "", 200)
 	expect("GET", "/healthz", "", "", 200)
-	expect("GET", "/readyz", "", "", 200)
+	// Ready once the producer delivers: its first records wait for the
+	// new topic's metadata, which a machine busy with every package's
+	// tests gives late. Bounded by readiness, not by a fixed time.
+	testenv.Eventually(t, 2*time.Minute, func() (bool, string) {
+		resp, err := http.Get(base + "/readyz")
+		if err != nil {
+			return false, err.Error()
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode == 200, fmt.Sprintf("/readyz: %d %s", resp.StatusCode, b)
+	})
 
 	// A record the consumer cannot decode: it must be dead-lettered.
 	kcl := testenv.Kafka(t)

@@ -108,7 +108,7 @@ func TestCampaign(t *testing.T) {
 	if err := db.QueryRow(ctx, fmt.Sprintf(`SELECT count(*) FROM claim_archived_%d`, id)).Scan(&kept); err != nil || kept != 5 {
 		t.Fatalf("kept table: %d rows, %v", kept, err)
 	}
-	if _, _, err := s.ClaimsPage(ctx, id, "", 10); rain.ErrorCode(err) != rain.EARCHIVED {
+	if _, _, err := s.ClaimsPage(ctx, id, 0, "", 10); rain.ErrorCode(err) != rain.EARCHIVED {
 		t.Fatalf("claims of the archived campaign: %v", err)
 	}
 
@@ -143,7 +143,7 @@ func TestCampaignResumes(t *testing.T) {
 	if err != nil || a == nil || a.ArchivedAt != nil {
 		t.Fatalf("after the failed export: %+v, %v", a, err)
 	}
-	if _, ok, err := s.ClaimOf(ctx, id, "u1"); ok || rain.ErrorCode(err) != rain.EARCHIVED {
+	if _, ok, err := s.ClaimOf(ctx, id, 0, "u1"); ok || rain.ErrorCode(err) != rain.EARCHIVED {
 		t.Fatalf("claim during the archive: %v %v", ok, err)
 	}
 

@@ -3,7 +3,7 @@
 // variable, its default, its range and its meaning (in the spirit of a
 // VictoriaMetrics flag); the same declarations give the defaults (Defaults),
 // the values (New with os.LookupEnv), the -help text (Usage) and the
-// README's configuration tables (a test compares them).
+// configuration tables of docs/configuration.md (a test compares them).
 //
 // An unset or empty variable keeps the default; a value that does not parse
 // or is out of range is recorded, and Err reports all of them at once, each
@@ -22,7 +22,7 @@ import (
 	"time"
 )
 
-// Var is one declared variable, as -help and the README show it.
+// Var is one declared variable, as -help and the docs show it.
 type Var struct {
 	Name    string
 	Default string // as written in the environment; "" for none
@@ -207,7 +207,7 @@ func formatDuration(d time.Duration) string {
 	return s
 }
 
-// Markdown writes the variables as the README's configuration table.
+// Markdown writes the variables as a configuration table of the docs.
 func (s *Set) Markdown(w io.Writer) {
 	fmt.Fprintln(w, "| variable | default | meaning |")
 	fmt.Fprintln(w, "|---|---|---|")
@@ -220,33 +220,33 @@ func (s *Set) Markdown(w io.Writer) {
 	}
 }
 
-// CheckReadme reports, as an error holding the table the README should
-// have, when the Markdown table under the line heading in the README text
-// readme differs from the variables s declared (Markdown): a test of each
+// CheckDoc reports, as an error holding the table the doc should have,
+// when the Markdown table under the line heading in the Markdown text
+// doc differs from the variables s declared (Markdown): a test of each
 // binary keeps its table true.
-func (s *Set) CheckReadme(readme, heading string) error {
-	got, err := readmeTable(readme, heading)
+func (s *Set) CheckDoc(doc, heading string) error {
+	got, err := docTable(doc, heading)
 	if err != nil {
 		return err
 	}
 	var want strings.Builder
 	s.Markdown(&want)
 	if got != want.String() {
-		return fmt.Errorf("README's table under %q differs from the declared variables; want:\n%s", heading, want.String())
+		return fmt.Errorf("the table under %q differs from the declared variables; want:\n%s", heading, want.String())
 	}
 	return nil
 }
 
-// readmeTable returns the Markdown table that follows the line heading in
-// the README text readme (the lines from "| variable" to the first line
+// docTable returns the Markdown table that follows the line heading in
+// the Markdown text doc (the lines from "| variable" to the first line
 // that is not a table row).
-func readmeTable(readme, heading string) (string, error) {
-	i := strings.Index(readme, "\n"+heading+"\n")
+func docTable(doc, heading string) (string, error) {
+	i := strings.Index(doc, "\n"+heading+"\n")
 	if i < 0 {
-		return "", fmt.Errorf("README has no heading %q", heading)
+		return "", fmt.Errorf("no heading %q", heading)
 	}
 	var b strings.Builder
-	for _, line := range strings.Split(readme[i+len(heading)+2:], "\n") {
+	for _, line := range strings.Split(doc[i+len(heading)+2:], "\n") {
 		if strings.HasPrefix(line, "|") {
 			b.WriteString(line + "\n")
 		} else if b.Len() > 0 {

@@ -12,7 +12,7 @@ import (
 )
 
 // The archive of an ended campaign's claims (claim_archive,
-// migrations/004_claim_log_by_campaign.sql): the steps that touch
+// migrations/005_claim_log_by_campaign.sql): the steps that touch
 // PostgreSQL, in the order internal/archive runs them. Each step can be run
 // again after a failure: an archive that stopped half-way is finished by
 // the next run.

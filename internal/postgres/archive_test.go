@@ -75,7 +75,7 @@ func TestArchiveSteps(t *testing.T) {
 	if a, err := s.ArchiveOf(ctx, id); a != nil || err != nil {
 		t.Fatalf("a refused archive left %+v, %v", a, err)
 	}
-	if page, _, err := s.ClaimsPage(ctx, id, "", 10); err != nil || len(page) != 10 {
+	if page, _, err := s.ClaimsPage(ctx, id, 0, "", 10); err != nil || len(page) != 10 {
 		t.Fatalf("claims before the archive: %d, %v", len(page), err)
 	}
 
@@ -139,14 +139,14 @@ func TestArchiveSteps(t *testing.T) {
 func archivedAnswers(t *testing.T, s *postgres.Store, id int64, want string) {
 	t.Helper()
 	ctx := context.Background()
-	_, _, err := s.ClaimsPage(ctx, id, "", 10)
+	_, _, err := s.ClaimsPage(ctx, id, 0, "", 10)
 	if rain.ErrorCode(err) != rain.EARCHIVED || !strings.Contains(rain.ErrorMessage(err), want) {
 		t.Fatalf("claims page: %v, want ARCHIVED (%s)", err, want)
 	}
-	if _, ok, err := s.ClaimOf(ctx, id, "u001"); ok || rain.ErrorCode(err) != rain.EARCHIVED {
+	if _, ok, err := s.ClaimOf(ctx, id, 0, "u001"); ok || rain.ErrorCode(err) != rain.EARCHIVED {
 		t.Fatalf("claim of a user: %v %v, want ARCHIVED", ok, err)
 	}
-	if _, ok, err := s.ClaimOf(ctx, id, "nobody"); ok || rain.ErrorCode(err) != rain.EARCHIVED {
+	if _, ok, err := s.ClaimOf(ctx, id, 0, "nobody"); ok || rain.ErrorCode(err) != rain.EARCHIVED {
 		t.Fatalf("claim of a user without one: %v %v, want ARCHIVED, not none", ok, err)
 	}
 }

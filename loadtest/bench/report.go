@@ -359,7 +359,7 @@ func (r *Result) Missed() []string {
 // cpuParts are the columns of the CPU table, in order.
 var cpuParts = []string{"api", "consumer", "redis", "postgres", "kafka", "wrk", "other", "machine"}
 
-// Markdown renders the result as the tables for the README.
+// Markdown renders the result as the tables of docs/benchmarks.md.
 func (r *Result) Markdown() string {
 	var b strings.Builder
 	m, run := r.Machine, r.Run

@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -135,12 +134,6 @@ type Runner struct {
 	Logf        func(format string, args ...any)
 
 	touched bool // a service was stopped: bring everything up before exiting
-}
-
-// waitReplicas is the children's REDIS_WAIT_REPLICAS: the local cluster's
-// replica per master, so a bucketed campaign's transfers wait for it.
-func (r *Runner) waitReplicas() string {
-	return "REDIS_WAIT_REPLICAS=" + strconv.Itoa(r.Stack.Redis().Replicas())
 }
 
 // ScenarioStats are the numbers behind a scenario's verdicts.
@@ -388,7 +381,7 @@ func (r *run) run(ctx context.Context) (err error) {
 	r.consumer = &stack.Proc{Name: "consumer", Path: r.ConsumerBin, Log: filepath.Join(r.dir, "consumer.log"),
 		Ready: stack.HTTPReady("http://" + r.MetricsAddr + "/healthz"),
 		Env: append(childEnv(
-			"METRICS_ADDR="+r.MetricsAddr, "REDIS_ADDR="+r.RedisAddr, r.waitReplicas(), "POSTGRES_DSN="+r.PostgresDSN, "REDIS_KEY_PREFIX="+r.KeyPrefix,
+			"METRICS_ADDR="+r.MetricsAddr, "REDIS_ADDR="+r.RedisAddr, "POSTGRES_DSN="+r.PostgresDSN, "REDIS_KEY_PREFIX="+r.KeyPrefix,
 			"KAFKA_BROKERS="+r.Brokers, "KAFKA_TOPIC="+topic, "KAFKA_GROUP="+topic,
 			// The reconciler closes gaps within the checker's wait.
 			"RECONCILE_INTERVAL=2s", "RECONCILE_GRACE=3s",
@@ -398,7 +391,7 @@ func (r *run) run(ctx context.Context) (err error) {
 	r.api = &stack.Proc{Name: "api", Path: r.APIBin, Log: filepath.Join(r.dir, "api.log"),
 		Ready: stack.HTTPReady("http://" + r.APIAddr + "/readyz"),
 		Env: append(childEnv(
-			"LISTEN_ADDR="+r.APIAddr, "REDIS_ADDR="+r.RedisAddr, r.waitReplicas(), "POSTGRES_DSN="+r.PostgresDSN, "REDIS_KEY_PREFIX="+r.KeyPrefix,
+			"LISTEN_ADDR="+r.APIAddr, "REDIS_ADDR="+r.RedisAddr, "POSTGRES_DSN="+r.PostgresDSN, "REDIS_KEY_PREFIX="+r.KeyPrefix,
 			"KAFKA_BROKERS="+r.Brokers, "KAFKA_TOPIC="+topic, "ADMIN_TOKEN="+r.Token,
 			// Small buffers, so that a Kafka outage fills them and opens get
 			// the designed 503 within seconds.

@@ -1,3 +1,8 @@
+// Package consumer is the consumer group of the claim events: it polls a
+// batch, writes it into PostgreSQL (pipeline/writer) in one transaction,
+// commits the Kafka offsets only after PostgreSQL committed, dead-letters
+// what cannot be decoded or written (dlq.go) and reports its lag; http.go
+// serves its /metrics and /healthz.
 package consumer
 
 import (

@@ -125,7 +125,7 @@ func TestArchiveUnderLoad(t *testing.T) {
 		if res.Claims != oldClaims || !res.Dropped || exportRows(t, res.File) != oldClaims {
 			t.Fatalf("archive of %d: %+v", id, res)
 		}
-		if _, _, err := s.ClaimsPage(context.Background(), id, "", 10); rain.ErrorCode(err) != rain.EARCHIVED {
+		if _, _, err := s.ClaimsPage(context.Background(), id, 0, "", 10); rain.ErrorCode(err) != rain.EARCHIVED {
 			t.Fatalf("claims of archived campaign %d: %v", id, err)
 		}
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/redis/rueidis"
 	"github.com/redpacket/rain/edge"
+	"github.com/redpacket/rain/edge/engine"
 	"github.com/redpacket/rain/internal/app"
 	"github.com/redpacket/rain/internal/config"
 	"github.com/redpacket/rain/internal/postgres"
@@ -31,9 +32,10 @@ type MainConfig struct {
 	Kafka    pipeline.KafkaConfig
 	Producer producer.Config
 	Server   edge.Config
+	Engine   engine.Config
 }
 
-// Bind declares every variable of the api, in the order the README lists them.
+// Bind declares every variable of the api, in the order docs/configuration.md lists them.
 func (c *MainConfig) Bind(s *config.Set) {
 	var port string
 	s.String(&port, "PORT", "8080", "HTTP port (all interfaces); `LISTEN_ADDR` overrides it")
@@ -42,8 +44,8 @@ func (c *MainConfig) Bind(s *config.Set) {
 		c.Listen = ":" + port
 	}
 	c.Server.Bind(s)
+	c.Engine.Bind(s)
 	c.Boot.Bind(s)
-	c.Server.Rebalance = c.Boot.Rebalance()
 	c.Kafka.Bind(s)
 	c.Producer.Bind(s)
 	s.Addr(&c.Pprof, "PPROF_ADDR", "", "serve `net/http/pprof` here (loopback only, e.g. `127.0.0.1:6060`)")
@@ -71,7 +73,7 @@ func loopbackAddr(addr string) bool {
 func DefaultMainConfig() MainConfig { return config.Default[MainConfig]() }
 
 // Main is the api process: PostgreSQL (migrated), Redis, the ring and its
-// Kafka producer, and the HTTP server, assembled once for cmd/api and the
+// Kafka producer, the claim engine and the HTTP server, assembled once for cmd/api and the
 // tests that need a whole api.
 type Main struct {
 	Config MainConfig
@@ -80,6 +82,7 @@ type Main struct {
 	DB       *postgres.Store
 	Redis    rueidis.Client
 	Producer *producer.Producer
+	Engine   *engine.Engine
 	Server   *edge.Server
 
 	ln     net.Listener
@@ -124,11 +127,18 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	tcancel()
 	go m.Producer.Run()
 
-	m.Server = edge.New(cfg.Server, edge.Deps{Redis: m.Redis, Keys: cfg.Boot.Keys(), DB: m.DB,
-		Ring: m.Producer.Ring(), Producer: m.Producer, Log: m.Log})
-	if err := m.Server.Loader().LoadLive(boot); err != nil {
+	ks, err := cfg.Boot.Keys(boot, m.Redis, m.Log)
+	if err != nil {
+		return err
+	}
+	m.Engine = engine.New(cfg.Engine, engine.Deps{Redis: m.Redis, Keys: ks, Store: m.DB,
+		Ring: m.Producer.Ring(), Log: m.Log})
+	if err := m.Engine.Loader().LoadLive(boot); err != nil {
 		m.Log.Warn("loading live campaigns into redis", "err", err)
 	}
+	m.Engine.Start()
+	m.Server = edge.New(cfg.Server, edge.Deps{Engine: m.Engine, DB: m.DB, Producer: m.Producer, Log: m.Log})
+	m.Server.Start() // the merchant tokens, read now and kept fresh
 	if cfg.Pprof != "" {
 		if err := m.servePprof(cfg.Pprof); err != nil {
 			return err
@@ -179,10 +189,13 @@ func (m *Main) Close(ctx context.Context) error {
 	if m.pprof != nil {
 		_ = m.pprof.Close()
 	}
-	if m.Server != nil && m.ln != nil {
+	if m.Server != nil { // also when it never served: its token refresh stops
 		if err := m.Server.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
 		}
+	}
+	if m.Engine != nil {
+		m.Engine.Stop()
 	}
 	if m.Producer != nil {
 		if err := m.Producer.Close(ctx); err != nil {

@@ -1,4 +1,4 @@
-package edge
+package engine
 
 import (
 	"context"
@@ -9,71 +9,13 @@ import (
 	"time"
 
 	"github.com/redpacket/rain/internal/dev/testenv"
+	"github.com/redpacket/rain/internal/postgres"
 	"github.com/redpacket/rain/lua"
 )
 
-// createBuckets makes a live campaign with k buckets through the API.
-func (h *harness) createBuckets(k int, inventory string) int64 {
-	h.t.Helper()
-	now := time.Now().UTC()
-	body := fmt.Sprintf(`{"name":"buckets %s","start_time":%q,"end_time":%q,"inventory":%s,"buckets":%d}`,
-		h.t.Name(), now.Add(-time.Hour).Format(time.RFC3339Nano), now.Add(time.Hour).Format(time.RFC3339Nano), inventory, k)
-	status, m := h.do("POST", "/campaign", testToken, body)
-	if status != 201 {
-		h.t.Fatalf("create: %d %v", status, m)
-	}
-	id := int64(m["id"].(float64))
-	h.t.Cleanup(func() { unlinkCampaign(h, id, k) })
-	return id
-}
-
-func unlinkCampaign(h *harness, id int64, k int) {
-	l, err := testenv.Keys().Layout(id, k)
-	if err != nil {
-		return
-	}
-	for _, key := range l.AllKeys() {
-		h.redis.Do(context.Background(), h.redis.B().Unlink().Key(key).Build())
-	}
-}
-
-func TestCreateBucketsValidation(t *testing.T) {
-	for _, in := range []string{`0`, `65`, `-1`, `4.0`, `4e0`, `"4"`, `null`, `04`, `true`, `4, "buckets": 4`} {
-		body := fmt.Sprintf(`{"name":"b","start_time":"2030-01-01T00:00:00Z","end_time":"2030-01-02T00:00:00Z","inventory":{"1":1},"buckets":%s}`, in)
-		if _, err := parseCreateBody([]byte(body)); err == nil {
-			t.Errorf("buckets %s: accepted", in)
-		}
-	}
-	for in, want := range map[string]int{``: 1, `,"buckets":1`: 1, `,"buckets":64`: 64, `,"buckets":12`: 12} {
-		body := `{"name":"b","start_time":"2030-01-01T00:00:00Z","end_time":"2030-01-02T00:00:00Z","inventory":{"1":1}` + in + `}`
-		c, err := parseCreateBody([]byte(body))
-		if err != nil || c.Buckets != want {
-			t.Errorf("%s: %v, buckets %d, want %d", body, err, c.Buckets, want)
-		}
-	}
-}
-
-// TestCreateBucketsRefusedOverHTTP: a bad bucket count is a 400 and
-// creates nothing.
-func TestCreateBucketsRefusedOverHTTP(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs Redis and PostgreSQL")
-	}
-	h := newHarness(t, harnessOpt{})
-	name := fmt.Sprintf("refused-%d", time.Now().UnixNano())
-	status, m := h.do("POST", "/campaign", testToken, `{"name":"`+name+`","start_time":"2030-01-01T00:00:00Z","end_time":"2030-01-02T00:00:00Z","inventory":{"1":1},"buckets":65}`)
-	if status != 400 {
-		t.Fatalf("buckets 65: %d %v", status, m)
-	}
-	var n int
-	if err := testenv.Postgres(t).QueryRow(context.Background(), `SELECT count(*) FROM campaign WHERE name = $1`, name).Scan(&n); err != nil || n != 0 {
-		t.Fatalf("%d campaigns named %s (%v), want none", n, name, err)
-	}
-}
-
 // TestBucketedSellOut: a campaign of 4 buckets sold out by concurrent opens
-// of many users over HTTP: exactly the stock handed out, nobody twice,
-// SOLD_OUT only once nothing is left anywhere, and GET shows the parts.
+// of many users: exactly the stock handed out, nobody twice, SOLD_OUT only
+// once nothing is left anywhere, and its live state shows the parts.
 func TestBucketedSellOut(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs Redis and PostgreSQL")
@@ -83,18 +25,17 @@ func TestBucketedSellOut(t *testing.T) {
 	const stock = 1200
 	id := h.createBuckets(4, `{"20":200,"5":400,"1":600}`)
 
-	status, v := h.do("GET", fmt.Sprintf("/campaign/%d", id), testToken, "")
-	if status != 200 || v["buckets"] != float64(4) || v["remaining"] != float64(stock) {
-		t.Fatalf("GET: %d %v", status, v)
+	v := h.liveState(id)
+	if v.Remaining != stock {
+		t.Fatalf("live state: %+v", v)
 	}
-	parts := v["bucket_states"].([]any)
-	pool := v["pool"].(map[string]any)["remaining"].(float64)
+	parts, pool := v.Buckets, v.PoolLeft
 	sum := pool
 	for _, p := range parts {
-		sum += p.(map[string]any)["remaining"].(float64)
+		sum += p.Remaining
 	}
 	if len(parts) != 4 || sum != stock || pool < stock/2 {
-		t.Fatalf("GET: %d buckets, pool %v, sum %v: want 4, half the stock in the pool, %d in all", len(parts), pool, sum, stock)
+		t.Fatalf("live state: %d buckets, pool %v, sum %v: want 4, half the stock in the pool, %d in all", len(parts), pool, sum, stock)
 	}
 
 	var (
@@ -166,13 +107,12 @@ func TestBucketedSellOut(t *testing.T) {
 		t.Fatalf("after the sell-out: %+v, %v: want nothing left, nothing in transit, %d claims", st.State, err, stock)
 	}
 	// Every user told SOLD_OUT was told so with nothing left: a late
-	// user still gets SOLD_OUT, and GET shows every bucket sold out.
+	// user still gets SOLD_OUT, and the live state shows nothing left.
 	if status, m := h.open(id, "bk-late"); status != 410 {
 		t.Fatalf("late open: %d %v", status, m)
 	}
-	status, v = h.do("GET", fmt.Sprintf("/campaign/%d", id), testToken, "")
-	if status != 200 || v["remaining"] != float64(0) || v["claims"] != float64(stock) {
-		t.Fatalf("GET after: %d %v", status, v)
+	if v = h.liveState(id); v.Remaining != 0 || v.Claims != stock {
+		t.Fatalf("live state after: %+v", v)
 	}
 	t.Logf("%d users, %d 503s; refills %d, steals %d, EMPTY answers %d", len(won)+len(soldOut), busy,
 		bucketRefills.Get()-refills, bucketSteals.Get()-steals, bucketEmpty.Get()-empties)
@@ -212,14 +152,14 @@ func TestBucketedRestockAndEnd(t *testing.T) {
 	if sold == "" {
 		t.Fatal("no SOLD_OUT after the stock was gone")
 	}
-	if status, m := h.do("POST", fmt.Sprintf("/campaign/%d/stock", id), testToken, `{"amount":5,"count":3}`); status != 200 || m["applied"] != true {
-		t.Fatalf("restock: %d %v", status, m)
+	if r, err := h.eng.AddStock(context.Background(), postgres.Restock{Campaign: id, Amount: 5, Count: 3, By: testActor}); err != nil || !r.Applied {
+		t.Fatalf("restock: %+v %v", r, err)
 	}
 	if status, m := h.open(id, sold); status != 200 {
 		t.Fatalf("open after the restock by %s, told SOLD_OUT before: %d %v", sold, status, m)
 	}
-	if status, m := h.do("POST", fmt.Sprintf("/campaign/%d/end", id), testToken, ""); status != 200 || m["state"] != "ended" {
-		t.Fatalf("end: %d %v", status, m)
+	if e, err := h.eng.End(context.Background(), id, testActor); err != nil || e.End.After(time.Now()) {
+		t.Fatalf("end: %+v %v", e, err)
 	}
 	for i := 2000; i < 2020; i++ {
 		if status, m := h.open(id, fmt.Sprintf("rs-%d", i)); status != 400 || m["status"] != "ENDED" {
@@ -266,7 +206,7 @@ func TestBucketedSoldOutFromMemory(t *testing.T) {
 		t.Fatalf("%d won, want the 300 packets", len(won))
 	}
 	waitSoldOutFlag(t, h, id)
-	s := h.srv.hot.get(id).sold.Load()
+	s := h.eng.hot.get(id).sold.Load()
 	var sum int64
 	for _, n := range s.counts {
 		sum += n
@@ -314,13 +254,13 @@ func TestBucketedSoldOutExact(t *testing.T) {
 		}
 	}
 	var scans atomic.Int64
-	h.srv.hot.afterScan = func() { // runs in the build's goroutine
+	h.eng.hot.afterScan = func() { // runs in the build's goroutine
 		if scans.Add(1) == 1 {
 			addClaim("late0")
 		}
 	}
 	won := sellOutBuckets(t, h, id, "x")
-	c := h.srv.hot.get(id)
+	c := h.eng.hot.get(id)
 	testenv.Eventually(t, 10*time.Second, func() (bool, string) {
 		if scans.Load() == 0 && !c.building.Load() { // the finals were still being set: ask again
 			h.open(id, fmt.Sprint("probe-", time.Now().UnixNano()))
@@ -378,60 +318,6 @@ func TestBucketedSoldOutExact(t *testing.T) {
 	}
 }
 
-// TestBucketTransfersWaitForReplicas: with REDIS_WAIT_REPLICAS above the
-// replicas Redis has, a transfer's debit is never confirmed, so no credit
-// is made: the dry bucket's opens get 503 (never SOLD_OUT: stock is in
-// transit), and a sweep that need not wait settles each such transfer,
-// after which the stock is served. Nothing is lost or handed out twice.
-func TestBucketTransfersWaitForReplicas(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs Redis and PostgreSQL")
-	}
-	h := newHarness(t, harnessOpt{set: func(c *Config) {
-		c.Rebalance = &lua.RebalanceOptions{WaitReplicas: 5, WaitTimeout: 10 * time.Millisecond}
-	}})
-	errs := bucketErrors.Get()
-	id := h.createBuckets(2, `{"1":8}`)
-	l, err := testenv.Keys().Layout(id, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	won, busy := 0, 0
-	for i := 0; busy < 10 && i < 200; i++ {
-		switch status, m := h.open(id, fmt.Sprint("wr", i)); status {
-		case 200:
-			won++
-		case 503:
-			busy++
-		default:
-			t.Fatalf("open: %d %v", status, m)
-		}
-	}
-	st, err := lua.ReadBuckets(context.Background(), h.redis, l)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if won >= 8 || busy < 10 || st.Pending == 0 || bucketErrors.Get() == errs {
-		t.Fatalf("%d won, %d 503s, %d transfers pending, %d rebalance errors: want the pool's stock held in transit",
-			won, busy, st.Pending, bucketErrors.Get()-errs)
-	}
-	testenv.Eventually(t, 5*time.Second, func() (bool, string) { // a rebalance may hold the lease
-		n, err := lua.SweepBuckets(context.Background(), h.redis, l, nil)
-		return n > 0 && err == nil, fmt.Sprintf("sweep without waiting: %d settled, %v", n, err)
-	})
-	for i := 1000; won < 8 && i < 1200; i++ {
-		switch status, _ := h.open(id, fmt.Sprint("wr", i)); status {
-		case 200:
-			won++
-		case 503: // the other bucket's refill is in transit too: settle it
-			lua.SweepBuckets(context.Background(), h.redis, l, nil)
-		}
-	}
-	if st, err := lua.ReadBuckets(context.Background(), h.redis, l); won != 8 || err != nil || st.Claims != 8 {
-		t.Fatalf("after the sweep: %d won, %d claims (%v), want all 8", won, st.Claims, err)
-	}
-}
-
 // TestBucketedLoadStreamsClaims: a live campaign of 4 buckets Redis lost
 // entirely, with more persisted claims than two chunks, is loaded again
 // with every claim in its user's bucket (streamed from PostgreSQL), the
@@ -466,5 +352,41 @@ func TestBucketedLoadStreamsClaims(t *testing.T) {
 		if at, err := h.redis.Do(ctx, h.redis.B().Pexpiretime().Key(key).Build()).AsInt64(); err != nil || at == -1 {
 			t.Errorf("%s has no expiry after the load (%d, %v)", key, at, err)
 		}
+	}
+}
+
+// TestBucketedCampaignOfAnotherReplica: a replica that has not seen a
+// bucketed campaign (created through another one a moment ago, not yet in
+// its catalog) learns its bucket count from the home's BUCKETED answer and
+// opens it in the users' buckets: OKs up to the stock, then SOLD_OUT, with
+// no 410 while stock remains.
+func TestBucketedCampaignOfAnotherReplica(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs Redis and PostgreSQL")
+	}
+	a, b := newHarness(t, harnessOpt{}), newHarness(t, harnessOpt{})
+	waitCatalog(t, b) // loaded before the create: the next load is 30 s away
+	id := a.createBuckets(3, `{"5":30}`)
+	if _, found, _, _ := b.eng.catalog.lookup(id); found {
+		t.Fatal("the second replica's catalog knew the campaign before its next load")
+	}
+	won := 0
+	for i := 0; won < 30 && i < 2000; i++ {
+		switch status, m := b.open(id, fmt.Sprint("other-", i)); status {
+		case 200:
+			won++
+		case 503: // a bucket waiting for its refill
+		default:
+			t.Fatalf("open %d on the replica that did not create it: %d %v (after %d OKs)", i, status, m, won)
+		}
+	}
+	if won != 30 {
+		t.Fatalf("%d won, want the 30 packets", won)
+	}
+	if c := b.eng.hot.peek(id); c == nil || c.layout == nil || c.layout.K() != 3 {
+		t.Fatalf("the replica's state of the campaign: %+v, want 3 buckets", c)
+	}
+	if status, m := b.open(id, "late"); status != 410 {
+		t.Fatalf("after the sell-out: %d %v", status, m)
 	}
 }

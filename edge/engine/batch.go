@@ -1,4 +1,4 @@
-package edge
+package engine
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package edge
+package engine
 
 import (
 	"context"
@@ -56,7 +56,7 @@ func TestHotCampaignMemory(t *testing.T) {
 func waitSoldOutFlag(t *testing.T, h *harness, id int64) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	for !h.srv.hot.get(id).flagged(time.Now().UnixMilli()) {
+	for !h.eng.hot.get(id).flagged(time.Now().UnixMilli()) {
 		if time.Now().After(deadline) {
 			t.Fatal("the sold-out flag was never set")
 		}
@@ -93,7 +93,7 @@ func TestSoldOutFromMemory(t *testing.T) {
 	if status, m := h.open(id, "alice"); status != 409 || m["amount"] != alice["amount"] {
 		t.Errorf("alice after sell-out: %d %v, want 409 with %v", status, m, alice["amount"])
 	}
-	if claimsSoldOutFlag.Get() < before+1 || !h.srv.hot.get(id).flagged(time.Now().UnixMilli()) {
+	if claimsSoldOutFlag.Get() < before+1 || !h.eng.hot.get(id).flagged(time.Now().UnixMilli()) {
 		t.Error("opens during the flag were not answered from memory")
 	}
 
@@ -144,12 +144,12 @@ func TestUnknownIDsMakeNoState(t *testing.T) {
 			t.Fatalf("open of unknown id: %d", status)
 		}
 	}
-	if m := h.srv.hot.m.Load(); m != nil && len(*m) > 0 {
+	if m := h.eng.hot.m.Load(); m != nil && len(*m) > 0 {
 		t.Errorf("%d campaigns tracked after opens of unknown ids, want 0", len(*m))
 	}
 	id := h.live(`{"5":10}`)
 	h.open(id, "alice")
-	if h.srv.hot.peek(id) == nil {
+	if h.eng.hot.peek(id) == nil {
 		t.Error("a known campaign has no state after an open")
 	}
 }

@@ -1,4 +1,4 @@
-package edge
+package engine
 
 import (
 	"context"
@@ -182,7 +182,7 @@ func (h *hotCampaigns) buildSoldOut(c *hotCampaign, r rain.Result, gen int64) {
 		c.buildAfter.Store(time.Now().UnixMilli() + wait)
 		c.building.Store(false)
 	}()
-	defer recoverGoroutine(h.log, "sold-out filter build") // before the marks above are cleared
+	defer RecoverGoroutine(h.log, "sold-out filter build") // before the marks above are cleared
 	// About 3 s per million claims on a busy 2-core box; the bound leaves
 	// room for a slower Redis (rueidis retries reads until it).
 	start := time.Now()

@@ -1,4 +1,4 @@
-package edge
+package engine
 
 import (
 	"context"
@@ -16,7 +16,7 @@ func waitCatalog(t *testing.T, h *harness) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if _, _, loaded, _ := h.srv.catalog.lookup(1); loaded {
+		if _, _, loaded, _ := h.eng.catalog.lookup(1); loaded {
 			return
 		}
 		if time.Now().After(deadline) {
@@ -42,13 +42,13 @@ func TestUnknownIDsSkipPostgres(t *testing.T) {
 	old := h.live(`{"5":10}`)
 	waitCatalog(t, h)
 	noSettle := time.Duration(0)
-	h.srv.catalog.refresh.Lock()
-	h.srv.catalog.settle = &noSettle
-	h.srv.catalog.refresh.Unlock()
-	if err := h.srv.catalog.load(ctx, h.srv.store, true); err != nil {
+	h.eng.catalog.refresh.Lock()
+	h.eng.catalog.settle = &noSettle
+	h.eng.catalog.refresh.Unlock()
+	if err := h.eng.catalog.load(ctx, h.eng.store, true); err != nil {
 		t.Fatal(err)
 	}
-	if _, found, _, settled := h.srv.catalog.lookup(gap); found || !settled {
+	if _, found, _, settled := h.eng.catalog.lookup(gap); found || !settled {
 		t.Fatalf("gap id %d below a campaign created an hour ago: found %v, settled %v; want unknown and settled", gap, found, settled)
 	}
 	before := unknownFromPG.Get()
@@ -82,10 +82,10 @@ func TestCatalogOutOfOrderCommit(t *testing.T) {
 	missed := h.live(`{"5":10}`)
 	h.live(`{"5":10}`) // a higher id the catalog knows
 	waitCatalog(t, h)
-	if err := h.srv.catalog.load(context.Background(), h.srv.store, true); err != nil {
+	if err := h.eng.catalog.load(context.Background(), h.eng.store, true); err != nil {
 		t.Fatal(err)
 	}
-	c := &h.srv.catalog
+	c := &h.eng.catalog
 	c.mu.Lock() // as if the load ran before missed committed
 	if i, ok := slices.BinarySearch(c.ids, missed); ok {
 		c.ids, c.wins, c.swept = slices.Delete(c.ids, i, i+1), slices.Delete(c.wins, i, i+1), slices.Delete(c.swept, i, i+1)
@@ -194,7 +194,7 @@ func TestRebuildStreamsClaimsAndExpires(t *testing.T) {
 	if status, _ := h.open(id, "newcomer"); status != 200 {
 		t.Errorf("a new user after the rebuild: %d", status)
 	}
-	want := end.Add(h.srv.cfg.Security.CampaignKeyTTL).UnixMilli()
+	want := end.Add(h.eng.cfg.CampaignKeyTTL).UnixMilli()
 	for _, key := range []string{k.Meta(), k.Stock(), k.Claims()} {
 		at, err := h.redis.Do(ctx, h.redis.B().Pexpiretime().Key(key).Build()).AsInt64()
 		if err != nil || at != want {

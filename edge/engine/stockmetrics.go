@@ -1,4 +1,4 @@
-package edge
+package engine
 
 import (
 	"context"
@@ -21,7 +21,7 @@ import (
 // burst of scrapes costs one PostgreSQL query and one Redis round trip per
 // live campaign.
 type stockGauges struct {
-	s     *Server
+	e     *Engine
 	mu    sync.Mutex
 	at    time.Time
 	cache []byte
@@ -45,19 +45,19 @@ func (g *stockGauges) write(w io.Writer) {
 func (g *stockGauges) render(b []byte) []byte {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	ids, amounts, err := g.s.store.LiveAmounts(ctx, maxStockCampaigns)
+	ids, amounts, err := g.e.store.LiveAmounts(ctx, maxStockCampaigns)
 	if err != nil {
-		g.s.log.Warn("stock gauges: list live campaigns", "err", err)
+		g.e.log.Warn("stock gauges: list live campaigns", "err", err)
 		return b
 	}
 	for _, id := range ids {
-		l, err := g.s.layoutOf(ctx, id)
+		l, err := g.e.layoutOf(ctx, id)
 		var st lua.LayoutState
 		if err == nil {
-			st, err = lua.ReadBuckets(ctx, g.s.redis, l)
+			st, err = lua.ReadBuckets(ctx, g.e.redis, l)
 		}
 		if err != nil {
-			g.s.log.Warn("stock gauges: read state", "campaign_id", id, "err", err)
+			g.e.log.Warn("stock gauges: read state", "campaign_id", id, "err", err)
 			return b
 		}
 		if !st.Loaded {

@@ -1,8 +1,9 @@
-package edge
+package engine
 
 import (
 	"context"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -12,7 +13,6 @@ import (
 	"github.com/redpacket/rain"
 	"github.com/redpacket/rain/internal/postgres"
 	"github.com/redpacket/rain/lua"
-	"github.com/valyala/fasthttp"
 )
 
 // Opens of campaigns Redis does not hold. Redis answers NOT_FOUND for an id
@@ -63,6 +63,7 @@ var (
 
 type campaignWindow struct {
 	startMs, endMs int64
+	row            int64 // created_at in µs: the row's identity in Redis (loader.go)
 	buckets        int32 // K (the sweep expires every bucket's keys); never changes
 }
 
@@ -104,6 +105,20 @@ func windowOf(start, end time.Time, buckets int) campaignWindow {
 	return campaignWindow{startMs: start.UnixMilli(), endMs: end.UnixMilli(), buckets: int32(max(buckets, 1))}
 }
 
+// campaignWindowOf is c's window, with its identity.
+func campaignWindowOf(c *rain.Campaign) campaignWindow {
+	w := windowOf(c.StartTime, c.EndTime, c.K())
+	w.row = c.CreatedAt.UnixMicro()
+	return w
+}
+
+// rowWindow is windowOf for a catalog row, with its identity.
+func rowWindow(r postgres.CampaignWindow) campaignWindow {
+	w := windowOf(r.Start, r.End, r.Buckets)
+	w.row = r.Created.UnixMicro()
+	return w
+}
+
 // load reads the campaigns above the settled mark (all of them when full)
 // from PostgreSQL, and moves the mark.
 func (c *catalog) load(ctx context.Context, store *postgres.Store, full bool) error {
@@ -132,19 +147,33 @@ func (c *catalog) load(ctx context.Context, store *postgres.Store, full bool) er
 	}
 	if !full {
 		for _, r := range rows {
-			c.updateLocked(r.ID, windowOf(r.Start, r.End, r.Buckets))
+			c.updateLocked(r.ID, rowWindow(r))
 		}
 		return nil
 	}
 	ids, wins, swept := make([]int64, len(rows)), make([]campaignWindow, len(rows)), make([]bool, len(rows))
 	for i, r := range rows {
-		ids[i], wins[i] = r.ID, windowOf(r.Start, r.End, r.Buckets)
+		ids[i], wins[i] = r.ID, rowWindow(r)
 		if j, ok := slices.BinarySearch(c.ids, r.ID); ok && c.wins[j] == wins[i] {
 			swept[i] = c.swept[j] // the same end: its keys' expiry stands
 		}
 	}
 	c.ids, c.wins, c.swept, c.loaded, c.lastFull = ids, wins, swept, true, time.Now()
 	return nil
+}
+
+// liveBucketed lists the bucketed campaigns whose window has not ended at
+// nowMs.
+func (c *catalog) liveBucketed(nowMs int64) []int64 {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	var ids []int64
+	for i, w := range c.wins {
+		if w.buckets > 1 && w.endMs > nowMs {
+			ids = append(ids, c.ids[i])
+		}
+	}
+	return ids
 }
 
 // update records a campaign's window as just read from PostgreSQL.
@@ -168,17 +197,17 @@ func (c *catalog) updateLocked(id int64, w campaignWindow) {
 // refreshAbove reloads the campaigns above the settled mark, unless
 // that was done less than aboveEvery ago or is being done: a flood of
 // made-up ids costs PostgreSQL one query a second at most.
-func (c *catalog) refreshAbove(s *Server) bool {
+func (c *catalog) refreshAbove(e *Engine) bool {
 	now := time.Now().UnixMilli()
 	last := c.lastAbove.Load()
 	if now-last < aboveEvery.Milliseconds() || !c.lastAbove.CompareAndSwap(last, now) {
 		return false
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RepairTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), e.cfg.RepairTimeout)
 	defer cancel()
 	unknownFromPG.Inc()
-	if err := c.load(ctx, s.store, false); err != nil {
-		s.guard.failLog.Warn("reading new campaigns", "err", err)
+	if err := c.load(ctx, e.store, false); err != nil {
+		e.failLog.Warn("reading new campaigns", "err", err)
 		return false
 	}
 	return true
@@ -223,70 +252,65 @@ func (c *catalog) startRepair(id int64) (done func(ok bool), started bool) {
 
 // openUnloaded answers an open of a campaign Redis does not hold (claim
 // found it NOT_FOUND); see the top of this file.
-func (s *Server) openUnloaded(ctx *fasthttp.RequestCtx, id int64, user string) {
-	w, found, loaded, settled := s.catalog.lookup(id)
-	if loaded && !found && !settled && s.catalog.refreshAbove(s) {
-		w, found, loaded, _ = s.catalog.lookup(id)
+func (e *Engine) openUnloaded(id int64, user string) (rain.Result, error) {
+	w, found, loaded, settled := e.catalog.lookup(id)
+	if loaded && !found && !settled && e.catalog.refreshAbove(e) {
+		w, found, loaded, _ = e.catalog.lookup(id)
 	}
 	if loaded {
 		unknownFromMemory.Inc()
 		if !found {
-			answerOutcome(ctx, rain.NotFound)
-			return
+			return answer(rain.NotFound), nil
 		}
 		if o := windowOutcome(w, time.Now().UnixMilli()); o != rain.OK {
-			answerOutcome(ctx, o)
-			return
+			return answer(o), nil
 		}
 	}
 	// A live campaign (or a catalog PostgreSQL has not filled yet): rebuild.
-	done, ok := s.catalog.startRepair(id)
+	done, ok := e.catalog.startRepair(id)
 	if !ok {
 		repairsRefused.Inc()
 		claimsBusy.Inc()
-		writeBusy(ctx, "campaign is being loaded; retry shortly")
-		return
+		return rain.Result{}, errRepairBusy
 	}
 	// The rebuild has its own limit: the open's in-flight slot is given back
 	// meanwhile (it is taken again for the claim that follows).
-	s.inflight.Add(-1)
-	c, err := s.repair(id)
-	s.inflight.Add(1)
+	e.inflight.Add(-1)
+	c, err := e.repair(id)
+	e.inflight.Add(1)
 	done(err == nil)
 	switch {
 	case rain.ErrorCode(err) == rain.ENOTFOUND:
-		answerOutcome(ctx, rain.NotFound)
+		return answer(rain.NotFound), nil
 	case err != nil:
 		claimsBusy.Inc()
 		if rain.ErrorCode(err) != rain.EBUSY {
-			s.guard.failLog.Error("campaign rebuild failed", "campaign_id", id, "err", err)
+			e.failLog.Error("campaign rebuild failed", "campaign_id", id, "err", err)
 		}
-		writeBusy(ctx, "campaign is being loaded; retry shortly")
-	default:
-		if o := windowOutcome(windowOf(c.StartTime, c.EndTime, c.K()), time.Now().UnixMilli()); o != rain.OK {
-			answerOutcome(ctx, o)
-			return
-		}
-		s.claim(ctx, id, s.hot.peek(id), user, false)
+		return rain.Result{}, errRepairBusy
 	}
+	if o := windowOutcome(campaignWindowOf(c), time.Now().UnixMilli()); o != rain.OK {
+		return answer(o), nil
+	}
+	return e.claim(id, e.hot.peek(id), user, false)
 }
 
 // repair reads campaign id from PostgreSQL and, when it is live, rebuilds
 // it into Redis.
-func (s *Server) repair(id int64) (*rain.Campaign, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RepairTimeout)
+func (e *Engine) repair(id int64) (*rain.Campaign, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), e.cfg.RepairTimeout)
 	defer cancel()
 	unknownFromPG.Inc()
-	c, err := s.loader.campaign(ctx, id)
+	c, err := e.loader.campaign(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	w := windowOf(c.StartTime, c.EndTime, c.K())
-	s.catalog.update(id, w)
+	w := campaignWindowOf(c)
+	e.catalog.update(id, w)
 	if windowOutcome(w, time.Now().UnixMilli()) != rain.OK {
 		return c, nil // answered from the row, never rebuilt
 	}
-	return c, s.loader.Load(ctx, c)
+	return c, e.loader.Load(ctx, c)
 }
 
 // windowOutcome is what claim.lua would say of the window at nowMs before
@@ -301,16 +325,18 @@ func windowOutcome(w campaignWindow, nowMs int64) rain.Outcome {
 	return rain.OK
 }
 
-func answerOutcome(ctx *fasthttp.RequestCtx, o rain.Outcome) {
+// answer is the answer o of the script's first checks (a campaign's
+// existence and window), counted.
+func answer(o rain.Outcome) rain.Result {
 	claimsByOutcome[o].Inc()
-	writeOutcome(ctx, rain.Result{Outcome: o})
+	return rain.Result{Outcome: o}
 }
 
 // start starts the catalog's loop (load, refresh, sweep), once.
-func (c *catalog) start(s *Server) {
+func (c *catalog) start(e *Engine) {
 	c.startOnce.Do(func() {
 		c.stopc, c.done = make(chan struct{}), make(chan struct{})
-		go c.loop(s)
+		go c.loop(e)
 	})
 }
 
@@ -325,12 +351,12 @@ func (c *catalog) stop() {
 	})
 }
 
-func (c *catalog) loop(s *Server) {
+func (c *catalog) loop(e *Engine) {
 	defer close(c.done)
 	t := time.NewTicker(catalogEvery)
 	defer t.Stop()
 	for {
-		c.tick(s)
+		c.tick(e)
 		select {
 		case <-c.stopc:
 			return
@@ -340,22 +366,66 @@ func (c *catalog) loop(s *Server) {
 }
 
 // tick is one pass of the loop; a panic in it is logged and the loop goes on.
-func (c *catalog) tick(s *Server) {
-	defer recoverGoroutine(s.guard.failLog, "campaign catalog")
+func (c *catalog) tick(e *Engine) {
+	defer RecoverGoroutine(e.failLog, "campaign catalog")
 	ctx, cancel := context.WithTimeout(context.Background(), catalogEvery)
 	defer cancel()
 	c.mu.RLock()
 	full := !c.loaded || time.Since(c.lastFull) >= catalogFullEvery
 	c.mu.RUnlock()
-	if err := c.load(ctx, s.store, full); err != nil {
-		s.guard.failLog.Warn("reading the campaign catalog", "err", err)
+	if err := c.load(ctx, e.store, full); err != nil {
+		e.failLog.Warn("reading the campaign catalog", "err", err)
 		return
 	}
-	if ttl := s.cfg.Security.CampaignKeyTTL; ttl > 0 {
-		if err := c.sweep(ctx, s.redis, s.keys, ttl); err != nil {
-			s.guard.failLog.Warn("setting the expiry of ended campaigns' keys", "err", err)
+	if ttl := e.cfg.CampaignKeyTTL; ttl > 0 {
+		if err := c.sweep(ctx, e.redis, e.keys, ttl); err != nil {
+			e.failLog.Warn("setting the expiry of ended campaigns' keys", "err", err)
 		}
 	}
+	if err := c.checkRows(ctx, e); err != nil {
+		e.failLog.Warn("checking live campaigns' keys against their rows", "err", err)
+	}
+}
+
+// checkRows compares the identity in the keys of every live campaign with
+// its row (a database restored from a backup hands ids out again, and
+// Redis may hold another row's keys under an id): a campaign whose keys
+// are another row's is laid out again from PostgreSQL (repairAsync; the
+// loader clears them). Keys loaded before rows were recorded are compared
+// by start and bucket count.
+func (c *catalog) checkRows(ctx context.Context, e *Engine) error {
+	nowMs := time.Now().UnixMilli()
+	var ids []int64
+	var wins []campaignWindow
+	c.mu.RLock()
+	for i, w := range c.wins {
+		if w.endMs > nowMs {
+			ids, wins = append(ids, c.ids[i]), append(wins, w)
+		}
+	}
+	c.mu.RUnlock()
+	for len(ids) > 0 {
+		n := min(len(ids), sweepChunk)
+		keys := make([]*lua.Keys, n)
+		for i, id := range ids[:n] {
+			keys[i] = e.keys.Of(id)
+		}
+		out := make([]lua.Identity, n)
+		if err := lua.ReadIdentities(ctx, e.redis, keys, out); err != nil {
+			return err
+		}
+		for i, id := range out {
+			w := wins[i]
+			same := id.Row == strconv.FormatInt(w.row, 10) ||
+				id.Row == "" && id.StartMs == w.startMs && id.Buckets == int(w.buckets)
+			if id.Loaded && !same {
+				e.failLog.Warn("a live campaign's keys are another row's: laying it out again", "campaign_id", ids[i])
+				e.repairAsync(ids[i])
+			}
+		}
+		ids, wins = ids[n:], wins[n:]
+	}
+	return nil
 }
 
 // expiringKeys are the keys of campaign id of k buckets that outlive its

@@ -1,10 +1,13 @@
-package edge
+package engine
 
 import (
 	"context"
+	"encoding/json"
+	"math"
 	"sync"
 	"time"
 
+	"github.com/redpacket/rain/internal/postgres"
 	"github.com/redpacket/rain/lua"
 )
 
@@ -62,18 +65,18 @@ type genSeen struct {
 }
 
 // startRefresh starts the server's refresher, once.
-func (s *Server) startRefresh() {
-	r := &s.refresh
+func (e *Engine) startRefresh() {
+	r := &e.refresh
 	r.once.Do(func() {
 		r.stop, r.done = make(chan struct{}), make(chan struct{})
 		r.gens = make(map[int64]genSeen)
-		go s.refreshLoop()
+		go e.refreshLoop()
 	})
 }
 
 // stopRefresh stops the refresher and waits for it.
-func (s *Server) stopRefresh() {
-	r := &s.refresh
+func (e *Engine) stopRefresh() {
+	r := &e.refresh
 	r.once.Do(func() {}) // never started: nothing to stop, and it never will be
 	if r.stop != nil {
 		r.stopOnce.Do(func() { close(r.stop) })
@@ -81,10 +84,10 @@ func (s *Server) stopRefresh() {
 	}
 }
 
-func (s *Server) refreshLoop() {
-	r := &s.refresh
+func (e *Engine) refreshLoop() {
+	r := &e.refresh
 	defer close(r.done)
-	every := s.cfg.MemoryRefresh
+	every := e.cfg.MemoryRefresh
 	if every <= 0 {
 		every = 250 * time.Millisecond
 	}
@@ -96,32 +99,32 @@ func (s *Server) refreshLoop() {
 			return
 		case <-t.C:
 		}
-		s.refreshPass(every)
+		e.refreshPass(every)
 	}
 }
 
 // refreshPass is one pass of refreshLoop; a panic in it is logged and
 // counted, and the loop goes on.
-func (s *Server) refreshPass(every time.Duration) {
-	defer recoverGoroutine(s.guard.failLog, "memory refresh")
-	r := &s.refresh
+func (e *Engine) refreshPass(every time.Duration) {
+	defer RecoverGoroutine(e.failLog, "memory refresh")
+	r := &e.refresh
 	ctx, cancel := context.WithTimeout(context.Background(), max(every, time.Second))
-	if err := s.refreshMemory(ctx); err != nil {
-		s.guard.failLog.Warn("memory refresh failed; answers from memory follow an end or a restock late", "err", err)
+	if err := e.refreshMemory(ctx); err != nil {
+		e.failLog.Warn("memory refresh failed; answers from memory follow an end or a restock late", "err", err)
 	}
 	cancel()
 	if time.Since(r.lastSweep) >= sweepEvery {
 		r.lastSweep = time.Now()
 		ctx, cancel := context.WithTimeout(context.Background(), sweepEvery)
-		s.sweep(ctx)
+		e.sweep(ctx)
 		cancel()
 	}
 }
 
 // refreshMemory is one pass over the campaigns answered from memory.
-func (s *Server) refreshMemory(ctx context.Context) error {
-	r := &s.refresh
-	m := s.hot.m.Load()
+func (e *Engine) refreshMemory(ctx context.Context) error {
+	r := &e.refresh
+	m := e.hot.m.Load()
 	if m == nil {
 		clear(r.gens)
 		return nil
@@ -143,7 +146,7 @@ func (s *Server) refreshMemory(ctx context.Context) error {
 		return nil
 	}
 	r.wins = append(r.wins[:0], make([]lua.Window, len(r.keys))...)
-	if err := lua.ReadWindows(ctx, s.redis, r.keys, r.wins); err != nil {
+	if err := lua.ReadWindows(ctx, e.redis, r.keys, r.wins); err != nil {
 		return err
 	}
 	for i, w := range r.wins {
@@ -151,7 +154,7 @@ func (s *Server) refreshMemory(ctx context.Context) error {
 		if !w.Loaded {
 			continue
 		}
-		s.hot.lowerEnd(c, w.EndMs)
+		e.hot.lowerEnd(c, w.EndMs)
 		g, seen := r.gens[c.keys.ID]
 		switch {
 		case !seen:
@@ -166,7 +169,7 @@ func (s *Server) refreshMemory(ctx context.Context) error {
 		g.gen = w.Gen
 		r.gens[c.keys.ID] = g
 		if now.Sub(g.changedAt) < soldOutSettle {
-			s.hot.stockBack(c)
+			e.hot.stockBack(c)
 		}
 	}
 	return nil
@@ -187,39 +190,115 @@ func (h *hotCampaigns) lowerEnd(c *hotCampaign, endMs int64) {
 }
 
 // sweep finishes merchant actions whose Redis step did not run.
-func (s *Server) sweep(ctx context.Context) {
-	ids, err := s.store.PendingStockCampaigns(ctx, sweepAge)
+func (e *Engine) sweep(ctx context.Context) {
+	ids, err := e.store.PendingStockCampaigns(ctx, sweepAge)
 	if err != nil {
-		s.log.Warn("sweep: pending stock not read", "err", err)
+		e.log.Warn("sweep: pending stock not read", "err", err)
 	}
 	for _, id := range ids {
-		if err := s.settle(ctx, id); err != nil {
-			s.log.Warn("sweep: pending stock not settled", "campaign_id", id, "err", err)
+		if err := e.settle(ctx, id); err != nil {
+			e.log.Warn("sweep: pending stock not settled", "campaign_id", id, "err", err)
 		}
 	}
-	ended, err := s.store.EndedSince(ctx, time.Now().Add(-sweepLookback))
+	e.sweepEnds(ctx)
+}
+
+// sweepActor is the audit's record of an end the sweep finishes.
+var sweepActor = postgres.Actor{Name: "sweep",
+	Request: json.RawMessage(`{"reason":"an end that reached only part of the campaign's keys in Redis, finished on every part"}`)}
+
+// sweepEnds finishes ends that did not reach every part of a campaign in
+// Redis: an end PostgreSQL recorded whose Redis step did not run (or a
+// load that read the campaign before it wrote the old end back), and an
+// end that reached a bucketed campaign's home but not every bucket (its
+// request failed half way and PostgreSQL rolled back; the merchant was
+// told to retry). Every part of each campaign ended within sweepLookback,
+// and of every live bucketed campaign, is read; where parts disagree, the
+// earliest end (PostgreSQL's included) is applied to every part, and
+// recorded in PostgreSQL when it is earlier than the row's.
+func (e *Engine) sweepEnds(ctx context.Context) {
+	ended, err := e.store.EndedSince(ctx, time.Now().Add(-sweepLookback))
 	if err != nil {
-		s.log.Warn("sweep: ended campaigns not read", "err", err)
+		e.log.Warn("sweep: ended campaigns not read", "err", err)
 		return
 	}
-	if len(ended) == 0 {
-		return
+	pgEnd := make(map[int64]int64, len(ended))
+	for _, w := range ended {
+		pgEnd[w.ID] = w.End.UnixMilli()
 	}
-	keys := make([]*lua.Keys, len(ended))
-	for i, w := range ended {
-		keys[i] = s.keys.Of(w.ID)
+	for _, id := range e.catalog.liveBucketed(time.Now().UnixMilli()) {
+		if _, ok := pgEnd[id]; !ok {
+			pgEnd[id] = math.MaxInt64
+		}
 	}
-	wins := make([]lua.Window, len(keys))
-	if err := lua.ReadWindows(ctx, s.redis, keys, wins); err != nil {
-		s.log.Warn("sweep: windows not read", "err", err)
-		return
-	}
-	for i, w := range ended {
-		if wins[i].Loaded && wins[i].EndMs > w.End.UnixMilli() {
-			s.log.Warn("sweep: redis had a campaign's old end; ending it again", "campaign_id", w.ID)
-			if _, _, err := s.endInRedis(ctx, w.ID, w.End.UnixMilli()); err != nil {
-				s.log.Warn("sweep: end not applied", "campaign_id", w.ID, "err", err)
+	var layouts []*lua.Layout
+	var keys []*lua.Keys
+	for id := range pgEnd {
+		k := 1
+		if w, found, _, _ := e.catalog.lookup(id); found {
+			k = int(w.buckets)
+		}
+		l, err := e.keys.Layout(id, k)
+		if err != nil {
+			continue
+		}
+		layouts = append(layouts, l)
+		keys = append(keys, l.Home)
+		if k > 1 {
+			for b := range l.Buckets {
+				keys = append(keys, l.Buckets[b].Keys)
 			}
 		}
 	}
+	if len(keys) == 0 {
+		return
+	}
+	wins := make([]lua.Window, len(keys))
+	if err := lua.ReadWindows(ctx, e.redis, keys, wins); err != nil {
+		e.log.Warn("sweep: windows not read", "err", err)
+		return
+	}
+	i := 0
+	for _, l := range layouts {
+		n := 1 // the home, and the buckets of a bucketed campaign
+		if l.K() > 1 {
+			n += l.K()
+		}
+		parts := wins[i : i+n]
+		i += n
+		lo, hi := pgEnd[l.ID], int64(math.MinInt64)
+		for _, w := range parts {
+			if w.Loaded {
+				lo, hi = min(lo, w.EndMs), max(hi, w.EndMs)
+			}
+		}
+		if hi <= lo {
+			continue // every part ends no later than the earliest end
+		}
+		e.log.Warn("sweep: a campaign's parts in redis end at different times; ending every part at the earliest",
+			"campaign_id", l.ID, "end_ms", lo)
+		if err := e.finishEnd(ctx, l, lo, lo < pgEnd[l.ID]); err != nil {
+			e.log.Warn("sweep: end not applied", "campaign_id", l.ID, "err", err)
+		}
+	}
+}
+
+// finishEnd applies the end endMs to every part of the campaign of l, and
+// records it in PostgreSQL too when record (it is earlier than the row's).
+func (e *Engine) finishEnd(ctx context.Context, l *lua.Layout, endMs int64, record bool) error {
+	apply := func(ctx context.Context, _ time.Time) (time.Time, bool, error) {
+		end, loaded, err := lua.EndBuckets(ctx, e.redis, l, endMs)
+		if err == nil && loaded {
+			if c := e.hot.peek(l.ID); c != nil {
+				e.hot.lowerEnd(c, end)
+			}
+		}
+		return time.UnixMilli(end), loaded, err
+	}
+	if !record {
+		_, _, err := apply(ctx, time.Time{})
+		return err
+	}
+	_, err := e.store.EndCampaign(ctx, l.ID, sweepActor, apply)
+	return err
 }

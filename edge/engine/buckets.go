@@ -1,4 +1,4 @@
-package edge
+package engine
 
 import (
 	"context"
@@ -58,6 +58,7 @@ type rebalancer struct {
 	layout *lua.Layout
 	opt    *lua.RebalanceOptions
 	log    *slog.Logger
+	lost   func(id int64) // the campaign's home is gone: lay it out again
 
 	mu      sync.Mutex
 	want    []bool          // buckets asked for
@@ -65,8 +66,8 @@ type rebalancer struct {
 	running bool
 }
 
-func newRebalancer(r rueidis.Client, l *lua.Layout, opt *lua.RebalanceOptions, log *slog.Logger) *rebalancer {
-	return &rebalancer{redis: r, layout: l, opt: opt, log: log, want: make([]bool, l.K()), done: make([]chan struct{}, l.K())}
+func newRebalancer(r rueidis.Client, l *lua.Layout, opt *lua.RebalanceOptions, log *slog.Logger, lost func(int64)) *rebalancer {
+	return &rebalancer{redis: r, layout: l, opt: opt, log: log, lost: lost, want: make([]bool, l.K()), done: make([]chan struct{}, l.K())}
 }
 
 // ask asks for a rebalance of bucket b and returns a channel closed when
@@ -113,7 +114,7 @@ func (r *rebalancer) loop() {
 
 // run is one rebalance of bucket b; a panic is logged and counted.
 func (r *rebalancer) run(b int) {
-	defer recoverGoroutine(r.log, "bucket rebalancer")
+	defer RecoverGoroutine(r.log, "bucket rebalancer")
 	ctx, cancel := context.WithTimeout(context.Background(), claimTimeout)
 	defer cancel()
 	deadline := time.Now().Add(rebalanceTry)
@@ -124,6 +125,12 @@ func (r *rebalancer) run(b int) {
 			time.Sleep(time.Millisecond)
 			continue
 		case errors.Is(err, lua.ErrLeaseHeld):
+		case errors.Is(err, lua.ErrNotLoaded) && r.lost != nil:
+			// The home (its window, pool and lease) is gone while buckets
+			// serve: only a rebuild from PostgreSQL brings the stock back.
+			bucketErrors.Inc()
+			r.log.Warn("bucketed campaign's home missing from redis: laying it out again", "campaign_id", r.layout.ID)
+			r.lost(r.layout.ID)
 		case err != nil:
 			bucketErrors.Inc()
 			r.log.Warn("bucket rebalance failed", "campaign_id", r.layout.ID, "bucket", b, "err", err)
@@ -144,11 +151,11 @@ func (r *rebalancer) run(b int) {
 // claimBuckets decides user's open of a bucketed campaign: see the top of
 // this file. Busy (a frozen campaign being rebuilt) and an EMPTY left after
 // the wait come back as they are: the caller answers 503.
-func (s *Server) claimBuckets(c *hotCampaign, user string) (rain.Result, error) {
+func (e *Engine) claimBuckets(c *hotCampaign, user string) (rain.Result, error) {
 	l := c.layout
 	b := lua.BucketOf(l.ID, user, l.K())
 	for try := 0; ; try++ {
-		res, left, err := s.batch.claimBucket(&c.queues[b], l, b, user)
+		res, left, err := e.batch.claimBucket(&c.queues[b], l, b, user)
 		if err != nil {
 			return res, err
 		}
@@ -174,13 +181,13 @@ func (s *Server) claimBuckets(c *hotCampaign, user string) (rain.Result, error) 
 
 // layoutOf is the layout of campaign id: its in-process state's, else as
 // Redis holds it; a campaign Redis does not hold reads as one bucket.
-func (s *Server) layoutOf(ctx context.Context, id int64) (*lua.Layout, error) {
-	if c := s.hot.peek(id); c != nil && c.layout != nil {
+func (e *Engine) layoutOf(ctx context.Context, id int64) (*lua.Layout, error) {
+	if c := e.hot.peek(id); c != nil && c.layout != nil {
 		return c.layout, nil
 	}
-	l, loaded, err := s.keys.LayoutOf(ctx, s.redis, id)
+	l, loaded, err := e.keys.LayoutOf(ctx, e.redis, id)
 	if err != nil || loaded {
 		return l, err
 	}
-	return s.keys.Layout(id, 1)
+	return e.keys.Layout(id, 1)
 }

@@ -2,99 +2,22 @@ package lua
 
 import (
 	"context"
-	"crypto/sha1"
-	_ "embed"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/redpacket/rain"
-
 	"github.com/redis/rueidis"
 )
 
-// The scripts of bucketed campaigns (K > 1, see keys.go) and their typed
-// wrappers. Every script touches one slot. A user's claim and the stock
-// decision for them are made by claim.lua's bucket copy on the user's bucket;
-// stock moves between the pool and the buckets by transfers (take at the
-// source, credit at the destination, settle at the source) under a
-// rebalancing lease whose fence every moving script checks.
-
-// bucketClaim is claim.lua for one bucket: the same source with its BUCKET
-// switch on, so the checks, the draw and the write-back are written once.
-func bucketClaim(src string) string {
-	const off, on = "\nlocal BUCKET = false\n", "\nlocal BUCKET = true\n"
-	if strings.Count(src, off) != 1 {
-		panic("claim.lua: want one line `local BUCKET = false`")
-	}
-	return strings.Replace(src, off, on, 1)
-}
-
-var (
-	//go:embed bucket_take.lua
-	bucketTakeSrc string
-	//go:embed bucket_credit.lua
-	bucketCreditSrc string
-	//go:embed bucket_lock.lua
-	bucketLockSrc string
-	//go:embed bucket_state.lua
-	bucketStateSrc string
-	//go:embed bucket_final.lua
-	bucketFinalSrc string
-	//go:embed bucket_pool_add.lua
-	bucketPoolAddSrc string
-	//go:embed bucket_load.lua
-	bucketLoadSrc string
-	//go:embed bucket_freeze.lua
-	bucketFreezeSrc string
-	//go:embed bucket_burn.lua
-	bucketBurnSrc string
-
-	bucketClaimScript   = rueidis.NewLuaScript(bucketClaim(claimSrc))
-	bucketTakeScript    = newScript(bucketTakeSrc)
-	bucketCreditScript  = newScript(bucketCreditSrc)
-	bucketLockScript    = newScript(bucketLockSrc)
-	bucketStateScript   = newScript(bucketStateSrc)
-	bucketFinalScript   = newScript(bucketFinalSrc)
-	bucketPoolAddScript = newScript(bucketPoolAddSrc)
-	bucketLoadScript    = newScript(bucketLoadSrc)
-	bucketFreezeScript  = newScript(bucketFreezeSrc)
-	bucketBurnScript    = newScript(bucketBurnSrc)
-	bucketUnlockScript  = newScript("#!lua\nif redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0")
-	endScriptMulti      = newScript(endSrc)
-	readdScriptMulti    = newScript(readdSrc)
-)
-
-// script is a Lua script that can also run many times in one round trip
-// over the slots of a campaign (EVALSHA pipelined; a node without it in
-// its cache gets EVAL for that call alone), unlike rueidis's ExecMulti,
-// which first loads the script on every node.
-type script struct {
-	*rueidis.Lua
-	sha string
-}
-
-func newScript(src string) *script {
-	sum := sha1.Sum([]byte(src))
-	return &script{Lua: rueidis.NewLuaScript(src), sha: hex.EncodeToString(sum[:])}
-}
-
-func (s *script) multi(ctx context.Context, c rueidis.Client, execs []rueidis.LuaExec) []rueidis.RedisResult {
-	cmds := make(rueidis.Commands, len(execs))
-	for i, e := range execs {
-		cmds[i] = c.B().Evalsha().Sha1(s.sha).Numkeys(int64(len(e.Keys))).Key(e.Keys...).Arg(e.Args...).Build()
-	}
-	res := c.DoMulti(ctx, cmds...)
-	for i, r := range res {
-		if err, ok := rueidis.IsRedisErr(r.Error()); ok && err.IsNoScript() {
-			res[i] = s.Exec(ctx, c, execs[i].Keys, execs[i].Args)
-		}
-	}
-	return res
-}
+// Stock moving between a bucketed campaign's parts (its pool and its
+// buckets): the rebalancing lease, whose fence every script that moves
+// stock checks; transfers (taken and logged at the source, credited once
+// at the destination, settled at the source) and the sweep that finishes
+// the half-done ones; the global sold-out check; stock added to the pool.
+// The story is in docs/design.md ("Hot campaigns"); why the sold-out check
+// is exact, at CheckSoldOut.
 
 // Errors of the bucket scripts' wrappers.
 var (
@@ -106,9 +29,6 @@ var (
 	ErrFenced = errors.New("rebalancing lease superseded by a newer one")
 	// ErrFrozen: the campaign is frozen for a rebuild.
 	ErrFrozen = errors.New("campaign frozen for a rebuild")
-	// ErrPartial: some of the campaign's slots have their data and some do
-	// not (a shard lost its data): freeze it and rebuild it from PostgreSQL.
-	ErrPartial = errors.New("campaign partly missing from redis")
 )
 
 // refusal maps the scripts' negative codes to errors.
@@ -124,47 +44,6 @@ func refusal(code int64) error {
 	return fmt.Errorf("bucket script: unexpected code %d", code)
 }
 
-// ClaimBucket decides the opens of users, every one of bucket b (see
-// Layout.BucketOf), in one call of claim.lua's bucket copy, filling out[i] with
-// the answer to users[i] as ClaimBatch does. Besides claim.lua's outcomes
-// a bucket answers Empty (no stock here, maybe elsewhere: Rebalance, then
-// ask again) and Busy (frozen). left is the bucket's stock after the call,
-// -1 when not read. With K = 1 it is ClaimBatch on the home (left -1): the
-// unchanged path. A user of another bucket is refused before any call, so
-// no user can ever claim in two buckets.
-func ClaimBucket(ctx context.Context, c rueidis.Client, l *Layout, b int, users []string, rnds []uint64, out []rain.Result) (left int64, err error) {
-	if l.K() == 1 {
-		return -1, ClaimBatch(ctx, c, l.Home, users, rnds, out)
-	}
-	n := len(users)
-	if n == 0 || n > MaxBatch || len(rnds) != n || len(out) != n {
-		return -1, fmt.Errorf("claim: %d users, %d randoms, %d results (want 1 to %d of each)", n, len(rnds), len(out), MaxBatch)
-	}
-	if b < 0 || b >= l.K() {
-		return -1, fmt.Errorf("claim: bucket %d of %d", b, l.K())
-	}
-	for _, u := range users {
-		if got := BucketOf(l.ID, u, l.K()); got != b {
-			return -1, fmt.Errorf("claim: user %q is in bucket %d, not %d", u, got, b)
-		}
-	}
-	var stack [2 * 64]string
-	args := stack[:0]
-	if 2*n > len(stack) {
-		args = make([]string, 0, 2*n)
-	}
-	msgs, err := bucketClaimScript.Exec(ctx, c, l.Buckets[b].all[:], appendClaimArgs(args, users, rnds)).ToArray()
-	if err != nil {
-		return -1, err
-	}
-	return parseBucketClaims(msgs, out)
-}
-
-// parseBucketClaims reads the reply of claim.lua's bucket copy into out.
-func parseBucketClaims(msgs []rueidis.RedisMessage, out []rain.Result) (left int64, err error) {
-	return claimReply{script: "claim.lua (bucket)", left: true, bucket: true}.parse(msgs, out)
-}
-
 // DefaultLease is how long a rebalancing lease lasts unless released.
 const DefaultLease = 2 * time.Second
 
@@ -175,23 +54,23 @@ type Lease struct {
 	l     *Layout
 	Fence int64
 	seq   int64
-
-	// WaitReplicas, when above 0, makes a transfer wait (WAIT) until that
-	// many replicas of the source hold its debit before crediting, so a
-	// failover to a replica cannot undo a debit whose credit stands.
-	WaitReplicas int64
-	WaitTimeout  time.Duration // for WAIT; default 100 ms
 }
 
 // Lock takes the rebalancing lease of the campaign of l for ttl (at least
 // 1 ms). It fails with ErrLeaseHeld when another process holds it, and
 // with ErrNotLoaded or ErrFrozen.
 func Lock(ctx context.Context, c rueidis.Client, l *Layout, ttl time.Duration) (*Lease, error) {
-	f, err := bucketLockScript.Exec(ctx, c, []string{l.Home.Meta(), l.rebal},
-		[]string{strconv.FormatInt(max(ttl.Milliseconds(), 1), 10)}).AsInt64()
+	// The fence is acknowledged like a write that moves stock: a failover
+	// that lost it could hand an older fence out again.
+	r, ackErr := bucketLockScript.exec(ctx, c, l.Home.ack, l.Home.sync, []string{l.Home.Meta(), l.rebal},
+		[]string{strconv.FormatInt(max(ttl.Milliseconds(), 1), 10)})
+	f, err := r.AsInt64()
 	switch {
 	case err != nil:
 		return nil, err
+	case f > 0 && ackErr != nil:
+		_ = bucketUnlockScript.Exec(context.WithoutCancel(ctx), c, []string{l.rebal}, []string{strconv.FormatInt(f, 10)}).Error()
+		return nil, ackErr
 	case f == 0:
 		return nil, ErrLeaseHeld
 	case f < 0:
@@ -262,8 +141,10 @@ func (ls *Lease) Transfer(ctx context.Context, src, dst int, n int64, r uint64) 
 
 // take is the debit half of a transfer.
 func (ls *Lease) take(ctx context.Context, src, dst int, id string, n int64, r uint64) (int64, string, error) {
-	msgs, err := bucketTakeScript.Exec(ctx, ls.c, ls.l.source(src), []string{strconv.FormatInt(ls.Fence, 10), id,
-		strconv.Itoa(dst), strconv.FormatInt(n, 10), strconv.FormatUint(r&(1<<53-1), 10)}).ToArray()
+	from := ls.l.part(src)
+	res, ackErr := bucketTakeScript.exec(ctx, ls.c, from.ack, from.sync, ls.l.source(src), []string{strconv.FormatInt(ls.Fence, 10), id,
+		strconv.Itoa(dst), strconv.FormatInt(n, 10), strconv.FormatUint(r&(1<<53-1), 10)})
+	msgs, err := res.ToArray()
 	if err != nil {
 		return 0, "", err
 	}
@@ -273,6 +154,11 @@ func (ls *Lease) take(ctx context.Context, src, dst int, id string, n int64, r u
 	}
 	if taken < 0 {
 		return 0, "", refusal(taken)
+	}
+	if ackErr != nil {
+		// Debited on the master, not yet on a replica: no credit until it
+		// is (a later Sweep credits it once it is acknowledged).
+		return 0, "", fmt.Errorf("transfer %s: debit: %w", id, ackErr)
 	}
 	if len(msgs) != 2 {
 		return 0, "", fmt.Errorf("bucket_take.lua: bad reply of %d values", len(msgs))
@@ -284,26 +170,27 @@ func (ls *Lease) take(ctx context.Context, src, dst int, id string, n int64, r u
 // settle credits a debited transfer at dst and removes it from the
 // source's log: the rest of a transfer, and what Sweep replays.
 func (ls *Lease) settle(ctx context.Context, src, dst int, id, list string) error {
-	if ls.WaitReplicas > 0 {
-		timeout := ls.WaitTimeout
-		if timeout <= 0 {
-			timeout = 100 * time.Millisecond
-		}
-		key := ls.l.source(src)[2]
-		got, err := ls.c.Do(ctx, ls.c.B().Wait().Numreplicas(ls.WaitReplicas).Timeout(timeout.Milliseconds()).Build().SetSlot(key)).AsInt64()
-		if err != nil {
-			return err
-		}
-		if got < ls.WaitReplicas {
-			return fmt.Errorf("transfer %s: debit on %d of %d replicas", id, got, ls.WaitReplicas)
-		}
+	// The debit must be on a replica before the credit: a failover that
+	// lost the debit while the credit stood would make packets twice. A
+	// barrier on the source acknowledges every write made there before it
+	// (the debit, whichever process made it).
+	from, to := ls.l.part(src), ls.l.part(dst)
+	if err := from.ack.barrier(ctx, ls.c, from.sync); err != nil {
+		return fmt.Errorf("transfer %s: debit: %w", id, err)
 	}
-	code, err := bucketCreditScript.Exec(ctx, ls.c, ls.l.creditKeys(dst), []string{strconv.FormatInt(ls.Fence, 10), id, list}).AsInt64()
+	r, ackErr := bucketCreditScript.exec(ctx, ls.c, to.ack, to.sync, ls.l.creditKeys(dst), []string{strconv.FormatInt(ls.Fence, 10), id, list})
+	code, err := r.AsInt64()
 	if err != nil {
 		return err
 	}
 	if code < 0 {
 		return fmt.Errorf("transfer %s to bucket %d: %w", id, dst, refusal(code))
+	}
+	if ackErr != nil {
+		// Credited on the master, not yet on a replica: the log entry
+		// stays, so a Sweep credits it again (once, by its id) if a
+		// failover lost this credit.
+		return fmt.Errorf("transfer %s: credit: %w", id, ackErr)
 	}
 	return ls.c.Do(ctx, ls.c.B().Hdel().Key(ls.l.source(src)[2]).Field(id).Build()).Error()
 }
@@ -385,12 +272,15 @@ func (ls *Lease) setFinal(ctx context.Context, buckets []int, on bool) (done []b
 		arg = "1"
 	}
 	execs := make([]rueidis.LuaExec, len(buckets))
+	parts := make([]*Keys, len(buckets))
 	for i, b := range buckets {
 		execs[i] = rueidis.LuaExec{Keys: ls.l.source(b), Args: []string{strconv.FormatInt(ls.Fence, 10), arg}}
+		parts[i] = ls.l.part(b)
 	}
 	done = make([]bool, len(buckets))
-	var errs []error
-	for i, r := range bucketFinalScript.multi(ctx, ls.c, execs) {
+	res, ackErr := bucketFinalScript.multiAck(ctx, ls.c, execs, parts)
+	errs := []error{ackErr}
+	for i, r := range res {
 		code, err := r.AsInt64()
 		if err == nil && code < 0 {
 			err = refusal(code)
@@ -473,10 +363,11 @@ func (ls *Lease) AddToPool(ctx context.Context, amount, count int64) (gen int64,
 	if _, err := ls.setFinal(ctx, all, false); err != nil {
 		return 0, err
 	}
-	gen, err = bucketPoolAddScript.Exec(ctx, ls.c, []string{ls.l.Home.Meta(), ls.l.pool}, []string{
-		strconv.FormatInt(ls.Fence, 10), strconv.FormatInt(amount, 10), strconv.FormatInt(count, 10)}).AsInt64()
+	r, ackErr := bucketPoolAddScript.exec(ctx, ls.c, ls.l.Home.ack, ls.l.Home.sync, []string{ls.l.Home.Meta(), ls.l.pool}, []string{
+		strconv.FormatInt(ls.Fence, 10), strconv.FormatInt(amount, 10), strconv.FormatInt(count, 10)})
+	gen, err = r.AsInt64()
 	if err == nil && gen < 0 {
 		err = refusal(gen)
 	}
-	return gen, err
+	return gen, errors.Join(err, ackErr)
 }

@@ -1,4 +1,4 @@
-package edge
+package engine
 
 import (
 	"log/slog"
@@ -39,8 +39,6 @@ type hotCampaign struct {
 	layout *lua.Layout
 	queues []claimQueue // one per bucket
 	rebal  *rebalancer
-	// checked: Redis said the campaign has one bucket (open.go).
-	checked atomic.Bool
 
 	sold       atomic.Pointer[soldOutSet] // its claimants, while kept (soldout.go)
 	building   atomic.Bool                // a filter of its claimants is being built
@@ -64,7 +62,7 @@ type hotCampaigns struct {
 	redis         rueidis.Client
 	keys          lua.Keyspace
 	log           *slog.Logger
-	rebalance     *lua.RebalanceOptions // the rebalancers' (buckets.go)
+	lost          func(id int64) // a bucketed campaign's home is gone (the engine's repairAsync)
 	claims        atomic.Int64
 	afterScan     func() // tests: runs between a build's scan and its count
 	mu            sync.Mutex
@@ -90,6 +88,16 @@ func (h *hotCampaigns) peek(id int64) *hotCampaign {
 // get returns the state of campaign id, creating it (as a campaign of one
 // bucket).
 func (h *hotCampaigns) get(id int64) *hotCampaign { return h.getLayout(id, nil) }
+
+// getBuckets returns the state of campaign id of k buckets (nil if k is
+// out of range).
+func (h *hotCampaigns) getBuckets(id int64, k int) *hotCampaign {
+	l, err := h.keys.Layout(id, k)
+	if err != nil {
+		return nil
+	}
+	return h.getLayout(id, l)
+}
 
 // getLayout returns the state of campaign id, creating it with layout l
 // (nil: one bucket, or whatever state there is). A state of one bucket is
@@ -118,7 +126,7 @@ func (h *hotCampaigns) getLayout(id int64, l *lua.Layout) *hotCampaign {
 	}
 	c := &hotCampaign{keys: h.keys.Of(id), claimed: make(map[string]int64)}
 	if l != nil {
-		c.layout, c.queues, c.rebal = l, make([]claimQueue, l.K()), newRebalancer(h.redis, l, h.rebalance, h.log)
+		c.layout, c.queues, c.rebal = l, make([]claimQueue, l.K()), newRebalancer(h.redis, l, nil, h.log, h.lost)
 	}
 	if s := h.soldOutSets[id]; s != nil {
 		s.owner = c

@@ -1,8 +1,7 @@
-package edge
+package engine
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strconv"
 	"sync"
@@ -16,7 +15,6 @@ import (
 	"github.com/redis/rueidis"
 	"github.com/redpacket/rain/internal/dev/testenv"
 	"github.com/redpacket/rain/lua"
-	"github.com/valyala/fasthttp"
 )
 
 // testSet is a filter of users for campaign id, flagged until untilMs and
@@ -254,19 +252,12 @@ func soldOutCampaign(t *testing.T, h *harness, prefix string, n int) int64 {
 	return id
 }
 
-// openDirect runs the open route on ctx for user and returns the status
-// and the amount in the body (0 when none).
-func openDirect(handler fasthttp.RequestHandler, ctx *fasthttp.RequestCtx, id int64, user string) (int, int64) {
-	ctx.Request.Reset()
-	ctx.Response.Reset()
-	ctx.Request.Header.SetMethod("POST")
-	ctx.Request.SetRequestURI("/campaign/" + strconv.FormatInt(id, 10) + "/open")
-	ctx.Request.Header.SetContentType("application/json")
-	ctx.Request.SetBodyString(`{"user_id":"` + user + `"}`)
-	handler(ctx)
-	var body struct{ Amount int64 }
-	json.Unmarshal(ctx.Response.Body(), &body)
-	return ctx.Response.StatusCode(), body.Amount
+// openDirect opens campaign id for user through the engine and returns
+// the status of the answer and its amount (0 when none).
+func openDirect(e *Engine, id int64, user string) (int, int64) {
+	res, err := e.Open(id, []byte(user))
+	status, _ := answerOf(res, err)
+	return status, res.Amount
 }
 
 // TestSoldOutFlood: a sold-out campaign of 200k claimants: every claimant
@@ -276,7 +267,6 @@ func TestSoldOutFlood(t *testing.T) {
 	const claimants, others = 200_000, 20_000
 	h := newHarness(t, harnessOpt{set: func(c *Config) { c.SoldOutTTL = time.Minute }})
 	id := soldOutCampaign(t, h, "c", claimants)
-	handler := h.srv.Handler()
 	memo, flag := claimsMemo.Get(), claimsSoldOutFlag.Get()
 
 	var wrong atomic.Int64
@@ -284,14 +274,13 @@ func TestSoldOutFlood(t *testing.T) {
 	const workers = 8
 	for w := range workers {
 		wg.Go(func() {
-			var ctx fasthttp.RequestCtx
 			for i := w; i < others; i += workers {
-				if status, _ := openDirect(handler, &ctx, id, "n"+strconv.Itoa(i)); status != 410 && wrong.Add(1) < 5 {
+				if status, _ := openDirect(h.eng, id, "n"+strconv.Itoa(i)); status != 410 && wrong.Add(1) < 5 {
 					t.Errorf("non-claimant n%d: %d, want 410", i, status)
 				}
 			}
 			for i := w; i < claimants; i += workers {
-				status, amount := openDirect(handler, &ctx, id, "c"+strconv.Itoa(i))
+				status, amount := openDirect(h.eng, id, "c"+strconv.Itoa(i))
 				if (status != 409 || amount != int64(i%50+1)) && wrong.Add(1) < 5 {
 					t.Errorf("claimant c%d: %d with %d, want 409 with %d", i, status, amount, i%50+1)
 				}
@@ -325,10 +314,10 @@ func TestSoldOutEvictsLeastRecentlyUsed(t *testing.T) {
 	time.Sleep(5 * time.Millisecond)
 	c := soldOutCampaign(t, h, "c", n)
 	now := time.Now().UnixMilli()
-	if !h.srv.hot.get(a).flagged(now) || !h.srv.hot.get(c).flagged(now) {
+	if !h.eng.hot.get(a).flagged(now) || !h.eng.hot.get(c).flagged(now) {
 		t.Error("a filter other than the least recently used was evicted")
 	}
-	if h.srv.hot.get(b).sold.Load() != nil {
+	if h.eng.hot.get(b).sold.Load() != nil {
 		t.Fatal("the least recently used filter was kept over the budget")
 	}
 	flag := claimsSoldOutFlag.Get()
@@ -361,7 +350,7 @@ func TestSoldOutStockBack(t *testing.T) {
 	// A long flag: only an OK reply can end it early.
 	h = newHarness(t, harnessOpt{set: func(c *Config) { c.SoldOutTTL = time.Minute }})
 	id = soldOutCampaign(t, h, "c", 1000)
-	s := h.srv.hot.get(id).sold.Load()
+	s := h.eng.hot.get(id).sold.Load()
 	fp := ""
 	for i := 0; fp == ""; i++ {
 		if u := "fp" + strconv.Itoa(i); s.filter.TestString(u) {
@@ -385,7 +374,7 @@ func TestSoldOutClaimDuringScan(t *testing.T) {
 	id := h.live(`{"1":1}`)
 	k := testenv.Keys().Of(id)
 	var scans atomic.Int64
-	h.srv.hot.afterScan = func() { // runs in the build's goroutine
+	h.eng.hot.afterScan = func() { // runs in the build's goroutine
 		if scans.Add(1) == 1 {
 			err := h.redis.Do(context.Background(), h.redis.B().Hset().Key(k.Claims()).FieldValue().
 				FieldValue("late0", lua.ClaimValue(1, time.Now().UnixMilli())).Build()).Error()
@@ -399,7 +388,7 @@ func TestSoldOutClaimDuringScan(t *testing.T) {
 	}
 	fillClaims(t, h.redis, id, "c", 1000)
 	h.open(id, "probe") // SOLD_OUT: a build starts
-	c := h.srv.hot.get(id)
+	c := h.eng.hot.get(id)
 	testenv.Eventually(t, 10*time.Second, func() (bool, string) {
 		return scans.Load() >= 1 && !c.building.Load(), "the first build did not finish"
 	})
@@ -425,7 +414,7 @@ func TestSoldOutBuildFails(t *testing.T) {
 	rdb := testenv.RedisAt(t, proxy.Addr())
 	h := newHarness(t, harnessOpt{redis: rdb, set: func(c *Config) { c.SoldOutTTL = 200 * time.Millisecond }})
 	var scans atomic.Int64
-	h.srv.hot.afterScan = func() { // runs in the build's goroutine
+	h.eng.hot.afterScan = func() { // runs in the build's goroutine
 		if scans.Add(1) == 1 {
 			proxy.Cut()
 		}
@@ -436,7 +425,7 @@ func TestSoldOutBuildFails(t *testing.T) {
 	}
 	fillClaims(t, rdb, id, "c", 1000)
 	h.open(id, "probe") // SOLD_OUT: a build starts, and loses Redis before its count
-	c := h.srv.hot.get(id)
+	c := h.eng.hot.get(id)
 	testenv.Eventually(t, 10*time.Second, func() (bool, string) {
 		return scans.Load() >= 1 && !c.building.Load(), "the build did not end"
 	})
@@ -480,19 +469,30 @@ func BenchmarkSoldOutMiss(b *testing.B) {
 	}
 }
 
-// BenchmarkSoldOutOpen runs the open route for non-claimants of a sold-out
-// campaign, answered from memory (410).
+// BenchmarkSoldOutOpen is the engine's open for non-claimants of a
+// sold-out campaign, answered from memory (410): no allocation.
 func BenchmarkSoldOutOpen(b *testing.B) {
 	h := newHarness(b, harnessOpt{set: func(c *Config) { c.SoldOutTTL = time.Minute }})
 	id := h.live(`{"1":1}`)
 	h.open(id, "first")
 	fillClaims(b, h.redis, id, "c", 100_000)
 	deadline := time.Now().Add(10 * time.Second)
-	for !h.srv.hot.get(id).flagged(time.Now().UnixMilli()) && time.Now().Before(deadline) {
+	for !h.eng.hot.get(id).flagged(time.Now().UnixMilli()) && time.Now().Before(deadline) {
 		h.open(id, "probe")
 		time.Sleep(20 * time.Millisecond)
 	}
-	benchOpens(b, h, id, 410)
+	users := make([][]byte, 1<<16)
+	for i := range users {
+		users[i] = []byte("n" + strconv.Itoa(i))
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if res, err := h.eng.Open(id, users[i&(len(users)-1)]); err != nil || res.Outcome != rain.SoldOut && res.Outcome != rain.AlreadyOpened {
+			b.Fatalf("%+v %v", res, err)
+		}
+		i++
+	}
 }
 
 // BenchmarkSoldOutBuild1M is a build of the filter of a campaign of a
@@ -505,7 +505,7 @@ func BenchmarkSoldOutBuild1M(b *testing.B) {
 	fillClaims(b, h.redis, id, "c", n)
 	k := testenv.Keys().Of(id)
 	for b.Loop() {
-		s, err := h.srv.hot.scanSoldOut(context.Background(), k, n)
+		s, err := h.eng.hot.scanSoldOut(context.Background(), k, n)
 		if err != nil || s == nil {
 			b.Fatalf("%v %v", s, err)
 		}

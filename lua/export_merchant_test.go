@@ -1,8 +1,0 @@
-package lua
-
-// The merchant scripts' sources, for the tests that call them with raw
-// arguments.
-var (
-	EndSrc     = endSrc
-	RestockSrc = restockSrc
-)
