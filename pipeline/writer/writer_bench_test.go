@@ -36,7 +36,10 @@ import (
 //
 // With BENCH_HISTORY=N the database first holds N claims of ended
 // campaigns (internal/dev/history: made when missing, kept for the next
-// run; `bin/dev history 0` deletes them).
+// run). With BENCH_USERS=random the user ids are random (16 hex digits),
+// so a batch's keys land all over the partition's index, as real users'
+// do; by default they follow the batch (bench-<batch>-<n>) and land
+// together.
 //
 // go test -run '^$' -bench Writer -benchtime 100x -count 3 ./pipeline/writer/
 func BenchmarkWriter(b *testing.B) {
@@ -51,6 +54,7 @@ func BenchmarkWriter(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+	random := os.Getenv("BENCH_USERS") == "random"
 	for _, dup := range []int{0, 10} {
 		for _, size := range []int{500, 5000} {
 			for _, method := range []string{"statement", "writer"} {
@@ -61,7 +65,7 @@ func BenchmarkWriter(b *testing.B) {
 					batches := make([][]pipeline.Event, b.N)
 					var prev []pipeline.Event
 					for i := range batches {
-						batches[i] = benchBatch(id, i, size, dup, prev)
+						batches[i] = benchBatch(id, i, size, dup, prev, random)
 						prev = batches[i]
 					}
 					write := func(evs []pipeline.Event) (int, error) {
@@ -94,8 +98,8 @@ func BenchmarkWriter(b *testing.B) {
 }
 
 // benchBatch is batch i of size events, dupPct % of them taken from prev
-// (a redelivery), the rest new users.
-func benchBatch(id int64, i, size, dupPct int, prev []pipeline.Event) []pipeline.Event {
+// (a redelivery), the rest new users (random ids with random).
+func benchBatch(id int64, i, size, dupPct int, prev []pipeline.Event, random bool) []pipeline.Event {
 	evs := make([]pipeline.Event, 0, size)
 	now := time.Now().UnixMilli()
 	amounts := [...]int64{1, 1, 1, 5, 5, 20}
@@ -104,8 +108,11 @@ func benchBatch(id int64, i, size, dupPct int, prev []pipeline.Event) []pipeline
 			evs = append(evs, prev[rand.IntN(len(prev))])
 			continue
 		}
-		evs = append(evs, pipeline.Event{CampaignID: id, UserID: fmt.Sprintf("bench-%d-%d", i, len(evs)),
-			Amount: amounts[rand.IntN(len(amounts))], ClaimedAt: now})
+		user := fmt.Sprintf("bench-%d-%d", i, len(evs))
+		if random {
+			user = fmt.Sprintf("%016x", rand.Uint64())
+		}
+		evs = append(evs, pipeline.Event{CampaignID: id, UserID: user, Amount: amounts[rand.IntN(len(amounts))], ClaimedAt: now})
 	}
 	return evs
 }
