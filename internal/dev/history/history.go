@@ -40,13 +40,15 @@ func Have(ctx context.Context, db *pgxpool.Pool) (claims int64, ids []int64, err
 }
 
 // Fill adds history campaigns until they hold at least claims claims, and
-// returns the ids it made (with an error too: those made before it). Each is a campaign that ended days ago with
-// PerCampaign claims (amounts 1, 5 and 20 in the proportions 5:3:2, every
-// packet opened), made through the schema as a campaign made by the api
-// is: its row (and so its partition), its inventory, its claims with
-// opened_count. Two connections work at once (one per core of a small
-// machine); the user ids of a campaign ascend, so each claim lands at the
-// end of its index. logf reports progress.
+// returns the ids it made (with an error, those made before it). Each is
+// a campaign that ended days ago with PerCampaign claims (amounts 1, 5 and
+// 20 in the proportions 5:3:2, every packet opened), made through the
+// schema as a campaign made by the api is: its row (and so its partition),
+// its inventory, its claims with opened_count. Two connections work at
+// once (one per core of a small machine); the user ids of a campaign
+// ascend, so each claim lands at the end of its index. Each campaign's
+// partition is then vacuumed (frozen, analyzed), as months-old claims are.
+// logf reports progress.
 func Fill(ctx context.Context, db *pgxpool.Pool, claims int64, logf func(string, ...any)) ([]int64, error) {
 	have, _, err := Have(ctx, db)
 	if err != nil {
