@@ -23,11 +23,10 @@ type pgSetting struct {
 // batch the consumer committed is never lost, and Kafka offsets move only
 // after PostgreSQL commits.
 var pgSettings = []pgSetting{
-	{"shared_buffers", "1GB", "the live campaign's partition and its key in memory with the history's pages beside them (default 128MB)"},
-	{"max_wal_size", "8GB", "a checkpoint every 8GB of WAL, not every 1GB: fewer full-page images of the key's pages, whose inserts are spread"},
+	{"shared_buffers", "1GB", "the keys of the live campaigns' partitions stay in memory (default 128MB): a backend no longer writes out and reads back key pages"},
+	{"max_wal_size", "8GB", "a checkpoint every 8GB of WAL, not every 1GB: fewer full-page images of the key pages, which real users' inserts spread"},
 	{"min_wal_size", "1GB", "WAL segments recycled, not made anew"},
 	{"checkpoint_timeout", "15min", "the time bound of the same (default 5min); crash recovery replays at most this much"},
-	{"wal_compression", "lz4", "full-page images compressed: less WAL written and flushed per claim"},
 }
 
 // pgConfName is the file the settings are written to, in the cluster's
@@ -104,7 +103,7 @@ func (p *Postgres) checkSettings(ctx context.Context, c pgCluster) {
 }
 
 // sameSetting compares a value SHOW gives with one of pgSettings (units
-// as PostgreSQL prints them: 1GB, 15min, lz4).
+// as PostgreSQL prints them: 1GB, 15min).
 func sameSetting(have, want string) bool {
 	return strings.EqualFold(strings.TrimSpace(have), want)
 }
