@@ -143,11 +143,11 @@ func (s *Store) StartArchive(ctx context.Context, id int64, notAfter time.Time) 
 const detachLockKey int64 = 0x7261696e64657463 // "raindetc"
 
 // DetachClaims takes campaign id's partition out of claim_log with DETACH
-// PARTITION ... CONCURRENTLY. That blocks neither the writer nor a
-// campaign's creation (SHARE UPDATE EXCLUSIVE on claim_log; ACCESS
-// EXCLUSIVE only on the partition, which no writer uses: the campaign has
-// ended); it waits for the transactions using claim_log when it began to
-// end. A detach that was interrupted (any campaign's: one blocks every
+// PARTITION ... CONCURRENTLY. That does not block the writer (SHARE UPDATE
+// EXCLUSIVE on claim_log; ACCESS EXCLUSIVE only on the partition, which no
+// writer uses: the campaign has ended); it waits for the transactions of
+// the database older than its second step to end, and a campaign created
+// meanwhile (its partition's ATTACH takes the same lock) waits for it. A detach that was interrupted (any campaign's: one blocks every
 // other) is finished first (FINALIZE); a partition already detached is
 // left as it is.
 func (s *Store) DetachClaims(ctx context.Context, id int64) error {

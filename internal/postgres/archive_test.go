@@ -4,14 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redpacket/rain"
 	"github.com/redpacket/rain/internal/dev/testenv"
 	"github.com/redpacket/rain/internal/postgres"
+	"github.com/redpacket/rain/migrations"
 )
 
 // endedCampaign is a campaign that ended two days ago with n claims
@@ -156,7 +159,10 @@ func archivedAnswers(t *testing.T, s *postgres.Store, id int64, want string) {
 // refuses a second concurrent detach while one is pending.
 func TestDetachFinishesAnInterruptedOne(t *testing.T) {
 	t.Parallel()
-	db := testenv.Postgres(t)
+	// A database of its own: the reader below would hold up the detaches
+	// of the other packages' tests (a detach waits for every older
+	// transaction of its database), and theirs could finish this one's.
+	db := ownDatabase(t)
 	s := &postgres.Store{DB: db}
 	ctx := context.Background()
 	first, second := endedCampaign(t, db, 3), endedCampaign(t, db, 3)
@@ -167,15 +173,32 @@ func TestDetachFinishesAnInterruptedOne(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = tx.Rollback(ctx) })
 	if _, err := tx.Exec(ctx, `SELECT count(*) FROM claim_log WHERE campaign_id = $1`, second); err != nil {
 		t.Fatal(err)
 	}
-	short, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
-	err = s.DetachClaims(short, first)
+	// The detach is interrupted once it waits for the reader: its first
+	// transaction (the partition marked pending) has committed then. The
+	// reader ends only after the interrupted statement is gone from the
+	// server, or the detach could still finish.
+	short, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- s.DetachClaims(short, first) }()
+	detaching := func(waiting bool) bool {
+		var n int
+		err := db.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE query = $1 AND state = 'active'
+			AND (NOT $2 OR wait_event = 'virtualxid')`, fmt.Sprintf(`ALTER TABLE claim_log DETACH PARTITION "claim_log_%d" CONCURRENTLY`, first), waiting).Scan(&n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n > 0
+	}
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) { return detaching(true), "the detach waiting for the reader" })
 	cancel()
-	if err == nil {
+	if err := <-done; err == nil {
 		t.Fatal("detach returned while a reader held claim_log")
 	}
+	testenv.Eventually(t, 30*time.Second, func() (bool, string) { return !detaching(false), "the interrupted detach gone" })
 	_ = tx.Rollback(ctx)
 	var pending bool
 	if err := db.QueryRow(ctx, `SELECT inhdetachpending FROM pg_inherits WHERE inhrelid = to_regclass($1)`,
@@ -234,4 +257,42 @@ func TestDeleteCampaign(t *testing.T) {
 		id, fmt.Sprintf("claim_log_%d", id)).Scan(&left); err != nil || left != 0 {
 		t.Fatalf("left behind: %d, %v", left, err)
 	}
+}
+
+// ownDatabase is a database of the test's own, migrated, dropped when the
+// test ends.
+func ownDatabase(t *testing.T) *pgxpool.Pool {
+	t.Helper()
+	testenv.Postgres(t) // skips under -short
+	ctx := context.Background()
+	admin, err := pgx.Connect(ctx, testenv.PostgresDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	name := fmt.Sprintf("rain_test_own_%d", time.Now().UnixNano())
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		t.Fatal(err)
+	}
+	u, err := url.Parse(testenv.PostgresDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path = "/" + name
+	dsn := u.String()
+	t.Cleanup(func() {
+		if c, err := pgx.Connect(ctx, testenv.PostgresDSN()); err == nil {
+			_, _ = c.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+			c.Close(ctx)
+		}
+	})
+	if err := migrations.Migrate(ctx, dsn); err != nil {
+		t.Fatal(err)
+	}
+	db, err := pgxpool.New(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	return db
 }
