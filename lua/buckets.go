@@ -619,8 +619,10 @@ func countStock(ctx context.Context, c rueidis.Client, l *Layout) (map[int64]int
 		}
 	}
 	execs := make([]rueidis.LuaExec, len(parts))
+	keys := make([]*Keys, len(parts))
 	for i, p := range parts {
 		k := l.part(p)
+		keys[i] = k
 		stock, out := k.Stock(), l.out
 		if p < 0 && l.K() > 1 {
 			stock = l.pool
@@ -629,8 +631,15 @@ func countStock(ctx context.Context, c rueidis.Client, l *Layout) (map[int64]int
 		}
 		execs[i] = rueidis.LuaExec{Keys: []string{k.Meta(), stock, k.Claims(), out}}
 	}
+	// In replica mode each count is followed by a WAIT on its slot: what
+	// was counted must be on a replica before a settle relies on it (a
+	// restock on the master alone, lost with it, would be marked applied).
+	res, ackErr := stockCountScript.multiAck(ctx, c, execs, keys)
+	if ackErr != nil {
+		return nil, false, fmt.Errorf("stock count: %w", ackErr)
+	}
 	held := make(map[int64]int64)
-	for i, r := range stockCountScript.multi(ctx, c, execs) {
+	for i, r := range res {
 		v, err := r.AsIntSlice()
 		if err != nil {
 			return nil, false, fmt.Errorf("stock_count.lua, part %d: %w", parts[i], err)
