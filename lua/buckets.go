@@ -480,27 +480,17 @@ func ReaddBuckets(ctx context.Context, c rueidis.Client, l *Layout, claims []Rec
 	execs := make([]rueidis.LuaExec, len(claims))
 	parts := make([]*Keys, len(claims))
 	for i, cl := range claims {
-		b := l.BucketOf(cl.User)
-		execs[i] = rueidis.LuaExec{Keys: b.all[:], Args: []string{cl.User,
-			ClaimValue(cl.Amount, cl.ClaimedAtMs), strconv.FormatInt(cl.Amount, 10)}}
-		parts[i] = b.Keys
+		parts[i] = l.BucketOf(cl.User).Keys
+		execs[i] = readdExec(parts[i], cl)
 	}
-	var short []int64 // amounts put back without a packet in their bucket
 	res, ackErr := readdScript.multiAck(ctx, c, execs, parts)
 	if ackErr != nil {
 		return readded, oversold, ackErr
 	}
-	for i, r := range res {
-		n, err := r.AsInt64()
-		if err != nil {
-			return readded, oversold, err
-		}
-		if n > 0 {
-			readded++
-		}
-		if n == 2 {
-			short = append(short, claims[i].Amount)
-		}
+	// Amounts put back without a packet in their bucket take one elsewhere.
+	readded, short, err := tallyReadd(res, claims)
+	if err != nil {
+		return readded, oversold, err
 	}
 	for _, amount := range short {
 		ok, err := burn(ctx, c, l, amount)
