@@ -13,6 +13,7 @@ const (
 	EMETHOD       = "BAD_METHOD"      // a route without this method (shown as INVALID_REQUEST, 405)
 	ETIMEOUT      = "TIMEOUT"         // a request not sent within the read timeout (shown as INVALID_REQUEST, 408)
 	EHEADERS      = "HEADERS_TOO_BIG" // request headers over the server's buffer (shown as INVALID_REQUEST, 431)
+	EURI          = "URI_TOO_LONG"    // a request line over the server's buffer (shown as INVALID_REQUEST, 414)
 	EUNAUTHORIZED = "UNAUTHORIZED"    // missing or wrong merchant token
 	EFORBIDDEN    = "FORBIDDEN"       // a valid token whose role may not do this (a read-only token, a merchant on an operator route)
 	ECONFLICT     = "CONFLICT"        // the name is taken (a merchant)

@@ -46,6 +46,8 @@ func errorStatus(code string) (int, string) {
 		return fasthttp.StatusRequestTimeout, rain.EINVALID
 	case rain.EHEADERS:
 		return fasthttp.StatusRequestHeaderFieldsTooLarge, rain.EINVALID
+	case rain.EURI:
+		return fasthttp.StatusRequestURITooLong, rain.EINVALID
 	case rain.EUNAUTHORIZED:
 		return fasthttp.StatusUnauthorized, code
 	case rain.EFORBIDDEN:
