@@ -16,7 +16,8 @@ const (
 	EURI          = "URI_TOO_LONG"    // a request line over the server's buffer (shown as INVALID_REQUEST, 414)
 	EUNAUTHORIZED = "UNAUTHORIZED"    // missing or wrong merchant token
 	EFORBIDDEN    = "FORBIDDEN"       // a valid token whose role may not do this (a read-only token, a merchant on an operator route)
-	ECONFLICT     = "CONFLICT"        // the name is taken (a merchant)
+	ECONFLICT     = "CONFLICT"        // the request is well formed but the state refuses it: a merchant name taken; stock of an amount the campaign lacks, over the limit, or a key reused
+	EENDED        = "ENDED"           // the campaign has ended (stock added after its end; shown with 409; an open's ENDED is an outcome, 400)
 	ENOTFOUND     = "NOT_FOUND"       // no such campaign or route
 	EBUSY         = "BUSY"            // a dependency is down or the pipeline is full; retry later
 	ERATELIMITED  = "RATE_LIMITED"    // a per-user or per-IP limit was exceeded; retry later

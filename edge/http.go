@@ -52,7 +52,7 @@ func errorStatus(code string) (int, string) {
 		return fasthttp.StatusUnauthorized, code
 	case rain.EFORBIDDEN:
 		return fasthttp.StatusForbidden, code
-	case rain.ECONFLICT:
+	case rain.ECONFLICT, rain.EENDED:
 		return fasthttp.StatusConflict, code
 	case rain.ENOTFOUND:
 		return fasthttp.StatusNotFound, code
