@@ -104,7 +104,7 @@ func TestOpenAPIFuzz(t *testing.T) {
 			t.Fatalf("RAIN_FUZZ_SEED=%q: not an integer", v)
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), max(8*time.Minute, time.Duration(examples)*5*time.Second))
 	defer cancel()
 	cmd := exec.CommandContext(ctx, st, "--no-color", "--config-file", "schemathesis.toml", "run", base+"/openapi.json",
 		"--max-examples", strconv.Itoa(examples), "--seed", strconv.FormatInt(seed, 10))
