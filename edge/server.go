@@ -102,6 +102,7 @@ func New(cfg Config, d Deps) *Server {
 		WriteTimeout:       cfg.WriteTimeout,
 		IdleTimeout:        cfg.IdleTimeout,
 		MaxRequestBodySize: maxReadBody,
+		ReadBufferSize:     readBuffer,
 		CloseOnShutdown:    true,
 		ErrorHandler:       requestError,
 	}
@@ -164,7 +165,8 @@ func (s *Server) Handler() fasthttp.RequestHandler {
 }
 
 // requestError answers requests fasthttp could not read: a body over the
-// server's limit is 413 with the API's error body. A connection that sent
+// route's limit is 413, a request line over the read buffer 414, other
+// headers over it 431, with the API's error body. A connection that sent
 // nothing within ReadTimeout gets 408 and is closed: a 400 there would be
 // an unsolicited response on an idle keep-alive connection, which a client
 // could take for the answer to the request it sends next.
@@ -175,8 +177,17 @@ func requestError(ctx *fasthttp.RequestCtx, err error) {
 		writeError(ctx, errTimeout)
 		return
 	}
+	// The client may still be sending: what it sends is read and
+	// discarded before the close, so it can read this answer (conns.go).
+	c := lingerOnClose(ctx)
 	var small *fasthttp.ErrSmallBuffer
 	if errors.As(err, &small) {
+		// The read buffer is full and holds the start of the request: with
+		// no line feed in it, the request line alone is over the limit.
+		if c != nil && c.sinceLF >= readBuffer {
+			writeError(ctx, errURI)
+			return
+		}
 		writeError(ctx, errHeaders)
 		return
 	}

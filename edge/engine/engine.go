@@ -77,7 +77,7 @@ func (c *Config) Bind(s *config.Set) {
 	s.Duration(&c.MemoryRefresh, "MEMORY_REFRESH", 250*time.Millisecond, 10*time.Millisecond, time.Second,
 		"how often each api re-reads the end and stock generation of the campaigns it answers from memory: an end or added stock reaches every replica's answers within about twice this")
 	s.Duration(&c.CampaignKeyTTL, "CAMPAIGN_KEY_TTL", 7*24*time.Hour, 0, 10*365*24*time.Hour,
-		"how long after a campaign's end its Redis keys expire (opens of it are then answered ENDED from its row); keep it above RECONCILE_LOOKBACK (`0` = never)")
+		"how long after a campaign's end (its creation, for one created already ended) its Redis keys expire (opens of it are then answered ENDED from its row); keep it above RECONCILE_LOOKBACK (`0` = never)")
 	c.RepairTimeout = 5 * time.Second
 }
 
