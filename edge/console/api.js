@@ -38,8 +38,8 @@ export async function errorOf(resp) {
 }
 
 // api sends a request and returns the decoded JSON body, or throws an
-// ApiError. A 401 signs the tab out.
-export async function api(method, path, body, headers = {}) {
+// ApiError. A 401 signs the tab out (unless quiet: the sign-in's own check).
+export async function api(method, path, body, headers = {}, quiet = false) {
   const init = { method, headers: authHeaders(headers), cache: 'no-store' };
   if (body !== undefined) {
     init.body = JSON.stringify(body);
@@ -48,7 +48,7 @@ export async function api(method, path, body, headers = {}) {
   const resp = await fetch(path, init);
   if (!resp.ok) {
     const err = await errorOf(resp);
-    if (resp.status === 401) {
+    if (resp.status === 401 && !quiet) {
       window.dispatchEvent(new CustomEvent('rain:unauthorized', { detail: err }));
     }
     throw err;

@@ -62,7 +62,7 @@ function viewSignIn(message) {
     e.preventDefault();
     token.set(input.value.trim());
     try {
-      await api('GET', '/campaigns?limit=1');
+      await api('GET', '/campaigns?limit=1', undefined, {}, true);
       input.value = '';
       location.hash = '#/campaigns';
       route();
@@ -101,7 +101,7 @@ async function viewList(state, after) {
     body.replaceChildren(
       rows.length ? el('div', { class: 'scroll' }, el('table', { id: 'campaigns' },
         el('caption', { text: `Newest first, times in ${zone}` }),
-        el('thead', {}, el('tr', {}, ...['ID', 'Name', 'State', 'Start', 'End', 'Packets', 'Persisted'].map((h) => el('th', { scope: 'col', text: h })))),
+        el('thead', {}, el('tr', {}, ...['ID', 'Name', 'State', 'Start', 'End', 'Packets', 'Persisted'].map((h) => el('th', { scope: 'col', class: h === 'Packets' || h === 'Persisted' ? 'num' : null, text: h })))),
         el('tbody', {}, rows))) : el('p', { text: 'No campaigns here yet.' }),
       el('nav', { class: 'pager', 'aria-label': 'Pages' },
         after ? el('a', { href: state ? `#/campaigns?state=${state}` : '#/campaigns', text: 'First page' }) : null,
@@ -255,7 +255,7 @@ async function viewCampaign(id) {
   drawInventory(c.inventory);
   const inventory = el('section', { class: 'card', 'aria-labelledby': 'inv-title' }, el('h2', { id: 'inv-title', text: 'Inventory' }),
     el('div', { class: 'scroll' }, el('table', { id: 'inventory' },
-      el('thead', {}, el('tr', {}, ...['Amount', 'Packets', 'Left', 'Persisted'].map((h) => el('th', { scope: 'col', text: h })))), invBody)));
+      el('thead', {}, el('tr', {}, ...['Amount', 'Packets', 'Left', 'Persisted'].map((h) => el('th', { scope: 'col', class: 'num', text: h })))), invBody)));
 
   const header = el('p', { class: 'meta' },
     el('span', { id: 'campaign-state', class: `state ${c.state}`, text: c.state }), ` #${c.id} · ${local(c.start_time)} → `,
@@ -390,14 +390,29 @@ function actions(c) {
     el('div', { class: 'actions' }, endBtn, confirm, csv), stockForm, out, lookup, found);
 }
 
+// summary says in words what an action asked for.
+function summary(a) {
+  const b = (a.request && a.request.body) || {};
+  switch (a.kind) {
+    case 'create':
+      return `${Object.entries(b.inventory || {}).map(([k, v]) => `${num(v)} × ${k}`).join(', ')}${b.buckets ? `, ${b.buckets} buckets` : ''}`;
+    case 'stock':
+      return `+${num(b.count)} of ${num(b.amount)}${a.request.idempotency_key ? ` (key ${a.request.idempotency_key.slice(0, 8)}…)` : ''}`;
+    case 'end':
+      return a.result && a.result.end_time ? `ended at ${local(a.result.end_time)}` : 'end now';
+    default:
+      return '';
+  }
+}
+
 function history(c) {
   const rows = c.history.slice().reverse().map((a) => el('tr', {},
     el('td', { text: local(a.at) }), el('td', { text: a.kind }), el('td', { text: a.merchant ? `${a.merchant} (token ${a.token_id})` : a.by }),
-    el('td', {}, el('code', { text: JSON.stringify((a.request && a.request.body) || a.result || {}) }))));
-  return el('section', { class: 'card', 'aria-labelledby': 'hist-title' }, el('h2', { id: 'hist-title', text: 'History' }),
+    el('td', { class: 'wrap', text: summary(a) })));
+  return el('section', { class: 'card wide', 'aria-labelledby': 'hist-title' }, el('h2', { id: 'hist-title', text: 'History' }),
     el('p', { class: 'help', text: 'Refreshed when the page loads; newest first.' }),
     el('div', { class: 'scroll' }, el('table', { id: 'history' },
-      el('thead', {}, el('tr', {}, ...['When', 'What', 'Who', 'Request'].map((h) => el('th', { scope: 'col', text: h })))),
+      el('thead', {}, el('tr', {}, ...['When', 'What', 'Who', 'Details'].map((h) => el('th', { scope: 'col', text: h })))),
       el('tbody', {}, rows))));
 }
 
