@@ -116,6 +116,11 @@ func (p *Phase) Name(variants int) string {
 	return s
 }
 
+// APIus is the api's CPU µs per request of the phase (0: not measured):
+// on a shared machine, steadier than req/s, which moves with what the
+// other users of the machine take.
+func (p *Phase) APIus() float64 { return div(p.CPU["api"]*p.Seconds*1e6, float64(p.Requests)) }
+
 // PerRequest is Redis CPU µs per request of the phase.
 func (p *Phase) PerRequest() float64 { return div(p.RedisCPUus, float64(p.Requests)) }
 
@@ -531,18 +536,22 @@ func (r *Result) viewersTable(b *strings.Builder) {
 		}
 		if !head {
 			fmt.Fprintf(b, "\nThe console's live view: the open phase again on a campaign of its own while %d clients hold its live route "+
-				"(`GET /campaign/{id}/live`) open and read every event, next to the open phase without viewers:\n\n", p.Viewers)
-			b.WriteString("| phase | viewers | live events read | req/s | × trivial | p50 ms | p99 ms | p99.9 ms | req/s vs no viewers |\n")
-			b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+				"(`GET /campaign/{id}/live`) open and read every event, next to the open phase without viewers; "+
+				"api CPU µs/req is the api's CPU over the phase per request (steadier than req/s on a shared machine):\n\n", p.Viewers)
+			b.WriteString("| phase | viewers | live events read | req/s | × trivial | p50 ms | p99 ms | p99.9 ms | api CPU µs/req | req/s vs no viewers | api µs/req vs no viewers |\n")
+			b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 			head = true
 		}
 		for _, x := range []*Phase{base, p} {
-			change := "–"
+			change, cpuChange := "–", "–"
 			if x == p && base.RPS > 0 {
 				change = fmt.Sprintf("%+.1f %%", (p.RPS/base.RPS-1)*100)
 			}
-			fmt.Fprintf(b, "| %s | %d | %d | %s | %s | %.2f | %.2f | %.2f | %s |\n", x.Name(nv), x.Viewers, x.ViewerEvents, thousands(x.RPS),
-				ratioText(r.ratio(x)), x.LatencyMS["p50"], x.LatencyMS["p99"], x.LatencyMS["p999"], change)
+			if x == p && base.APIus() > 0 && p.APIus() > 0 {
+				cpuChange = fmt.Sprintf("%+.1f %%", (p.APIus()/base.APIus()-1)*100)
+			}
+			fmt.Fprintf(b, "| %s | %d | %d | %s | %s | %.2f | %.2f | %.2f | %.1f | %s | %s |\n", x.Name(nv), x.Viewers, x.ViewerEvents, thousands(x.RPS),
+				ratioText(r.ratio(x)), x.LatencyMS["p50"], x.LatencyMS["p99"], x.LatencyMS["p999"], x.APIus(), change, cpuChange)
 		}
 	}
 }
