@@ -82,6 +82,9 @@ export class LineChart {
     this.canvas.dataset.samples = String(this.samples.length);
     const last = this.samples[this.samples.length - 1] || {};
     this.canvas.dataset.last = JSON.stringify(last);
+    const peaks = {};
+    for (const se of this.series) peaks[se.key] = Math.max(0, ...this.samples.map((s) => s[se.key] || 0));
+    this.canvas.dataset.peaks = JSON.stringify(peaks);
   }
 }
 
