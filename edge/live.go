@@ -4,11 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"net"
-	"os"
 	"sync"
 	"time"
 
@@ -28,10 +25,12 @@ import (
 // number, liveEvery apart, and every viewer gets the poller's latest event.
 // The poller stops when the campaign's last viewer goes.
 //
-// Numbers by answer are this process's (each replica counts the opens it
-// answered): every event carries them with the replica's id, and the
-// console sums the latest event of each replica it has seen (docs/api.md,
-// "GET /campaign/{id}/live"). Stock, claims and persisted are global.
+// The answers by kind are global: this process's own counts plus those
+// every other replica writes to Redis each second (engine.GlobalAnswers);
+// per_second is taken over the last two seconds or so, so a replica's
+// writes a second apart show as a steady rate. Stock, claims and persisted
+// come from Redis and PostgreSQL. Every event names the replica serving it
+// and how many replicas its answers sum.
 //
 // A browser's EventSource cannot send an Authorization header, so the
 // console reads the stream with fetch() and parses the events itself; the
@@ -59,7 +58,6 @@ type liveHub struct {
 	mu      sync.Mutex
 	feeds   map[int64]*liveFeed
 	streams int
-	replica string        // this process's id in events
 	stop    chan struct{} // closed by Shutdown: every stream ends
 	once    sync.Once
 	gauge   *metrics.Set
@@ -68,10 +66,6 @@ type liveHub struct {
 func (h *liveHub) init() {
 	h.feeds = make(map[int64]*liveFeed)
 	h.stop = make(chan struct{})
-	host, _ := os.Hostname()
-	var b [3]byte
-	_, _ = rand.Read(b[:])
-	h.replica = host + "-" + hex.EncodeToString(b[:])
 	h.gauge = metrics.NewSet()
 	h.gauge.NewGauge(`rain_live_streams_open`, func() float64 {
 		h.mu.Lock()
@@ -146,9 +140,9 @@ func (f *liveFeed) publish(ev []byte) {
 	f.mu.Unlock()
 }
 
-// liveAnswers are the answers to a campaign's opens by kind: this
-// process's since it first served the campaign (answers), or per second
-// over the last interval (per_second).
+// liveAnswers are the answers to a campaign's opens by kind, of every api
+// replica: since each first served the campaign (answers), or per second
+// over the last two seconds or so (per_second).
 type liveAnswers struct {
 	OK            float64 `json:"OK"`
 	AlreadyOpened float64 `json:"ALREADY_OPENED"`
@@ -160,7 +154,8 @@ type liveAnswers struct {
 // liveEvent is one event of the stream.
 type liveEvent struct {
 	At        time.Time   `json:"at"`
-	Replica   string      `json:"replica"`
+	Replica   string      `json:"replica"`  // the api replica serving the stream
+	Replicas  int         `json:"replicas"` // the api replicas whose answers are summed
 	EveryMs   int64       `json:"every_ms"`
 	Answers   liveAnswers `json:"answers"`
 	PerSecond liveAnswers `json:"per_second"`
@@ -182,8 +177,9 @@ func (s *Server) poll(f *liveFeed) {
 	t := time.NewTicker(liveEvery)
 	defer t.Stop()
 	var prev liveEvent
+	var hist []answersAt
 	for {
-		ev := s.sample(f.id, &prev)
+		ev := s.sample(f.id, &prev, &hist)
 		b, err := json.Marshal(ev)
 		if err == nil {
 			f.publish(b)
@@ -198,28 +194,47 @@ func (s *Server) poll(f *liveFeed) {
 	}
 }
 
-// sample reads the campaign's state: the engine's counters, PostgreSQL's
-// row and inventory (persisted), Redis's stock and claims. prev is the
-// previous event, for the rates and for the numbers a failed read keeps.
-func (s *Server) sample(id int64, prev *liveEvent) liveEvent {
+// answersAt is the answers at a time, for the rates.
+type answersAt struct {
+	at time.Time
+	a  liveAnswers
+}
+
+// rateWindow is the least time the rates are taken over: two writes of
+// every other replica's counts.
+const rateWindow = 2 * time.Second
+
+// sample reads the campaign's state: the answers of every replica
+// (engine.GlobalAnswers), PostgreSQL's row and inventory (persisted),
+// Redis's stock and claims. prev is the previous event, whose numbers a
+// failed read keeps; hist the answers of the last rateWindow, for the
+// rates.
+func (s *Server) sample(id int64, prev *liveEvent, hist *[]answersAt) liveEvent {
 	livePolls.Inc()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*liveEvery)
 	defer cancel()
 	now := time.Now()
-	a := s.eng.Answers(id)
 	ev := *prev
-	ev.At, ev.Replica, ev.EveryMs, ev.Error = now.UTC(), s.live.replica, liveEvery.Milliseconds(), ""
-	ev.Answers = liveAnswers{OK: float64(a.OK), AlreadyOpened: float64(a.AlreadyOpened), SoldOut: float64(a.SoldOut),
-		Busy: float64(a.Busy), Closed: float64(a.Closed)}
-	if !prev.At.IsZero() {
-		dt := now.Sub(prev.At).Seconds()
+	ev.At, ev.Replica, ev.EveryMs, ev.Error = now.UTC(), s.eng.Replica(), liveEvery.Milliseconds(), ""
+	a, n, aerr := s.eng.GlobalAnswers(ctx, id)
+	if aerr == nil || ev.Replicas == 0 {
+		ev.Replicas = n
+		ev.Answers = liveAnswers{OK: float64(a.OK), AlreadyOpened: float64(a.AlreadyOpened), SoldOut: float64(a.SoldOut),
+			Busy: float64(a.Busy), Closed: float64(a.Closed)}
+	}
+	*hist = append(*hist, answersAt{now, ev.Answers})
+	for len(*hist) > 2 && now.Sub((*hist)[1].at) >= rateWindow {
+		*hist = (*hist)[1:]
+	}
+	if old := (*hist)[0]; now.Sub(old.at) > 0 {
+		dt := now.Sub(old.at).Seconds()
 		rate := func(cur, old float64) float64 {
-			if cur < old || dt <= 0 {
+			if cur < old {
 				return 0
 			}
 			return float64(int64((cur-old)/dt*10+0.5)) / 10
 		}
-		p := prev.Answers
+		p := old.a
 		ev.PerSecond = liveAnswers{OK: rate(ev.Answers.OK, p.OK), AlreadyOpened: rate(ev.Answers.AlreadyOpened, p.AlreadyOpened),
 			SoldOut: rate(ev.Answers.SoldOut, p.SoldOut), Busy: rate(ev.Answers.Busy, p.Busy), Closed: rate(ev.Answers.Closed, p.Closed)}
 	}
@@ -237,6 +252,9 @@ func (s *Server) sample(id int64, prev *liveEvent) liveEvent {
 				ev.Inventory = append(ev.Inventory, inventoryView{Amount: st.Amount, Total: st.Total, Remaining: live.ByAmount[st.Amount], Opened: st.Opened})
 			}
 		}
+	}
+	if err == nil {
+		err = aerr
 	}
 	if err != nil {
 		ev.Error = rain.ErrorMessage(err)

@@ -221,3 +221,34 @@ func TestLiveRevoked(t *testing.T) {
 	}
 	t.Fatal("the stream went on after its token was revoked")
 }
+
+// TestLiveReplicas: the answers of opens another api replica took reach
+// the stream, summed with this one's, within a couple of seconds.
+func TestLiveReplicas(t *testing.T) {
+	testenv.Need(t, "Redis and PostgreSQL")
+	h := newHarness(t, harnessOpt{})
+	other := newHarness(t, harnessOpt{})
+	id := h.live(`{"20":100}`)
+	_, s := h.openLive(t, id, testToken)
+	s.event(t)
+	for i := range 4 {
+		if st, m := other.open(id, fmt.Sprintf("r%d", i)); st != 200 {
+			t.Fatalf("open through the other replica: %d %v", st, m)
+		}
+	}
+	h.open(id, "here")
+	other.open(id, "r0")
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		ev := s.event(t)
+		if ev.Replicas == 2 && ev.Answers.OK == 5 && ev.Answers.AlreadyOpened == 1 {
+			if ev.Replica != h.eng.Replica() || ev.Replica == other.eng.Replica() {
+				t.Errorf("served by %q; this replica is %q", ev.Replica, h.eng.Replica())
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the other replica's answers did not arrive: %+v", ev)
+		}
+	}
+}

@@ -271,9 +271,6 @@ async function viewCampaign(id) {
   const stock = new BarChart(document.getElementById('chart-stock'));
   stock.set(c.inventory.map((it) => ({ label: String(it.amount), value: it.remaining, total: it.total })));
 
-  // The answers by kind are per replica: keep each replica's latest
-  // event and sum those seen in the last few seconds.
-  const replicas = new Map();
   const stateEl = document.getElementById('live-state');
   const note = document.getElementById('live-note');
   leave = openLive(id, (type, ev) => {
@@ -281,15 +278,9 @@ async function viewCampaign(id) {
       stateEl.textContent = 'reconnecting';
       return;
     }
-    replicas.set(ev.replica, ev);
-    const now = Date.parse(ev.at);
-    const sum = { OK: 0, ALREADY_OPENED: 0, SOLD_OUT: 0, BUSY: 0 };
-    let n = 0;
-    for (const [r, e] of replicas) {
-      if (now - Date.parse(e.at) > 3000) { replicas.delete(r); continue; }
-      n++;
-      for (const k of Object.keys(sum)) sum[k] += e.per_second[k] || 0;
-    }
+    // Every replica's answers, summed by the server (docs/console.md).
+    const sum = ev.per_second;
+    const n = ev.replicas;
     stats.ok.textContent = num(sum.OK);
     stats.already.textContent = num(sum.ALREADY_OPENED);
     stats.soldout.textContent = num(sum.SOLD_OUT);
