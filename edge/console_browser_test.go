@@ -29,8 +29,8 @@ import (
 
 // The console in a real browser: headless Chromium (Debian's package,
 // deploy/local/install.sh) driven over the DevTools protocol. A merchant
-// signs in with its token, is shown the server's validation error on the
-// field it names, creates a campaign in the browser's time zone, watches
+// signs in with its token, pages through its campaigns and filters them by
+// state, is shown the server's validation error on the field it names, creates a campaign in the browser's time zone, watches
 // packets being opened through the API (charts and counters move, claims
 // reach PostgreSQL), adds stock, looks a user up, downloads the claims CSV
 // and ends the campaign. Another merchant's campaign is not found. No
@@ -75,6 +75,10 @@ func TestConsoleBrowser(t *testing.T) {
 	defer func() { stopConsumer(); <-consumed }()
 
 	_, token := h.newMerchant("console")
+	// 21 upcoming campaigns: the list's two pages of 20.
+	for i := range 21 {
+		h.createAs(token, time.Now().Add(time.Duration(i+1)*time.Hour), time.Now().Add(48*time.Hour), `{"5":1}`)
+	}
 	_, otherToken := h.newMerchant("console-other")
 	theirs := h.liveAs(otherToken, `{"5":1}`)
 
@@ -186,6 +190,27 @@ func TestConsoleBrowser(t *testing.T) {
 		t.Fatalf("sessionStorage holds %q", stored)
 	}
 
+	// The list: 20 a page, the next page, the state filter.
+	rows := func() string { return eval(`String(document.querySelectorAll("#campaigns tbody tr").length)`) }
+	waitText("first page", "#next-page", func(s string) bool { return s == "Next page" })
+	if n := rows(); n != "20" {
+		t.Errorf("first page: %s rows", n)
+	}
+	run("next page", chromedp.Click(chromedp.CSS("#next-page")))
+	waitText("second page", ".pager", func(s string) bool { return s == "First page" })
+	if n := rows(); n != "1" {
+		t.Errorf("second page: %s rows", n)
+	}
+	run("filter", chromedp.Navigate(h.url+"/console#/campaigns"), chromedp.WaitVisible(chromedp.CSS("#state-filter")),
+		chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+			_, err := chromedp.Evaluate[bool](`(e => { e.value = "live"; e.dispatchEvent(new Event("change")); return true })(document.querySelector("#state-filter"))`)(ctx, t)
+			return err
+		}))
+	waitText("live filter", "main", func(s string) bool { return strings.Contains(s, "No campaigns here yet.") })
+	if hash := eval(`location.hash`); hash != "#/campaigns?state=live" {
+		t.Errorf("filter: %s", hash)
+	}
+
 	// Another merchant's campaign is not found.
 	run("theirs", chromedp.Navigate(fmt.Sprintf("%s/console#/campaign/%d", h.url, theirs)))
 	waitText("theirs", "main .error", func(s string) bool { return strings.Contains(s, "(404)") })
@@ -283,7 +308,9 @@ func TestConsoleBrowser(t *testing.T) {
 	if st, m := h.open(id, "late-user"); st != 400 || m["status"] != "ENDED" {
 		t.Errorf("open after the end: %d %v", st, m)
 	}
-	run("history", chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS("#history")))
+	run("ended list", chromedp.Navigate(h.url+"/console#/campaigns?state=ended"))
+	waitText("ended list", "#campaigns", func(s string) bool { return strings.Contains(s, "Browser rain") })
+	run("history", chromedp.Navigate(fmt.Sprintf("%s/console#/campaign/%d", h.url, id)), chromedp.WaitVisible(chromedp.CSS("#history")))
 	waitText("history", "#history tbody", func(s string) bool {
 		return strings.Contains(s, "end") && strings.Contains(s, "stock") && strings.Contains(s, "create")
 	})
