@@ -8,7 +8,8 @@
 #   services  redis-server, redis-tools, postgresql, postgresql-client
 #   kafka     Java 17+ and Maven (real Apache Kafka; without them Kafka falls back to the
 #             embedded broker, unless KAFKA_REQUIRE_REAL=1, which makes a failure fatal)
-#   checks    prometheus (and promtool), haproxy, nodejs: the deployment and k6 script checks
+#   checks    prometheus (and promtool), haproxy, nodejs: the deployment and k6 script checks;
+#             chromium: the console's browser test (edge/console_browser_test.go)
 #   bench     wrk
 #   fuzz      python3 and its venv module, then .local/venv with deploy/fuzz/requirements.txt
 #             (schemathesis and openapi-spec-validator, pinned, from PyPI through pip): the
@@ -60,6 +61,7 @@ for g in "${groups[@]}"; do
 		{ has promtool && has prometheus; } || need+=(prometheus)
 		has haproxy || need+=(haproxy)
 		has node || need+=(nodejs)
+		has chromium || need+=(chromium)
 		;;
 	bench) has wrk || need+=(wrk) ;;
 	fuzz) { has python3 && python3 -c 'import venv, ensurepip' 2>/dev/null; } || need+=(python3 python3-venv) ;;
