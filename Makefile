@@ -20,7 +20,7 @@ PKGS ?= ./...
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 DEV := bin/dev
 
-.PHONY: help dev services build run test lint bench chaos stop fmt clean
+.PHONY: help dev services build run test lint bench chaos stop fmt clean screenshots
 
 help:
 	@echo "make services  start Redis (AOF), PostgreSQL and Kafka (KAFKA_MODE=$(KAFKA_MODE)) on 127.0.0.1 where not up"
@@ -30,6 +30,7 @@ help:
 	@echo "make build     go build ./... and bin/{api,consumer,devkafka,dev}"
 	@echo "make lint      go vet and staticcheck        make fmt    go fmt ./..."
 	@echo "make bench     the benchmark                 make chaos  the fault-injection suite"
+	@echo "make screenshots   the console's screenshots in docs/, taken by its browser test"
 	@echo "go test -short ./...   the pure tests only: no service needed"
 	@echo "REDIS_MODE=cluster make services|run|test|chaos   the same on a local Redis Cluster (127.0.0.1:7001-7006)"
 
@@ -72,6 +73,14 @@ bench: dev
 chaos: dev
 	@$(DEV) services -kafka $(KAFKA_MODE)
 	go run ./loadtest/chaos
+
+# The console's screenshots (docs/console-desktop.png, docs/console-phone.png), taken by its
+# browser test in headless Chromium at desktop and phone width.
+screenshots: dev
+	@bash deploy/local/install.sh services checks
+	@$(DEV) services -kafka $(KAFKA_MODE)
+	@vars=$$($(DEV) env); eval "$$vars"; \
+	CONSOLE_SCREENSHOTS=$(CURDIR)/docs go test -count=1 -run 'TestConsoleBrowser$$' ./edge/
 
 stop: dev
 	@$(DEV) stop
