@@ -19,6 +19,7 @@ const (
 	ECONFLICT     = "CONFLICT"        // the request is well formed but the state refuses it: a merchant name taken; stock of an amount the campaign lacks, over the limit, or a key reused
 	EENDED        = "ENDED"           // the campaign has ended (stock added after its end; shown with 409; an open's ENDED is an outcome, 400)
 	ENOTFOUND     = "NOT_FOUND"       // no such campaign or route
+	EARCHIVED     = "ARCHIVED"        // the campaign's claims were archived: no longer served (consumer archive)
 	EBUSY         = "BUSY"            // a dependency is down or the pipeline is full; retry later
 	ERATELIMITED  = "RATE_LIMITED"    // a per-user or per-IP limit was exceeded; retry later
 	EINTERNAL     = "INTERNAL"        // a bug or an unexpected failure

@@ -56,6 +56,8 @@ func errorStatus(code string) (int, string) {
 		return fasthttp.StatusConflict, code
 	case rain.ENOTFOUND:
 		return fasthttp.StatusNotFound, code
+	case rain.EARCHIVED:
+		return fasthttp.StatusGone, code
 	case rain.EBUSY:
 		return fasthttp.StatusServiceUnavailable, code
 	case rain.ERATELIMITED:

@@ -446,7 +446,7 @@ func (s *Server) listClaims(ctx *fasthttp.RequestCtx) {
 	claims, more, err := s.store.ClaimsPage(rctx, id, scope, after, limit)
 	pgClaims.UpdateDuration(start)
 	if err != nil {
-		if rain.ErrorCode(err) != rain.ENOTFOUND {
+		if code := rain.ErrorCode(err); code != rain.ENOTFOUND && code != rain.EARCHIVED {
 			s.log.Error("read claims", "campaign_id", id, "err", err)
 			err = errDBRead
 		}
@@ -551,7 +551,8 @@ func appendCSVField(b []byte, s string) []byte {
 
 // userClaim is GET /campaign/{id}/claims/{user_id}: the user's claim from
 // claim_log, or from Redis while it is on its way there (persisted false);
-// 404 when the user has none (or there is no such campaign).
+// 404 when the user has none (or there is no such campaign); 410 ARCHIVED
+// when the campaign's claims were archived (claim_log no longer has them).
 func (s *Server) userClaim(ctx *fasthttp.RequestCtx) {
 	id, err := pathCampaignID(ctx)
 	if err != nil {
@@ -573,6 +574,10 @@ func (s *Server) userClaim(ctx *fasthttp.RequestCtx) {
 	start := time.Now()
 	c, found, err := s.store.ClaimOf(rctx, id, principalFor(ctx).merchant, user)
 	pgClaims.UpdateDuration(start)
+	if rain.ErrorCode(err) == rain.EARCHIVED {
+		writeError(ctx, err)
+		return
+	}
 	if err != nil {
 		s.log.Error("read claim", "campaign_id", id, "err", err)
 		writeError(ctx, errDBRead)

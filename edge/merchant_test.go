@@ -769,3 +769,54 @@ func TestClaimsCSVMillion(t *testing.T) {
 		t.Errorf("the heap grew by %d bytes while streaming %d: the export is held in memory", grew, size)
 	}
 }
+
+// TestArchivedClaims: once an ended campaign's claims are archived
+// (consumer archive, from its first step), the payout routes answer
+// 410 ARCHIVED, with when and how many, for the list, the CSV and one
+// user's claim alike, whether or not the user had one; the campaign
+// itself still reads, with its counts.
+func TestArchivedClaims(t *testing.T) {
+	h := newHarness(t, harnessOpt{})
+	db := h.srv.store
+	ctx := context.Background()
+	id := testenv.NewCampaign(t, db.DB, time.Now().Add(-72*time.Hour), time.Now().Add(-48*time.Hour), map[int64]int64{5: 10})
+	insertClaims(t, db, id, 5, 5)
+	csvHdr := map[string]string{"Authorization": "Bearer " + testToken, "Accept": "text/csv"}
+	base := fmt.Sprintf("/campaign/%d/claims", id)
+	if status, _, _ := h.req("GET", base, bearerOf(testToken), ""); status != 200 {
+		t.Fatalf("claims before the archive: %d", status)
+	}
+	if _, err := db.StartArchive(ctx, id, time.Now().Add(-24*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	check := func(step string) {
+		t.Helper()
+		for _, r := range []struct {
+			uri string
+			hdr map[string]string
+		}{{base, bearerOf(testToken)}, {base + "?limit=2&after=c-0000001", bearerOf(testToken)}, {base, csvHdr},
+			{base + "/c-0000003", bearerOf(testToken)}, {base + "/nobody", bearerOf(testToken)}} {
+			status, hdr, body := h.req("GET", r.uri, r.hdr, "")
+			m := jsonOf(t, body)
+			msg, _ := m["error"].(string)
+			if status != 410 || m["status"] != "ARCHIVED" || !strings.Contains(msg, "archived") || !strings.HasPrefix(hdr.Get("Content-Type"), "application/json") {
+				t.Errorf("%s: GET %s %v: %d %s, want 410 ARCHIVED", step, r.uri, r.hdr["Accept"], status, body)
+			}
+		}
+	}
+	check("started")
+	if err := db.DetachClaims(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.FinishArchive(ctx, id, 5, strings.Repeat("ab", 32), "file:///archive/claims.csv"); err != nil {
+		t.Fatal(err)
+	}
+	check("finished")
+	status, _, body := h.req("GET", fmt.Sprintf("/campaign/%d/claims/c-0000003", id), bearerOf(testToken), "")
+	if m := jsonOf(t, body); status != 410 || !strings.Contains(m["error"].(string), "5 claims") || !strings.Contains(m["error"].(string), strings.Repeat("ab", 32)) {
+		t.Errorf("the finished archive's answer: %d %s, want its count and sha256", status, body)
+	}
+	if status, _, body := h.req("GET", fmt.Sprintf("/campaign/%d", id), bearerOf(testToken), ""); status != 200 || jsonOf(t, body)["persisted"] != float64(5) {
+		t.Errorf("the archived campaign itself: %d %s, want 200 with persisted 5", status, body)
+	}
+}

@@ -20,7 +20,10 @@ const VersionTable = "public.schema_version"
 // own. tern holds a PostgreSQL advisory lock while it reads and moves the
 // version, so any number of processes may boot at once: one migrates, the
 // others wait and then find nothing to do.
-func Migrate(ctx context.Context, dsn string) error {
+func Migrate(ctx context.Context, dsn string) error { return migrateTo(ctx, dsn, -1) }
+
+// migrateTo brings the database to version (the latest when negative).
+func migrateTo(ctx context.Context, dsn string, version int32) error {
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
 		return fmt.Errorf("migrate: connect: %w", err)
@@ -33,7 +36,12 @@ func Migrate(ctx context.Context, dsn string) error {
 	if err := m.LoadMigrations(files); err != nil {
 		return fmt.Errorf("migrate: load: %w", err)
 	}
-	if err := m.Migrate(ctx); err != nil {
+	if version < 0 {
+		err = m.Migrate(ctx)
+	} else {
+		err = m.MigrateTo(ctx, version)
+	}
+	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
 	return nil

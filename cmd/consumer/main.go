@@ -6,6 +6,9 @@
 //	consumer reconcile [-campaign ID] [-grace D] [-timeout D]
 //	                                           one full reconcile now; exit status 1 if it
 //	                                           could not finish or a claim cannot be written
+//	consumer archive -dir DIR (-campaign ID | -ended-before D) [-drop] [-timeout D]
+//	                                           export the claims of ended campaigns to DIR and
+//	                                           detach (with -drop, drop) them from claim_log
 //
 // Configuration is by environment; `consumer -help` lists every variable
 // with its default and meaning (docs/configuration.md's tables are the same list).
@@ -25,6 +28,7 @@ import (
 	"github.com/redis/rueidis"
 	"github.com/redpacket/rain/internal/app"
 	"github.com/redpacket/rain/internal/app/consumerproc"
+	"github.com/redpacket/rain/internal/archive"
 	"github.com/redpacket/rain/internal/config"
 	"github.com/redpacket/rain/internal/postgres"
 	"github.com/redpacket/rain/pipeline/reconcile"
@@ -36,8 +40,11 @@ func main() {
 		if len(args) > 0 && args[0] == "reconcile" {
 			return reconcileNow(ctx, cfg, args[1:], os.Stdout, log)
 		}
+		if len(args) > 0 && args[0] == "archive" {
+			return archiveNow(ctx, cfg, args[1:], os.Stdout, log)
+		}
 		if len(args) > 0 {
-			return app.UsageError("usage: consumer [reconcile [-campaign ID] [-grace D] [-timeout D]]")
+			return app.UsageError("usage: consumer [reconcile [-campaign ID] [-grace D] [-timeout D] | " + archiveUsage + "]")
 		}
 		return run(ctx, cfg, log)
 	}))
@@ -118,5 +125,56 @@ func reconcileNow(ctx context.Context, cfg consumerproc.MainConfig, args []strin
 		return errPartial
 	}
 	log.Info("reconcile done", "campaigns", rep.Campaigns, "scanned", rep.Scanned, "repaired", rep.Repaired, "young", rep.Young)
+	return nil
+}
+
+const archiveUsage = "archive -dir DIR (-campaign ID | -ended-before D) [-drop] [-timeout D]"
+
+// archiveNow is `consumer archive`: the claims of one campaign (-campaign),
+// or of every campaign that ended more than -ended-before ago and is not
+// archived yet, exported into -dir and detached from claim_log (dropped
+// with -drop), while the service runs. A campaign that ended within
+// RECONCILE_LOOKBACK is refused: the reconciler may still write its
+// claims. It prints one JSON line per campaign archived.
+func archiveNow(ctx context.Context, cfg consumerproc.MainConfig, args []string, out io.Writer, log *slog.Logger) error {
+	fs := flag.NewFlagSet("archive", flag.ContinueOnError)
+	dir := fs.String("dir", "", "directory of the exports, claims-<id>.csv.gz (created if missing)")
+	campaign := fs.Int64("campaign", 0, "archive this campaign")
+	endedBefore := fs.Duration("ended-before", 0, "archive every campaign that ended longer ago than this (at least RECONCILE_LOOKBACK)")
+	drop := fs.Bool("drop", false, "drop the detached claims once exported (default: keep them as the table claim_archived_<id>)")
+	timeout := fs.Duration("timeout", 6*time.Hour, "give up after this long")
+	if err := fs.Parse(args); err != nil || fs.NArg() > 0 || *dir == "" || *campaign < 0 || (*campaign > 0) == (*endedBefore > 0) {
+		return app.UsageError("usage: consumer " + archiveUsage)
+	}
+	lookback := cfg.Reconcile.Lookback
+	if *endedBefore > 0 && *endedBefore < lookback {
+		return app.UsageError(fmt.Sprintf("-ended-before %s is within RECONCILE_LOOKBACK (%s): the reconciler may still write claims of those campaigns", *endedBefore, lookback))
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	pool, err := pgxpool.New(ctx, cfg.Boot.PostgresDSN) // no migration: an operation on a running system
+	if err != nil {
+		return fmt.Errorf("archive: POSTGRES_DSN: %w", err)
+	}
+	defer pool.Close()
+	db := &postgres.Store{DB: pool}
+	o := archive.Options{Dir: *dir, Before: time.Now().Add(-max(lookback, *endedBefore)), Drop: *drop}
+	var results []archive.Result
+	if *campaign > 0 {
+		var r archive.Result
+		if r, err = archive.Campaign(ctx, db, *campaign, o); err == nil {
+			results = append(results, r)
+		}
+	} else {
+		results, err = archive.Ended(ctx, db, o)
+	}
+	enc := json.NewEncoder(out)
+	for _, r := range results {
+		_ = enc.Encode(r)
+		log.Info("campaign archived", "campaign_id", r.Campaign, "claims", r.Claims, "file", r.File, "dropped", r.Dropped)
+	}
+	if err != nil {
+		return fmt.Errorf("archive: %w", err)
+	}
 	return nil
 }

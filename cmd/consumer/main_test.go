@@ -14,6 +14,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -25,8 +26,10 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redpacket/rain/internal/app"
 	"github.com/redpacket/rain/internal/app/consumerproc"
+	"github.com/redpacket/rain/internal/archive"
 	"github.com/redpacket/rain/internal/config"
 	"github.com/redpacket/rain/internal/dev/testenv"
+	"github.com/redpacket/rain/internal/postgres"
 	"github.com/redpacket/rain/lua"
 	"github.com/redpacket/rain/pipeline"
 	"github.com/redpacket/rain/pipeline/consumer"
@@ -148,9 +151,7 @@ func campaign(t *testing.T, db *pgxpool.Pool, n int) (int64, *lua.Keys) {
 	del()
 	t.Cleanup(func() {
 		del()
-		_, _ = db.Exec(ctx, `DELETE FROM claim_log WHERE campaign_id = $1`, id)
-		_, _ = db.Exec(ctx, `DELETE FROM campaign_inventory WHERE campaign_id = $1`, id)
-		_, _ = db.Exec(ctx, `DELETE FROM campaign WHERE id = $1`, id)
+		testenv.DeleteCampaign(db, id)
 	})
 	if _, err := lua.Load(ctx, rdb, k, now.Add(-time.Hour).UnixMilli(), now.Add(time.Hour).UnixMilli(), map[int64]int64{5: 1000}); err != nil {
 		t.Fatal(err)
@@ -205,6 +206,54 @@ func TestReconcileCommand(t *testing.T) {
 	// PostgreSQL unreachable: it could not finish.
 	cfg.Boot.PostgresDSN = "postgres://rain:rain@127.0.0.1:1/rain_test?sslmode=disable&connect_timeout=2"
 	if code, _ := run("-campaign", campaignArg); code != 1 {
+		t.Fatalf("postgres unreachable: exit %d, want 1", code)
+	}
+}
+
+func TestArchiveCommand(t *testing.T) {
+	t.Parallel()
+	db := testenv.Postgres(t)
+	now := time.Now()
+	old := testenv.NewCampaign(t, db, now.Add(-72*time.Hour), now.Add(-48*time.Hour), map[int64]int64{5: 10})
+	recent := testenv.NewCampaign(t, db, now.Add(-3*time.Hour), now.Add(-time.Hour), map[int64]int64{5: 10})
+	var c postgres.Claims
+	for _, u := range []string{"a", "b", "c"} {
+		c.Append(old, u, 5, now.Add(-50*time.Hour))
+	}
+	if err := (&postgres.Store{DB: db}).CopyClaims(context.Background(), &c); err != nil {
+		t.Fatal(err)
+	}
+	cfg, _ := bind(map[string]string{"POSTGRES_DSN": testenv.PostgresDSN()})
+	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	dir := t.TempDir()
+	run := func(args ...string) (int, string) {
+		var out bytes.Buffer
+		return app.ExitCode(archiveNow(context.Background(), cfg, args, &out, log)), out.String()
+	}
+	for _, args := range [][]string{
+		{"-campaign", "1"}, // no -dir
+		{"-dir", dir},      // neither -campaign nor -ended-before
+		{"-dir", dir, "-campaign", "1", "-ended-before", "48h"}, // both
+		{"-dir", dir, "-ended-before", "1h"},                    // within RECONCILE_LOOKBACK (24h)
+	} {
+		if code, _ := run(args...); code != 2 {
+			t.Errorf("%q: exit %d, want 2", args, code)
+		}
+	}
+	// Ended an hour ago: the reconciler may still write its claims.
+	if code, _ := run("-dir", dir, "-campaign", strconv.FormatInt(recent, 10)); code != 1 {
+		t.Fatalf("recent campaign: exit %d, want 1", code)
+	}
+	code, out := run("-dir", dir, "-campaign", strconv.FormatInt(old, 10), "-drop")
+	var res archive.Result
+	if code != 0 || json.Unmarshal([]byte(out), &res) != nil || res.Campaign != old || res.Claims != 3 || !res.Dropped {
+		t.Fatalf("archive: exit %d, %q", code, out)
+	}
+	if _, err := os.Stat(res.File); err != nil || filepath.Dir(res.File) != dir {
+		t.Fatalf("export %s: %v", res.File, err)
+	}
+	cfg.Boot.PostgresDSN = "postgres://rain:rain@127.0.0.1:1/rain_test?sslmode=disable&connect_timeout=2"
+	if code, _ := run("-dir", dir, "-campaign", strconv.FormatInt(old, 10)); code != 1 {
 		t.Fatalf("postgres unreachable: exit %d, want 1", code)
 	}
 }

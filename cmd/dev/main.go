@@ -5,6 +5,8 @@
 //	dev stop                                  stop the services dev started (others are left alone)
 //	dev env                                   the environment `make test` runs go test with
 //	dev run                                   services, then the consumer and the api until Ctrl-C
+//	dev history N                             claim_log holds at least N claims of ended campaigns, made by SQL
+//	                                          (internal/dev/history; 0 deletes them) in POSTGRES_DSN's database
 //
 // run starts Kafka only when KAFKA_BROKERS is unset (then the embedded
 // broker, or whatever Kafka already answers on 127.0.0.1:9092), builds
@@ -31,10 +33,15 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/redpacket/rain/internal/app"
+	"github.com/redpacket/rain/internal/dev/history"
 	"github.com/redpacket/rain/internal/dev/stack"
+	"github.com/redpacket/rain/migrations"
 )
 
-const usage = `usage: dev services [-kafka auto|real|embedded] | status | stop | env | run`
+const usage = `usage: dev services [-kafka auto|real|embedded] | status | stop | env | run | history N`
 
 func main() {
 	if len(os.Args) < 2 {
@@ -56,6 +63,8 @@ func main() {
 	case "run":
 		stop() // run handles the signals itself
 		err = run(args)
+	case "history":
+		err = historyCmd(ctx, args, os.Stdout)
 	case "-h", "-help", "--help", "help":
 		fmt.Println(usage)
 	default:
@@ -293,4 +302,47 @@ func lookup(env []string, name, def string) string {
 		}
 	}
 	return v
+}
+
+// historyCmd is `dev history N`: the database of POSTGRES_DSN (default
+// the local rain) is migrated, then its claim_log holds at least N claims
+// of ended campaigns (internal/dev/history), as make bench's
+// BENCH_HISTORY and BenchmarkWriter's make them; N = 0 deletes them.
+func historyCmd(ctx context.Context, args []string, out io.Writer) error {
+	var n int64
+	if len(args) != 1 {
+		return errors.New("usage: dev history N")
+	}
+	if _, err := fmt.Sscan(args[0], &n); err != nil || n < 0 {
+		return fmt.Errorf("%q: want a number of claims", args[0])
+	}
+	dsn := os.Getenv("POSTGRES_DSN")
+	if dsn == "" {
+		dsn = app.DefaultPostgresDSN
+	}
+	if err := stack.CheckDSN(dsn); err != nil {
+		return err
+	}
+	if err := migrations.Migrate(ctx, dsn); err != nil {
+		return err
+	}
+	db, err := pgxpool.New(ctx, dsn)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	logf := func(format string, a ...any) { fmt.Fprintf(out, format+"\n", a...) }
+	if n == 0 {
+		deleted, err := history.Clear(ctx, db)
+		logf("history: %d campaigns deleted", deleted)
+		return err
+	}
+	if _, err := history.Fill(ctx, db, n, logf); err != nil {
+		return err
+	}
+	have, ids, err := history.Have(ctx, db)
+	if err == nil {
+		logf("history: %d claims in %d campaigns", have, len(ids))
+	}
+	return err
 }

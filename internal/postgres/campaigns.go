@@ -50,6 +50,40 @@ func createCampaign(ctx context.Context, tx pgx.Tx, c *rain.Campaign, merchant i
 	return nil
 }
 
+// DeleteCampaign deletes campaign id and everything of it: the partition
+// of its claims (detached, then dropped, so no writer waits), its archive
+// and archived table, its actions and its inventory. The service never
+// deletes a campaign; the tests and the benchmarks clean up with it. A
+// partition it could not detach (ctx ended first) is left behind, its rows
+// deleted.
+func (s *Store) DeleteCampaign(ctx context.Context, id int64) error {
+	detach := s.DetachClaims(ctx, id)
+	err := pgx.BeginFunc(ctx, s.DB, func(tx pgx.Tx) error {
+		var err error
+		if detach == nil {
+			_, err = tx.Exec(ctx, `DROP TABLE IF EXISTS `+pgx.Identifier{partition(id)}.Sanitize()+`, `+pgx.Identifier{archived(id)}.Sanitize())
+		} else {
+			_, err = tx.Exec(ctx, `DELETE FROM claim_log WHERE campaign_id = $1`, id)
+		}
+		if err != nil {
+			return err
+		}
+		for _, q := range []string{`DELETE FROM claim_archive WHERE campaign_id = $1`,
+			`DELETE FROM campaign_inventory WHERE campaign_id = $1`,
+			`DELETE FROM campaign WHERE id = $1`, // campaign_action: ON DELETE CASCADE
+		} {
+			if _, err := tx.Exec(ctx, q, id); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		err = fmt.Errorf("delete campaign %d: %w", id, err)
+	}
+	return errors.Join(detach, err)
+}
+
 // Campaign reads a campaign with its inventory (opened counts as persisted).
 // A missing campaign is a rain.ENOTFOUND error.
 func (s *Store) Campaign(ctx context.Context, id int64) (*rain.Campaign, error) {

@@ -453,23 +453,26 @@ type Claim struct {
 // after (in claim_log's order), and whether more follow. A missing campaign
 // is a rain.ENOTFOUND error, and so is one outside the caller's scope (a
 // merchant's id; 0: the operator, every campaign): its claims are not read.
+// One whose claims were archived is a rain.EARCHIVED error (Archive.Error).
 func (s *Store) ClaimsPage(ctx context.Context, id, scope int64, after string, limit int) ([]Claim, bool, error) {
 	rows, _ := s.DB.Query(ctx, `
-		SELECT l.user_id, l.amount, l.claimed_at, c.id IS NOT NULL
+		SELECT l.user_id, l.amount, l.claimed_at, c.id IS NOT NULL, a.campaign_id IS NOT NULL
 		FROM (SELECT 1) one
 		LEFT JOIN campaign c ON c.id = $1 AND ($4::bigint = 0 OR c.merchant_id = $4)
+		LEFT JOIN claim_archive a ON a.campaign_id = c.id
 		LEFT JOIN LATERAL (SELECT user_id, amount, claimed_at FROM claim_log
-		                   WHERE campaign_id = c.id AND user_id > $2 ORDER BY user_id LIMIT $3) l ON true
+		                   WHERE campaign_id = $1 AND user_id > $2 AND c.id IS NOT NULL AND a.campaign_id IS NULL
+		                   ORDER BY user_id LIMIT $3) l ON true
 		ORDER BY l.user_id`,
 		id, after, limit+1, scope)
 	var (
-		out    []Claim
-		exists bool
-		user   *string
-		amount *int64
-		at     *time.Time
+		out              []Claim
+		exists, archived bool
+		user             *string
+		amount           *int64
+		at               *time.Time
 	)
-	_, err := pgx.ForEachRow(rows, []any{&user, &amount, &at, &exists}, func() error {
+	_, err := pgx.ForEachRow(rows, []any{&user, &amount, &at, &exists, &archived}, func() error {
 		if user != nil {
 			out = append(out, Claim{User: *user, Amount: *amount, ClaimedAt: at.UTC()})
 		}
@@ -481,6 +484,9 @@ func (s *Store) ClaimsPage(ctx context.Context, id, scope int64, after string, l
 	if !exists {
 		return nil, false, rain.Errorf(rain.ENOTFOUND, "campaign %d not found", id)
 	}
+	if archived {
+		return nil, false, s.archivedError(ctx, id)
+	}
 	if len(out) > limit {
 		return out[:limit], true, nil
 	}
@@ -489,18 +495,44 @@ func (s *Store) ClaimsPage(ctx context.Context, id, scope int64, after string, l
 
 // ClaimOf returns user's claim in campaign id from claim_log; ok is false
 // when there is none, or the campaign is outside the caller's scope (a
-// merchant's id; 0: the operator, every campaign).
+// merchant's id; 0: the operator, every campaign). A campaign in scope
+// whose claims were archived is a rain.EARCHIVED error (Archive.Error):
+// claim_log no longer says whether the user has one.
 func (s *Store) ClaimOf(ctx context.Context, id, scope int64, user string) (c Claim, ok bool, err error) {
-	err = s.DB.QueryRow(ctx, `SELECT l.user_id, l.amount, l.claimed_at FROM claim_log l
-		JOIN campaign c ON c.id = l.campaign_id AND ($3::bigint = 0 OR c.merchant_id = $3)
-		WHERE l.campaign_id = $1 AND l.user_id = $2`,
-		id, user, scope).Scan(&c.User, &c.Amount, &c.ClaimedAt)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return c, false, nil
-	}
+	var (
+		archived bool
+		u        *string
+		amount   *int64
+		at       *time.Time
+	)
+	err = s.DB.QueryRow(ctx, `
+		SELECT l.user_id, l.amount, l.claimed_at, a.campaign_id IS NOT NULL
+		FROM (SELECT 1) one
+		LEFT JOIN campaign c ON c.id = $1 AND ($3::bigint = 0 OR c.merchant_id = $3)
+		LEFT JOIN claim_archive a ON a.campaign_id = c.id
+		LEFT JOIN claim_log l ON c.id IS NOT NULL AND a.campaign_id IS NULL AND l.campaign_id = $1 AND l.user_id = $2`,
+		id, user, scope).Scan(&u, &amount, &at, &archived)
 	if err != nil {
 		return c, false, fmt.Errorf("claim of campaign %d: %w", id, err)
 	}
-	c.ClaimedAt = c.ClaimedAt.UTC()
-	return c, true, nil
+	if archived {
+		return c, false, s.archivedError(ctx, id)
+	}
+	if u == nil {
+		return c, false, nil
+	}
+	return Claim{User: *u, Amount: *amount, ClaimedAt: at.UTC()}, true, nil
+}
+
+// archivedError is the rain.EARCHIVED error of campaign id, whose claims
+// a read found archived.
+func (s *Store) archivedError(ctx context.Context, id int64) error {
+	a, err := s.ArchiveOf(ctx, id)
+	if err != nil {
+		return err
+	}
+	if a == nil { // the archive's row is never deleted
+		return fmt.Errorf("campaign %d: its archive record vanished", id)
+	}
+	return a.Error()
 }

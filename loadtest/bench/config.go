@@ -31,6 +31,7 @@ type Config struct {
 	SoldoutPackets int
 	OpenPackets    int
 	FloodClaims    int
+	History        int
 	PersistTimeout time.Duration
 	KeyPrefix      string
 	KafkaMode      string
@@ -73,6 +74,9 @@ func loadConfig(lookup func(string) (string, bool)) (*Config, *config.Set) {
 	s.Int(&c.OpenPackets, "BENCH_OPEN_PACKETS", 50_000_000, 1, 1_000_000_000, "packets of each open phase's campaign (must not sell out)")
 	s.Int(&c.FloodClaims, "BENCH_FLOOD_CLAIMS", map[bool]int{false: 1_000_000, true: 150_000}[c.Short], 1, 100_000_000,
 		"claims of the huge sold-out campaign, written straight into Redis")
+	s.Int(&c.History, "BENCH_HISTORY", 0, 0, 1_000_000_000,
+		"claims of ended campaigns generated into claim_log by SQL after the open phases; then the last configuration's open phases run again, "+
+			"and the report compares PostgreSQL's CPU per claim without and with them (0: no history phases)")
 	s.Duration(&c.PersistTimeout, "BENCH_PERSIST_TIMEOUT", short(60*time.Second, 30*time.Second), time.Second, time.Hour,
 		"how long to wait for an open phase's claims in PostgreSQL")
 	s.String(&c.KeyPrefix, "BENCH_KEY_PREFIX", "rpbench", "Redis key prefix of the api and consumer the bench starts: its own namespace, cleared before and after the run")

@@ -33,9 +33,14 @@ type Run struct {
 	// len(Variants); "" when they did not run.
 	Identity    string `json:"identity,omitempty"`
 	FloodClaims int    `json:"flood_claims"`
-	Pprof       bool   `json:"pprof"` // the api was profiled: the numbers include the profiler's cost
-	Topic       string `json:"topic"`
-	Group       string `json:"group"`
+	// History is the claims of ended campaigns claim_log held during the
+	// history phases (BENCH_HISTORY), HistorySeconds how long making them
+	// took (0: made by an earlier run and kept).
+	History        int64   `json:"history,omitempty"`
+	HistorySeconds float64 `json:"history_seconds,omitempty"`
+	Pprof          bool    `json:"pprof"` // the api was profiled: the numbers include the profiler's cost
+	Topic          string  `json:"topic"`
+	Group          string  `json:"group"`
 }
 
 // Machine is where the numbers came from.
@@ -55,6 +60,7 @@ const (
 	Duplicate = "duplicate" // users who opened a campaign open it again
 	Flood     = "flood"     // new users open a sold-out campaign with FloodClaims claims
 	Signed    = "signed"    // new users open a campaign that does not sell out, each with its user token
+	History   = "history"   // Open, with claim_log holding Run.History claims of ended campaigns
 	Viewed    = "viewed"    // open, with BENCH_VIEWERS clients reading the campaign's live route (the console)
 )
 
@@ -69,12 +75,15 @@ var kinds = map[string]struct {
 	Duplicate: {"duplicate storm", "POST /campaign/{id}/open", 409},
 	Flood:     {"sold-out flood, huge campaign", "POST /campaign/{id}/open", 410},
 	Signed:    {"open, unique users, user tokens", "POST /campaign/{id}/open + Authorization", 200},
+	History:   {"open, unique users, claim_log with history", "POST /campaign/{id}/open", 200},
 	Viewed:    {"open, unique users, console viewers", "POST /campaign/{id}/open, GET /campaign/{id}/live held open", 200},
 }
 
 // opens reports whether a kind of phase claims packets (then its claims
 // are followed into PostgreSQL).
-func opens(kind string) bool { return kind == Open || kind == Signed || kind == Viewed }
+func opens(kind string) bool {
+	return kind == Open || kind == Signed || kind == Viewed || kind == History
+}
 
 // Phase is one measured wrk run.
 type Phase struct {
@@ -159,6 +168,8 @@ const (
 	maxAllAfterMS   = 2000.0
 	maxRedisRatio   = 0.4 // Redis CPU per 200 of a variant ≤ 0.4 × the baseline's
 	maxIdentityCost = 0.1 // signed opens/trivial with the check on ≥ 0.9 × with it off
+	maxPGHistoryUS  = 8.0 // PostgreSQL CPU per claim with history (BENCH_HISTORY)
+	maxPGHistoryX   = 1.2 // ... and ≤ 1.2 × the same configuration's without
 )
 
 // variantCount is how many api configurations ran: BENCH_API_ENV's and
@@ -317,6 +328,11 @@ func (r *Result) evaluate() {
 			}
 		}
 	}
+	for i := range r.Phases {
+		if p := &r.Phases[i]; p.Kind == History {
+			r.historyTarget(p, add)
+		}
+	}
 	if r.Run.Identity != "" {
 		name := fmt.Sprintf("identity check (user tokens, limits) costs ≤ %.0f %% of the open rate", maxIdentityCost*100)
 		if _, on, ratioOff, ratioOn, cost, ok := r.IdentityCost(); ok {
@@ -356,6 +372,21 @@ func (r *Result) evaluate() {
 	add("(sanity) every answer the phase's own: trivial, open, signed 200; floods 410; duplicates 409", value, yes(len(unexpected) == 0 && len(r.Phases) > 0))
 }
 
+// historyTarget compares a History phase's PostgreSQL CPU per claim with
+// that of the Open phase of the same configuration and connections.
+func (r *Result) historyTarget(p *Phase, add func(name, value string, met *bool)) {
+	name := fmt.Sprintf("PostgreSQL CPU per claim with %s claims of history ≤ %g µs and ≤ %.1f × without, at %d connections",
+		thousands(float64(r.Run.History)), maxPGHistoryUS, maxPGHistoryX, p.Connections)
+	base := r.find(Open, p.Variant, p.Connections)
+	if base == nil || base.Persistence == nil || p.Persistence == nil || base.Persistence.PostgresCPUus <= 0 || p.Persistence.PostgresCPUus <= 0 {
+		add(name, "not measured", nil)
+		return
+	}
+	with, without := p.Persistence.PostgresCPUus, base.Persistence.PostgresCPUus
+	met := with <= maxPGHistoryUS && with <= maxPGHistoryX*without
+	add(name, fmt.Sprintf("%.1f µs with, %.1f µs without: %.2f ×", with, without, with/without), &met)
+}
+
 // Missed lists the targets this run missed.
 func (r *Result) Missed() []string {
 	var out []string
@@ -393,6 +424,14 @@ func (r *Result) Markdown() string {
 				nv, len(run.Variants), run.Identity)
 		}
 	}
+	if run.History > 0 {
+		made := "made by an earlier run (BENCH_KEEP=1)"
+		if run.HistorySeconds > 0 {
+			made = fmt.Sprintf("made by SQL in %.0f s", run.HistorySeconds)
+		}
+		fmt.Fprintf(&b, "- History phases: claim_log holding %s claims of ended campaigns (%s, vacuumed and frozen), the last configuration's api.\n",
+			thousands(float64(run.History)), made)
+	}
 	fmt.Fprintf(&b, "- Command: `%s`\n", run.Command)
 	if run.Pprof {
 		b.WriteString("- Profiled run (BENCH_PPROF=1): the api's CPU and alloc profiles are in the run directory; the numbers include the profiler's cost.\n")
@@ -419,6 +458,7 @@ func (r *Result) Markdown() string {
 	}
 	fmt.Fprintf(&b, "\n`kind@connections`; trivial is `GET /healthz`, open `POST /campaign/{id}/open` by new users of a campaign that does not sell out, "+
 		"signed the same with each user's token in `Authorization: Bearer`, "+
+		"history the same as open with claim_log holding the claims of ended campaigns (BENCH_HISTORY), "+
 		"soldout by new users of a small sold-out campaign, duplicate by users who opened before, flood by new users of a sold-out campaign holding %s claims. "+
 		"Redis µs: INFO used_cpu_sys + used_cpu_user over the phase, per request and per 200.\n", thousands(float64(run.FloodClaims)))
 	r.variantsTable(&b)

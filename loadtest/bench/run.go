@@ -23,7 +23,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/redpacket/rain/internal/dev/history"
 	"github.com/redpacket/rain/internal/dev/stack"
+	"github.com/redpacket/rain/internal/postgres"
 	"github.com/redpacket/rain/lua"
 )
 
@@ -98,6 +100,11 @@ func run(ctx context.Context, cfg *Config) (*Result, error) {
 	}
 	for v := range cfg.Variants {
 		if err := b.variant(ctx, v); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.History > 0 {
+		if err := b.history(ctx); err != nil {
 			return nil, err
 		}
 	}
@@ -292,6 +299,41 @@ func (b *bench) variant(ctx context.Context, v int) error {
 	for name, url := range map[string]string{"api": b.base + "/metrics", "consumer": "http://127.0.0.1:" + strconv.Itoa(cfg.MetricsPort) + "/metrics"} {
 		if text, err := get(ctx, url, ""); err == nil {
 			_ = os.WriteFile(filepath.Join(b.work, fmt.Sprintf("%s-metrics-v%d.txt", name, v+1)), text, 0o644)
+		}
+	}
+	return nil
+}
+
+// history fills claim_log with BENCH_HISTORY claims of ended campaigns
+// (those an earlier run kept count), then runs the open phases of the last
+// configuration again, on its api: the History phases, whose PostgreSQL
+// CPU per claim the report compares with their Open phases'.
+func (b *bench) history(ctx context.Context) error {
+	v, start := len(b.cfg.Variants)-1, time.Now()
+	ids, err := history.Fill(ctx, b.db, int64(b.cfg.History), logf)
+	b.created = append(b.created, ids...)
+	if err != nil {
+		return err
+	}
+	if len(ids) > 0 {
+		b.res.Run.HistorySeconds = time.Since(start).Seconds()
+	}
+	if b.res.Run.History, _, err = history.Have(ctx, b.db); err != nil {
+		return err
+	}
+	// What the load wrote stays in shared buffers; written out now, it is
+	// not the checkpointer's work during the next phases.
+	if err := b.st.Postgres().Checkpoint(ctx); err != nil {
+		logf("WARNING: no CHECKPOINT after the history (%v): the checkpointer may write it during the history phases", err)
+	}
+	for _, conns := range b.cfg.Connections {
+		id, err := b.createCampaign(ctx, fmt.Sprintf("history-v%d-%d", v+1, conns), map[string]int{"1": b.cfg.OpenPackets})
+		if err != nil {
+			return err
+		}
+		prefix := fmt.Sprintf("%sh%d-%d-", b.run, v, conns)
+		if err := b.phase(ctx, History, v, conns, id, Load{URL: b.openURL(id), Mode: "unique", Prefix: prefix}); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -632,18 +674,10 @@ func (b *bench) close() {
 func (b *bench) cleanup(ctx context.Context) error {
 	var errs []error
 	if b.db != nil && len(b.created) > 0 {
-		errs = append(errs, pgx.BeginFunc(ctx, b.db, func(tx pgx.Tx) error {
-			for _, q := range []string{
-				`DELETE FROM claim_log WHERE campaign_id = ANY($1)`,
-				`DELETE FROM campaign_inventory WHERE campaign_id = ANY($1)`,
-				`DELETE FROM campaign WHERE id = ANY($1)`,
-			} {
-				if _, err := tx.Exec(ctx, q, b.created); err != nil {
-					return err
-				}
-			}
-			return nil
-		}))
+		store := &postgres.Store{DB: b.db}
+		for _, id := range b.created {
+			errs = append(errs, store.DeleteCampaign(ctx, id))
+		}
 	}
 	if b.rdb != nil {
 		// Every key under the bench's prefix: its campaigns', and those of the

@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/rueidis"
+	"github.com/redpacket/rain/internal/postgres"
 	"github.com/redpacket/rain/lua"
 )
 
@@ -154,20 +155,11 @@ func (s *Stores) Delete(ctx context.Context, ids []int64) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	err := pgx.BeginFunc(ctx, s.DB, func(tx pgx.Tx) error {
-		for _, q := range []string{
-			`DELETE FROM claim_log WHERE campaign_id = ANY($1)`,
-			`DELETE FROM campaign_inventory WHERE campaign_id = ANY($1)`,
-			`DELETE FROM campaign WHERE id = ANY($1)`,
-		} {
-			if _, err := tx.Exec(ctx, q, ids); err != nil {
-				return err
-			}
+	store := &postgres.Store{DB: s.DB}
+	for _, id := range ids {
+		if err := store.DeleteCampaign(ctx, id); err != nil {
+			return err
 		}
-		return nil
-	})
-	if err != nil {
-		return err
 	}
 	for _, id := range ids {
 		lay, err := s.layout(ctx, id)

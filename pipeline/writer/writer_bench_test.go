@@ -5,10 +5,13 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
+	"github.com/redpacket/rain/internal/dev/history"
 	"github.com/redpacket/rain/internal/dev/testenv"
 	"github.com/redpacket/rain/internal/postgres"
 	"github.com/redpacket/rain/pipeline"
@@ -27,13 +30,31 @@ import (
 //
 // Besides rows/s (events given per second, duplicates included) it reports
 // PostgreSQL's CPU per event: pg-cpu-µs/row (the connection's backend and
-// the server's background processes) and pg-backend-µs/row (the backend
-// alone). PostgreSQL must run on this machine.
+// the server's background processes), pg-backend-µs/row (the backend
+// alone) and rows/pg-cpu-s (rows per second of that CPU: the rate one core
+// of PostgreSQL sustains). PostgreSQL must run on this machine.
+//
+// With BENCH_HISTORY=N the database first holds N claims of ended
+// campaigns (internal/dev/history: made when missing, kept for the next
+// run). With BENCH_USERS=random the user ids are random (16 hex digits),
+// so a batch's keys land all over the partition's index, as real users'
+// do; by default they follow the batch (bench-<batch>-<n>) and land
+// together.
 //
 // go test -run '^$' -bench Writer -benchtime 100x -count 3 ./pipeline/writer/
 func BenchmarkWriter(b *testing.B) {
 	db := testenv.Postgres(b)
 	store := &postgres.Store{DB: db}
+	if v := os.Getenv("BENCH_HISTORY"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			b.Fatalf("BENCH_HISTORY=%q: want a number of claims", v)
+		}
+		if _, err := history.Fill(context.Background(), db, n, b.Logf); err != nil {
+			b.Fatal(err)
+		}
+	}
+	random := os.Getenv("BENCH_USERS") == "random"
 	for _, dup := range []int{0, 10} {
 		for _, size := range []int{500, 5000} {
 			for _, method := range []string{"statement", "writer"} {
@@ -44,7 +65,7 @@ func BenchmarkWriter(b *testing.B) {
 					batches := make([][]pipeline.Event, b.N)
 					var prev []pipeline.Event
 					for i := range batches {
-						batches[i] = benchBatch(id, i, size, dup, prev)
+						batches[i] = benchBatch(id, i, size, dup, prev, random)
 						prev = batches[i]
 					}
 					write := func(evs []pipeline.Event) (int, error) {
@@ -77,8 +98,8 @@ func BenchmarkWriter(b *testing.B) {
 }
 
 // benchBatch is batch i of size events, dupPct % of them taken from prev
-// (a redelivery), the rest new users.
-func benchBatch(id int64, i, size, dupPct int, prev []pipeline.Event) []pipeline.Event {
+// (a redelivery), the rest new users (random ids with random).
+func benchBatch(id int64, i, size, dupPct int, prev []pipeline.Event, random bool) []pipeline.Event {
 	evs := make([]pipeline.Event, 0, size)
 	now := time.Now().UnixMilli()
 	amounts := [...]int64{1, 1, 1, 5, 5, 20}
@@ -87,8 +108,11 @@ func benchBatch(id int64, i, size, dupPct int, prev []pipeline.Event) []pipeline
 			evs = append(evs, prev[rand.IntN(len(prev))])
 			continue
 		}
-		evs = append(evs, pipeline.Event{CampaignID: id, UserID: fmt.Sprintf("bench-%d-%d", i, len(evs)),
-			Amount: amounts[rand.IntN(len(amounts))], ClaimedAt: now})
+		user := fmt.Sprintf("bench-%d-%d", i, len(evs))
+		if random {
+			user = fmt.Sprintf("%016x", rand.Uint64())
+		}
+		evs = append(evs, pipeline.Event{CampaignID: id, UserID: user, Amount: amounts[rand.IntN(len(amounts))], ClaimedAt: now})
 	}
 	return evs
 }

@@ -110,8 +110,9 @@ func (p *Postgres) start(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		p.s.logf("POSTGRES: no cluster on port %d; creating %s/main", p.port, ver)
-		if _, err := command(ctx, 2*time.Minute, "/", asRoot("pg_createcluster", "--port", strconv.Itoa(p.port), ver, "main")...); err != nil {
+		name := clusterName(p.port)
+		p.s.logf("POSTGRES: no cluster on port %d; creating %s/%s", p.port, ver, name)
+		if _, err := command(ctx, 2*time.Minute, "/", asRoot("pg_createcluster", "--port", strconv.Itoa(p.port), ver, name)...); err != nil {
 			return err
 		}
 		if c, err = p.cluster(ctx); err != nil {
@@ -121,9 +122,13 @@ func (p *Postgres) start(ctx context.Context) error {
 	switch {
 	case p.accepting(ctx) == nil:
 		p.s.logf("POSTGRES: cluster %s/%s already accepting connections on %s", c.version, c.name, p.Addr())
+		p.checkSettings(ctx, c)
 	case c.status == "online":
 		p.s.logf("POSTGRES: cluster %s/%s is online but not ready yet; waiting", c.version, c.name)
 	default:
+		if err := p.writeSettings(ctx, c); err != nil {
+			return fmt.Errorf("cluster %s/%s: its settings: %w", c.version, c.name, err)
+		}
 		p.s.logf("POSTGRES: starting cluster %s/%s (port %d) ...", c.version, c.name, p.port)
 		if _, err := command(ctx, 2*time.Minute, "/", asRoot("pg_ctlcluster", c.version, c.name, "start")...); err != nil {
 			return err
@@ -143,6 +148,16 @@ func (p *Postgres) start(ctx context.Context) error {
 	}
 	p.s.logf("POSTGRES: cluster %s/%s ready on %s; POSTGRES_DSN=%s (tests: %s)", c.version, c.name, p.Addr(), p.DSN("rain"), p.DSN("rain_test"))
 	return nil
+}
+
+// clusterName is the name of the cluster the stack creates on port: main
+// on PostgreSQL's port, else one of its own (Debian names a cluster per
+// version, and main on 5432 may exist already).
+func clusterName(port int) string {
+	if port == 5432 {
+		return "main"
+	}
+	return "rain" + strconv.Itoa(port)
 }
 
 // latestPostgres is the newest PostgreSQL version installed.
@@ -169,6 +184,14 @@ func (p *Postgres) psql(ctx context.Context, sql string) (string, error) {
 	out, err := command(ctx, time.Minute, "/", asUser("postgres", "psql", "-X", "-q", "-v", "ON_ERROR_STOP=1",
 		"-p", strconv.Itoa(p.port), "-d", "postgres", "-tAc", sql)...)
 	return strings.TrimSpace(out), err
+}
+
+// Checkpoint runs CHECKPOINT as the superuser (the project's role may
+// not): what a bulk load left in shared buffers is written out now, not by
+// the checkpointer during what is measured next.
+func (p *Postgres) Checkpoint(ctx context.Context) error {
+	_, err := p.psql(ctx, "CHECKPOINT")
+	return err
 }
 
 // ensureRole creates (or updates) the role and the databases, and makes

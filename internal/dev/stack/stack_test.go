@@ -319,3 +319,22 @@ func TestStartWaitsForOwnStartingService(t *testing.T) {
 		}
 	}
 }
+
+func TestPostgresSettings(t *testing.T) {
+	conf := pgConf()
+	for _, s := range pgSettings {
+		if !strings.Contains(conf, "\n"+s.Name+" = '"+s.Value+"'\n") {
+			t.Errorf("%s missing from the conf file:\n%s", s.Name, conf)
+		}
+		switch s.Name {
+		case "fsync", "synchronous_commit", "full_page_writes":
+			t.Errorf("%s is a durability setting: the stack leaves it at its default", s.Name)
+		}
+	}
+	if !sameSetting("1GB", "1GB") || sameSetting("128MB", "1GB") || !sameSetting(" LZ4", "lz4") {
+		t.Error("sameSetting")
+	}
+	if clusterName(5432) != "main" || clusterName(5441) != "rain5441" {
+		t.Errorf("cluster names: %s %s", clusterName(5432), clusterName(5441))
+	}
+}

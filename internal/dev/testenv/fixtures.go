@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redpacket/rain/internal/postgres"
 	"github.com/redpacket/rain/pipeline"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -43,11 +44,13 @@ func LiveCampaign(tb testing.TB, db *pgxpool.Pool, inventory map[int64]int64) in
 	return NewCampaign(tb, db, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), inventory)
 }
 
+// DeleteCampaign deletes campaign id with its claims (and their
+// partition), best effort: a clean-up that fails leaves a test campaign
+// behind, which no other test sees.
 func DeleteCampaign(db *pgxpool.Pool, id int64) {
-	ctx := context.Background()
-	_, _ = db.Exec(ctx, `DELETE FROM claim_log WHERE campaign_id = $1`, id)
-	_, _ = db.Exec(ctx, `DELETE FROM campaign_inventory WHERE campaign_id = $1`, id)
-	_, _ = db.Exec(ctx, `DELETE FROM campaign WHERE id = $1`, id)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_ = (&postgres.Store{DB: db}).DeleteCampaign(ctx, id)
 }
 
 // Row is one claim_log row.

@@ -29,14 +29,17 @@ type PostgresCPU struct {
 	Measured bool
 }
 
-// Report reports c per row, in microseconds, as two benchmark metrics:
-// pg-cpu-µs/row (Server) and pg-backend-µs/row (Backends).
+// Report reports c per row as three benchmark metrics: pg-cpu-µs/row
+// (Server) and pg-backend-µs/row (Backends), in microseconds, and
+// rows/pg-cpu-s, the rows a second of Server's CPU wrote (what one core
+// of PostgreSQL sustains).
 func (c PostgresCPU) Report(b *testing.B, rows int) {
-	if !c.Measured || rows <= 0 {
+	if !c.Measured || rows <= 0 || c.Server <= 0 {
 		return
 	}
 	b.ReportMetric(float64(c.Server.Nanoseconds())/1e3/float64(rows), "pg-cpu-µs/row")
 	b.ReportMetric(float64(c.Backends.Nanoseconds())/1e3/float64(rows), "pg-backend-µs/row")
+	b.ReportMetric(float64(rows)/c.Server.Seconds(), "rows/pg-cpu-s")
 }
 
 // MeasurePostgresCPU starts measuring the CPU the server of db spends and
