@@ -161,11 +161,12 @@ func TestCampaignResumes(t *testing.T) {
 // the later ones and the live ones alone.
 func TestEnded(t *testing.T) {
 	t.Parallel()
-	db := testenv.Postgres(t)
+	// A database of its own: an archive of every ended campaign would
+	// drop the other packages' campaigns (some end before 1990) under
+	// their running tests.
+	db := testenv.OwnPostgres(t)
 	s := &postgres.Store{DB: db}
 	ctx := context.Background()
-	// The test database is shared by every package's tests: a cut-off
-	// in 1990 archives this test's campaigns alone.
 	end := time.Date(1990, 1, 2, 0, 0, 0, 0, time.UTC)
 	old, _ := endedAt(t, db, end, "x")
 	later, _ := endedAt(t, db, end.Add(2*time.Hour), "y")

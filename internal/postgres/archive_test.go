@@ -4,17 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redpacket/rain"
 	"github.com/redpacket/rain/internal/dev/testenv"
 	"github.com/redpacket/rain/internal/postgres"
-	"github.com/redpacket/rain/migrations"
 )
 
 // endedCampaign is a campaign that ended two days ago with n claims
@@ -162,7 +159,7 @@ func TestDetachFinishesAnInterruptedOne(t *testing.T) {
 	// A database of its own: the reader below would hold up the detaches
 	// of the other packages' tests (a detach waits for every older
 	// transaction of its database), and theirs could finish this one's.
-	db := ownDatabase(t)
+	db := testenv.OwnPostgres(t)
 	s := &postgres.Store{DB: db}
 	ctx := context.Background()
 	first, second := endedCampaign(t, db, 3), endedCampaign(t, db, 3)
@@ -257,42 +254,4 @@ func TestDeleteCampaign(t *testing.T) {
 		id, fmt.Sprintf("claim_log_%d", id)).Scan(&left); err != nil || left != 0 {
 		t.Fatalf("left behind: %d, %v", left, err)
 	}
-}
-
-// ownDatabase is a database of the test's own, migrated, dropped when the
-// test ends.
-func ownDatabase(t *testing.T) *pgxpool.Pool {
-	t.Helper()
-	testenv.Postgres(t) // skips under -short
-	ctx := context.Background()
-	admin, err := pgx.Connect(ctx, testenv.PostgresDSN())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close(ctx)
-	name := fmt.Sprintf("rain_test_own_%d", time.Now().UnixNano())
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		t.Fatal(err)
-	}
-	u, err := url.Parse(testenv.PostgresDSN())
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.Path = "/" + name
-	dsn := u.String()
-	t.Cleanup(func() {
-		if c, err := pgx.Connect(ctx, testenv.PostgresDSN()); err == nil {
-			_, _ = c.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
-			c.Close(ctx)
-		}
-	})
-	if err := migrations.Migrate(ctx, dsn); err != nil {
-		t.Fatal(err)
-	}
-	db, err := pgxpool.New(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(db.Close)
-	return db
 }
