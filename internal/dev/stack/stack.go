@@ -62,8 +62,8 @@ type Config struct {
 	// listens on PostgresPort ("": main); one that exists is used whatever
 	// its name.
 	PostgresCluster string
-	KafkaAddr    string // 127.0.0.1:9092; the KRaft controller listens on the next port
-	KafkaMode    KafkaMode
+	KafkaAddr       string // 127.0.0.1:9092; the KRaft controller listens on the next port
+	KafkaMode       KafkaMode
 	// KafkaRequireReal forbids the embedded broker: mode auto becomes
 	// real, and an embedded broker found running is an error.
 	KafkaRequireReal bool
