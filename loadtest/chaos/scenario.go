@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -128,12 +127,6 @@ type Runner struct {
 	Logf        func(format string, args ...any)
 
 	touched bool // a service was stopped: bring everything up before exiting
-}
-
-// waitReplicas is the children's REDIS_WAIT_REPLICAS: the local cluster's
-// replica per master, so a bucketed campaign's transfers wait for it.
-func (r *Runner) waitReplicas() string {
-	return "REDIS_WAIT_REPLICAS=" + strconv.Itoa(r.Stack.Redis().Replicas())
 }
 
 // ScenarioStats are the numbers behind a scenario's verdicts.
@@ -353,25 +346,10 @@ func (r *run) run(ctx context.Context) (err error) {
 		}
 	}
 	topic := "chaos_" + r.Stamp + "_" + strings.ReplaceAll(r.sc.Name, "-", "_")
-	r.consumer = &stack.Proc{Name: "consumer", Path: r.ConsumerBin, Log: filepath.Join(r.dir, "consumer.log"),
-		Ready: stack.HTTPReady("http://" + r.MetricsAddr + "/healthz"),
-		Env: append(harness.ChildEnv(
-			"METRICS_ADDR="+r.MetricsAddr, "REDIS_ADDR="+r.RedisAddr, r.waitReplicas(), "POSTGRES_DSN="+r.PostgresDSN, "REDIS_KEY_PREFIX="+r.KeyPrefix,
-			"KAFKA_BROKERS="+r.Brokers, "KAFKA_TOPIC="+topic, "KAFKA_GROUP="+topic,
-			// The reconciler closes gaps within the checker's wait.
-			"RECONCILE_INTERVAL=2s", "RECONCILE_GRACE=3s",
-			// A killed member's partitions move on quickly (the broker's minimum).
-			"KAFKA_SESSION_TIMEOUT=6s", "PG_RETRY_MAX=1s", "SHUTDOWN_TIMEOUT=10s", "BOOT_TIMEOUT=90s",
-		), r.sc.ConsumerEnv...)}
-	r.api = &stack.Proc{Name: "api", Path: r.APIBin, Log: filepath.Join(r.dir, "api.log"),
-		Ready: stack.HTTPReady("http://" + r.APIAddr + "/readyz"),
-		Env: append(harness.ChildEnv(
-			"LISTEN_ADDR="+r.APIAddr, "REDIS_ADDR="+r.RedisAddr, r.waitReplicas(), "POSTGRES_DSN="+r.PostgresDSN, "REDIS_KEY_PREFIX="+r.KeyPrefix,
-			"KAFKA_BROKERS="+r.Brokers, "KAFKA_TOPIC="+topic, "ADMIN_TOKEN="+r.Token,
-			// Small buffers, so that a Kafka outage fills them and opens get
-			// the designed 503 within seconds.
-			"RING_SIZE=2048", "PRODUCER_MAX_BUFFERED=4096", "SHUTDOWN_TIMEOUT=10s", "BOOT_TIMEOUT=90s",
-		), r.sc.APIEnv...)}
+	procs := &harness.Procs{APIBin: r.APIBin, ConsumerBin: r.ConsumerBin, RedisAddr: r.RedisAddr, PostgresDSN: r.PostgresDSN,
+		Brokers: r.Brokers, Topic: topic, KeyPrefix: r.KeyPrefix, Token: r.Token, WaitReplicas: r.Stack.Redis().Replicas(), Dir: r.dir}
+	r.consumer = procs.Consumer(r.MetricsAddr, r.sc.ConsumerEnv...)
+	r.api = procs.API("api", r.APIAddr, r.sc.APIEnv...)
 	defer func() {
 		for _, p := range []*stack.Proc{r.api, r.consumer} {
 			if serr := p.Stop(); serr != nil {
