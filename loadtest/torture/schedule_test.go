@@ -141,16 +141,22 @@ func TestScheduleFile(t *testing.T) {
 		t.Errorf("summary: %s", s.Summary())
 	}
 	for name, edit := range map[string]func(*Schedule){
-		"unknown kind":        func(s *Schedule) { s.Steps[0].Kind = "meteor" },
-		"cluster on one":      func(s *Schedule) { s.Tier = TierStandalone },
-		"no such campaign":    func(s *Schedule) { s.Steps = append(s.Steps, Step{AtMs: 1000, Kind: "end", Target: "campaign:9"}) },
-		"shard out of range":  func(s *Schedule) { s.Steps = append(s.Steps, Step{AtMs: 1000, Kind: "failover", Target: "shard:3"}) },
-		"after the load":      func(s *Schedule) { s.Steps = append(s.Steps, Step{AtMs: s.LoadMs, Kind: "api-kill", Target: "api:0", ForMs: 1}) },
-		"restock elsewhere":   func(s *Schedule) { s.Steps = append(s.Steps, Step{AtMs: 1, Kind: "restock", Target: "campaign:0", Amount: 7, Count: 1}) },
-		"signal missing":      func(s *Schedule) { s.Steps = append(s.Steps, Step{AtMs: 1, Kind: "kafka-down", ForMs: 1}) },
-		"bad target":          func(s *Schedule) { s.Steps = append(s.Steps, Step{AtMs: 1, Kind: "api-kill", Target: "api:x"}) },
-		"ack unknown":         func(s *Schedule) { s.Ack = "quorum" },
-		"bucket out of range": func(s *Schedule) { s.Steps = append(s.Steps, Step{AtMs: 1, Kind: "migrate", Target: "campaign:0/bucket:64"}) },
+		"unknown kind":       func(s *Schedule) { s.Steps[0].Kind = "meteor" },
+		"cluster on one":     func(s *Schedule) { s.Tier = TierStandalone },
+		"no such campaign":   func(s *Schedule) { s.Steps = append(s.Steps, Step{AtMs: 1000, Kind: "end", Target: "campaign:9"}) },
+		"shard out of range": func(s *Schedule) { s.Steps = append(s.Steps, Step{AtMs: 1000, Kind: "failover", Target: "shard:3"}) },
+		"after the load": func(s *Schedule) {
+			s.Steps = append(s.Steps, Step{AtMs: s.LoadMs, Kind: "api-kill", Target: "api:0", ForMs: 1})
+		},
+		"restock elsewhere": func(s *Schedule) {
+			s.Steps = append(s.Steps, Step{AtMs: 1, Kind: "restock", Target: "campaign:0", Amount: 7, Count: 1})
+		},
+		"signal missing": func(s *Schedule) { s.Steps = append(s.Steps, Step{AtMs: 1, Kind: "kafka-down", ForMs: 1}) },
+		"bad target":     func(s *Schedule) { s.Steps = append(s.Steps, Step{AtMs: 1, Kind: "api-kill", Target: "api:x"}) },
+		"ack unknown":    func(s *Schedule) { s.Ack = "quorum" },
+		"bucket out of range": func(s *Schedule) {
+			s.Steps = append(s.Steps, Step{AtMs: 1, Kind: "migrate", Target: "campaign:0/bucket:64"})
+		},
 	} {
 		bad, _ := Generate(7, opts(TierCluster))
 		edit(bad)
