@@ -198,8 +198,12 @@ func NewDriver(cfg DriverConfig) (*Driver, error) {
 		MaxIdleConns:        cfg.Concurrency,
 		MaxIdleConnsPerHost: cfg.Concurrency,
 		MaxConnsPerHost:     cfg.Concurrency,
-		IdleConnTimeout:     30 * time.Second,
-		DisableCompression:  true,
+		// Below the api's keep-alive IdleTimeout (15 s): the client closes an
+		// idle connection before the server does, so no open is sent on a
+		// connection the server is closing at that moment (it would be
+		// reset unread, and look like an open with no answer).
+		IdleConnTimeout:    5 * time.Second,
+		DisableCompression: true,
 	}}
 	return d, nil
 }
