@@ -14,6 +14,8 @@ const (
 	ETIMEOUT      = "TIMEOUT"         // a request not sent within the read timeout (shown as INVALID_REQUEST, 408)
 	EHEADERS      = "HEADERS_TOO_BIG" // request headers over the server's buffer (shown as INVALID_REQUEST, 431)
 	EUNAUTHORIZED = "UNAUTHORIZED"    // missing or wrong merchant token
+	EFORBIDDEN    = "FORBIDDEN"       // a valid token whose role may not do this (a read-only token, a merchant on an operator route)
+	ECONFLICT     = "CONFLICT"        // the name is taken (a merchant)
 	ENOTFOUND     = "NOT_FOUND"       // no such campaign or route
 	EBUSY         = "BUSY"            // a dependency is down or the pipeline is full; retry later
 	ERATELIMITED  = "RATE_LIMITED"    // a per-user or per-IP limit was exceeded; retry later

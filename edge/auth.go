@@ -9,6 +9,7 @@ import (
 
 	"github.com/redpacket/rain"
 	"github.com/redpacket/rain/internal/config"
+	"github.com/redpacket/rain/internal/postgres"
 	"github.com/valyala/fasthttp"
 )
 
@@ -128,51 +129,133 @@ func (s *Server) tokenName(i int) string {
 	return "token-" + strconv.Itoa(i+1)
 }
 
-// merchantOf returns the name of the merchant token the request carries.
-// The digests of the presented and the configured tokens are compared,
-// every one, in constant time: the time taken says nothing about which
-// token nearly matched, nor about any token's length.
-func (s *Server) merchantOf(ctx *fasthttp.RequestCtx) (string, bool) {
+// principal is who a request's token lets in: the operator (an
+// ADMIN_TOKEN entry: every campaign, every merchant, the operator routes)
+// or a merchant (a token of merchant_token: its own campaigns only).
+type principal struct {
+	name     string // the ADMIN_TOKEN entry's name, or the merchant's
+	merchant int64  // the merchant's id; 0: the operator
+	token    int64  // the merchant token's id; 0: the operator's
+	readOnly bool   // a read-only merchant token: no create, end or stock
+}
+
+func (p *principal) operator() bool { return p.merchant == 0 }
+
+var (
+	errForbiddenRead     = rain.Errorf(rain.EFORBIDDEN, "this token is read-only: it may list, read and export, not create, end or add stock")
+	errForbiddenOperator = rain.Errorf(rain.EFORBIDDEN, "an operator token (ADMIN_TOKEN) is required")
+	errTokensStale       = rain.Errorf(rain.EBUSY, "merchant tokens cannot be checked now; retry shortly")
+)
+
+// principalOf returns who the request's bearer token lets in, or an error
+// (rain.EUNAUTHORIZED; rain.EBUSY when the merchant tokens in memory are
+// too old to trust, tokens.go). The token is hashed once (SHA-256); the
+// digest is compared with every ADMIN_TOKEN digest in constant time (the
+// time taken says nothing about which entry nearly matched, nor about any
+// entry's length), then looked up among the merchant tokens in memory:
+// neither touches PostgreSQL, so a flood of bad tokens costs a hash and a
+// map lookup each.
+func (s *Server) principalOf(ctx *fasthttp.RequestCtx) (*principal, error) {
 	got, ok := bearer(ctx.Request.Header.Peek(fasthttp.HeaderAuthorization))
 	if !ok {
-		return "", false
+		return nil, errUnauthorized
 	}
 	d := sha256.Sum256(got)
 	match := -1
 	for i := range s.tokens {
 		match = subtle.ConstantTimeSelect(subtle.ConstantTimeCompare(d[:], s.tokens[i][:]), i, match)
 	}
-	if match < 0 {
-		return "", false
+	if match >= 0 {
+		return &principal{name: s.tokenName(match)}, nil
 	}
-	return s.tokenName(match), true
+	t, err := s.merchants.lookup(d)
+	if err != nil {
+		return nil, err
+	}
+	return &principal{name: t.Name, merchant: t.Merchant, token: t.ID, readOnly: t.Role == postgres.RoleRead}, nil
 }
 
-// authorized reports whether the request carries one of the merchant tokens.
+// merchantOf returns the name of the token the request carries.
+func (s *Server) merchantOf(ctx *fasthttp.RequestCtx) (string, bool) {
+	p, err := s.principalOf(ctx)
+	if err != nil {
+		return "", false
+	}
+	return p.name, true
+}
+
+// authorized reports whether the request carries a token that lets it in.
 func (s *Server) authorized(ctx *fasthttp.RequestCtx) bool {
 	_, ok := s.merchantOf(ctx)
 	return ok
 }
 
-// merchantKey is the user value that holds the request's token name.
-const merchantKey = "rain.merchant"
+// principalKey is the user value that holds the request's principal.
+const principalKey = "rain.principal"
 
-// merchant wraps a merchant-only handler with the token check; the handler
-// finds the token's name with merchantName.
-func (s *Server) merchant(h fasthttp.RequestHandler) fasthttp.RequestHandler {
+// Who may call a route: the wrappers below check the token before the
+// handler runs, and refuse with the same answer whatever the path's
+// campaign id, so a refusal tells nothing about a campaign.
+type access int
+
+const (
+	readAccess     access = iota // any token: the operator, a merchant's full or read-only token
+	writeAccess                  // the operator or a merchant's full token (create, end, stock)
+	operatorAccess               // the operator only (the merchants' routes)
+)
+
+// guarded wraps h with the token check of a: 401 without a token that lets
+// the request in, 403 for a token whose role may not call the route. The
+// handler finds the principal with principalFor.
+func (s *Server) guarded(a access, h fasthttp.RequestHandler) fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
-		name, ok := s.merchantOf(ctx)
-		if !ok {
-			writeError(ctx, errUnauthorized)
+		p, err := s.principalOf(ctx)
+		switch {
+		case err != nil:
+			authRefused[rain.ErrorCode(err)].Inc()
+		case a == operatorAccess && !p.operator():
+			err = errForbiddenOperator
+		case a == writeAccess && p.readOnly:
+			err = errForbiddenRead
+		}
+		if err != nil {
+			if rain.ErrorCode(err) == rain.EFORBIDDEN {
+				authRefused[rain.EFORBIDDEN].Inc()
+			}
+			writeError(ctx, err)
 			return
 		}
-		ctx.SetUserValue(merchantKey, name)
+		ctx.SetUserValue(principalKey, p)
 		h(ctx)
 	}
 }
 
-// merchantName is the name of the token a merchant request was let in with.
-func merchantName(ctx *fasthttp.RequestCtx) string {
-	name, _ := ctx.UserValue(merchantKey).(string)
-	return name
+// merchant wraps a route any token may call (reads).
+func (s *Server) merchant(h fasthttp.RequestHandler) fasthttp.RequestHandler {
+	return s.guarded(readAccess, h)
 }
+
+// merchantWrite wraps a route that changes a campaign.
+func (s *Server) merchantWrite(h fasthttp.RequestHandler) fasthttp.RequestHandler {
+	return s.guarded(writeAccess, h)
+}
+
+// operator wraps an operator route.
+func (s *Server) operator(h fasthttp.RequestHandler) fasthttp.RequestHandler {
+	return s.guarded(operatorAccess, h)
+}
+
+// noone is the principal of a request no wrapper let in: a merchant that
+// does not exist, so its scope holds no campaign.
+var noone = &principal{merchant: -1, readOnly: true}
+
+// principalFor is the principal a guarded request was let in with.
+func principalFor(ctx *fasthttp.RequestCtx) *principal {
+	if p, ok := ctx.UserValue(principalKey).(*principal); ok {
+		return p
+	}
+	return noone
+}
+
+// merchantName is the name of the token a request was let in with.
+func merchantName(ctx *fasthttp.RequestCtx) string { return principalFor(ctx).name }

@@ -47,6 +47,7 @@ func createRecord(c *rain.Campaign) any {
 type campaignView struct {
 	ID        int64             `json:"id"`
 	Name      string            `json:"name"`
+	Merchant  *string           `json:"merchant"` // the owner; null: the operator's
 	StartTime time.Time         `json:"start_time"`
 	EndTime   time.Time         `json:"end_time"`
 	CreatedAt time.Time         `json:"created_at"`
@@ -85,12 +86,40 @@ type inventoryView struct {
 	Opened    int64 `json:"opened"` // persisted in PostgreSQL
 }
 
+// pathCampaignID is the campaign id of the request's path.
+func pathCampaignID(ctx *fasthttp.RequestCtx) (int64, error) {
+	id, ok := rain.ParseCampaignID(routeParam(ctx, "id"))
+	if !ok {
+		return 0, errCampaignID
+	}
+	return id, nil
+}
+
+// campaignFor is the one gate of every route of one campaign (read, end,
+// add stock, its claims, a user's claim, and any route of a campaign
+// added later): it reads campaign id within the scope of the request's
+// principal (auth.go), the operator's being every campaign. A campaign of
+// another merchant is answered exactly as one that does not exist: 404
+// NOT_FOUND with the same body, from the same query (a row that is not
+// there), so neither the answer nor the work behind it tells that the id
+// exists. Errors are the API's.
+func (s *Server) campaignFor(ctx *fasthttp.RequestCtx, rctx context.Context, id int64) (*postgres.Owned, error) {
+	start := time.Now()
+	c, err := s.store.CampaignFor(rctx, id, principalFor(ctx).merchant)
+	pgCampaign.UpdateDuration(start)
+	if err != nil && rain.ErrorCode(err) != rain.ENOTFOUND {
+		s.log.Error("read campaign", "campaign_id", id, "err", err)
+		return nil, errDBRead
+	}
+	return c, err
+}
+
 // getCampaign is GET /campaign/{id}: the configuration from PostgreSQL, the
 // live state from Redis and the merchant actions.
 func (s *Server) getCampaign(ctx *fasthttp.RequestCtx) {
-	id, ok := rain.ParseCampaignID(routeParam(ctx, "id"))
-	if !ok {
-		writeError(ctx, errCampaignID)
+	id, err := pathCampaignID(ctx)
+	if err != nil {
+		writeError(ctx, err)
 		return
 	}
 	rctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
@@ -100,7 +129,12 @@ func (s *Server) getCampaign(ctx *fasthttp.RequestCtx) {
 
 // writeCampaign answers with what GET /campaign/{id} shows.
 func (s *Server) writeCampaign(ctx *fasthttp.RequestCtx, rctx context.Context, id int64) {
-	v, err := s.viewCampaign(rctx, id)
+	c, err := s.campaignFor(ctx, rctx, id)
+	if err != nil {
+		writeError(ctx, err)
+		return
+	}
+	v, err := s.viewCampaign(rctx, c)
 	if err != nil {
 		writeError(ctx, err)
 		return
@@ -108,19 +142,16 @@ func (s *Server) writeCampaign(ctx *fasthttp.RequestCtx, rctx context.Context, i
 	writeValue(ctx, v)
 }
 
-// viewCampaign reads what GET /campaign/{id} shows; errors are the API's.
-func (s *Server) viewCampaign(ctx context.Context, id int64) (*campaignView, error) {
-	c, err := s.eng.Campaign(ctx, id)
+// viewCampaign reads what GET /campaign/{id} shows of o; errors are the API's.
+func (s *Server) viewCampaign(ctx context.Context, o *postgres.Owned) (*campaignView, error) {
+	c := o.Campaign
+	var (
+		v   campaignView
+		err error
+	)
+	v.History, _, err = s.store.History(ctx, c.ID, historyLimit)
 	if err != nil {
-		return nil, err
-	}
-	var v campaignView
-	v.EndedAt, err = s.store.EndedAt(ctx, id)
-	if err == nil {
-		v.History, _, err = s.store.History(ctx, id, historyLimit)
-	}
-	if err != nil {
-		s.log.Error("read campaign", "campaign_id", id, "err", err)
+		s.log.Error("read campaign", "campaign_id", c.ID, "err", err)
 		return nil, errDBRead
 	}
 	live, err := s.eng.Live(ctx, c)
@@ -128,7 +159,8 @@ func (s *Server) viewCampaign(ctx context.Context, id int64) (*campaignView, err
 		return nil, err
 	}
 	v.ID, v.Name, v.StartTime, v.EndTime, v.CreatedAt = c.ID, c.Name, c.StartTime.UTC(), c.EndTime.UTC(), c.CreatedAt.UTC()
-	v.State, v.EndedAt = campaignState(c.StartTime, c.EndTime, time.Now()), utc(v.EndedAt)
+	v.Merchant = o.Merchant
+	v.State, v.EndedAt = campaignState(c.StartTime, c.EndTime, time.Now()), utc(o.EndedAt)
 	v.Buckets = c.K()
 	v.Loaded, v.Remaining, v.Claims = live.Loaded, live.Remaining, live.Claims
 	if c.K() > 1 {

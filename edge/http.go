@@ -48,6 +48,10 @@ func errorStatus(code string) (int, string) {
 		return fasthttp.StatusRequestHeaderFieldsTooLarge, rain.EINVALID
 	case rain.EUNAUTHORIZED:
 		return fasthttp.StatusUnauthorized, code
+	case rain.EFORBIDDEN:
+		return fasthttp.StatusForbidden, code
+	case rain.ECONFLICT:
+		return fasthttp.StatusConflict, code
 	case rain.ENOTFOUND:
 		return fasthttp.StatusNotFound, code
 	case rain.EBUSY:
@@ -97,13 +101,16 @@ func writeBusy(ctx *fasthttp.RequestCtx, why string) {
 
 // writeValue answers 200 with v as JSON. A value that cannot be encoded is
 // a bug: 500 with the API's error body, never an empty 200.
-func writeValue(ctx *fasthttp.RequestCtx, v any) {
+func writeValue(ctx *fasthttp.RequestCtx, v any) { writeValueAs(ctx, fasthttp.StatusOK, v) }
+
+// writeValueAs is writeValue with another status (201).
+func writeValueAs(ctx *fasthttp.RequestCtx, status int, v any) {
 	b, err := json.Marshal(v)
 	if err != nil {
 		writeError(ctx, fmt.Errorf("encode %T: %w", v, err))
 		return
 	}
-	writeJSON(ctx, fasthttp.StatusOK, b)
+	writeJSON(ctx, status, b)
 }
 
 func writeJSON(ctx *fasthttp.RequestCtx, status int, body []byte) {

@@ -23,6 +23,8 @@ func TestErrorBodies(t *testing.T) {
 		{rain.Errorf(rain.EINVALID, "bad"), 400, "INVALID_REQUEST"},
 		{rain.Errorf(rain.ETOOLARGE, "big"), 413, "INVALID_REQUEST"},
 		{rain.Errorf(rain.EUNAUTHORIZED, "who"), 401, "UNAUTHORIZED"},
+		{rain.Errorf(rain.EFORBIDDEN, "read-only"), 403, "FORBIDDEN"},
+		{rain.Errorf(rain.ECONFLICT, "taken"), 409, "CONFLICT"},
 		{rain.Errorf(rain.ENOTFOUND, "none"), 404, "NOT_FOUND"},
 		{&rain.Error{Code: rain.EBUSY, Message: "redis unavailable", Cause: cause}, 503, "BUSY"},
 		{rain.Errorf(rain.ERATELIMITED, "slow down"), 429, "RATE_LIMITED"},

@@ -46,6 +46,8 @@ const (
 var (
 	pgList   = metrics.NewPrometheusHistogram(`rain_postgres_duration_seconds{op="list_campaigns"}`)
 	pgClaims = metrics.NewPrometheusHistogram(`rain_postgres_duration_seconds{op="read_claims"}`)
+	// pgCampaign: the gate of the routes of one campaign (campaignFor).
+	pgCampaign = metrics.NewPrometheusHistogram(`rain_postgres_duration_seconds{op="read_owned_campaign"}`)
 
 	errBodyTooBig   = rain.Errorf(rain.ETOOLARGE, "body is over 4 KiB")
 	errIdemKey      = rain.Errorf(rain.EINVALID, "Idempotency-Key must be 1-255 characters of visible ASCII")
@@ -57,7 +59,8 @@ var (
 	claimTimeLayout = "2006-01-02T15:04:05.000Z07:00"
 )
 
-// actor is the audit's record of a merchant request: the token's name and
+// actor is the audit's record of a merchant request: who (the principal:
+// the token's name, its merchant and id, which also scope the action) and
 // what was asked (method, path, the body as parsed, the Idempotency-Key).
 func actor(ctx *fasthttp.RequestCtx, body any, key string) postgres.Actor {
 	req := struct {
@@ -67,7 +70,8 @@ func actor(ctx *fasthttp.RequestCtx, body any, key string) postgres.Actor {
 		Key    string `json:"idempotency_key,omitempty"`
 	}{string(ctx.Method()), string(ctx.Path()), body, key}
 	b, _ := json.Marshal(req)
-	return postgres.Actor{Name: merchantName(ctx), Request: b}
+	p := principalFor(ctx)
+	return postgres.Actor{Name: p.name, Merchant: p.merchant, Token: p.token, Request: b}
 }
 
 // query returns the request's query arguments, refusing names not in
@@ -115,6 +119,7 @@ func pageLimit(q map[string]string, max int) (int, error) {
 type listedView struct {
 	ID        int64        `json:"id"`
 	Name      string       `json:"name"`
+	Merchant  *string      `json:"merchant"` // the owner; null: the operator's
 	StartTime time.Time    `json:"start_time"`
 	EndTime   time.Time    `json:"end_time"`
 	CreatedAt time.Time    `json:"created_at"`
@@ -142,10 +147,12 @@ func campaignState(start, end, now time.Time) string {
 	return postgres.StateLive
 }
 
-// listCampaigns is GET /campaigns: newest first, ?after=<id> (the page
+// listCampaigns is GET /campaigns: the caller's campaigns (the operator's:
+// every one, or ?merchant=<name>'s), newest first, ?after=<id> (the page
 // continues below that id), ?limit=, ?state=live|upcoming|ended.
 func (s *Server) listCampaigns(ctx *fasthttp.RequestCtx) {
-	q, err := query(ctx, "after", "limit", "state")
+	p := principalFor(ctx)
+	q, err := query(ctx, "after", "limit", "state", "merchant")
 	if err != nil {
 		writeError(ctx, err)
 		return
@@ -174,10 +181,19 @@ func (s *Server) listCampaigns(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, rain.Errorf(rain.EINVALID, "state must be live, upcoming or ended"))
 		return
 	}
+	owner, ok := q["merchant"]
+	switch {
+	case ok && !p.operator():
+		writeError(ctx, rain.Errorf(rain.EINVALID, "merchant is an operator's filter; a merchant token lists its own campaigns"))
+		return
+	case ok && !validMerchantName(owner):
+		writeError(ctx, errMerchantName)
+		return
+	}
 	rctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
 	defer cancel()
 	start := time.Now()
-	list, more, err := s.store.ListCampaigns(rctx, state, before, limit)
+	list, more, err := s.store.ListCampaigns(rctx, postgres.ListQuery{Scope: p.merchant, Owner: owner, State: state, Before: before, Limit: limit})
 	pgList.UpdateDuration(start)
 	if err != nil {
 		s.log.Error("list campaigns", "err", err)
@@ -189,7 +205,7 @@ func (s *Server) listCampaigns(ctx *fasthttp.RequestCtx) {
 		Next      *string      `json:"next"`
 	}{Campaigns: make([]listedView, 0, len(list))}
 	for _, c := range list {
-		v := listedView{ID: c.ID, Name: c.Name, StartTime: c.StartTime.UTC(), EndTime: c.EndTime.UTC(),
+		v := listedView{ID: c.ID, Name: c.Name, Merchant: c.Merchant, StartTime: c.StartTime.UTC(), EndTime: c.EndTime.UTC(),
 			CreatedAt: c.CreatedAt.UTC(), State: c.State, EndedAt: utc(c.EndedAt), Inventory: make([]listedItem, 0, len(c.Inventory))}
 		for _, st := range c.Inventory {
 			v.Total += st.Total
@@ -232,9 +248,9 @@ func emptyBody(body []byte) error {
 // engine's End); the answer is the campaign as GET /campaign/{id} shows
 // it. Idempotent: the end never moves later.
 func (s *Server) endCampaign(ctx *fasthttp.RequestCtx) {
-	id, ok := rain.ParseCampaignID(routeParam(ctx, "id"))
-	if !ok {
-		writeError(ctx, errCampaignID)
+	id, err := pathCampaignID(ctx)
+	if err != nil {
+		writeError(ctx, err)
 		return
 	}
 	if err := emptyBody(ctx.PostBody()); err != nil {
@@ -243,6 +259,11 @@ func (s *Server) endCampaign(ctx *fasthttp.RequestCtx) {
 	}
 	rctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
 	defer cancel()
+	if _, err := s.campaignFor(ctx, rctx, id); err != nil {
+		writeError(ctx, err)
+		return
+	}
+	// The end's own query is scoped too (the actor's merchant).
 	if _, err := s.eng.End(rctx, id, actor(ctx, nil, "")); err != nil {
 		writeError(ctx, err)
 		return
@@ -321,9 +342,9 @@ type stockView struct {
 // with the same Idempotency-Key answers what the first did and adds
 // nothing.
 func (s *Server) addStock(ctx *fasthttp.RequestCtx) {
-	id, ok := rain.ParseCampaignID(routeParam(ctx, "id"))
-	if !ok {
-		writeError(ctx, errCampaignID)
+	id, err := pathCampaignID(ctx)
+	if err != nil {
+		writeError(ctx, err)
 		return
 	}
 	amount, count, err := parseStockBody(ctx.PostBody())
@@ -338,6 +359,11 @@ func (s *Server) addStock(ctx *fasthttp.RequestCtx) {
 	}
 	rctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
 	defer cancel()
+	if _, err := s.campaignFor(ctx, rctx, id); err != nil {
+		writeError(ctx, err)
+		return
+	}
+	// The restock's own query is scoped too (the actor's merchant).
 	res, err := s.eng.AddStock(rctx, postgres.Restock{Campaign: id, Amount: amount, Count: count, Key: key,
 		By: actor(ctx, map[string]int64{"amount": amount, "count": count}, key)})
 	if err != nil {
@@ -381,9 +407,9 @@ func acceptsCSV(ctx *fasthttp.RequestCtx) bool {
 // JSON pages (?after=<user_id>&limit=), or with Accept: text/csv the whole
 // list (from ?after= if given) streamed as CSV, in constant memory.
 func (s *Server) listClaims(ctx *fasthttp.RequestCtx) {
-	id, ok := rain.ParseCampaignID(routeParam(ctx, "id"))
-	if !ok {
-		writeError(ctx, errCampaignID)
+	id, err := pathCampaignID(ctx)
+	if err != nil {
+		writeError(ctx, err)
 		return
 	}
 	csv := acceptsCSV(ctx)
@@ -411,8 +437,13 @@ func (s *Server) listClaims(ctx *fasthttp.RequestCtx) {
 	}
 	rctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
 	defer cancel()
+	if _, err := s.campaignFor(ctx, rctx, id); err != nil {
+		writeError(ctx, err)
+		return
+	}
+	scope := principalFor(ctx).merchant
 	start := time.Now()
-	claims, more, err := s.store.ClaimsPage(rctx, id, after, limit)
+	claims, more, err := s.store.ClaimsPage(rctx, id, scope, after, limit)
 	pgClaims.UpdateDuration(start)
 	if err != nil {
 		if rain.ErrorCode(err) != rain.ENOTFOUND {
@@ -425,7 +456,7 @@ func (s *Server) listClaims(ctx *fasthttp.RequestCtx) {
 	if csv {
 		ctx.SetStatusCode(fasthttp.StatusOK)
 		ctx.SetContentType(contentTypeCSV)
-		ctx.SetBodyStream(&claimsCSV{s: s, id: id, page: claims, more: more, conn: ctx.Conn(), buf: []byte(csvHeader)}, -1)
+		ctx.SetBodyStream(&claimsCSV{s: s, id: id, scope: scope, page: claims, more: more, conn: ctx.Conn(), buf: []byte(csvHeader)}, -1)
 		return
 	}
 	page := struct {
@@ -448,14 +479,15 @@ func (s *Server) listClaims(ctx *fasthttp.RequestCtx) {
 // the connection without the chunked body's last chunk: the client sees a
 // truncated response, never a short list that looks whole.
 type claimsCSV struct {
-	s    *Server
-	id   int64
-	page []postgres.Claim
-	more bool
-	last string // the user id of the last claim formatted
-	conn net.Conn
-	buf  []byte // formatted, not yet read
-	off  int
+	s     *Server
+	id    int64
+	scope int64 // the caller's (ClaimsPage)
+	page  []postgres.Claim
+	more  bool
+	last  string // the user id of the last claim formatted
+	conn  net.Conn
+	buf   []byte // formatted, not yet read
+	off   int
 }
 
 func (r *claimsCSV) Read(p []byte) (int, error) {
@@ -496,7 +528,7 @@ func (r *claimsCSV) next() error {
 	ctx, cancel := context.WithTimeout(context.Background(), r.s.cfg.RequestTimeout)
 	defer cancel()
 	start := time.Now()
-	page, more, err := r.s.store.ClaimsPage(ctx, r.id, r.last, csvPage)
+	page, more, err := r.s.store.ClaimsPage(ctx, r.id, r.scope, r.last, csvPage)
 	pgClaims.UpdateDuration(start)
 	if err != nil {
 		r.s.log.Error("claims csv: read failed; the stream is cut", "campaign_id", r.id, "after", r.last, "err", err)
@@ -521,9 +553,9 @@ func appendCSVField(b []byte, s string) []byte {
 // claim_log, or from Redis while it is on its way there (persisted false);
 // 404 when the user has none (or there is no such campaign).
 func (s *Server) userClaim(ctx *fasthttp.RequestCtx) {
-	id, ok := rain.ParseCampaignID(routeParam(ctx, "id"))
-	if !ok {
-		writeError(ctx, errCampaignID)
+	id, err := pathCampaignID(ctx)
+	if err != nil {
+		writeError(ctx, err)
 		return
 	}
 	// The router matches the path as sent: the user id is still escaped.
@@ -534,8 +566,12 @@ func (s *Server) userClaim(ctx *fasthttp.RequestCtx) {
 	}
 	rctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
 	defer cancel()
+	if _, err := s.campaignFor(ctx, rctx, id); err != nil {
+		writeError(ctx, err)
+		return
+	}
 	start := time.Now()
-	c, found, err := s.store.ClaimOf(rctx, id, user)
+	c, found, err := s.store.ClaimOf(rctx, id, principalFor(ctx).merchant, user)
 	pgClaims.UpdateDuration(start)
 	if err != nil {
 		s.log.Error("read claim", "campaign_id", id, "err", err)

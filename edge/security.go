@@ -144,9 +144,12 @@ func (g *guard) admitOpen(ctx *fasthttp.RequestCtx, campaign int64, user []byte)
 	return true
 }
 
-// admitRouted applies the client IP's limit to the merchant routes.
+var pathMerchants = []byte("/merchants")
+
+// admitRouted applies the client IP's limit to the merchant and operator routes.
 func (g *guard) admitRouted(ctx *fasthttp.RequestCtx) bool {
-	if g.limits.ips == nil || !bytes.HasPrefix(ctx.Path(), pathCampaign) || g.limits.allowIP(ctx, g.now()) {
+	if g.limits.ips == nil || !bytes.HasPrefix(ctx.Path(), pathCampaign) && !bytes.HasPrefix(ctx.Path(), pathMerchants) ||
+		g.limits.allowIP(ctx, g.now()) {
 		return true
 	}
 	writeError(ctx, errLimited)

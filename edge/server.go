@@ -26,8 +26,11 @@ import (
 
 // Config tunes the HTTP server.
 type Config struct {
-	// AdminTokens are the merchant bearer tokens.
+	// AdminTokens are the operator's bearer tokens (every campaign, every
+	// merchant); merchants' tokens live in PostgreSQL (tokens.go).
 	AdminTokens []string
+	// Tokens tunes the merchant tokens in memory.
+	Tokens TokenConfig
 	// RequestTimeout bounds the PostgreSQL and Redis work of a merchant
 	// request.
 	RequestTimeout time.Duration
@@ -41,7 +44,7 @@ type Config struct {
 // Bind declares the HTTP server's variables.
 func (c *Config) Bind(s *config.Set) {
 	var tokens string
-	s.Secret(&tokens, "ADMIN_TOKEN", "merchant bearer tokens, comma-separated `name:secret` entries (the audit records the name; a bare secret is named `token-N`)")
+	s.Secret(&tokens, "ADMIN_TOKEN", "the operator's bearer tokens (every campaign, and the merchants' routes), comma-separated `name:secret` entries (the audit records the name; a bare secret is named `token-N`); merchants get theirs from `POST /merchants`")
 	c.AdminTokens = nil
 	for _, t := range strings.Split(tokens, ",") {
 		if t = strings.TrimSpace(t); t != "" {
@@ -49,6 +52,7 @@ func (c *Config) Bind(s *config.Set) {
 		}
 	}
 	checkTokens(s, c.AdminTokens)
+	c.Tokens.Bind(s)
 	c.RequestTimeout = 5 * time.Second
 	c.ReadTimeout, c.WriteTimeout, c.IdleTimeout = 10*time.Second, 10*time.Second, 15*time.Second
 	c.Security.Bind(s)
@@ -62,15 +66,16 @@ type Health interface{ Healthy() bool }
 
 // Server is the api's HTTP server.
 type Server struct {
-	cfg      Config
-	eng      *engine.Engine
-	store    *postgres.Store
-	producer Health
-	log      *slog.Logger
-	tokens   [][sha256.Size]byte // digests of the merchant tokens
-	guard    guard               // against hostile traffic (security.go)
-	srv      *fasthttp.Server
-	names    tokenNames // the merchant tokens' names (auth.go)
+	cfg       Config
+	eng       *engine.Engine
+	store     *postgres.Store
+	producer  Health
+	log       *slog.Logger
+	tokens    [][sha256.Size]byte // digests of the operator's tokens (ADMIN_TOKEN)
+	guard     guard               // against hostile traffic (security.go)
+	srv       *fasthttp.Server
+	names     tokenNames // the operator's tokens' names (auth.go)
+	merchants tokenCache // the merchants' tokens, from PostgreSQL (tokens.go)
 }
 
 // Deps are what the server works with.
@@ -89,6 +94,7 @@ func New(cfg Config, d Deps) *Server {
 	}
 	s := &Server{cfg: cfg, eng: d.Engine, store: d.DB, producer: d.Producer, log: log}
 	s.tokens = tokenDigests(cfg.AdminTokens)
+	s.merchants.init(cfg.Tokens, d.DB, log)
 	s.srv = &fasthttp.Server{
 		Handler:            s.Handler(),
 		Name:               "rain",
@@ -109,7 +115,7 @@ func New(cfg Config, d Deps) *Server {
 // Handler routes every endpoint.
 func (s *Server) Handler() fasthttp.RequestHandler {
 	r := router.New()
-	r.POST("/campaign", instrument("POST", "/campaign", s.merchant(s.createCampaign)))
+	r.POST("/campaign", instrument("POST", "/campaign", s.merchantWrite(s.createCampaign)))
 	r.GET("/campaign/{id}", instrument("GET", "/campaign/{id}", s.merchant(s.getCampaign)))
 	open := instrument("POST", "/campaign/{id}/open", s.open)
 	r.POST("/campaign/{id}/open", open)
@@ -118,10 +124,16 @@ func (s *Server) Handler() fasthttp.RequestHandler {
 	r.GET("/readyz", instrument("GET", "/readyz", s.readyz))
 	r.GET("/openapi.json", instrument("GET", "/openapi.json", serveOpenAPI))
 	r.GET("/campaigns", instrument("GET", "/campaigns", s.merchant(s.listCampaigns)))
-	r.POST("/campaign/{id}/end", instrument("POST", "/campaign/{id}/end", s.merchant(s.endCampaign)))
-	r.POST("/campaign/{id}/stock", instrument("POST", "/campaign/{id}/stock", s.merchant(s.addStock)))
+	r.POST("/campaign/{id}/end", instrument("POST", "/campaign/{id}/end", s.merchantWrite(s.endCampaign)))
+	r.POST("/campaign/{id}/stock", instrument("POST", "/campaign/{id}/stock", s.merchantWrite(s.addStock)))
 	r.GET("/campaign/{id}/claims", instrument("GET", "/campaign/{id}/claims", s.merchant(s.listClaims)))
 	r.GET("/campaign/{id}/claims/{user_id}", instrument("GET", "/campaign/{id}/claims/{user_id}", s.merchant(s.userClaim)))
+	// The operator's (operator.go).
+	r.POST("/merchants", instrument("POST", "/merchants", s.operator(s.createMerchant)))
+	r.GET("/merchants", instrument("GET", "/merchants", s.operator(s.listMerchants)))
+	r.POST("/merchants/{name}/tokens", instrument("POST", "/merchants/{name}/tokens", s.operator(s.addToken)))
+	r.DELETE("/merchants/{name}/tokens/{token_id}", instrument("DELETE", "/merchants/{name}/tokens/{token_id}", s.operator(s.revokeToken)))
+	r.GET("/merchants/{name}/actions", instrument("GET", "/merchants/{name}/actions", s.operator(s.merchantActions)))
 	r.NotFound = func(ctx *fasthttp.RequestCtx) { writeError(ctx, errUnknownPath) }
 	r.MethodNotAllowed = func(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, errMethod)
@@ -200,7 +212,14 @@ func (s *Server) metrics(ctx *fasthttp.RequestCtx) {
 	ctx.SetContentType("text/plain; version=0.0.4")
 	metrics.WritePrometheus(ctx, true)
 	s.eng.WriteMetrics(ctx)
+	metrics.WriteGaugeUint64(ctx, "rain_merchant_tokens", uint64(s.merchants.size()))
+	metrics.WriteGaugeFloat64(ctx, "rain_merchant_tokens_age_seconds", s.merchants.ageSeconds())
 }
+
+// Start reads the merchant tokens (waiting up to RequestTimeout) and keeps
+// them fresh until Shutdown. Until a read succeeds merchant tokens are
+// answered 503; ADMIN_TOKEN works from the start.
+func (s *Server) Start() { s.merchants.start(s.cfg.RequestTimeout) }
 
 // Serve serves HTTP on ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
@@ -209,5 +228,7 @@ func (s *Server) Serve(ln net.Listener) error {
 
 // Shutdown stops accepting requests and waits for those in flight.
 func (s *Server) Shutdown(ctx context.Context) error {
-	return s.srv.ShutdownWithContext(ctx)
+	err := s.srv.ShutdownWithContext(ctx)
+	s.merchants.close()
+	return err
 }

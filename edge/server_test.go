@@ -46,6 +46,7 @@ type harnessOpt struct {
 	topic    string // "" = no producer: the ring is not drained
 	redis    rueidis.Client
 	db       *postgres.Store // default: testenv.Store
+	serverDB *postgres.Store // the HTTP side's own, when it must not share the engine's (default: db)
 	set      func(*Config)   // changes to the default configuration (AdminTokens are the harness's)
 	engine   func(*engine.Config)
 }
@@ -91,7 +92,11 @@ func newHarness(t testing.TB, o harnessOpt) *harness {
 	eng := engine.New(ecfg, ed)
 	eng.Start()
 	t.Cleanup(eng.Stop)
-	s := New(cfg, Deps{Engine: eng, DB: o.db, Producer: producerHealth, Log: log})
+	if o.serverDB == nil {
+		o.serverDB = o.db
+	}
+	s := New(cfg, Deps{Engine: eng, DB: o.serverDB, Producer: producerHealth, Log: log})
+	s.Start()
 	ln := fasthttputil.NewInmemoryListener()
 	go s.Serve(ln)
 	t.Cleanup(func() { s.Shutdown(context.Background()) })
@@ -135,9 +140,16 @@ func (h *harness) doRaw(method, path, token, body string) (int, []byte) {
 // create makes a campaign through the API and returns its id.
 func (h *harness) create(start, end time.Time, inventory string) int64 {
 	h.t.Helper()
+	return h.createAs(testToken, start, end, inventory)
+}
+
+// createAs makes a campaign with token: the token's merchant's (the
+// operator's for an ADMIN_TOKEN entry).
+func (h *harness) createAs(token string, start, end time.Time, inventory string) int64 {
+	h.t.Helper()
 	body := fmt.Sprintf(`{"name":"test %s","start_time":%q,"end_time":%q,"inventory":%s}`,
 		h.t.Name(), start.UTC().Format(time.RFC3339Nano), end.UTC().Format(time.RFC3339Nano), inventory)
-	status, m := h.do("POST", "/campaign", testToken, body)
+	status, m := h.do("POST", "/campaign", token, body)
 	if status != 201 {
 		h.t.Fatalf("create: %d %v", status, m)
 	}

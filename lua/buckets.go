@@ -50,11 +50,14 @@ func EndBuckets(ctx context.Context, c rueidis.Client, l *Layout, endMs int64) (
 		return end, loaded, err
 	}
 	execs := make([]rueidis.LuaExec, l.K())
+	parts := make([]*Keys, l.K())
 	for b := range l.Buckets {
 		execs[b] = rueidis.LuaExec{Keys: []string{l.Buckets[b].Meta()}, Args: []string{strconv.FormatInt(end, 10)}}
+		parts[b] = l.part(b)
 	}
-	var errs []error
-	for _, r := range endScriptMulti.multi(ctx, c, execs) {
+	res, ackErr := endScript.multiAck(ctx, c, execs, parts)
+	errs := []error{ackErr}
+	for _, r := range res {
 		if err := r.Error(); err != nil {
 			errs = append(errs, err)
 		}
@@ -230,14 +233,17 @@ func CheckLayout(ctx context.Context, c rueidis.Client, l *Layout) (Health, erro
 // It returns how many parts it froze.
 func Freeze(ctx context.Context, c rueidis.Client, l *Layout) (int, error) {
 	execs := []rueidis.LuaExec{{Keys: []string{l.Home.Meta()}}}
+	parts := []*Keys{l.Home}
 	if l.K() > 1 {
-		for _, b := range l.Buckets {
-			execs = append(execs, rueidis.LuaExec{Keys: []string{b.Meta()}})
+		for b := range l.Buckets {
+			execs = append(execs, rueidis.LuaExec{Keys: []string{l.Buckets[b].Meta()}})
+			parts = append(parts, l.part(b))
 		}
 	}
 	n := 0
-	var errs []error
-	for _, r := range bucketFreezeScript.multi(ctx, c, execs) {
+	res, ackErr := bucketFreezeScript.multiAck(ctx, c, execs, parts)
+	errs := []error{ackErr}
+	for _, r := range res {
 		v, err := r.AsInt64()
 		if err != nil {
 			errs = append(errs, err)
@@ -283,10 +289,10 @@ func LoadBucketsFrom(ctx context.Context, c rueidis.Client, l *Layout, startMs, 
 	if err != nil {
 		return false, err
 	}
-	if h.Whole() {
+	if h.Whole() && !h.Frozen {
 		return false, nil
 	}
-	if !h.None() {
+	if !h.None() { // a part lost, or frozen by a rebuild that did not finish
 		return false, ErrPartial
 	}
 	chunk := make(map[string]string, RestoreChunk)
@@ -388,17 +394,24 @@ func loadBuckets(ctx context.Context, c rueidis.Client, l *Layout, startMs, endM
 	}
 	f := strconv.FormatInt(fence, 10)
 	execs := make([]rueidis.LuaExec, l.K())
+	parts := make([]*Keys, l.K())
 	for b := range l.Buckets {
 		execs[b] = rueidis.LuaExec{Keys: []string{l.Buckets[b].Meta(), l.Buckets[b].Stock()},
 			Args: args([]string{"fence", f}, dealt[b])}
+		parts[b] = l.part(b)
 	}
-	for b, r := range bucketLoadScript.multi(ctx, c, execs) {
+	res, err := bucketLoadScript.multiAck(ctx, c, execs, parts)
+	for b, r := range res {
 		if err := r.Error(); err != nil {
 			return fmt.Errorf("load bucket %d: %w", b, err)
 		}
 	}
-	return bucketLoadScript.Exec(ctx, c, []string{l.Home.Meta(), l.pool},
-		args([]string{"fence", f, "buckets", strconv.Itoa(l.K())}, pool)).Error()
+	if err != nil {
+		return err
+	}
+	r, err := bucketLoadScript.exec(ctx, c, l.Home.ack, l.Home.sync, []string{l.Home.Meta(), l.pool},
+		args([]string{"fence", f, "buckets", strconv.Itoa(l.K())}, pool))
+	return errors.Join(r.Error(), err)
 }
 
 // ErrNotFrozen: Rebuild refuses a campaign that some part still serves.
@@ -465,13 +478,19 @@ func ReaddBuckets(ctx context.Context, c rueidis.Client, l *Layout, claims []Rec
 		return Readd(ctx, c, l.Home, claims)
 	}
 	execs := make([]rueidis.LuaExec, len(claims))
+	parts := make([]*Keys, len(claims))
 	for i, cl := range claims {
 		b := l.BucketOf(cl.User)
 		execs[i] = rueidis.LuaExec{Keys: b.all[:], Args: []string{cl.User,
 			ClaimValue(cl.Amount, cl.ClaimedAtMs), strconv.FormatInt(cl.Amount, 10)}}
+		parts[i] = b.Keys
 	}
 	var short []int64 // amounts put back without a packet in their bucket
-	for i, r := range readdScriptMulti.multi(ctx, c, execs) {
+	res, ackErr := readdScript.multiAck(ctx, c, execs, parts)
+	if ackErr != nil {
+		return readded, oversold, ackErr
+	}
+	for i, r := range res {
 		n, err := r.AsInt64()
 		if err != nil {
 			return readded, oversold, err
@@ -504,6 +523,7 @@ func burn(ctx context.Context, c rueidis.Client, l *Layout, amount int64) (bool,
 		cmds = append(cmds, c.B().Hget().Key(b.Stock()).Field(a).Build())
 	}
 	stocks := []string{l.pool}
+	owners := []*Keys{l.Home} // the keys of each stock's slot
 	var counts []int64
 	for i, r := range c.DoMulti(ctx, cmds...) {
 		n, err := r.AsInt64()
@@ -514,6 +534,7 @@ func burn(ctx context.Context, c rueidis.Client, l *Layout, amount int64) (bool,
 			return false, err
 		}
 		stocks = append(stocks, l.Buckets[i].Stock())
+		owners = append(owners, l.part(i))
 		counts = append(counts, n)
 	}
 	// The pool first, then the buckets, most first.
@@ -522,13 +543,14 @@ func burn(ctx context.Context, c rueidis.Client, l *Layout, amount int64) (bool,
 		order[i] = i
 	}
 	slices.SortStableFunc(order, func(x, y int) int { return cmp.Compare(counts[y], counts[x]) })
-	try := []string{stocks[0]}
+	try := []int{0}
 	for _, i := range order {
-		try = append(try, stocks[i+1])
+		try = append(try, i+1)
 	}
-	for _, key := range try {
-		n, err := bucketBurnScript.Exec(ctx, c, []string{key}, []string{a}).AsInt64()
-		if err != nil {
+	for _, i := range try {
+		r, ackErr := bucketBurnScript.exec(ctx, c, owners[i].ack, owners[i].sync, []string{stocks[i]}, []string{a})
+		n, err := r.AsInt64()
+		if err = errors.Join(err, ackErr); err != nil {
 			return false, err
 		}
 		if n == 1 {
@@ -536,4 +558,94 @@ func burn(ctx context.Context, c rueidis.Client, l *Layout, amount int64) (bool,
 		}
 	}
 	return false, nil
+}
+
+// ErrInTransit: a settle found stock in a transfer it could not finish.
+var ErrInTransit = errors.New("stock in transit between a campaign's parts")
+
+// SettleStock makes Redis hold the stock PostgreSQL's totals say, for the
+// amounts of want (the packets pending additions add per amount), from one
+// snapshot: per amount, the shortfall is the total less the packets Redis
+// holds (in stock and claimed), and up to want of it is added. Each slot
+// is counted in one atomic step (stock_count.lua), so an open during the
+// count is counted once; with K > 1 the count runs under the rebalancing
+// lease after a sweep, so no packet is between slots, and the stock goes
+// to the pool under the same lease. It returns what it added; loaded is
+// false when Redis does not hold the campaign (nothing written).
+func SettleStock(ctx context.Context, c rueidis.Client, l *Layout, totals, want map[int64]int64) (added map[int64]int64, loaded bool, err error) {
+	var ls *Lease
+	if l.K() > 1 {
+		if ls, err = LockWait(ctx, c, l, DefaultLease); errors.Is(err, ErrNotLoaded) {
+			return nil, false, nil
+		} else if err != nil {
+			return nil, false, err
+		}
+		defer func() { _ = ls.Unlock(context.WithoutCancel(ctx)) }()
+		if _, err := ls.Sweep(ctx); err != nil {
+			return nil, true, err
+		}
+	}
+	held, loaded, err := countStock(ctx, c, l)
+	if err != nil || !loaded {
+		return nil, loaded, err
+	}
+	added = make(map[int64]int64)
+	for amount, n := range want {
+		add := min(totals[amount]-held[amount], n)
+		if add <= 0 {
+			continue
+		}
+		if ls != nil {
+			_, err = ls.AddToPool(ctx, amount, add)
+		} else {
+			_, _, err = AddStock(ctx, c, l.Home, amount, add)
+		}
+		if err != nil {
+			return added, true, err
+		}
+		added[amount] = add
+	}
+	return added, true, nil
+}
+
+// countStock is the packets per amount the campaign's slots hold, in
+// stock or claimed, each slot counted atomically; loaded is false when a
+// slot is not in Redis.
+func countStock(ctx context.Context, c rueidis.Client, l *Layout) (map[int64]int64, bool, error) {
+	parts := []int{-1}
+	if l.K() > 1 {
+		for b := range l.Buckets {
+			parts = append(parts, b)
+		}
+	}
+	execs := make([]rueidis.LuaExec, len(parts))
+	for i, p := range parts {
+		k := l.part(p)
+		stock, out := k.Stock(), l.out
+		if p < 0 && l.K() > 1 {
+			stock = l.pool
+		} else if p >= 0 {
+			out = l.Buckets[p].out
+		}
+		execs[i] = rueidis.LuaExec{Keys: []string{k.Meta(), stock, k.Claims(), out}}
+	}
+	held := make(map[int64]int64)
+	for i, r := range stockCountScript.multi(ctx, c, execs) {
+		v, err := r.AsIntSlice()
+		if err != nil {
+			return nil, false, fmt.Errorf("stock_count.lua, part %d: %w", parts[i], err)
+		}
+		switch {
+		case len(v) == 1 && v[0] == -1:
+			return nil, false, nil
+		case len(v)%3 != 1:
+			return nil, false, fmt.Errorf("stock_count.lua: bad reply %v", v)
+		case v[0] > 0:
+			return nil, true, ErrInTransit
+		}
+		for j := 1; j < len(v); j += 3 {
+			held[v[j]] += v[j+1] + v[j+2]
+		}
+	}
+	return held, true, nil
 }

@@ -2,6 +2,7 @@ package lua
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -24,8 +25,9 @@ func Load(ctx context.Context, c rueidis.Client, k *Keys, startMs, endMs int64, 
 	for amount, n := range remaining {
 		args = append(args, strconv.FormatInt(amount, 10), strconv.FormatInt(n, 10))
 	}
-	n, err := loadScript.Exec(ctx, c, k.all[:2], args).AsInt64()
-	return n == 1, err
+	r, ackErr := loadScript.exec(ctx, c, k.ack, k.sync, k.all[:2], args)
+	n, err := r.AsInt64()
+	return n == 1, errors.Join(err, ackErr)
 }
 
 // Exists reports whether the campaign is loaded (its meta hash exists).
@@ -63,10 +65,14 @@ func RestoreClaims(ctx context.Context, c rueidis.Client, k *Keys, claims map[st
 	}
 	for len(cmds) > 0 {
 		n := min(chunk, len(cmds))
-		for _, r := range c.DoMulti(ctx, cmds[:n]...) {
+		res, ackErr := k.ack.do(ctx, c, k.sync, cmds[:n]...)
+		for _, r := range res {
 			if err := r.Error(); err != nil {
 				return err
 			}
+		}
+		if ackErr != nil {
+			return ackErr
 		}
 		cmds = cmds[n:]
 	}
@@ -89,7 +95,13 @@ func Readd(ctx context.Context, c rueidis.Client, k *Keys, claims []Record) (rea
 		execs[i] = rueidis.LuaExec{Keys: k.all[:], Args: []string{cl.User,
 			ClaimValue(cl.Amount, cl.ClaimedAtMs), strconv.FormatInt(cl.Amount, 10)}}
 	}
-	for _, r := range readdScript.ExecMulti(ctx, c, execs...) {
+	res := readdScript.ExecMulti(ctx, c, execs...)
+	// One barrier after them all: a sync write and WAIT on the slot cover
+	// every write made there before it.
+	if err := k.ack.barrier(ctx, c, k.sync); err != nil {
+		return readded, oversold, err
+	}
+	for _, r := range res {
 		n, err := r.AsInt64()
 		if err != nil {
 			return readded, oversold, err
@@ -210,8 +222,9 @@ func StockCount(ctx context.Context, c rueidis.Client, k *Keys, amount int64) (i
 // Redis's clock, and returns that end. loaded is false when Redis does not
 // hold the campaign; then nothing was written.
 func EndNow(ctx context.Context, c rueidis.Client, k *Keys, endMs int64) (end int64, loaded bool, err error) {
-	end, err = endScript.Exec(ctx, c, k.all[:1], []string{strconv.FormatInt(endMs, 10)}).AsInt64()
-	if err != nil {
+	r, ackErr := endScript.exec(ctx, c, k.ack, k.sync, k.all[:1], []string{strconv.FormatInt(endMs, 10)})
+	end, err = r.AsInt64()
+	if err = errors.Join(err, ackErr); err != nil {
 		return 0, false, err
 	}
 	return end, end >= 0, nil
@@ -221,9 +234,10 @@ func EndNow(ctx context.Context, c rueidis.Client, k *Keys, endMs int64) (end in
 // stock generation, which it returns. loaded is false when Redis does not
 // hold the campaign; then nothing was written.
 func AddStock(ctx context.Context, c rueidis.Client, k *Keys, amount, count int64) (gen int64, loaded bool, err error) {
-	gen, err = restockScript.Exec(ctx, c, k.all[:2],
-		[]string{strconv.FormatInt(amount, 10), strconv.FormatInt(count, 10)}).AsInt64()
-	if err != nil {
+	r, ackErr := restockScript.exec(ctx, c, k.ack, k.sync, k.all[:2],
+		[]string{strconv.FormatInt(amount, 10), strconv.FormatInt(count, 10)})
+	gen, err = r.AsInt64()
+	if err = errors.Join(err, ackErr); err != nil {
 		return 0, false, err
 	}
 	return gen, gen >= 0, nil
@@ -264,6 +278,77 @@ func ReadWindows(ctx context.Context, c rueidis.Client, keys []*Keys, out []Wind
 			}
 		}
 		out[i] = w
+	}
+	return nil
+}
+
+// Identity is what a campaign's home meta hash says of the PostgreSQL row
+// its keys were loaded from: Row (written after a load, SetRow), the start
+// and the bucket count (1 when the field is absent). A restored database
+// hands out ids again, so keys of an id may be another row's; the loader
+// and the catalog compare (docs/durability.md, "A restored database").
+type Identity struct {
+	Loaded  bool
+	Row     string
+	StartMs int64
+	Buckets int
+}
+
+// ReadIdentities reads the identity of each campaign in one round trip;
+// out[i] is keys[i]'s.
+func ReadIdentities(ctx context.Context, c rueidis.Client, keys []*Keys, out []Identity) error {
+	cmds := make(rueidis.Commands, len(keys))
+	for i, k := range keys {
+		cmds[i] = c.B().Hmget().Key(k.Meta()).Field("start", "row", "buckets").Build()
+	}
+	for i, r := range c.DoMulti(ctx, cmds...) {
+		vs, err := r.ToArray()
+		if err != nil {
+			return err
+		}
+		id := Identity{Buckets: 1}
+		if len(vs) == 3 {
+			if s, err := vs[0].ToString(); err == nil {
+				id.Loaded = true
+				if id.StartMs, err = strconv.ParseInt(s, 10, 64); err != nil {
+					return fmt.Errorf("%s start: %w", keys[i].Meta(), err)
+				}
+			}
+			id.Row, _ = vs[1].ToString()
+			if s, err := vs[2].ToString(); err == nil {
+				if id.Buckets, err = strconv.Atoi(s); err != nil || checkBuckets(id.Buckets) != nil {
+					return fmt.Errorf("%s buckets %q", keys[i].Meta(), s)
+				}
+			}
+		}
+		out[i] = id
+	}
+	return nil
+}
+
+// SetRow records in a loaded campaign's meta hash the row its keys belong
+// to (nothing when the campaign is not loaded).
+func SetRow(ctx context.Context, c rueidis.Client, k *Keys, row string) error {
+	r, ackErr := setRowScript.exec(ctx, c, k.ack, k.sync, k.all[:1], []string{row})
+	return errors.Join(r.Error(), ackErr)
+}
+
+// ClearCampaign deletes every key of campaign id laid out over k buckets
+// (the keys of another row found under its id), the loading lock aside.
+func ClearCampaign(ctx context.Context, c rueidis.Client, ks Keyspace, id int64, k int) error {
+	l, err := ks.Layout(id, k)
+	if err != nil {
+		return err
+	}
+	keys := l.AllKeys()
+	cmds := make(rueidis.Commands, len(keys))
+	for i, key := range keys {
+		cmds[i] = c.B().Unlink().Key(key).Build()
+	}
+	for _, r := range c.DoMulti(ctx, cmds...) {
+		if err := r.Error(); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -49,11 +49,15 @@ func ClaimBatch(ctx context.Context, c rueidis.Client, k *Keys, users []string, 
 	if 2*n > len(stack) {
 		args = make([]string, 0, 2*n)
 	}
-	msgs, err := claimScript.Exec(ctx, c, k.all[:], appendClaimArgs(args, users, rnds)).ToArray()
+	r, ackErr := claimScript.exec(ctx, c, k.ack, k.sync, k.all[:], appendClaimArgs(args, users, rnds))
+	msgs, err := r.ToArray()
 	if err != nil {
 		return err
 	}
-	return parseClaims(msgs, out)
+	if err := parseClaims(msgs, out); err != nil {
+		return err
+	}
+	return ackErr
 }
 
 // ClaimBucket decides the opens of users, every one of bucket b (see
@@ -85,11 +89,17 @@ func ClaimBucket(ctx context.Context, c rueidis.Client, l *Layout, b int, users 
 	if 2*n > len(stack) {
 		args = make([]string, 0, 2*n)
 	}
-	msgs, err := bucketClaimScript.Exec(ctx, c, l.Buckets[b].all[:], appendClaimArgs(args, users, rnds)).ToArray()
+	bk := l.Buckets[b].Keys
+	r, ackErr := bucketClaimScript.exec(ctx, c, bk.ack, bk.sync, bk.all[:], appendClaimArgs(args, users, rnds))
+	msgs, err := r.ToArray()
 	if err != nil {
 		return -1, err
 	}
-	return parseBucketClaims(msgs, out)
+	left, err = parseBucketClaims(msgs, out)
+	if err != nil {
+		return -1, err
+	}
+	return left, ackErr
 }
 
 // randDigits is the width of a random number in claim.lua's arguments:

@@ -8,10 +8,11 @@ import "strconv"
 // gives tests, benchmarks and the fault suite namespaces of their own in a
 // shared Redis:
 //
-//	rp:{42}:meta     hash    start, end (unix ms); its existence makes the campaign visible
+//	rp:{42}:meta     hash    start, end (unix ms), row (the PostgreSQL row's created_at, µs); its existence makes the campaign visible
 //	rp:{42}:stock    hash    amount -> remaining count (amounts at 0 removed)
 //	rp:{42}:claims   hash    user id -> "amount:claimed_at_ms" (who got what; the truth)
 //	rp:{42}:loading  string  held by the api process rebuilding the campaign from PostgreSQL
+//	rp:{42}:sync     string  written before each WAIT of replica mode (ack.go); expires after a minute
 //
 // A campaign with K > 1 buckets (Layout) keeps its window and its undealt
 // stock under the home tag {42} and each bucket's stock and claims under a
@@ -29,12 +30,17 @@ import "strconv"
 //	rp:{42.3.17}:claims   hash    the claims of the bucket's users, as above
 //	rp:{42.3.17}:in       set     ids of the transfers credited to the bucket
 //	rp:{42.3.17}:out      hash    transfers taken from the bucket, not yet settled (as the pool's)
+//	rp:{42.3.17}:sync     string  as the home's
 
 // DefaultPrefix is the key prefix of a deployment that sets none.
 const DefaultPrefix = "rp"
 
-// Keyspace names the keys of every campaign under one prefix.
-type Keyspace struct{ prefix string }
+// Keyspace names the keys of every campaign under one prefix, and says
+// what a write to them waits for (Ack; the zero value: the master alone).
+type Keyspace struct {
+	prefix string
+	ack    Ack
+}
 
 // NewKeyspace returns the keyspace of prefix (DefaultPrefix when empty).
 func NewKeyspace(prefix string) Keyspace {
@@ -47,10 +53,20 @@ func NewKeyspace(prefix string) Keyspace {
 // Prefix is the keyspace's prefix.
 func (ks Keyspace) Prefix() string { return ks.prefix }
 
+// WithAck returns the keyspace whose writes wait for a (ack.go).
+func (ks Keyspace) WithAck(a Ack) Keyspace {
+	ks.ack = a
+	return ks
+}
+
+// Ack is what the keyspace's writes wait for.
+func (ks Keyspace) Ack() Ack { return ks.ack }
+
 // Of returns the keys of campaign id.
 func (ks Keyspace) Of(id int64) *Keys {
 	tag := ks.prefix + ":{" + strconv.FormatInt(id, 10) + "}:"
-	return &Keys{ID: id, all: [3]string{tag + "meta", tag + "stock", tag + "claims"}, loading: tag + "loading"}
+	return &Keys{ID: id, all: [3]string{tag + "meta", tag + "stock", tag + "claims"}, loading: tag + "loading",
+		sync: tag + "sync", ack: ks.ack}
 }
 
 // Pattern matches every key of campaign id (for SCAN in tools).
@@ -72,6 +88,8 @@ type Keys struct {
 	ID      int64
 	all     [3]string // meta, stock, claims: the keys of the scripts
 	loading string
+	sync    string // the slot's sync key (ack.go)
+	ack     Ack    // what a write to these keys waits for
 }
 
 // Meta is the campaign's window; its existence makes the campaign visible.
@@ -85,6 +103,9 @@ func (k *Keys) Claims() string { return k.all[2] }
 
 // Loading is the lock of a rebuild from PostgreSQL.
 func (k *Keys) Loading() string { return k.loading }
+
+// Sync is the slot's sync key, written before a WAIT (ack.go).
+func (k *Keys) Sync() string { return k.sync }
 
 // Layout is where the keys of a campaign with k buckets live. With k = 1
 // it is Of(id) alone: the home is the one bucket, today's layout and path.
@@ -127,7 +148,7 @@ func (ks Keyspace) Layout(id int64, k int) (*Layout, error) {
 	for b := range l.Buckets {
 		t := bucketTag(id, b, k)
 		p := ks.prefix + ":{" + t + "}:"
-		l.Buckets[b] = Bucket{Keys: &Keys{ID: id, all: [3]string{p + "meta", p + "stock", p + "claims"}},
+		l.Buckets[b] = Bucket{Keys: &Keys{ID: id, all: [3]string{p + "meta", p + "stock", p + "claims"}, sync: p + "sync", ack: ks.ack},
 			Index: b, Tag: t, in: p + "in", out: p + "out"}
 	}
 	return l, nil
@@ -152,10 +173,10 @@ func (l *Layout) Rebal() string { return l.rebal }
 
 // AllKeys lists every key of the campaign (for a rebuild that deletes it).
 func (l *Layout) AllKeys() []string {
-	ks := []string{l.Home.Meta(), l.Home.Stock(), l.Home.Claims(), l.pool, l.out, l.rebal}
+	ks := []string{l.Home.Meta(), l.Home.Stock(), l.Home.Claims(), l.pool, l.out, l.rebal, l.Home.sync}
 	if l.K() > 1 {
 		for _, b := range l.Buckets {
-			ks = append(ks, b.Meta(), b.Stock(), b.Claims(), b.in, b.out)
+			ks = append(ks, b.Meta(), b.Stock(), b.Claims(), b.in, b.out, b.sync)
 		}
 	}
 	return ks

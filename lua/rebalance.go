@@ -108,10 +108,8 @@ func Rebalance(ctx context.Context, c rueidis.Client, l *Layout, b int, want int
 // RebalanceOptions tune Rebalance and SweepBuckets; the zero value (or
 // nil) is the defaults.
 type RebalanceOptions struct {
-	Rand         func() uint64 // the splits' randoms; default math/rand/v2
-	Lease        time.Duration // default DefaultLease
-	WaitReplicas int64         // see Lease: set to the replicas per master where there are some
-	WaitTimeout  time.Duration
+	Rand  func() uint64 // the splits' randoms; default math/rand/v2
+	Lease time.Duration // default DefaultLease
 }
 
 func (o *RebalanceOptions) rand() func() uint64 {
@@ -126,11 +124,7 @@ func (o *RebalanceOptions) lock(ctx context.Context, c rueidis.Client, l *Layout
 	if o != nil && o.Lease > 0 {
 		ttl = o.Lease
 	}
-	ls, err := Lock(ctx, c, l, ttl)
-	if err == nil && o != nil {
-		ls.WaitReplicas, ls.WaitTimeout = o.WaitReplicas, o.WaitTimeout
-	}
-	return ls, err
+	return Lock(ctx, c, l, ttl)
 }
 
 // SweepBuckets finishes the campaign's half-done transfers (Lease.Sweep)

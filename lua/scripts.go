@@ -43,9 +43,9 @@ var (
 	// One script object each for the life of the process: Exec sends
 	// EVALSHA and falls back to EVAL by itself after NOSCRIPT (a restarted
 	// or failed-over Redis has an empty script cache).
-	claimScript = rueidis.NewLuaScript(claimSrc)
-	loadScript  = rueidis.NewLuaScript(loadSrc)
-	readdScript = rueidis.NewLuaScript(readdSrc)
+	claimScript = newScript(claimSrc)
+	loadScript  = newScript(loadSrc)
+	readdScript = newScript(readdSrc)
 )
 
 // The merchant's scripts: ending a campaign now and adding stock (campaign.go).
@@ -55,8 +55,10 @@ var (
 	//go:embed restock.lua
 	restockSrc string
 
-	endScript     = rueidis.NewLuaScript(endSrc)
-	restockScript = rueidis.NewLuaScript(restockSrc)
+	endScript     = newScript(endSrc)
+	restockScript = newScript(restockSrc)
+	// setRowScript records the row a loaded campaign's keys belong to.
+	setRowScript = newScript("#!lua\nif redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'row', ARGV[1]) end return 0")
 )
 
 // The scripts of bucketed campaigns (claim.go, buckets.go, transfer.go);
@@ -80,8 +82,10 @@ var (
 	bucketFreezeSrc string
 	//go:embed bucket_burn.lua
 	bucketBurnSrc string
+	//go:embed stock_count.lua
+	stockCountSrc string
 
-	bucketClaimScript   = rueidis.NewLuaScript(bucketClaim(claimSrc))
+	bucketClaimScript   = newScript(bucketClaim(claimSrc))
 	bucketTakeScript    = newScript(bucketTakeSrc)
 	bucketCreditScript  = newScript(bucketCreditSrc)
 	bucketLockScript    = newScript(bucketLockSrc)
@@ -91,9 +95,8 @@ var (
 	bucketLoadScript    = newScript(bucketLoadSrc)
 	bucketFreezeScript  = newScript(bucketFreezeSrc)
 	bucketBurnScript    = newScript(bucketBurnSrc)
+	stockCountScript    = newScript(stockCountSrc)
 	bucketUnlockScript  = newScript("#!lua\nif redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0")
-	endScriptMulti      = newScript(endSrc)
-	readdScriptMulti    = newScript(readdSrc)
 )
 
 // bucketClaim is claim.lua for one bucket: the same source with its BUCKET
@@ -112,12 +115,12 @@ func bucketClaim(src string) string {
 // which first loads the script on every node.
 type script struct {
 	*rueidis.Lua
-	sha string
+	src, sha string
 }
 
 func newScript(src string) *script {
 	sum := sha1.Sum([]byte(src))
-	return &script{Lua: rueidis.NewLuaScript(src), sha: hex.EncodeToString(sum[:])}
+	return &script{Lua: rueidis.NewLuaScript(src), src: src, sha: hex.EncodeToString(sum[:])}
 }
 
 func (s *script) multi(ctx context.Context, c rueidis.Client, execs []rueidis.LuaExec) []rueidis.RedisResult {

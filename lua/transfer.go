@@ -54,23 +54,23 @@ type Lease struct {
 	l     *Layout
 	Fence int64
 	seq   int64
-
-	// WaitReplicas, when above 0, makes a transfer wait (WAIT) until that
-	// many replicas of the source hold its debit before crediting, so a
-	// failover to a replica cannot undo a debit whose credit stands.
-	WaitReplicas int64
-	WaitTimeout  time.Duration // for WAIT; default 100 ms
 }
 
 // Lock takes the rebalancing lease of the campaign of l for ttl (at least
 // 1 ms). It fails with ErrLeaseHeld when another process holds it, and
 // with ErrNotLoaded or ErrFrozen.
 func Lock(ctx context.Context, c rueidis.Client, l *Layout, ttl time.Duration) (*Lease, error) {
-	f, err := bucketLockScript.Exec(ctx, c, []string{l.Home.Meta(), l.rebal},
-		[]string{strconv.FormatInt(max(ttl.Milliseconds(), 1), 10)}).AsInt64()
+	// The fence is acknowledged like a write that moves stock: a failover
+	// that lost it could hand an older fence out again.
+	r, ackErr := bucketLockScript.exec(ctx, c, l.Home.ack, l.Home.sync, []string{l.Home.Meta(), l.rebal},
+		[]string{strconv.FormatInt(max(ttl.Milliseconds(), 1), 10)})
+	f, err := r.AsInt64()
 	switch {
 	case err != nil:
 		return nil, err
+	case f > 0 && ackErr != nil:
+		_ = bucketUnlockScript.Exec(context.WithoutCancel(ctx), c, []string{l.rebal}, []string{strconv.FormatInt(f, 10)}).Error()
+		return nil, ackErr
 	case f == 0:
 		return nil, ErrLeaseHeld
 	case f < 0:
@@ -141,8 +141,10 @@ func (ls *Lease) Transfer(ctx context.Context, src, dst int, n int64, r uint64) 
 
 // take is the debit half of a transfer.
 func (ls *Lease) take(ctx context.Context, src, dst int, id string, n int64, r uint64) (int64, string, error) {
-	msgs, err := bucketTakeScript.Exec(ctx, ls.c, ls.l.source(src), []string{strconv.FormatInt(ls.Fence, 10), id,
-		strconv.Itoa(dst), strconv.FormatInt(n, 10), strconv.FormatUint(r&(1<<53-1), 10)}).ToArray()
+	from := ls.l.part(src)
+	res, ackErr := bucketTakeScript.exec(ctx, ls.c, from.ack, from.sync, ls.l.source(src), []string{strconv.FormatInt(ls.Fence, 10), id,
+		strconv.Itoa(dst), strconv.FormatInt(n, 10), strconv.FormatUint(r&(1<<53-1), 10)})
+	msgs, err := res.ToArray()
 	if err != nil {
 		return 0, "", err
 	}
@@ -152,6 +154,11 @@ func (ls *Lease) take(ctx context.Context, src, dst int, id string, n int64, r u
 	}
 	if taken < 0 {
 		return 0, "", refusal(taken)
+	}
+	if ackErr != nil {
+		// Debited on the master, not yet on a replica: no credit until it
+		// is (a later Sweep credits it once it is acknowledged).
+		return 0, "", fmt.Errorf("transfer %s: debit: %w", id, ackErr)
 	}
 	if len(msgs) != 2 {
 		return 0, "", fmt.Errorf("bucket_take.lua: bad reply of %d values", len(msgs))
@@ -163,26 +170,27 @@ func (ls *Lease) take(ctx context.Context, src, dst int, id string, n int64, r u
 // settle credits a debited transfer at dst and removes it from the
 // source's log: the rest of a transfer, and what Sweep replays.
 func (ls *Lease) settle(ctx context.Context, src, dst int, id, list string) error {
-	if ls.WaitReplicas > 0 {
-		timeout := ls.WaitTimeout
-		if timeout <= 0 {
-			timeout = 100 * time.Millisecond
-		}
-		key := ls.l.source(src)[2]
-		got, err := ls.c.Do(ctx, ls.c.B().Wait().Numreplicas(ls.WaitReplicas).Timeout(timeout.Milliseconds()).Build().SetSlot(key)).AsInt64()
-		if err != nil {
-			return err
-		}
-		if got < ls.WaitReplicas {
-			return fmt.Errorf("transfer %s: debit on %d of %d replicas", id, got, ls.WaitReplicas)
-		}
+	// The debit must be on a replica before the credit: a failover that
+	// lost the debit while the credit stood would make packets twice. A
+	// barrier on the source acknowledges every write made there before it
+	// (the debit, whichever process made it).
+	from, to := ls.l.part(src), ls.l.part(dst)
+	if err := from.ack.barrier(ctx, ls.c, from.sync); err != nil {
+		return fmt.Errorf("transfer %s: debit: %w", id, err)
 	}
-	code, err := bucketCreditScript.Exec(ctx, ls.c, ls.l.creditKeys(dst), []string{strconv.FormatInt(ls.Fence, 10), id, list}).AsInt64()
+	r, ackErr := bucketCreditScript.exec(ctx, ls.c, to.ack, to.sync, ls.l.creditKeys(dst), []string{strconv.FormatInt(ls.Fence, 10), id, list})
+	code, err := r.AsInt64()
 	if err != nil {
 		return err
 	}
 	if code < 0 {
 		return fmt.Errorf("transfer %s to bucket %d: %w", id, dst, refusal(code))
+	}
+	if ackErr != nil {
+		// Credited on the master, not yet on a replica: the log entry
+		// stays, so a Sweep credits it again (once, by its id) if a
+		// failover lost this credit.
+		return fmt.Errorf("transfer %s: credit: %w", id, ackErr)
 	}
 	return ls.c.Do(ctx, ls.c.B().Hdel().Key(ls.l.source(src)[2]).Field(id).Build()).Error()
 }
@@ -264,12 +272,15 @@ func (ls *Lease) setFinal(ctx context.Context, buckets []int, on bool) (done []b
 		arg = "1"
 	}
 	execs := make([]rueidis.LuaExec, len(buckets))
+	parts := make([]*Keys, len(buckets))
 	for i, b := range buckets {
 		execs[i] = rueidis.LuaExec{Keys: ls.l.source(b), Args: []string{strconv.FormatInt(ls.Fence, 10), arg}}
+		parts[i] = ls.l.part(b)
 	}
 	done = make([]bool, len(buckets))
-	var errs []error
-	for i, r := range bucketFinalScript.multi(ctx, ls.c, execs) {
+	res, ackErr := bucketFinalScript.multiAck(ctx, ls.c, execs, parts)
+	errs := []error{ackErr}
+	for i, r := range res {
 		code, err := r.AsInt64()
 		if err == nil && code < 0 {
 			err = refusal(code)
@@ -352,10 +363,11 @@ func (ls *Lease) AddToPool(ctx context.Context, amount, count int64) (gen int64,
 	if _, err := ls.setFinal(ctx, all, false); err != nil {
 		return 0, err
 	}
-	gen, err = bucketPoolAddScript.Exec(ctx, ls.c, []string{ls.l.Home.Meta(), ls.l.pool}, []string{
-		strconv.FormatInt(ls.Fence, 10), strconv.FormatInt(amount, 10), strconv.FormatInt(count, 10)}).AsInt64()
+	r, ackErr := bucketPoolAddScript.exec(ctx, ls.c, ls.l.Home.ack, ls.l.Home.sync, []string{ls.l.Home.Meta(), ls.l.pool}, []string{
+		strconv.FormatInt(ls.Fence, 10), strconv.FormatInt(amount, 10), strconv.FormatInt(count, 10)})
+	gen, err = r.AsInt64()
 	if err == nil && gen < 0 {
 		err = refusal(gen)
 	}
-	return gen, err
+	return gen, errors.Join(err, ackErr)
 }

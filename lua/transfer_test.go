@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"reflect"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -103,46 +101,6 @@ func TestLeaseFencing(t *testing.T) {
 	}
 	if ls, err := lua.Lock(ctx, c, l, time.Minute); err != nil || ls.Fence <= cur.Fence {
 		t.Errorf("lock after unlock: %+v %v", ls, err)
-	}
-}
-
-// TestTransferWaitsForReplicas: a lease that asks for more replicas of the
-// debit than acknowledge it within the timeout leaves the transfer debited
-// and not credited (a failover could still undo the debit); a sweep whose
-// wait is met (as many replicas as the master has) finishes it.
-func TestTransferWaitsForReplicas(t *testing.T) {
-	c := testenv.Redis(t)
-	ctx := context.Background()
-	l := liveBuckets(t, c, 3, map[int64]int64{1: 60})
-	ls, err := lua.Lock(ctx, c, l, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = ls.Unlock(ctx) }()
-	before := readBuckets(t, c, l)
-	ls.WaitReplicas, ls.WaitTimeout = 5, 20*time.Millisecond
-	if n, err := ls.Transfer(ctx, -1, 0, 4, 1); err == nil {
-		t.Fatalf("transfer waiting for 5 replicas: moved %d, no error", n)
-	}
-	mid := readBuckets(t, c, l)
-	if mid.Pending != 1 || mid.Buckets[0].Left != before.Buckets[0].Left || mid.PoolLeft != before.PoolLeft-4 {
-		t.Fatalf("after a wait not met: %+v, want debited and pending", mid)
-	}
-	// As many replicas as the pool's master has (REDIS_MODE=cluster: one).
-	info, err := c.Do(ctx, c.B().Info().Section("replication").Build().SetSlot(l.Pool())).ToString()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(info, "\r\n") {
-		if v, ok := strings.CutPrefix(line, "connected_slaves:"); ok {
-			ls.WaitReplicas, _ = strconv.ParseInt(v, 10, 64)
-		}
-	}
-	if n, err := ls.Sweep(ctx); n != 1 || err != nil {
-		t.Fatalf("sweep: %d %v", n, err)
-	}
-	if s := readBuckets(t, c, l); s.Pending != 0 || s.Buckets[0].Left != before.Buckets[0].Left+4 || s.Left != before.Left {
-		t.Errorf("after the sweep: %+v", s)
 	}
 }
 

@@ -93,7 +93,11 @@ func reconcileNow(ctx context.Context, cfg consumerproc.MainConfig, args []strin
 	}
 	defer rdb.Close()
 
-	rec := reconcile.New(cfg.Reconcile, db, rdb, cfg.Boot.Keys(), log)
+	ks, err := cfg.Boot.Keys(ctx, rdb, log)
+	if err != nil {
+		return fmt.Errorf("reconcile: %w", err)
+	}
+	rec := reconcile.New(cfg.Reconcile, db, rdb, ks, log)
 	var ids []int64
 	if *campaign > 0 {
 		ids = []int64{*campaign}

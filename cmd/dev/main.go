@@ -27,7 +27,6 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -213,11 +212,8 @@ func run(args []string) error {
 	envs := childEnv(os.Environ(), map[string]string{
 		"KAFKA_BROKERS": brokers,
 		"REDIS_ADDR":    s.Redis().Addr(),
-		// Stock moves between a bucketed campaign's shards wait for the
-		// local cluster's replica (a failover cannot undo a debit).
-		"REDIS_WAIT_REPLICAS": strconv.Itoa(s.Redis().Replicas()),
-		"POSTGRES_DSN":        s.Postgres().DSN("rain"),
-		"ADMIN_TOKEN":         "dev-token",
+		"POSTGRES_DSN":  s.Postgres().DSN("rain"),
+		"ADMIN_TOKEN":   "dev-token",
 	})
 	apiAddr, err := probeAddr(lookup(envs, "LISTEN_ADDR", ":"+lookup(envs, "PORT", "8080")))
 	if err != nil {

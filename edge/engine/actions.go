@@ -27,9 +27,6 @@ var (
 	errEndRedis    = rain.Errorf(rain.EBUSY, "Redis unavailable; the end was not recorded (it may have taken effect): retry")
 	errEndDB       = rain.Errorf(rain.EBUSY, "database unavailable; the end was not recorded (it may have taken effect): retry")
 	errStockLocked = rain.Errorf(rain.EBUSY, "the campaign is being loaded or restocked by another request; nothing was added")
-	// errTransfers: a bucketed campaign's stock is moving; the sweep
-	// settles its pending stock later.
-	errTransfers = errors.New("stock transfers between buckets in flight")
 )
 
 // Create saves campaign c with its audit record (PostgreSQL, one
@@ -51,7 +48,7 @@ func (e *Engine) Create(ctx context.Context, c *rain.Campaign, by postgres.Actor
 	}
 	merchantActions[postgres.ActionCreate].Inc()
 	// This process's opens know the campaign's bucket count from now on.
-	e.catalog.update(c.ID, windowOf(c.StartTime, c.EndTime, c.K()))
+	e.catalog.update(c.ID, campaignWindowOf(c))
 	_, err = backoff.Retry(ctx, func() (struct{}, error) { return struct{}{}, e.loader.Load(ctx, c) },
 		backoff.WithBackOff(retry.BackOff(time.Second)), backoff.WithMaxTries(3))
 	if err != nil {
@@ -210,13 +207,12 @@ func (e *Engine) lockCampaign(ctx context.Context, k *lua.Keys) (func(), error) 
 // settleLocked makes Redis hold the stock of the campaign's pending stock
 // actions, whose Redis step may or may not have run, and marks them
 // applied; the caller holds the campaign's loading lock, so no restock and
-// no load runs meanwhile. Per amount with pending actions it compares
-// PostgreSQL's total with Redis's stock plus claims of that amount, read
-// in this order: a claim made during the count moves a packet from the
-// stock to the claims after the stock was read, so the sum can only be
-// over, never under, and the shortfall added is never more than what is
-// missing. It reports whether nothing is pending any more; false with no
-// error when the campaign is not in Redis (its load counts the stock from
+// no load runs meanwhile. Per amount with pending actions Redis's packets
+// (in stock and claimed, each slot counted in one atomic step, a bucketed
+// campaign under its rebalancing lease: lua.SettleStock) are compared with
+// PostgreSQL's total, and the shortfall, at most what is pending, added.
+// It reports whether nothing is pending any more; false with no error
+// when the campaign is not in Redis (its load counts the stock from
 // PostgreSQL; the next sweep marks the actions).
 func (e *Engine) settleLocked(ctx context.Context, k *lua.Keys) (bool, error) {
 	pending, totals, err := e.store.PendingStock(ctx, k.ID)
@@ -227,41 +223,23 @@ func (e *Engine) settleLocked(ctx context.Context, k *lua.Keys) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	st, err := lua.ReadBuckets(ctx, e.redis, l)
-	if err != nil || !st.Loaded {
-		return false, err
-	}
-	if st.Pending > 0 {
-		// Packets in a transfer are counted nowhere: the count would be short.
-		return false, errTransfers
-	}
-	claims := make(map[int64]int64)
-	for _, b := range l.Buckets {
-		byAmount, err := lua.ClaimsByAmount(ctx, e.redis, b.Keys)
-		if err != nil {
-			return false, err
-		}
-		for a, n := range byAmount {
-			claims[a] += n
-		}
-	}
 	want := make(map[int64]int64) // amount -> packets the pending actions add
 	ids := make([]int64, 0, len(pending))
 	for _, p := range pending {
 		want[p.Amount] += p.Count
 		ids = append(ids, p.Action)
 	}
-	for amount, n := range want {
-		short := totals[amount] - st.Remaining[amount] - claims[amount]
-		if add := min(short, n); add > 0 {
-			if _, loaded, err := lua.AddStockBuckets(ctx, e.redis, l, amount, add); err != nil || !loaded {
-				return false, err
-			}
-			pendingSettled.Add(int(add))
-			e.log.Info("pending stock added to redis", "campaign_id", k.ID, "amount", amount, "count", add)
-		}
+	added, loaded, err := lua.SettleStock(ctx, e.redis, l, totals, want)
+	for amount, n := range added {
+		pendingSettled.Add(int(n))
+		e.log.Info("pending stock added to redis", "campaign_id", k.ID, "amount", amount, "count", n)
 	}
-	e.stockBack(k.ID)
+	if len(added) > 0 {
+		e.stockBack(k.ID)
+	}
+	if err != nil || !loaded {
+		return false, err
+	}
 	return true, e.store.MarkStockApplied(ctx, ids)
 }
 

@@ -58,6 +58,7 @@ type rebalancer struct {
 	layout *lua.Layout
 	opt    *lua.RebalanceOptions
 	log    *slog.Logger
+	lost   func(id int64) // the campaign's home is gone: lay it out again
 
 	mu      sync.Mutex
 	want    []bool          // buckets asked for
@@ -65,8 +66,8 @@ type rebalancer struct {
 	running bool
 }
 
-func newRebalancer(r rueidis.Client, l *lua.Layout, opt *lua.RebalanceOptions, log *slog.Logger) *rebalancer {
-	return &rebalancer{redis: r, layout: l, opt: opt, log: log, want: make([]bool, l.K()), done: make([]chan struct{}, l.K())}
+func newRebalancer(r rueidis.Client, l *lua.Layout, opt *lua.RebalanceOptions, log *slog.Logger, lost func(int64)) *rebalancer {
+	return &rebalancer{redis: r, layout: l, opt: opt, log: log, lost: lost, want: make([]bool, l.K()), done: make([]chan struct{}, l.K())}
 }
 
 // ask asks for a rebalance of bucket b and returns a channel closed when
@@ -124,6 +125,12 @@ func (r *rebalancer) run(b int) {
 			time.Sleep(time.Millisecond)
 			continue
 		case errors.Is(err, lua.ErrLeaseHeld):
+		case errors.Is(err, lua.ErrNotLoaded) && r.lost != nil:
+			// The home (its window, pool and lease) is gone while buckets
+			// serve: only a rebuild from PostgreSQL brings the stock back.
+			bucketErrors.Inc()
+			r.log.Warn("bucketed campaign's home missing from redis: laying it out again", "campaign_id", r.layout.ID)
+			r.lost(r.layout.ID)
 		case err != nil:
 			bucketErrors.Inc()
 			r.log.Warn("bucket rebalance failed", "campaign_id", r.layout.ID, "bucket", b, "err", err)

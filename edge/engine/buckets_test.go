@@ -318,60 +318,6 @@ func TestBucketedSoldOutExact(t *testing.T) {
 	}
 }
 
-// TestBucketTransfersWaitForReplicas: with REDIS_WAIT_REPLICAS above the
-// replicas Redis has, a transfer's debit is never confirmed, so no credit
-// is made: the dry bucket's opens get 503 (never SOLD_OUT: stock is in
-// transit), and a sweep that need not wait settles each such transfer,
-// after which the stock is served. Nothing is lost or handed out twice.
-func TestBucketTransfersWaitForReplicas(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs Redis and PostgreSQL")
-	}
-	h := newHarness(t, harnessOpt{set: func(c *Config) {
-		c.Rebalance = &lua.RebalanceOptions{WaitReplicas: 5, WaitTimeout: 10 * time.Millisecond}
-	}})
-	errs := bucketErrors.Get()
-	id := h.createBuckets(2, `{"1":8}`)
-	l, err := testenv.Keys().Layout(id, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	won, busy := 0, 0
-	for i := 0; busy < 10 && i < 200; i++ {
-		switch status, m := h.open(id, fmt.Sprint("wr", i)); status {
-		case 200:
-			won++
-		case 503:
-			busy++
-		default:
-			t.Fatalf("open: %d %v", status, m)
-		}
-	}
-	st, err := lua.ReadBuckets(context.Background(), h.redis, l)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if won >= 8 || busy < 10 || st.Pending == 0 || bucketErrors.Get() == errs {
-		t.Fatalf("%d won, %d 503s, %d transfers pending, %d rebalance errors: want the pool's stock held in transit",
-			won, busy, st.Pending, bucketErrors.Get()-errs)
-	}
-	testenv.Eventually(t, 5*time.Second, func() (bool, string) { // a rebalance may hold the lease
-		n, err := lua.SweepBuckets(context.Background(), h.redis, l, nil)
-		return n > 0 && err == nil, fmt.Sprintf("sweep without waiting: %d settled, %v", n, err)
-	})
-	for i := 1000; won < 8 && i < 1200; i++ {
-		switch status, _ := h.open(id, fmt.Sprint("wr", i)); status {
-		case 200:
-			won++
-		case 503: // the other bucket's refill is in transit too: settle it
-			lua.SweepBuckets(context.Background(), h.redis, l, nil)
-		}
-	}
-	if st, err := lua.ReadBuckets(context.Background(), h.redis, l); won != 8 || err != nil || st.Claims != 8 {
-		t.Fatalf("after the sweep: %d won, %d claims (%v), want all 8", won, st.Claims, err)
-	}
-}
-
 // TestBucketedLoadStreamsClaims: a live campaign of 4 buckets Redis lost
 // entirely, with more persisted claims than two chunks, is loaded again
 // with every claim in its user's bucket (streamed from PostgreSQL), the

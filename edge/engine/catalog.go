@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -62,6 +63,7 @@ var (
 
 type campaignWindow struct {
 	startMs, endMs int64
+	row            int64 // created_at in µs: the row's identity in Redis (loader.go)
 	buckets        int32 // K (the sweep expires every bucket's keys); never changes
 }
 
@@ -103,6 +105,20 @@ func windowOf(start, end time.Time, buckets int) campaignWindow {
 	return campaignWindow{startMs: start.UnixMilli(), endMs: end.UnixMilli(), buckets: int32(max(buckets, 1))}
 }
 
+// campaignWindowOf is c's window, with its identity.
+func campaignWindowOf(c *rain.Campaign) campaignWindow {
+	w := windowOf(c.StartTime, c.EndTime, c.K())
+	w.row = c.CreatedAt.UnixMicro()
+	return w
+}
+
+// rowWindow is windowOf for a catalog row, with its identity.
+func rowWindow(r postgres.CampaignWindow) campaignWindow {
+	w := windowOf(r.Start, r.End, r.Buckets)
+	w.row = r.Created.UnixMicro()
+	return w
+}
+
 // load reads the campaigns above the settled mark (all of them when full)
 // from PostgreSQL, and moves the mark.
 func (c *catalog) load(ctx context.Context, store *postgres.Store, full bool) error {
@@ -131,19 +147,33 @@ func (c *catalog) load(ctx context.Context, store *postgres.Store, full bool) er
 	}
 	if !full {
 		for _, r := range rows {
-			c.updateLocked(r.ID, windowOf(r.Start, r.End, r.Buckets))
+			c.updateLocked(r.ID, rowWindow(r))
 		}
 		return nil
 	}
 	ids, wins, swept := make([]int64, len(rows)), make([]campaignWindow, len(rows)), make([]bool, len(rows))
 	for i, r := range rows {
-		ids[i], wins[i] = r.ID, windowOf(r.Start, r.End, r.Buckets)
+		ids[i], wins[i] = r.ID, rowWindow(r)
 		if j, ok := slices.BinarySearch(c.ids, r.ID); ok && c.wins[j] == wins[i] {
 			swept[i] = c.swept[j] // the same end: its keys' expiry stands
 		}
 	}
 	c.ids, c.wins, c.swept, c.loaded, c.lastFull = ids, wins, swept, true, time.Now()
 	return nil
+}
+
+// liveBucketed lists the bucketed campaigns whose window has not ended at
+// nowMs.
+func (c *catalog) liveBucketed(nowMs int64) []int64 {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	var ids []int64
+	for i, w := range c.wins {
+		if w.buckets > 1 && w.endMs > nowMs {
+			ids = append(ids, c.ids[i])
+		}
+	}
+	return ids
 }
 
 // update records a campaign's window as just read from PostgreSQL.
@@ -259,7 +289,7 @@ func (e *Engine) openUnloaded(id int64, user string) (rain.Result, error) {
 		}
 		return rain.Result{}, errRepairBusy
 	}
-	if o := windowOutcome(windowOf(c.StartTime, c.EndTime, c.K()), time.Now().UnixMilli()); o != rain.OK {
+	if o := windowOutcome(campaignWindowOf(c), time.Now().UnixMilli()); o != rain.OK {
 		return answer(o), nil
 	}
 	return e.claim(id, e.hot.peek(id), user, false)
@@ -275,7 +305,7 @@ func (e *Engine) repair(id int64) (*rain.Campaign, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := windowOf(c.StartTime, c.EndTime, c.K())
+	w := campaignWindowOf(c)
 	e.catalog.update(id, w)
 	if windowOutcome(w, time.Now().UnixMilli()) != rain.OK {
 		return c, nil // answered from the row, never rebuilt
@@ -352,6 +382,50 @@ func (c *catalog) tick(e *Engine) {
 			e.failLog.Warn("setting the expiry of ended campaigns' keys", "err", err)
 		}
 	}
+	if err := c.checkRows(ctx, e); err != nil {
+		e.failLog.Warn("checking live campaigns' keys against their rows", "err", err)
+	}
+}
+
+// checkRows compares the identity in the keys of every live campaign with
+// its row (a database restored from a backup hands ids out again, and
+// Redis may hold another row's keys under an id): a campaign whose keys
+// are another row's is laid out again from PostgreSQL (repairAsync; the
+// loader clears them). Keys loaded before rows were recorded are compared
+// by start and bucket count.
+func (c *catalog) checkRows(ctx context.Context, e *Engine) error {
+	nowMs := time.Now().UnixMilli()
+	var ids []int64
+	var wins []campaignWindow
+	c.mu.RLock()
+	for i, w := range c.wins {
+		if w.endMs > nowMs {
+			ids, wins = append(ids, c.ids[i]), append(wins, w)
+		}
+	}
+	c.mu.RUnlock()
+	for len(ids) > 0 {
+		n := min(len(ids), sweepChunk)
+		keys := make([]*lua.Keys, n)
+		for i, id := range ids[:n] {
+			keys[i] = e.keys.Of(id)
+		}
+		out := make([]lua.Identity, n)
+		if err := lua.ReadIdentities(ctx, e.redis, keys, out); err != nil {
+			return err
+		}
+		for i, id := range out {
+			w := wins[i]
+			same := id.Row == strconv.FormatInt(w.row, 10) ||
+				id.Row == "" && id.StartMs == w.startMs && id.Buckets == int(w.buckets)
+			if id.Loaded && !same {
+				e.failLog.Warn("a live campaign's keys are another row's: laying it out again", "campaign_id", ids[i])
+				e.repairAsync(ids[i])
+			}
+		}
+		ids, wins = ids[n:], wins[n:]
+	}
+	return nil
 }
 
 // expiringKeys are the keys of campaign id of k buckets that outlive its

@@ -59,9 +59,6 @@ type Config struct {
 	// RepairTimeout bounds the PostgreSQL and Redis work of a merchant
 	// action or a campaign rebuild.
 	RepairTimeout time.Duration
-	// Rebalance is how the rebalancer moves a bucketed campaign's stock
-	// (REDIS_WAIT_REPLICAS); nil: the defaults.
-	Rebalance *lua.RebalanceOptions
 }
 
 // Bind declares the engine's variables.
@@ -127,7 +124,7 @@ func New(cfg Config, d Deps) *Engine {
 	e.hot.maxClaims = int64(cfg.ClaimMemo)
 	e.hot.soldOutMs = cfg.SoldOutTTL.Milliseconds()
 	e.hot.soldOutBudget = int64(cfg.SoldOutMemory)
-	e.hot.redis, e.hot.keys, e.hot.log, e.hot.rebalance = d.Redis, d.Keys, log, cfg.Rebalance
+	e.hot.redis, e.hot.keys, e.hot.log, e.hot.lost = d.Redis, d.Keys, log, e.repairAsync
 	e.stock.e = e
 	e.batch = batcher{redis: d.Redis, max: cfg.ClaimBatchMax}
 	if !cfg.ClaimBatch {

@@ -15,6 +15,7 @@ import (
 	"github.com/redpacket/rain/internal/config"
 	"github.com/redpacket/rain/internal/dev/testenv"
 	"github.com/redpacket/rain/internal/postgres"
+	"github.com/redpacket/rain/lua"
 	"github.com/redpacket/rain/pipeline"
 	"github.com/redpacket/rain/pipeline/producer"
 )
@@ -27,6 +28,7 @@ type harness struct {
 	ring  *producer.Ring
 	redis rueidis.Client
 	db    *postgres.Store
+	keys  lua.Keyspace
 }
 
 type harnessOpt struct {
@@ -34,6 +36,7 @@ type harnessOpt struct {
 	topic    string // "" = no producer: the ring is not drained
 	redis    rueidis.Client
 	db       *postgres.Store // default: testenv.Store
+	keys     *lua.Keyspace   // default: testenv.Keys()
 	set      func(*Config)   // changes to the default configuration
 }
 
@@ -56,7 +59,11 @@ func newHarness(t testing.TB, o harnessOpt) *harness {
 		o.set(&cfg)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-	d := Deps{Redis: o.redis, Keys: testenv.Keys(), Store: o.db, Ring: producer.NewRing(o.ringSize), Log: log}
+	ks := testenv.Keys()
+	if o.keys != nil {
+		ks = *o.keys
+	}
+	d := Deps{Redis: o.redis, Keys: ks, Store: o.db, Ring: producer.NewRing(o.ringSize), Log: log}
 	if o.topic != "" {
 		pc := config.Default[producer.Config]()
 		pc.RingSize = o.ringSize
@@ -75,7 +82,7 @@ func newHarness(t testing.TB, o harnessOpt) *harness {
 	e := New(cfg, d)
 	e.Start()
 	t.Cleanup(e.Stop)
-	return &harness{t: t, eng: e, ring: d.Ring, redis: o.redis, db: o.db}
+	return &harness{t: t, eng: e, ring: d.Ring, redis: o.redis, db: o.db, keys: ks}
 }
 
 // campaignOf is a campaign to create: inventory is the create body's JSON
@@ -134,14 +141,14 @@ func (h *harness) createBuckets(k int, inventory string) int64 {
 }
 
 func unlinkCampaign(h *harness, id int64, k int) {
-	l, err := testenv.Keys().Layout(id, k)
+	l, err := h.keys.Layout(id, k)
 	if err != nil {
 		return
 	}
 	for _, key := range l.AllKeys() {
 		h.redis.Do(context.Background(), h.redis.B().Unlink().Key(key).Build())
 	}
-	k1 := testenv.Keys().Of(id)
+	k1 := h.keys.Of(id)
 	h.redis.Do(context.Background(), h.redis.B().Unlink().Key(k1.Meta(), k1.Stock(), k1.Claims()).Build())
 }
 

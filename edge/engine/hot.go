@@ -62,7 +62,7 @@ type hotCampaigns struct {
 	redis         rueidis.Client
 	keys          lua.Keyspace
 	log           *slog.Logger
-	rebalance     *lua.RebalanceOptions // the rebalancers' (buckets.go)
+	lost          func(id int64) // a bucketed campaign's home is gone (the engine's repairAsync)
 	claims        atomic.Int64
 	afterScan     func() // tests: runs between a build's scan and its count
 	mu            sync.Mutex
@@ -126,7 +126,7 @@ func (h *hotCampaigns) getLayout(id int64, l *lua.Layout) *hotCampaign {
 	}
 	c := &hotCampaign{keys: h.keys.Of(id), claimed: make(map[string]int64)}
 	if l != nil {
-		c.layout, c.queues, c.rebal = l, make([]claimQueue, l.K()), newRebalancer(h.redis, l, h.rebalance, h.log)
+		c.layout, c.queues, c.rebal = l, make([]claimQueue, l.K()), newRebalancer(h.redis, l, nil, h.log, h.lost)
 	}
 	if s := h.soldOutSets[id]; s != nil {
 		s.owner = c

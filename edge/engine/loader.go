@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -55,18 +56,95 @@ func (l *Loader) campaign(ctx context.Context, id int64) (*rain.Campaign, error)
 // processes from rebuilding the same campaign at once.
 func (l *Loader) Load(ctx context.Context, c *rain.Campaign) error {
 	k := l.Keys.Of(c.ID)
-	if c.K() == 1 {
-		if ok, err := lua.Exists(ctx, l.Redis, k); err != nil || ok {
-			return busyIf(err)
+	id, err := l.identity(ctx, k)
+	if err != nil {
+		return busyIf(err)
+	}
+	foreign := id.Loaded && !sameRow(id, c)
+	if !foreign {
+		if c.K() == 1 {
+			if id.Loaded {
+				return busyIf(l.adopt(ctx, k, id, c))
+			}
+		} else if h, err := lua.CheckLayout(ctx, l.Redis, mustLayout(l.Keys, c)); err != nil || h.Whole() && !h.Frozen {
+			if err == nil {
+				err = l.adopt(ctx, k, id, c)
+			}
+			return busyIf(err) // every part there (a part missing: rebuilt below)
 		}
-	} else if h, err := lua.CheckLayout(ctx, l.Redis, mustLayout(l.Keys, c)); err != nil || h.Whole() {
-		return busyIf(err) // every part there (a part missing: rebuilt below)
 	}
 	unlock, err := l.lock(ctx, k)
 	if err != nil {
 		return err
 	}
 	defer unlock()
+	if foreign {
+		if err := l.clearForeign(ctx, k, c); err != nil {
+			return busyIf(err)
+		}
+	}
+	err = l.load(ctx, c)
+	if err == nil {
+		err = busyIf(lua.SetRow(ctx, l.Redis, k, rowOf(c)))
+	}
+	return err
+}
+
+// rowOf is the identity of c's row that its keys carry: its created_at,
+// in µs.
+func rowOf(c *rain.Campaign) string { return strconv.FormatInt(c.CreatedAt.UnixMicro(), 10) }
+
+// sameRow reports whether keys of identity id were loaded from c's row:
+// the recorded row; for keys loaded before rows were recorded, the same
+// start and bucket count.
+func sameRow(id lua.Identity, c *rain.Campaign) bool {
+	if id.Row != "" {
+		return id.Row == rowOf(c)
+	}
+	return id.StartMs == c.StartTime.UnixMilli() && id.Buckets == c.K()
+}
+
+// identity reads what campaign k's keys say of their row.
+func (l *Loader) identity(ctx context.Context, k *lua.Keys) (lua.Identity, error) {
+	var out [1]lua.Identity
+	err := lua.ReadIdentities(ctx, l.Redis, []*lua.Keys{k}, out[:])
+	return out[0], err
+}
+
+// adopt records c's row in keys loaded before rows were recorded.
+func (l *Loader) adopt(ctx context.Context, k *lua.Keys, id lua.Identity, c *rain.Campaign) error {
+	if id.Row != "" {
+		return nil
+	}
+	return lua.SetRow(ctx, l.Redis, k, rowOf(c))
+}
+
+// clearForeign deletes the keys under c's id that another row left (a
+// database restored from a backup hands ids out again), once more checked
+// under the loading lock: counted and logged, then c is laid out afresh.
+func (l *Loader) clearForeign(ctx context.Context, k *lua.Keys, c *rain.Campaign) error {
+	id, err := l.identity(ctx, k)
+	if err != nil || !id.Loaded || sameRow(id, c) {
+		return err
+	}
+	if err := lua.ClearCampaign(ctx, l.Redis, l.Keys, c.ID, id.Buckets); err != nil {
+		return err
+	}
+	keysReplaced.Inc()
+	l.Log.Warn("redis held another row's keys under this campaign id (a restored database?): cleared, laid out from postgres",
+		"campaign_id", c.ID, "redis_row", id.Row, "redis_start_ms", id.StartMs, "redis_buckets", id.Buckets, "row", rowOf(c))
+	return nil
+}
+
+// load rebuilds the Redis state of c, under the loading lock, unless it is
+// already there.
+func (l *Loader) load(ctx context.Context, c *rain.Campaign) error {
+	k := l.Keys.Of(c.ID)
+	if c.K() == 1 {
+		if ok, err := lua.Exists(ctx, l.Redis, k); err != nil || ok {
+			return busyIf(err)
+		}
+	}
 	defer redisLoad.UpdateDuration(time.Now())
 	if c.K() > 1 {
 		return l.loadBuckets(ctx, c)
@@ -84,7 +162,7 @@ func (l *Loader) Load(ctx context.Context, c *rain.Campaign) error {
 		clear(chunk)
 		return nil
 	}
-	err = l.Store.ForEachClaim(ctx, c.ID, func(user string, amount int64, at time.Time) error {
+	err := l.Store.ForEachClaim(ctx, c.ID, func(user string, amount int64, at time.Time) error {
 		chunk[user] = lua.ClaimValue(amount, at.UnixMilli())
 		if len(chunk) == lua.RestoreChunk {
 			return flush()

@@ -13,6 +13,7 @@ var (
 	claimsByOutcome [rain.Busy + 1]*metrics.Counter
 	claimsBusy      = metrics.NewCounter(`rain_claims_total{result="BUSY"}`)
 	claimsError     = metrics.NewCounter(`rain_claims_total{result="REDIS_ERROR"}`)
+	claimsNotAcked  = metrics.NewCounter(`rain_claims_total{result="NOT_ACKED"}`) // REDIS_ACK=replica: answered 503
 	// Answers given from memory without Redis (counted in rain_claims_total too).
 	claimsMemo        = metrics.NewCounter(`rain_claims_from_memory_total{result="ALREADY_OPENED"}`)
 	claimsSoldOutFlag = metrics.NewCounter(`rain_claims_from_memory_total{result="SOLD_OUT"}`)
@@ -24,6 +25,7 @@ var (
 	pgEnd             = metrics.NewPrometheusHistogram(`rain_postgres_duration_seconds{op="end_campaign"}`)
 	pgStock           = metrics.NewPrometheusHistogram(`rain_postgres_duration_seconds{op="add_stock"}`)
 	repairs           = metrics.NewCounter(`rain_campaign_loads_total{reason="repair"}`)
+	keysReplaced      = metrics.NewCounter(`rain_campaign_keys_replaced_total`) // another row's keys under a campaign's id
 
 	// Campaigns an end cut short (an end of a campaign already over ends
 	// nothing), and stock added (each restock once, however often its

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"time"
@@ -20,6 +21,10 @@ var (
 	errRedis      = rain.Errorf(rain.EBUSY, "redis unavailable")
 	errMoving     = rain.Errorf(rain.EBUSY, "campaign stock is being moved; retry shortly")
 	errRepairBusy = rain.Errorf(rain.EBUSY, "campaign is being loaded; retry shortly")
+	// errNotAcked (REDIS_ACK=replica): the claims stand on the master, no
+	// replica had them in time; a retry is answered 409 with the amount
+	// if the claim survives, and may claim afresh if it does not.
+	errNotAcked = rain.Errorf(rain.EBUSY, "claim not yet on a replica; retry")
 )
 
 // Open decides user's open of campaign id: from memory when it can (a
@@ -98,12 +103,24 @@ func (e *Engine) claim(id int64, c *hotCampaign, user string, mayRepair bool) (r
 	if err != nil || res.Outcome != rain.OK {
 		e.ring.Release()
 	}
+	if errors.Is(err, lua.ErrNotAcked) {
+		// Nothing is promised, nothing goes to the ring: a claim that
+		// stands reaches claim_log through the reconciler.
+		claimsNotAcked.Inc()
+		return rain.Result{}, errNotAcked
+	}
 	if err != nil {
 		claimsError.Inc()
 		e.failLog.Warn("claim failed", "campaign_id", id, "err", err)
 		return rain.Result{}, errRedis
 	}
 	if res.Outcome == rain.Empty || res.Outcome == rain.Busy {
+		if res.Outcome == rain.Busy {
+			// Frozen for a rebuild: if the process rebuilding it died, only
+			// a rebuild started here thaws it (the loading lock keeps it
+			// to one at a time).
+			e.repairAsync(id)
+		}
 		claimsBusy.Inc()
 		return rain.Result{}, errMoving
 	}
@@ -129,4 +146,23 @@ func (e *Engine) claim(id int64, c *hotCampaign, user string, mayRepair bool) (r
 	}
 	claimsByOutcome[res.Outcome].Inc()
 	return res, nil
+}
+
+// repairAsync lays campaign id out again from PostgreSQL in the
+// background (a lost part of a bucketed campaign, keys of another row),
+// behind the catalog's repair slots: at most one per id at a time, and no
+// sooner than repairRetry after a failed one.
+func (e *Engine) repairAsync(id int64) {
+	done, ok := e.catalog.startRepair(id)
+	if !ok {
+		return
+	}
+	go func() {
+		defer RecoverGoroutine(e.failLog, "campaign repair")
+		_, err := e.repair(id)
+		done(err == nil)
+		if err != nil && rain.ErrorCode(err) != rain.EBUSY {
+			e.failLog.Warn("campaign repair failed", "campaign_id", id, "err", err)
+		}
+	}()
 }

@@ -2,9 +2,12 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
+	"math"
 	"sync"
 	"time"
 
+	"github.com/redpacket/rain/internal/postgres"
 	"github.com/redpacket/rain/lua"
 )
 
@@ -197,29 +200,105 @@ func (e *Engine) sweep(ctx context.Context) {
 			e.log.Warn("sweep: pending stock not settled", "campaign_id", id, "err", err)
 		}
 	}
+	e.sweepEnds(ctx)
+}
+
+// sweepActor is the audit's record of an end the sweep finishes.
+var sweepActor = postgres.Actor{Name: "sweep",
+	Request: json.RawMessage(`{"reason":"an end that reached only part of the campaign's keys in Redis, finished on every part"}`)}
+
+// sweepEnds finishes ends that did not reach every part of a campaign in
+// Redis: an end PostgreSQL recorded whose Redis step did not run (or a
+// load that read the campaign before it wrote the old end back), and an
+// end that reached a bucketed campaign's home but not every bucket (its
+// request failed half way and PostgreSQL rolled back; the merchant was
+// told to retry). Every part of each campaign ended within sweepLookback,
+// and of every live bucketed campaign, is read; where parts disagree, the
+// earliest end (PostgreSQL's included) is applied to every part, and
+// recorded in PostgreSQL when it is earlier than the row's.
+func (e *Engine) sweepEnds(ctx context.Context) {
 	ended, err := e.store.EndedSince(ctx, time.Now().Add(-sweepLookback))
 	if err != nil {
 		e.log.Warn("sweep: ended campaigns not read", "err", err)
 		return
 	}
-	if len(ended) == 0 {
-		return
+	pgEnd := make(map[int64]int64, len(ended))
+	for _, w := range ended {
+		pgEnd[w.ID] = w.End.UnixMilli()
 	}
-	keys := make([]*lua.Keys, len(ended))
-	for i, w := range ended {
-		keys[i] = e.keys.Of(w.ID)
+	for _, id := range e.catalog.liveBucketed(time.Now().UnixMilli()) {
+		if _, ok := pgEnd[id]; !ok {
+			pgEnd[id] = math.MaxInt64
+		}
+	}
+	var layouts []*lua.Layout
+	var keys []*lua.Keys
+	for id := range pgEnd {
+		k := 1
+		if w, found, _, _ := e.catalog.lookup(id); found {
+			k = int(w.buckets)
+		}
+		l, err := e.keys.Layout(id, k)
+		if err != nil {
+			continue
+		}
+		layouts = append(layouts, l)
+		keys = append(keys, l.Home)
+		if k > 1 {
+			for b := range l.Buckets {
+				keys = append(keys, l.Buckets[b].Keys)
+			}
+		}
+	}
+	if len(keys) == 0 {
+		return
 	}
 	wins := make([]lua.Window, len(keys))
 	if err := lua.ReadWindows(ctx, e.redis, keys, wins); err != nil {
 		e.log.Warn("sweep: windows not read", "err", err)
 		return
 	}
-	for i, w := range ended {
-		if wins[i].Loaded && wins[i].EndMs > w.End.UnixMilli() {
-			e.log.Warn("sweep: redis had a campaign's old end; ending it again", "campaign_id", w.ID)
-			if _, _, err := e.endInRedis(ctx, w.ID, w.End.UnixMilli()); err != nil {
-				e.log.Warn("sweep: end not applied", "campaign_id", w.ID, "err", err)
+	i := 0
+	for _, l := range layouts {
+		n := 1 // the home, and the buckets of a bucketed campaign
+		if l.K() > 1 {
+			n += l.K()
+		}
+		parts := wins[i : i+n]
+		i += n
+		lo, hi := pgEnd[l.ID], int64(math.MinInt64)
+		for _, w := range parts {
+			if w.Loaded {
+				lo, hi = min(lo, w.EndMs), max(hi, w.EndMs)
 			}
 		}
+		if hi <= lo {
+			continue // every part ends no later than the earliest end
+		}
+		e.log.Warn("sweep: a campaign's parts in redis end at different times; ending every part at the earliest",
+			"campaign_id", l.ID, "end_ms", lo)
+		if err := e.finishEnd(ctx, l, lo, lo < pgEnd[l.ID]); err != nil {
+			e.log.Warn("sweep: end not applied", "campaign_id", l.ID, "err", err)
+		}
 	}
+}
+
+// finishEnd applies the end endMs to every part of the campaign of l, and
+// records it in PostgreSQL too when record (it is earlier than the row's).
+func (e *Engine) finishEnd(ctx context.Context, l *lua.Layout, endMs int64, record bool) error {
+	apply := func(ctx context.Context, _ time.Time) (time.Time, bool, error) {
+		end, loaded, err := lua.EndBuckets(ctx, e.redis, l, endMs)
+		if err == nil && loaded {
+			if c := e.hot.peek(l.ID); c != nil {
+				e.hot.lowerEnd(c, end)
+			}
+		}
+		return time.UnixMilli(end), loaded, err
+	}
+	if !record {
+		_, _, err := apply(ctx, time.Time{})
+		return err
+	}
+	_, err := e.store.EndCampaign(ctx, l.ID, sweepActor, apply)
+	return err
 }

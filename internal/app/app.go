@@ -43,15 +43,23 @@ type Config struct {
 	// each); the client finds out which it talks to.
 	RedisAddr  []string
 	RedisConns int
-	// RedisWaitReplicas: a stock transfer between the parts of a bucketed
-	// campaign waits (WAIT) until this many replicas hold its debit
-	// before it credits (lua.Lease.WaitReplicas).
-	RedisWaitReplicas int
-	KeyPrefix         string
-	PostgresDSN       string
-	BootTimeout       time.Duration
-	ShutdownTimeout   time.Duration
+	// RedisAck is what a write that records a claim or moves stock waits
+	// for (lua.Ack): AckMaster, AckReplica, or AckAuto (replica when every
+	// master has a replica at start). RedisAckTimeout bounds the wait.
+	RedisAck        string
+	RedisAckTimeout time.Duration
+	KeyPrefix       string
+	PostgresDSN     string
+	BootTimeout     time.Duration
+	ShutdownTimeout time.Duration
 }
+
+// The values of REDIS_ACK.
+const (
+	AckMaster  = "master"
+	AckReplica = "replica"
+	AckAuto    = "auto"
+)
 
 // Bind declares the variables shared by the api and the consumer.
 func (c *Config) Bind(s *config.Set) {
@@ -64,8 +72,13 @@ func (c *Config) Bind(s *config.Set) {
 	}
 	s.Int(&c.RedisConns, "REDIS_CONNS", 1, 1, 64,
 		"Redis connections (rueidis pipelines every command over them; one was fastest on 2 cores)")
-	s.Int(&c.RedisWaitReplicas, "REDIS_WAIT_REPLICAS", 0, 0, 16,
-		"replicas each Redis master has: a stock transfer of a bucketed campaign waits until they hold its debit before it credits, so a failover cannot undo a debit whose credit stands (`0` = no wait: standalone Redis, or a cluster without replicas)")
+	s.String(&c.RedisAck, "REDIS_ACK", AckAuto,
+		"what an OK waits for: `master` (the claim is in the master's memory), `replica` (also on a replica: WAIT on the claim's connection; a wait past REDIS_ACK_TIMEOUT answers 503 and the claim stands), or `auto` (replica when every master has a replica at start, else master). The same for every write that moves stock (docs/durability.md)")
+	if c.RedisAck != AckMaster && c.RedisAck != AckReplica && c.RedisAck != AckAuto {
+		s.Errorf("REDIS_ACK", "%q: want master, replica or auto", c.RedisAck)
+	}
+	s.Duration(&c.RedisAckTimeout, "REDIS_ACK_TIMEOUT", 50*time.Millisecond, time.Millisecond, 10*time.Second,
+		"replica mode: how long a write waits for its replica (WAIT's timeout) before it is answered 503")
 	s.String(&c.KeyPrefix, "REDIS_KEY_PREFIX", lua.DefaultPrefix, "prefix of every Redis key (`<prefix>:{<campaign id>}:…`)")
 	if strings.ContainsAny(c.KeyPrefix, "{}") {
 		// A brace would move the hash tag: every campaign on one cluster slot.
@@ -78,16 +91,26 @@ func (c *Config) Bind(s *config.Set) {
 		"time to finish the work in flight after SIGTERM")
 }
 
-// Keys is the Redis keyspace of the configured prefix.
-func (c *Config) Keys() lua.Keyspace { return lua.NewKeyspace(c.KeyPrefix) }
-
-// Rebalance is how stock moves between a bucketed campaign's parts (the
-// api's rebalances, the reconciler's sweeps): nil for the defaults.
-func (c *Config) Rebalance() *lua.RebalanceOptions {
-	if c.RedisWaitReplicas == 0 {
-		return nil
+// Keys is the Redis keyspace of the configured prefix, its writes waiting
+// for what REDIS_ACK says; auto asks r whether every master has a replica.
+func (c *Config) Keys(ctx context.Context, r rueidis.Client, log *slog.Logger) (lua.Keyspace, error) {
+	ks := lua.NewKeyspace(c.KeyPrefix)
+	mode := c.RedisAck
+	if mode == AckAuto {
+		replicated, err := rediscluster.Replicated(ctx, r)
+		if err != nil {
+			return ks, fmt.Errorf("REDIS_ACK=auto: %w", err)
+		}
+		mode = AckMaster
+		if replicated {
+			mode = AckReplica
+		}
 	}
-	return &lua.RebalanceOptions{WaitReplicas: int64(c.RedisWaitReplicas)}
+	if mode == AckReplica {
+		ks = ks.WithAck(lua.Ack{Replicas: 1, Timeout: c.RedisAckTimeout})
+	}
+	log.Info("redis writes acknowledged by the "+mode, "REDIS_ACK", c.RedisAck, "timeout", c.RedisAckTimeout)
+	return ks, nil
 }
 
 // Postgres migrates the database and opens a pool on it, retrying while

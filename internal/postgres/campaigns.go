@@ -23,18 +23,20 @@ type Store struct {
 // CreateCampaign writes the campaign and its inventory in one transaction
 // and sets c.ID and c.CreatedAt.
 func (s *Store) CreateCampaign(ctx context.Context, c *rain.Campaign) error {
-	return pgx.BeginFunc(ctx, s.DB, func(tx pgx.Tx) error { return createCampaign(ctx, tx, c) })
+	return pgx.BeginFunc(ctx, s.DB, func(tx pgx.Tx) error { return createCampaign(ctx, tx, c, 0) })
 }
 
-func createCampaign(ctx context.Context, tx pgx.Tx, c *rain.Campaign) error {
+// createCampaign inserts c, merchant's (0: the operator's).
+func createCampaign(ctx context.Context, tx pgx.Tx, c *rain.Campaign, merchant int64) error {
 	amounts := make([]int64, len(c.Inventory))
 	totals := make([]int64, len(c.Inventory))
 	for i, st := range c.Inventory {
 		amounts[i], totals[i] = st.Amount, st.Total
 	}
 	err := tx.QueryRow(ctx,
-		`INSERT INTO campaign (name, start_time, end_time, buckets) VALUES ($1, $2, $3, $4) RETURNING id, created_at`,
-		c.Name, c.StartTime, c.EndTime, c.K()).Scan(&c.ID, &c.CreatedAt)
+		`INSERT INTO campaign (name, start_time, end_time, buckets, merchant_id) VALUES ($1, $2, $3, $4, nullif($5, 0))
+		 RETURNING id, created_at`,
+		c.Name, c.StartTime, c.EndTime, c.K(), merchant).Scan(&c.ID, &c.CreatedAt)
 	if err != nil {
 		return fmt.Errorf("insert campaign: %w", err)
 	}
@@ -61,10 +63,17 @@ func (s *Store) Campaign(ctx context.Context, id int64) (*rain.Campaign, error) 
 	if err != nil {
 		return nil, fmt.Errorf("read campaign %d: %w", id, err)
 	}
+	if c.Inventory, err = s.inventory(ctx, id); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (s *Store) inventory(ctx context.Context, id int64) ([]rain.Stock, error) {
 	rows, _ := s.DB.Query(ctx,
 		`SELECT amount, total_count, opened_count FROM campaign_inventory
 		 WHERE campaign_id = $1 ORDER BY amount DESC`, id)
-	c.Inventory, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (rain.Stock, error) {
+	inv, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (rain.Stock, error) {
 		var st rain.Stock
 		err := r.Scan(&st.Amount, &st.Total, &st.Opened)
 		return st, err
@@ -72,7 +81,39 @@ func (s *Store) Campaign(ctx context.Context, id int64) (*rain.Campaign, error) 
 	if err != nil {
 		return nil, fmt.Errorf("read inventory of campaign %d: %w", id, err)
 	}
-	return c, nil
+	return inv, nil
+}
+
+// Owned is a campaign as a merchant route reads it: with its owner and
+// when it was ended early.
+type Owned struct {
+	*rain.Campaign
+	Merchant *string    // the owner's name; nil: the operator's
+	EndedAt  *time.Time // when a merchant ended it early (nil: it was not)
+}
+
+// CampaignFor reads campaign id with its inventory for a caller of scope
+// (a merchant's id; 0: the operator, every campaign). A campaign that does
+// not exist and one of another merchant are the same rain.ENOTFOUND error,
+// from the same query: the caller cannot tell them apart.
+func (s *Store) CampaignFor(ctx context.Context, id, scope int64) (*Owned, error) {
+	o := &Owned{Campaign: &rain.Campaign{ID: id}}
+	c := o.Campaign
+	err := s.DB.QueryRow(ctx,
+		`SELECT c.name, c.start_time, c.end_time, c.created_at, c.buckets, c.ended_at, m.name
+		 FROM campaign c LEFT JOIN merchant m ON m.id = c.merchant_id
+		 WHERE c.id = $1 AND ($2::bigint = 0 OR c.merchant_id = $2)`, id, scope).
+		Scan(&c.Name, &c.StartTime, &c.EndTime, &c.CreatedAt, &c.Buckets, &o.EndedAt, &o.Merchant)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, rain.Errorf(rain.ENOTFOUND, "campaign %d not found", id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read campaign %d: %w", id, err)
+	}
+	if c.Inventory, err = s.inventory(ctx, id); err != nil {
+		return nil, err
+	}
+	return o, nil
 }
 
 // LiveCampaignIDs lists the campaigns whose window has not ended.

@@ -25,24 +25,62 @@ const (
 
 // Actor is who asked for a merchant action and what they sent.
 type Actor struct {
-	Name    string          // the merchant token's name
+	// Name is the token's name: an ADMIN_TOKEN entry's (the operator), or
+	// the merchant's name.
+	Name string
+	// Merchant is the merchant whose token it is, and so the scope of the
+	// action: it acts on that merchant's campaigns only, and the campaigns
+	// it creates are that merchant's. 0 is the operator: every campaign.
+	Merchant int64
+	// Token is the merchant token's id (0 for the operator's).
+	Token   int64
 	Request json.RawMessage // the request as the audit records it (JSON)
 }
 
 // Action is one merchant action of the audit.
 type Action struct {
-	At      time.Time       `json:"at"`
-	Kind    string          `json:"kind"`
-	By      string          `json:"by"`
-	Request json.RawMessage `json:"request"`
-	Result  json.RawMessage `json:"result"`
+	At       time.Time       `json:"at"`
+	Kind     string          `json:"kind"`
+	By       string          `json:"by"`
+	Merchant *string         `json:"merchant"` // the merchant whose token acted; null: the operator
+	TokenID  *int64          `json:"token_id"` // that token's id; null: the operator's
+	Request  json.RawMessage `json:"request"`
+	Result   json.RawMessage `json:"result"`
 }
 
 // Listed is a campaign as the merchant's list shows it.
 type Listed struct {
 	rain.Campaign
-	State   string     // StateLive, StateUpcoming or StateEnded, by the database's clock
-	EndedAt *time.Time // when a merchant ended it early
+	State    string     // StateLive, StateUpcoming or StateEnded, by the database's clock
+	EndedAt  *time.Time // when a merchant ended it early
+	Merchant *string    // its owner's name; nil: the operator's
+}
+
+// ListQuery is what ListCampaigns lists.
+type ListQuery struct {
+	Scope  int64  // the caller: a merchant sees its own campaigns only; 0 (the operator) sees every one
+	Owner  string // only this merchant's campaigns ("": any; for the operator)
+	State  string // StateLive, StateUpcoming, StateEnded, or "" for any
+	Before int64  // ids below this (0: from the newest)
+	Limit  int
+}
+
+// scopeWhere is the condition of a caller's scope on table campaign, $3
+// its merchant id: constant text, one per kind of caller, so each gets a
+// plan of its own (a merchant's through campaign_merchant_idx).
+func scopeWhere(scope int64) string {
+	if scope == 0 {
+		return "$3::bigint = 0"
+	}
+	return "merchant_id = $3::bigint"
+}
+
+// ownerWhere is the condition of ListQuery.Owner, $4 the name.
+func ownerWhere(owner string) string {
+	if owner == "" {
+		return "$4::text = ''"
+	}
+	return "merchant_id = (SELECT id FROM merchant WHERE name = $4::text)"
 }
 
 // States a campaign is listed under, by its window and the database's clock.
@@ -60,31 +98,33 @@ var stateWhere = map[string]string{
 	StateEnded:    "end_time <= now()",
 }
 
-// ListCampaigns returns up to limit campaigns in state ("" for any), newest
-// first, with ids below before (0: from the newest), each with its
-// inventory, in one query; more reports whether campaigns follow.
-func (s *Store) ListCampaigns(ctx context.Context, state string, before int64, limit int) (out []Listed, more bool, err error) {
-	where, ok := stateWhere[state]
+// ListCampaigns returns up to q.Limit campaigns of q.Scope (and q.Owner)
+// in q.State, newest first, with ids below q.Before, each with its
+// inventory and owner, in one query; more reports whether campaigns follow.
+func (s *Store) ListCampaigns(ctx context.Context, q ListQuery) (out []Listed, more bool, err error) {
+	where, ok := stateWhere[q.State]
 	if !ok {
-		return nil, false, fmt.Errorf("list campaigns: unknown state %q", state)
+		return nil, false, fmt.Errorf("list campaigns: unknown state %q", q.State)
 	}
 	rows, _ := s.DB.Query(ctx, `
 		SELECT c.id, c.name, c.start_time, c.end_time, c.created_at, c.ended_at,
 		       CASE WHEN c.end_time <= now() THEN 'ended' WHEN c.start_time > now() THEN 'upcoming' ELSE 'live' END,
+		       (SELECT name FROM merchant WHERE id = c.merchant_id),
 		       coalesce(array_agg(i.amount ORDER BY i.amount DESC) FILTER (WHERE i.amount IS NOT NULL), '{}'),
 		       coalesce(array_agg(i.total_count ORDER BY i.amount DESC) FILTER (WHERE i.amount IS NOT NULL), '{}'),
 		       coalesce(array_agg(i.opened_count ORDER BY i.amount DESC) FILTER (WHERE i.amount IS NOT NULL), '{}')
 		FROM (SELECT * FROM campaign WHERE ($1::bigint = 0 OR id < $1) AND `+where+`
+		      AND `+scopeWhere(q.Scope)+` AND `+ownerWhere(q.Owner)+`
 		      ORDER BY id DESC LIMIT $2) c
 		LEFT JOIN campaign_inventory i ON i.campaign_id = c.id
-		GROUP BY c.id, c.name, c.start_time, c.end_time, c.created_at, c.ended_at
-		ORDER BY c.id DESC`, before, limit+1)
+		GROUP BY c.id, c.name, c.start_time, c.end_time, c.created_at, c.ended_at, c.merchant_id
+		ORDER BY c.id DESC`, q.Before, q.Limit+1, q.Scope, q.Owner)
 	var (
 		l                       Listed
 		amounts, totals, opened []int64
 	)
 	_, err = pgx.ForEachRow(rows, []any{&l.ID, &l.Name, &l.StartTime, &l.EndTime, &l.CreatedAt, &l.EndedAt, &l.State,
-		&amounts, &totals, &opened}, func() error {
+		&l.Merchant, &amounts, &totals, &opened}, func() error {
 		c := l
 		c.Inventory = make([]rain.Stock, len(amounts))
 		for i := range amounts {
@@ -96,17 +136,17 @@ func (s *Store) ListCampaigns(ctx context.Context, state string, before int64, l
 	if err != nil {
 		return nil, false, fmt.Errorf("list campaigns: %w", err)
 	}
-	if len(out) > limit {
-		return out[:limit], true, nil
+	if len(out) > q.Limit {
+		return out[:q.Limit], true, nil
 	}
 	return out, false, nil
 }
 
 // CreateCampaignBy is CreateCampaign with the action recorded in the same
-// transaction.
+// transaction; the campaign is by.Merchant's (the operator's for 0).
 func (s *Store) CreateCampaignBy(ctx context.Context, c *rain.Campaign, by Actor) error {
 	return pgx.BeginFunc(ctx, s.DB, func(tx pgx.Tx) error {
-		if err := createCampaign(ctx, tx, c); err != nil {
+		if err := createCampaign(ctx, tx, c, by.Merchant); err != nil {
 			return err
 		}
 		result, _ := json.Marshal(map[string]int64{"id": c.ID})
@@ -115,8 +155,8 @@ func (s *Store) CreateCampaignBy(ctx context.Context, c *rain.Campaign, by Actor
 }
 
 func recordAction(ctx context.Context, tx pgx.Tx, id int64, kind string, by Actor, result []byte) error {
-	_, err := tx.Exec(ctx, `INSERT INTO campaign_action (campaign_id, kind, actor, request, result)
-		VALUES ($1, $2, $3, $4, $5)`, id, kind, by.Name, string(by.Request), string(result))
+	_, err := tx.Exec(ctx, `INSERT INTO campaign_action (campaign_id, kind, actor, request, result, merchant_id, token_id)
+		VALUES ($1, $2, $3, $4, $5, nullif($6, 0), nullif($7, 0))`, id, kind, by.Name, string(by.Request), string(result), by.Merchant, by.Token)
 	if err != nil {
 		return fmt.Errorf("record %s of campaign %d: %w", kind, id, err)
 	}
@@ -142,13 +182,15 @@ type EndApply func(ctx context.Context, end time.Time) (applied time.Time, ok bo
 // had not started gets an empty window (start = end); on a campaign already
 // over nothing changes. When apply has nothing to apply to (the campaign is
 // not in Redis) the end is the database's now. A missing campaign is a
-// rain.ENOTFOUND error; an error of apply ends the transaction (nothing
-// changed in PostgreSQL; Redis may have the end, and a retry records it).
+// rain.ENOTFOUND error, and so is another merchant's (by.Merchant's scope);
+// an error of apply ends the transaction (nothing changed in PostgreSQL;
+// Redis may have the end, and a retry records it).
 func (s *Store) EndCampaign(ctx context.Context, id int64, by Actor, apply EndApply) (Ended, error) {
 	var e Ended
 	err := pgx.BeginFunc(ctx, s.DB, func(tx pgx.Tx) error {
 		var end, now time.Time
-		err := tx.QueryRow(ctx, `SELECT end_time, now() FROM campaign WHERE id = $1 FOR UPDATE`, id).Scan(&end, &now)
+		err := tx.QueryRow(ctx, `SELECT end_time, now() FROM campaign
+			WHERE id = $1 AND ($2::bigint = 0 OR merchant_id = $2) FOR UPDATE`, id, by.Merchant).Scan(&end, &now)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return rain.Errorf(rain.ENOTFOUND, "campaign %d not found", id)
 		}
@@ -206,12 +248,13 @@ type restockResult struct {
 // changes nothing, or is a rain.EINVALID error if it asked for something
 // else. rain.EINVALID errors also refuse an amount the campaign does not
 // have, a total over rain.MaxCount and a campaign that has ended;
-// rain.ENOTFOUND a missing campaign.
+// rain.ENOTFOUND a missing campaign or another merchant's (r.By's scope).
 func (s *Store) AddStock(ctx context.Context, r Restock) (Restocked, error) {
 	var out Restocked
 	err := pgx.BeginFunc(ctx, s.DB, func(tx pgx.Tx) error {
 		var ended bool
-		err := tx.QueryRow(ctx, `SELECT end_time <= now() FROM campaign WHERE id = $1 FOR UPDATE`, r.Campaign).Scan(&ended)
+		err := tx.QueryRow(ctx, `SELECT end_time <= now() FROM campaign
+			WHERE id = $1 AND ($2::bigint = 0 OR merchant_id = $2) FOR UPDATE`, r.Campaign, r.By.Merchant).Scan(&ended)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return rain.Errorf(rain.ENOTFOUND, "campaign %d not found", r.Campaign)
 		}
@@ -249,9 +292,11 @@ func (s *Store) AddStock(ctx context.Context, r Restock) (Restocked, error) {
 		if r.Key != "" {
 			key = &r.Key
 		}
-		err = tx.QueryRow(ctx, `INSERT INTO campaign_action (campaign_id, kind, actor, request, result, idempotency_key, amount, count)
-			VALUES ($1, 'stock', $2, $3, $4, $5, $6, $7) RETURNING id, at`,
-			r.Campaign, r.By.Name, string(r.By.Request), string(result), key, r.Amount, r.Count).Scan(&out.Action, &out.At)
+		err = tx.QueryRow(ctx, `INSERT INTO campaign_action (campaign_id, kind, actor, request, result, idempotency_key, amount, count,
+				merchant_id, token_id)
+			VALUES ($1, 'stock', $2, $3, $4, $5, $6, $7, nullif($8, 0), nullif($9, 0)) RETURNING id, at`,
+			r.Campaign, r.By.Name, string(r.By.Request), string(result), key, r.Amount, r.Count, r.By.Merchant, r.By.Token).
+			Scan(&out.Action, &out.At)
 		if err != nil {
 			return fmt.Errorf("record stock of campaign %d: %w", r.Campaign, err)
 		}
@@ -368,11 +413,12 @@ func (s *Store) EndedSince(ctx context.Context, since time.Time) ([]Window, erro
 // History is the merchant actions of campaign id, oldest first: the first
 // limit of them, and whether more follow.
 func (s *Store) History(ctx context.Context, id int64, limit int) ([]Action, bool, error) {
-	rows, _ := s.DB.Query(ctx, `SELECT at, kind, actor, request, result FROM campaign_action
-		WHERE campaign_id = $1 ORDER BY id LIMIT $2`, id, limit+1)
+	rows, _ := s.DB.Query(ctx, `SELECT a.at, a.kind, a.actor, m.name, a.token_id, a.request, a.result
+		FROM campaign_action a LEFT JOIN merchant m ON m.id = a.merchant_id
+		WHERE a.campaign_id = $1 ORDER BY a.id LIMIT $2`, id, limit+1)
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Action, error) {
 		var a Action
-		err := r.Scan(&a.At, &a.Kind, &a.By, &a.Request, &a.Result)
+		err := r.Scan(&a.At, &a.Kind, &a.By, &a.Merchant, &a.TokenID, &a.Request, &a.Result)
 		a.At = a.At.UTC()
 		return a, err
 	})
@@ -404,16 +450,17 @@ type Claim struct {
 
 // ClaimsPage returns up to limit claims of campaign id with user ids after
 // after (in claim_log's order), and whether more follow. A missing campaign
-// is a rain.ENOTFOUND error.
-func (s *Store) ClaimsPage(ctx context.Context, id int64, after string, limit int) ([]Claim, bool, error) {
+// is a rain.ENOTFOUND error, and so is one outside the caller's scope (a
+// merchant's id; 0: the operator, every campaign): its claims are not read.
+func (s *Store) ClaimsPage(ctx context.Context, id, scope int64, after string, limit int) ([]Claim, bool, error) {
 	rows, _ := s.DB.Query(ctx, `
 		SELECT l.user_id, l.amount, l.claimed_at, c.id IS NOT NULL
 		FROM (SELECT 1) one
-		LEFT JOIN campaign c ON c.id = $1
+		LEFT JOIN campaign c ON c.id = $1 AND ($4::bigint = 0 OR c.merchant_id = $4)
 		LEFT JOIN LATERAL (SELECT user_id, amount, claimed_at FROM claim_log
-		                   WHERE campaign_id = $1 AND user_id > $2 ORDER BY user_id LIMIT $3) l ON true
+		                   WHERE campaign_id = c.id AND user_id > $2 ORDER BY user_id LIMIT $3) l ON true
 		ORDER BY l.user_id`,
-		id, after, limit+1)
+		id, after, limit+1, scope)
 	var (
 		out    []Claim
 		exists bool
@@ -440,10 +487,13 @@ func (s *Store) ClaimsPage(ctx context.Context, id int64, after string, limit in
 }
 
 // ClaimOf returns user's claim in campaign id from claim_log; ok is false
-// when there is none.
-func (s *Store) ClaimOf(ctx context.Context, id int64, user string) (c Claim, ok bool, err error) {
-	err = s.DB.QueryRow(ctx, `SELECT user_id, amount, claimed_at FROM claim_log WHERE campaign_id = $1 AND user_id = $2`,
-		id, user).Scan(&c.User, &c.Amount, &c.ClaimedAt)
+// when there is none, or the campaign is outside the caller's scope (a
+// merchant's id; 0: the operator, every campaign).
+func (s *Store) ClaimOf(ctx context.Context, id, scope int64, user string) (c Claim, ok bool, err error) {
+	err = s.DB.QueryRow(ctx, `SELECT l.user_id, l.amount, l.claimed_at FROM claim_log l
+		JOIN campaign c ON c.id = l.campaign_id AND ($3::bigint = 0 OR c.merchant_id = $3)
+		WHERE l.campaign_id = $1 AND l.user_id = $2`,
+		id, user, scope).Scan(&c.User, &c.Amount, &c.ClaimedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return c, false, nil
 	}

@@ -155,3 +155,32 @@ func infoField(info, name string) string {
 	}
 	return ""
 }
+
+// Replicated reports whether every master c writes to has at least one
+// replica connected: on a cluster every master serving slots lists one
+// (CLUSTER SLOTS), on one Redis INFO replication counts connected_slaves.
+func Replicated(ctx context.Context, c rueidis.Client) (bool, error) {
+	if IsCluster(c) {
+		shards, err := Shards(ctx, c)
+		if err != nil {
+			return false, err
+		}
+		for _, s := range shards {
+			if len(s.Replicas) == 0 {
+				return false, nil
+			}
+		}
+		return len(shards) > 0, nil
+	}
+	info, err := c.Do(ctx, c.B().Info().Section("replication").Build()).ToString()
+	if err != nil {
+		return false, fmt.Errorf("INFO replication: %w", err)
+	}
+	for line := range strings.SplitSeq(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "connected_slaves:"); ok {
+			n, err := strconv.Atoi(v)
+			return err == nil && n > 0, err
+		}
+	}
+	return false, errors.New("INFO replication: no connected_slaves")
+}

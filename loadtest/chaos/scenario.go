@@ -347,7 +347,7 @@ func (r *run) run(ctx context.Context) (err error) {
 	}
 	topic := "chaos_" + r.Stamp + "_" + strings.ReplaceAll(r.sc.Name, "-", "_")
 	procs := &harness.Procs{APIBin: r.APIBin, ConsumerBin: r.ConsumerBin, RedisAddr: r.RedisAddr, PostgresDSN: r.PostgresDSN,
-		Brokers: r.Brokers, Topic: topic, KeyPrefix: r.KeyPrefix, Token: r.Token, WaitReplicas: r.Stack.Redis().Replicas(), Dir: r.dir}
+		Brokers: r.Brokers, Topic: topic, KeyPrefix: r.KeyPrefix, Token: r.Token, Dir: r.dir}
 	r.consumer = procs.Consumer(r.MetricsAddr, r.sc.ConsumerEnv...)
 	r.api = procs.API("api", r.APIAddr, r.sc.APIEnv...)
 	defer func() {

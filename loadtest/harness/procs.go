@@ -2,7 +2,6 @@ package harness
 
 import (
 	"path/filepath"
-	"strconv"
 
 	"github.com/redpacket/rain/internal/dev/stack"
 )
@@ -18,14 +17,18 @@ type Procs struct {
 	Topic               string // KAFKA_TOPIC, and the consumer's KAFKA_GROUP
 	KeyPrefix           string // REDIS_KEY_PREFIX: the run's own namespace
 	Token               string // ADMIN_TOKEN
-	WaitReplicas        int    // REDIS_WAIT_REPLICAS: the replicas per master
+	Ack                 string // REDIS_ACK: master, replica, or "" (the api's default, auto)
 	Dir                 string // the logs: <Dir>/<name>.log
 }
 
 func (p *Procs) common() []string {
-	return ChildEnv("REDIS_ADDR="+p.RedisAddr, "REDIS_WAIT_REPLICAS="+strconv.Itoa(p.WaitReplicas),
+	env := ChildEnv("REDIS_ADDR="+p.RedisAddr,
 		"POSTGRES_DSN="+p.PostgresDSN, "REDIS_KEY_PREFIX="+p.KeyPrefix, "KAFKA_BROKERS="+p.Brokers, "KAFKA_TOPIC="+p.Topic,
 		"SHUTDOWN_TIMEOUT=10s", "BOOT_TIMEOUT=90s")
+	if p.Ack != "" {
+		env = append(env, "REDIS_ACK="+p.Ack)
+	}
+	return env
 }
 
 // API is an api named name listening on addr, ready when /readyz answers

@@ -223,11 +223,8 @@ func (r *seedRun) prepare(ctx context.Context) error {
 	r.topic = "torture_" + r.stamp
 	procs := &harness.Procs{APIBin: r.APIBin, ConsumerBin: r.ConsumerBin, RedisAddr: r.Services.RedisAddr(r.sched.Tier),
 		PostgresDSN: r.Services.DSN(), Brokers: r.Services.Brokers(), Topic: r.topic, KeyPrefix: r.KeyPrefix, Token: r.Token,
-		WaitReplicas: r.stack.Redis().Replicas(), Dir: r.dir}
+		Ack: r.sched.Ack, Dir: r.dir}
 	var extra []string
-	if r.sched.Ack == AckReplica {
-		extra = append(extra, "REDIS_ACK=replica")
-	}
 	r.consumer = procs.Consumer(r.MetricsAddr)
 	var urls []string
 	for i, a := range r.APIAddrs {

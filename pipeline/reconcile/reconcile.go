@@ -71,9 +71,6 @@ type Config struct {
 	// more claims keep arriving than were lost hides from the counts; the
 	// counts find it once the campaign quiets, this scan at the latest.
 	ScanEvery time.Duration
-	// Rebalance is how a sweep finishes a bucketed campaign's half-done
-	// transfers (boot's REDIS_WAIT_REPLICAS); nil: the defaults.
-	Rebalance *lua.RebalanceOptions
 }
 
 // Bind declares the reconciler's variables.
@@ -308,17 +305,23 @@ func (r *Reconciler) campaign(ctx context.Context, id int64, opts Options) (Repo
 	return rep, r.scanAll(ctx, l, m, now, cutoff, opts, &rep)
 }
 
-// layout is the layout of campaign id as Redis holds it (its bucket
-// count); one bucket when Redis does not hold it.
+// layout is the layout of campaign id: as Redis holds it (its bucket
+// count), or when its home is not in Redis as PostgreSQL's row says, so
+// the claims in the buckets of a campaign whose home was lost are still
+// scanned and persisted (the api lays the campaign out again).
 func (r *Reconciler) layout(ctx context.Context, id int64) (*lua.Layout, error) {
 	l, loaded, err := r.keys.LayoutOf(ctx, r.redis, id)
 	if err != nil {
 		return nil, fmt.Errorf("redis: %w", err)
 	}
-	if !loaded {
-		return r.keys.Layout(id, 1)
+	if loaded {
+		return l, nil
 	}
-	return l, nil
+	c, err := r.db.Campaign(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	return r.keys.Layout(id, c.K())
 }
 
 // sweep finishes a bucketed campaign's half-done stock transfers
@@ -328,7 +331,7 @@ func (r *Reconciler) sweep(ctx context.Context, l *lua.Layout) error {
 	if l.K() == 1 {
 		return nil
 	}
-	n, err := lua.SweepBuckets(ctx, r.redis, l, r.cfg.Rebalance)
+	n, err := lua.SweepBuckets(ctx, r.redis, l, nil)
 	reconcileSwept.Add(n)
 	if n > 0 {
 		r.log.Warn("reconciler finished half-done stock transfers", "campaign_id", l.ID, "transfers", n)

@@ -46,7 +46,6 @@ func (c *MainConfig) Bind(s *config.Set) {
 	c.Server.Bind(s)
 	c.Engine.Bind(s)
 	c.Boot.Bind(s)
-	c.Engine.Rebalance = c.Boot.Rebalance()
 	c.Kafka.Bind(s)
 	c.Producer.Bind(s)
 	s.Addr(&c.Pprof, "PPROF_ADDR", "", "serve `net/http/pprof` here (loopback only, e.g. `127.0.0.1:6060`)")
@@ -128,13 +127,18 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	tcancel()
 	go m.Producer.Run()
 
-	m.Engine = engine.New(cfg.Engine, engine.Deps{Redis: m.Redis, Keys: cfg.Boot.Keys(), Store: m.DB,
+	ks, err := cfg.Boot.Keys(boot, m.Redis, m.Log)
+	if err != nil {
+		return err
+	}
+	m.Engine = engine.New(cfg.Engine, engine.Deps{Redis: m.Redis, Keys: ks, Store: m.DB,
 		Ring: m.Producer.Ring(), Log: m.Log})
 	if err := m.Engine.Loader().LoadLive(boot); err != nil {
 		m.Log.Warn("loading live campaigns into redis", "err", err)
 	}
 	m.Engine.Start()
 	m.Server = edge.New(cfg.Server, edge.Deps{Engine: m.Engine, DB: m.DB, Producer: m.Producer, Log: m.Log})
+	m.Server.Start() // the merchant tokens, read now and kept fresh
 	if cfg.Pprof != "" {
 		if err := m.servePprof(cfg.Pprof); err != nil {
 			return err
@@ -185,7 +189,7 @@ func (m *Main) Close(ctx context.Context) error {
 	if m.pprof != nil {
 		_ = m.pprof.Close()
 	}
-	if m.Server != nil && m.ln != nil {
+	if m.Server != nil { // also when it never served: its token refresh stops
 		if err := m.Server.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
 		}

@@ -20,6 +20,7 @@ import (
 	"github.com/redpacket/rain/internal/postgres"
 	"github.com/redpacket/rain/internal/ratelog"
 	"github.com/redpacket/rain/internal/retry"
+	"github.com/redpacket/rain/lua"
 	"github.com/redpacket/rain/pipeline"
 	"github.com/redpacket/rain/pipeline/consumer"
 	"github.com/redpacket/rain/pipeline/reconcile"
@@ -42,7 +43,6 @@ func (c *MainConfig) Bind(s *config.Set) {
 	c.Consumer.Bind(s)
 	s.Addr(&c.MetricsAddr, "METRICS_ADDR", ":9091", "`/metrics` and `/healthz`")
 	c.Reconcile.Bind(s)
-	c.Reconcile.Rebalance = c.Boot.Rebalance()
 	c.Consumer.StopTimeout = c.Boot.ShutdownTimeout
 	c.Reconcile.Chunk = c.Consumer.BatchSize
 }
@@ -138,7 +138,13 @@ func (m *Main) runReconciler(ctx context.Context) {
 		return // ctx ended
 	}
 	defer rdb.Close()
-	reconcile.New(m.Config.Reconcile, m.DB, rdb, m.Config.Boot.Keys(), m.Log).Run(ctx)
+	ks, err := retry.Forever(ctx, ratelog.Logger(m.Log, ratelog.Every), "redis acknowledgement mode (reconciler)", func() (lua.Keyspace, error) {
+		return m.Config.Boot.Keys(ctx, rdb, m.Log)
+	})
+	if err != nil {
+		return // ctx ended
+	}
+	reconcile.New(m.Config.Reconcile, m.DB, rdb, ks, m.Log).Run(ctx)
 }
 
 // Close stops consuming: the batch in flight is written and committed

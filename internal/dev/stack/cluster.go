@@ -25,7 +25,11 @@ import (
 //   - cluster-require-full-coverage no: a master that dies stops its own
 //     slots only, not every campaign, until its replica takes over;
 //   - cluster-node-timeout 2000 ms: a dead master is failed over in a few
-//     seconds, so the fault tests stay short.
+//     seconds, so the fault tests stay short;
+//   - min-replicas-to-write 1 with min-replicas-max-lag 2: a master whose
+//     replica is gone or 2 s behind refuses writes (NOREPLICAS, answered
+//     503), so a master cut off from its replica takes writes for 2 s at
+//     most (production: docs/durability.md).
 //
 // Starting is idempotent: nodes that answer are reused, and a formed
 // cluster is left as it is (a node restarted from its nodes.conf rejoins
@@ -43,6 +47,10 @@ const DefaultClusterAddrs = "127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003,127.0.
 
 // ClusterNodeTimeout is the local cluster's cluster-node-timeout.
 const ClusterNodeTimeout = 2 * time.Second
+
+// MinReplicasMaxLag is the local cluster's min-replicas-max-lag, with
+// min-replicas-to-write 1.
+const MinReplicasMaxLag = 2 * time.Second
 
 // checkRedis checks the Redis mode and its addresses.
 func checkRedis(mode, addr string) error {
@@ -85,7 +93,7 @@ func newRedis(s *Stack, cfg Config) *Redis {
 func (r *Redis) Cluster() bool { return r.cluster }
 
 // Replicas is how many replicas each master has: one in a cluster of six
-// nodes, else none (the api's and consumer's REDIS_WAIT_REPLICAS).
+// nodes, else none.
 func (r *Redis) Replicas() int {
 	if r.cluster && len(splitAddrs(r.addr)) >= 6 {
 		return 1
@@ -113,6 +121,10 @@ func (r *Redis) clusterNodes() []redisNode {
 		out = append(out, redisNode{addr: a, dir: filepath.Join(r.dir, port), args: []string{
 			"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
 			"--cluster-node-timeout", ms, "--cluster-require-full-coverage", "no",
+			// A master cut off from its replica stops taking writes after
+			// MinReplicasMaxLag (scripts fail NOREPLICAS: 503): bounds what
+			// a partition can leave unacknowledged (docs/durability.md).
+			"--min-replicas-to-write", "1", "--min-replicas-max-lag", strconv.Itoa(int(MinReplicasMaxLag.Seconds())),
 		}})
 	}
 	return out
