@@ -79,15 +79,18 @@ chaos: dev
 # Cluster, PostgreSQL and Kafka (ports 6390, 7101-7106, 5440, 9192: never the shared ones),
 # every answer judged against the final state. SEED=n (default 1; random), SEEDS=n (n seeds,
 # tiers alternating; without it SEED on one Redis and on the cluster), SCHEDULE=file replays a
-# schedule (SCHEDULE=kept: every kept one), SHORT=1 the short profile; `go run
+# schedule (SCHEDULE=kept: every kept one), SHORT=1 the short profile, KEPT=1 the kept
+# schedules after the seeds, TORTURE_SHORT=1 CI's run (SHORT=1 KEPT=1); `go run
 # ./loadtest/torture -h` lists the rest.
 SEED ?=
 SEEDS ?=
 SCHEDULE ?=
 SHORT ?=
+KEPT ?=
+TORTURE_SHORT ?=
 torture: dev
 	@bash deploy/local/install.sh services kafka
-	SEED="$(SEED)" SEEDS="$(SEEDS)" SCHEDULE="$(SCHEDULE)" SHORT="$(SHORT)" go run ./loadtest/torture
+	SEED="$(SEED)" SEEDS="$(SEEDS)" SCHEDULE="$(SCHEDULE)" SHORT="$(SHORT)" KEPT="$(KEPT)" TORTURE_SHORT="$(TORTURE_SHORT)" go run ./loadtest/torture
 
 stop: dev
 	@$(DEV) stop

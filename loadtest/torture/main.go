@@ -57,6 +57,7 @@ type Settings struct {
 	Ack        string
 	MasterLoss bool
 	Known      bool
+	Kept       bool
 	Keep       bool
 	KeepUp     bool
 	Services   ServiceConfig
@@ -81,8 +82,9 @@ func settings(lookup func(string) (string, bool)) (*Settings, *config.Set) {
 	s.Bool(&short, "SHORT", false, "the short profile (CI): 16 s of load, 3-4 steps")
 	s.String(&st.Profile, "TORTURE_PROFILE", "default", "short, default (32 s of load, 3-8 steps: about a minute a seed) or long (150 s)")
 	s.String(&st.Tier, "TORTURE_TIER", "both", "both, standalone (one Redis) or cluster (the local Redis Cluster)")
-	s.String(&st.Ack, "TORTURE_ACK", AckMaster, "the api's REDIS_ACK the schedules are drawn for and judged by: master or replica")
-	s.Bool(&st.MasterLoss, "TORTURE_MASTER_LOSS", false, "in ack mode master, draw the faults that lose a master's unreplicated writes too (judged as the durability doc allows)")
+	s.String(&st.Ack, "TORTURE_ACK", AckAuto, "the api's REDIS_ACK the schedules are drawn for and judged by: master, replica (on the cluster; one Redis has no replica, so master there) or auto (master on one Redis; on the cluster replica, then master and replica in turn)")
+	s.Bool(&st.MasterLoss, "TORTURE_MASTER_LOSS", true, "in ack mode master, draw the faults that lose a master's unreplicated writes too (judged as the durability doc allows: warnings near the fault)")
+	s.Bool(&st.Kept, "KEPT", false, "after the seeds, replay every schedule kept under "+keptDir+" (CI)")
 	s.Bool(&st.Known, "TORTURE_KNOWN", false, "with SCHEDULE=kept, replay the kept schedules of known, unfixed bugs too (they do not fail the run)")
 	s.Bool(&st.Keep, "TORTURE_KEEP", false, "keep the campaigns, topics and histories of passing runs")
 	s.Bool(&st.KeepUp, "TORTURE_KEEP_SERVICES", false, "leave the torture's services up at the end (the next run starts faster)")
@@ -92,20 +94,24 @@ func settings(lookup func(string) (string, bool)) (*Settings, *config.Set) {
 	s.String(&st.Services.PGCluster, "TORTURE_PG_CLUSTER", "torture", "the name of the PostgreSQL cluster created on TORTURE_PGPORT when none listens there")
 	s.Int(&st.Services.KafkaPort, "TORTURE_KAFKA_PORT", 9192, 1024, 65534, "the torture's own Kafka broker (its controller on the next port)")
 	s.String(&kafkaMode, "TORTURE_KAFKA_MODE", string(stack.KafkaAuto), "real, embedded or auto (real when it can start)")
+	s.Bool(&st.Services.KafkaRequireReal, "KAFKA_REQUIRE_REAL", false, "1: a real Apache Kafka broker or nothing (CI)")
 	s.List(&st.APIAddrs, "TORTURE_API_ADDRS", "127.0.0.1:18190,127.0.0.1:18191", "the two api replicas a run starts (loopback only)")
 	s.Addr(&st.Metrics, "TORTURE_METRICS_ADDR", "127.0.0.1:19290", "the consumer's METRICS_ADDR (loopback only)")
 	s.String(&st.KeyPrefix, "TORTURE_KEY_PREFIX", "rptorture", "REDIS_KEY_PREFIX of the runs: the torture's own namespace")
-	if short {
+	var ci bool
+	s.Bool(&ci, "TORTURE_SHORT", false, "CI's run: SHORT=1 KEPT=1 (SEED on one Redis and on the cluster, the short profile, then every kept schedule)")
+	if short || ci {
 		st.Profile = "short"
 	}
+	st.Kept = st.Kept || ci
 	if _, ok := Profiles[st.Profile]; !ok {
 		s.Errorf("TORTURE_PROFILE", "%q: want short, default or long", st.Profile)
 	}
 	if !slices.Contains([]string{"both", TierStandalone, TierCluster}, st.Tier) {
 		s.Errorf("TORTURE_TIER", "%q: want both, standalone or cluster", st.Tier)
 	}
-	if st.Ack != AckMaster && st.Ack != AckReplica {
-		s.Errorf("TORTURE_ACK", "%q: want master or replica", st.Ack)
+	if st.Ack != AckMaster && st.Ack != AckReplica && st.Ack != AckAuto {
+		s.Errorf("TORTURE_ACK", "%q: want master, replica or auto", st.Ack)
 	}
 	if _, err := parseSeed(st.Seed); err != nil {
 		s.Errorf("SEED", "%v", err)
@@ -159,25 +165,44 @@ func plan(st *Settings, root string) ([]*Schedule, error) {
 		tiers = []string{st.Tier}
 	}
 	var out []*Schedule
-	draw := func(seed uint64, tier string) error {
-		s, err := Generate(seed, Options{Tier: tier, Ack: st.Ack, Profile: st.Profile, MasterLoss: st.MasterLoss})
-		out = append(out, s)
-		return err
-	}
-	if st.Seeds == 0 {
-		for _, t := range tiers {
-			if err := draw(first, t); err != nil {
-				return nil, err
-			}
+	clusterRuns := 0
+	n := max(st.Seeds, len(tiers))
+	for i := range n {
+		seed := first + uint64(i)
+		if st.Seeds == 0 {
+			seed = first // SEED on each tier
 		}
-		return out, nil
-	}
-	for i := range st.Seeds {
-		if err := draw(first+uint64(i), tiers[i%len(tiers)]); err != nil {
+		tier := tiers[i%len(tiers)]
+		ack := ackFor(st.Ack, tier, clusterRuns)
+		if tier == TierCluster {
+			clusterRuns++
+		}
+		s, err := Generate(seed, Options{Tier: tier, Ack: ack, Profile: st.Profile, MasterLoss: st.MasterLoss})
+		if err != nil {
 			return nil, err
 		}
+		out = append(out, s)
+	}
+	if st.Kept {
+		ks, err := kept(filepath.Join(root, keptDir), st.Known)
+		return append(out, ks...), err
 	}
 	return out, nil
+}
+
+// ackFor is the ack mode of a run on tier, the n-th on the cluster: one
+// Redis has no replica to wait for (master); on the cluster auto starts
+// with replica (what the api's own auto picks there) and then takes turns.
+func ackFor(ack, tier string, n int) string {
+	switch {
+	case tier == TierStandalone:
+		return AckMaster
+	case ack == AckAuto && n%2 == 1:
+		return AckMaster
+	case ack == AckAuto:
+		return AckReplica
+	}
+	return ack
 }
 
 // kept reads the kept schedules: those of known, unfixed bugs only when

@@ -27,6 +27,9 @@ const (
 const (
 	AckMaster  = "master"  // once the master ran the claim (a failover may lose it)
 	AckReplica = "replica" // once a replica holds it too
+	// AckAuto is a setting, not a schedule's mode: master on one Redis,
+	// replica and master in turn on the cluster (main.go, ackFor).
+	AckAuto = "auto"
 )
 
 // ScheduleVersion is the version of the JSON format.

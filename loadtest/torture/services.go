@@ -32,6 +32,8 @@ type ServiceConfig struct {
 	PGCluster   string          // the Debian cluster created there when none listens: torture
 	KafkaPort   int             // 9192 (its controller 9193)
 	KafkaMode   stack.KafkaMode // real, embedded or auto
+	// KafkaRequireReal: a real broker or nothing (as make test in CI).
+	KafkaRequireReal bool
 }
 
 // clusterAddrs are the cluster's six nodes: masters first, as formed.
@@ -71,7 +73,7 @@ func NewServices(cfg ServiceConfig, root string, logf func(string, ...any)) (*Se
 	}
 	base := stack.Config{Root: root, State: filepath.Join(root, ".local", "torture"), Cache: filepath.Join(root, ".cache"),
 		PostgresPort: cfg.PGPort, PostgresCluster: cfg.PGCluster, KafkaAddr: "127.0.0.1:" + strconv.Itoa(cfg.KafkaPort),
-		KafkaMode: cfg.KafkaMode, Logf: logf}
+		KafkaMode: cfg.KafkaMode, KafkaRequireReal: cfg.KafkaRequireReal, Logf: logf}
 	one, cl := base, base
 	one.RedisAddr, one.RedisMode = cfg.RedisAddr, stack.RedisStandalone
 	cl.RedisAddr, cl.RedisMode = cfg.clusterAddrs(), stack.RedisCluster
