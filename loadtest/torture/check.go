@@ -339,13 +339,16 @@ func have(a int64, ok bool) string {
 	return fmt.Sprint(a)
 }
 
-// claimed503: a 503 promises nothing was claimed. A user who holds a
-// packet though every open was answered and none 200 had one claimed by a
-// 503 — designed only when the Redis node went away with the reply in
-// flight (a kill or a stop), which is tolerated.
+// claimed503: in ack mode master a 503 promises nothing was claimed. A
+// user who holds a packet though every open was answered and none 200 had
+// one claimed by a 503 — designed only when the Redis node went away with
+// the reply in flight (a kill or a stop), which is tolerated. In ack mode
+// replica it is designed: a claim whose replica wait ran past
+// REDIS_ACK_TIMEOUT is answered 503 and stands (a retry gets 409 with its
+// amount, which ok-kept checks).
 func (j *judge) claimed503(st *harness.CampaignState, h []*harness.Record) {
 	a, holds := st.ClaimAmount(h[0].User)
-	if !holds || harness.HasNoAnswer(h) || slices.ContainsFunc(h, func(r *harness.Record) bool { return r.Status == 200 }) {
+	if j.h.Ack == AckReplica || !holds || harness.HasNoAnswer(h) || slices.ContainsFunc(h, func(r *harness.Record) bool { return r.Status == 200 }) {
 		return
 	}
 	for _, r := range h {

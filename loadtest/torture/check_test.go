@@ -259,6 +259,17 @@ func TestCheckClaimed503InRedisFault(t *testing.T) {
 	}
 }
 
+// In ack mode replica a 503 may have claimed: the replica wait ran past
+// its timeout, and the claim stands (a retry gets 409 with its amount).
+func TestCheckClaimed503AckReplica(t *testing.T) {
+	w := clean()
+	w.h.Ack = AckReplica
+	w.h.Records[6] = rec(1, "u4", harness.KindRetry, 2, 3700, 409, "ALREADY_OPENED", 20)
+	if v := w.verdicts(t)[InvAnswers]; !v.OK {
+		t.Errorf("ack replica, a 503 that claimed: %s %v", harness.Cell(v), v.Examples)
+	}
+}
+
 // A sold-out campaign restocked: the 410s before the restock are true,
 // and the probe is served from the new stock.
 func TestCheckRestockedAfterSoldOut(t *testing.T) {
