@@ -187,3 +187,17 @@ func TestParseTarget(t *testing.T) {
 		}
 	}
 }
+
+// Every kept schedule reads and validates (make torture KEPT=1 replays
+// them; a schedule that no longer loads would be skipped by no one).
+func TestKeptSchedulesLoad(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("schedules", "*.json"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no kept schedule under schedules/: %v", err)
+	}
+	for _, f := range files {
+		if _, err := LoadSchedule(f); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+}
