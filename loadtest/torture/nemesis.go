@@ -283,10 +283,17 @@ func (n *nemesis) outage(ctx context.Context, st Step, w *Window) error {
 	w.FromMs = n.now()
 	n.hold(ctx, st)
 	if err := restore(context.WithoutCancel(ctx)); err != nil {
-		n.r.alive(func(l *harness.Liveness) {
-			l.ServiceErr = append(l.ServiceErr, fmt.Sprintf("%s not started again: %v", name, err))
-		})
-		return err
+		// A broker killed right after a slow start may take longer than
+		// one start's wait (its controller waits out the old session,
+		// and replays the metadata of every earlier restart): one more
+		// try before the run counts it as not brought back.
+		n.r.event("step %d: %s not back yet (%v); starting it again", w.Step, name, err)
+		if err2 := svc.Start(context.WithoutCancel(ctx)); err2 != nil {
+			n.r.alive(func(l *harness.Liveness) {
+				l.ServiceErr = append(l.ServiceErr, fmt.Sprintf("%s not started again: %v; then %v", name, err, err2))
+			})
+			return err2
+		}
 	}
 	w.ToMs = n.now()
 	n.r.alive(func(l *harness.Liveness) { l.Outages++ })

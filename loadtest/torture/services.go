@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -62,6 +63,7 @@ func (c ServiceConfig) check() error {
 // same PostgreSQL and Kafka.
 type Services struct {
 	cfg        ServiceConfig
+	state      string // .local/torture
 	standalone *stack.Stack
 	cluster    *stack.Stack
 }
@@ -77,7 +79,7 @@ func NewServices(cfg ServiceConfig, root string, logf func(string, ...any)) (*Se
 	one, cl := base, base
 	one.RedisAddr, one.RedisMode = cfg.RedisAddr, stack.RedisStandalone
 	cl.RedisAddr, cl.RedisMode = cfg.clusterAddrs(), stack.RedisCluster
-	s := &Services{cfg: cfg}
+	s := &Services{cfg: cfg, state: base.State}
 	var err error
 	if s.standalone, err = stack.New(one); err != nil {
 		return nil, err
@@ -109,6 +111,14 @@ func (s *Services) Brokers() string { return s.standalone.Kafka().Addr() }
 // Kafka are the torture's own (started by it: it can bring them back as
 // they were).
 func (s *Services) Up(ctx context.Context, tiers []string) error {
+	if stack.TCPReady(s.Brokers())(ctx) != nil {
+		// A fresh KRaft storage for each invocation: a broker started
+		// again and again replays every earlier registration at each
+		// start, and a kafka-down step's restart grows past its wait.
+		if err := os.RemoveAll(filepath.Join(s.state, "kafka", "data")); err != nil {
+			return err
+		}
+	}
 	if err := s.standalone.Up(ctx); err != nil {
 		return err
 	}
