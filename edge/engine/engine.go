@@ -126,7 +126,7 @@ func New(cfg Config, d Deps) *Engine {
 	e.hot.soldOutBudget = int64(cfg.SoldOutMemory)
 	e.hot.redis, e.hot.keys, e.hot.log, e.hot.lost = d.Redis, d.Keys, log, e.repairAsync
 	e.stock.e = e
-	e.batch = batcher{redis: d.Redis, max: cfg.ClaimBatchMax}
+	e.batch = batcher{redis: d.Redis, log: log, max: cfg.ClaimBatchMax}
 	if !cfg.ClaimBatch {
 		e.batch.max = 1
 	}
