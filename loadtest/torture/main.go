@@ -9,6 +9,7 @@
 //
 //	torture            the runs the settings name (`torture -h` lists them)
 //	torture draw       print the schedule SEED draws, and run nothing
+//	torture stop       stop the torture's services (left up by TORTURE_KEEP_SERVICES=1)
 package main
 
 import (
@@ -34,8 +35,11 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "stop" {
+		os.Exit(stopServices())
+	}
 	if len(os.Args) > 1 && os.Args[1] != "draw" {
-		fmt.Fprintf(os.Stderr, "usage: torture [draw]; its settings:\n\n")
+		fmt.Fprintf(os.Stderr, "usage: torture [draw|stop]; its settings:\n\n")
 		_, set := settings(func(string) (string, bool) { return "", false })
 		set.Usage(os.Stderr)
 		os.Exit(2)
@@ -225,6 +229,29 @@ func kept(dir string, known bool) ([]*Schedule, error) {
 		}
 	}
 	return out, nil
+}
+
+// stopServices stops the torture's services and returns the exit status.
+func stopServices() int {
+	st, set := settings(os.LookupEnv)
+	root, err := stack.FindRoot()
+	if err == nil {
+		err = set.Err()
+	}
+	var svcs *Services
+	if err == nil {
+		svcs, err = NewServices(st.Services, root, logf)
+	}
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		err = svcs.Stop(ctx)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "torture stop: %v\n", err)
+		return 1
+	}
+	return 0
 }
 
 // torture runs the planned schedules and returns the exit status.
