@@ -105,7 +105,7 @@ func (n *nemesis) demoted(ctx context.Context, addr string) bool {
 		return false
 	}
 	_ = stack.Poll(ctx, 30*time.Second, func(ctx context.Context) error { return n.r.stack.Redis().Check(ctx) })
-	shards, err := rediscluster.Shards(ctx, n.r.stores.Redis)
+	shards, err := clusterShards(ctx, n.r.stores.Redis)
 	return err == nil && !slices.ContainsFunc(shards, func(s rediscluster.Shard) bool { return s.Addr == addr })
 }
 
@@ -191,7 +191,7 @@ func (n *nemesis) migrate(ctx context.Context, st Step, w *Window) error {
 	}
 	claims := lay.Buckets[b].Claims()
 	slot := rediscluster.Slot(claims)
-	shards, err := rediscluster.Shards(ctx, n.r.stores.Redis)
+	shards, err := clusterShards(ctx, n.r.stores.Redis)
 	if err != nil {
 		return err
 	}

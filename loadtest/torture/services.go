@@ -183,7 +183,7 @@ func (s *Services) shardOf(addr string) int {
 
 // Roles are the master and the replica of shard i now.
 func (s *Services) Roles(ctx context.Context, c rueidis.Client, i int) (master, replica string, err error) {
-	shards, err := rediscluster.Shards(ctx, c)
+	shards, err := clusterShards(ctx, c)
 	if err != nil {
 		return "", "", err
 	}
@@ -194,6 +194,24 @@ func (s *Services) Roles(ctx context.Context, c rueidis.Client, i int) (master, 
 		}
 	}
 	return "", "", fmt.Errorf("shard %d (%v): no master serves slots", i, p)
+}
+
+// clusterShards is rediscluster.Shards, asked again a few times: CLUSTER
+// SLOTS goes to any node, and one a step just killed refuses it (seed 124:
+// a repl-cut not applied).
+func clusterShards(ctx context.Context, c rueidis.Client) ([]rediscluster.Shard, error) {
+	var err error
+	for range 10 {
+		var shards []rediscluster.Shard
+		if shards, err = rediscluster.Shards(ctx, c); err == nil || ctx.Err() != nil {
+			return shards, err
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return nil, err
 }
 
 // homeSlots are the first and last slot of shard i's third, as the
@@ -216,7 +234,7 @@ func shardOfSlot(slot uint16) int {
 // away, so that shard I serves the I-th third of the slots again and a
 // replayed schedule hits what it hit when it was recorded.
 func (s *Services) Normalize(ctx context.Context, c rueidis.Client) (int, error) {
-	shards, err := rediscluster.Shards(ctx, c)
+	shards, err := clusterShards(ctx, c)
 	if err != nil {
 		return 0, err
 	}
