@@ -20,7 +20,7 @@ PKGS ?= ./...
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 DEV := bin/dev
 
-.PHONY: help dev services build run test lint bench chaos torture stop fmt clean
+.PHONY: help dev services build run test lint bench chaos torture stop fmt clean screenshots
 
 help:
 	@echo "make services  start Redis (AOF), PostgreSQL and Kafka (KAFKA_MODE=$(KAFKA_MODE)) on 127.0.0.1 where not up"
@@ -31,6 +31,7 @@ help:
 	@echo "make lint      go vet and staticcheck        make fmt    go fmt ./..."
 	@echo "make bench     the benchmark                 make chaos  the fault-injection suite"
 	@echo "make torture   faults in random order: SEED=n, SEEDS=n, SCHEDULE=file|kept, SHORT=1 (loadtest/torture)"
+	@echo "make screenshots   the console's screenshots in docs/, taken by its browser test"
 	@echo "go test -short ./...   the pure tests only: no service needed"
 	@echo "REDIS_MODE=cluster make services|run|test|chaos   the same on a local Redis Cluster (127.0.0.1:7001-7006)"
 
@@ -91,6 +92,14 @@ TORTURE_SHORT ?=
 torture: dev
 	@bash deploy/local/install.sh services kafka
 	SEED="$(SEED)" SEEDS="$(SEEDS)" SCHEDULE="$(SCHEDULE)" SHORT="$(SHORT)" KEPT="$(KEPT)" TORTURE_SHORT="$(TORTURE_SHORT)" go run ./loadtest/torture
+
+# The console's screenshots (docs/console-desktop.png, docs/console-phone.png), taken by its
+# browser test in headless Chromium at desktop and phone width.
+screenshots: dev
+	@bash deploy/local/install.sh services checks
+	@$(DEV) services -kafka $(KAFKA_MODE)
+	@vars=$$($(DEV) env); eval "$$vars"; \
+	CONSOLE_SCREENSHOTS=$(CURDIR)/docs go test -count=1 -run 'TestConsoleBrowser$$' ./edge/
 
 stop: dev
 	@$(DEV) stop

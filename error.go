@@ -13,9 +13,11 @@ const (
 	EMETHOD       = "BAD_METHOD"      // a route without this method (shown as INVALID_REQUEST, 405)
 	ETIMEOUT      = "TIMEOUT"         // a request not sent within the read timeout (shown as INVALID_REQUEST, 408)
 	EHEADERS      = "HEADERS_TOO_BIG" // request headers over the server's buffer (shown as INVALID_REQUEST, 431)
+	EURI          = "URI_TOO_LONG"    // a request line over the server's buffer (shown as INVALID_REQUEST, 414)
 	EUNAUTHORIZED = "UNAUTHORIZED"    // missing or wrong merchant token
 	EFORBIDDEN    = "FORBIDDEN"       // a valid token whose role may not do this (a read-only token, a merchant on an operator route)
-	ECONFLICT     = "CONFLICT"        // the name is taken (a merchant)
+	ECONFLICT     = "CONFLICT"        // the request is well formed but the state refuses it: a merchant name taken; stock of an amount the campaign lacks, over the limit, or a key reused
+	EENDED        = "ENDED"           // the campaign has ended (stock added after its end; shown with 409; an open's ENDED is an outcome, 400)
 	ENOTFOUND     = "NOT_FOUND"       // no such campaign or route
 	EBUSY         = "BUSY"            // a dependency is down or the pipeline is full; retry later
 	ERATELIMITED  = "RATE_LIMITED"    // a per-user or per-IP limit was exceeded; retry later

@@ -37,7 +37,8 @@ var (
 	errUnknownPath = rain.Errorf(rain.ENOTFOUND, "no such route")
 	errMethod      = rain.Errorf(rain.EMETHOD, "method not allowed")
 	errTimeout     = rain.Errorf(rain.ETIMEOUT, "request timeout")
-	errHeaders     = rain.Errorf(rain.EHEADERS, "request headers too large")
+	errHeaders     = rain.Errorf(rain.EHEADERS, "request headers too large (the request line and headers must fit in 4 KiB)")
+	errURI         = rain.Errorf(rain.EURI, "request line too long (it must fit in 4 KiB with the headers)")
 )
 
 // parseOpenBody returns the user id of an open body. Strict

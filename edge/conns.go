@@ -33,6 +33,9 @@ const (
 	smallBody = 4 << 10 // every route but create (rain.MaxOpenBody for opens)
 	// maxReadBody is the server-wide limit behind the per-route ones.
 	maxReadBody = rain.MaxCreateBody
+	// readBuffer is a connection's read buffer (fasthttp's default): the
+	// request line and the headers must fit in it (else 414 or 431).
+	readBuffer = 4 << 10
 )
 
 var pathCampaign = []byte("/campaign")
@@ -74,6 +77,7 @@ var bodyExpect = []byte(`{"status":"INVALID_REQUEST","error":"Expect: 100-contin
 // connection: the server does not promise to read a body it has not seen
 // (clients such as curl then send it without the expectation).
 func expectRefused(ctx *fasthttp.RequestCtx) int {
+	lingerOnClose(ctx)
 	writeJSON(ctx, fasthttp.StatusExpectationFailed, bodyExpect)
 	return fasthttp.StatusExpectationFailed
 }
@@ -149,15 +153,64 @@ func (l *connLimit) refuse(c net.Conn) {
 	}()
 }
 
+// limitedConn is a connection of the capped listener. It also keeps what
+// a refusal before the handler needs: how far back the last line feed
+// read is (sinceLF: a request line that does not fit the read buffer is
+// 414, other headers that do not are 431), and whether the server answered
+// while the client may still be sending (linger).
 type limitedConn struct {
 	net.Conn
-	l    *connLimit
-	once sync.Once
+	l       *connLimit
+	once    sync.Once
+	sinceLF int         // bytes read since the last '\n'; the serving goroutine's only
+	linger  atomic.Bool // read and discard what the client sends before closing
 }
 
+func (c *limitedConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if i := bytes.LastIndexByte(p[:n], '\n'); i >= 0 {
+		c.sinceLF = n - 1 - i
+	} else {
+		c.sinceLF += n
+	}
+	return n, err
+}
+
+// Bounds of a lingering close: what the server reads and throws away of a
+// request it refused before closing, at most, and for how long.
+const (
+	lingerBytes = 256 << 10
+	lingerTime  = 2 * time.Second
+)
+
+// Close closes the connection. After an answer the server gave before
+// reading the whole request (a body over its limit, headers over the read
+// buffer, Expect refused), it first stops writing and reads and discards
+// what the client still sends, up to lingerBytes for up to lingerTime:
+// closing a socket with unread data resets the connection, and a client
+// that writes its whole request before reading (most do) gets a broken
+// pipe or a reset instead of the answer (TestRefusalReadableByClient). The
+// connection counts against MAX_CONNS until it is closed.
 func (c *limitedConn) Close() error {
+	if c.linger.CompareAndSwap(true, false) {
+		if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
+			_ = c.Conn.SetReadDeadline(time.Now().Add(lingerTime))
+			_, _ = io.Copy(io.Discard, io.LimitReader(c.Conn, lingerBytes))
+		}
+	}
 	c.once.Do(func() { c.l.open.Add(-1) })
 	return c.Conn.Close()
+}
+
+// lingerOnClose makes the request's connection close lingering (see
+// limitedConn.Close); it reports the connection, nil when it is not one of
+// the capped listener's.
+func lingerOnClose(ctx *fasthttp.RequestCtx) *limitedConn {
+	c, ok := ctx.Conn().(*limitedConn)
+	if ok {
+		c.linger.Store(true)
+	}
+	return c
 }
 
 var (

@@ -46,11 +46,13 @@ func errorStatus(code string) (int, string) {
 		return fasthttp.StatusRequestTimeout, rain.EINVALID
 	case rain.EHEADERS:
 		return fasthttp.StatusRequestHeaderFieldsTooLarge, rain.EINVALID
+	case rain.EURI:
+		return fasthttp.StatusRequestURITooLong, rain.EINVALID
 	case rain.EUNAUTHORIZED:
 		return fasthttp.StatusUnauthorized, code
 	case rain.EFORBIDDEN:
 		return fasthttp.StatusForbidden, code
-	case rain.ECONFLICT:
+	case rain.ECONFLICT, rain.EENDED:
 		return fasthttp.StatusConflict, code
 	case rain.ENOTFOUND:
 		return fasthttp.StatusNotFound, code

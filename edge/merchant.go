@@ -184,7 +184,7 @@ func (s *Server) listCampaigns(ctx *fasthttp.RequestCtx) {
 	owner, ok := q["merchant"]
 	switch {
 	case ok && !p.operator():
-		writeError(ctx, rain.Errorf(rain.EINVALID, "merchant is an operator's filter; a merchant token lists its own campaigns"))
+		writeError(ctx, rain.Errorf(rain.EFORBIDDEN, "merchant is an operator's filter; a merchant token lists its own campaigns"))
 		return
 	case ok && !validMerchantName(owner):
 		writeError(ctx, errMerchantName)

@@ -340,9 +340,9 @@ func TestEndCampaign(t *testing.T) {
 	if status, m := h.open(up, "u"); status != 400 || m["status"] != "ENDED" {
 		t.Errorf("open of the ended upcoming campaign: %d %v", status, m)
 	}
-	// An ended campaign takes no stock.
+	// An ended campaign takes no stock: 409 ENDED, what its state refuses.
 	status, _, body = h.req("POST", fmt.Sprintf("/campaign/%d/stock", id), bearerOf(testToken), `{"amount":5,"count":1}`)
-	if status != 400 {
+	if status != 409 || jsonOf(t, body)["status"] != "ENDED" {
 		t.Errorf("stock to an ended campaign: %d %s", status, body)
 	}
 }
@@ -401,8 +401,8 @@ func TestAddStock(t *testing.T) {
 		key, body string
 		status    int
 	}{
-		{"", `{"amount":7,"count":1}`, 400},         // not an amount of the inventory
-		{"", `{"amount":5,"count":100000000}`, 400}, // over the limit with the one there
+		{"", `{"amount":7,"count":1}`, 409},         // not an amount of the inventory: CONFLICT, the state refuses it
+		{"", `{"amount":5,"count":100000000}`, 409}, // over the limit with the one there
 		{"", `{"amount":5,"count":0}`, 400},
 		{"", `{"amount":5}`, 400},
 		{"", `{"amount":5,"count":1,"why":"x"}`, 400},
@@ -428,7 +428,7 @@ func TestAddStock(t *testing.T) {
 	if status != 200 || fmt.Sprint(m2) != fmt.Sprint(m) || header.Get(headerReplayed) != "true" {
 		t.Fatalf("retry: %d %v %v, first %v", status, m2, header, m)
 	}
-	if status, _, m := stock(b, "k-1", `{"amount":20,"count":2}`); status != 400 {
+	if status, _, m := stock(b, "k-1", `{"amount":20,"count":2}`); status != 409 || m["status"] != "CONFLICT" {
 		t.Fatalf("the key with another request: %d %v", status, m)
 	}
 	if got := readCampaign(t, db, id).totals; got != "5:3,20:1" {
@@ -718,7 +718,8 @@ func TestClaimsCSVMillion(t *testing.T) {
 		return ms.HeapAlloc
 	}
 	base := liveHeap()
-	client := &fasthttp.Client{Dial: h.client.Dial, StreamResponseBody: true, ReadTimeout: time.Minute}
+	// ReadTimeout bounds the whole streamed body: a ceiling for a busy machine under -race.
+	client := &fasthttp.Client{Dial: h.client.Dial, StreamResponseBody: true, ReadTimeout: 5 * time.Minute}
 	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)

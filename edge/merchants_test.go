@@ -207,7 +207,7 @@ var campaignRoutes = []struct {
 	{"POST", "/campaign/%d/end", "{}", nil},
 	{"POST", "/campaign/%d/stock", `{"amount":5,"count":1}`, nil},
 	{"POST", "/campaign/%d/stock", `{"amount":5,"count":1}`, map[string]string{headerIdemKey: "k-1"}},
-	{"POST", "/campaign/%d/stock", `{"amount":7,"count":1}`, nil}, // an amount the campaign lacks: its owner gets 400
+	{"POST", "/campaign/%d/stock", `{"amount":7,"count":1}`, nil}, // an amount the campaign lacks: its owner gets 409
 	{"GET", "/campaign/%d/claims", "", nil},
 	{"GET", "/campaign/%d/claims?limit=1", "", nil},
 	{"GET", "/campaign/%d/claims?after=a", "", nil},
@@ -281,8 +281,8 @@ func TestMerchantsApart(t *testing.T) {
 		t.Errorf("A's list: %d %v", status, ids)
 	}
 	for _, q := range []string{"&merchant=" + aName, "&merchant=" + bName, "&merchant=Bad"} {
-		if status, _ := listed(bTok, q); status != 400 {
-			t.Errorf("B's list %s: %d, want 400 (the filter is the operator's)", q, status)
+		if status, _ := listed(bTok, q); status != 403 {
+			t.Errorf("B's list %s: %d, want 403 (the filter is the operator's)", q, status)
 		}
 	}
 	if status, ids := listed(testToken, "&merchant="+aName); status != 200 || fmt.Sprint(ids) != fmt.Sprint([]int64{id}) {

@@ -157,6 +157,16 @@ func TestOpenAPIDocument(t *testing.T) {
 		{method: "POST", uri: "/campaign/1/stock", reqBody: []byte(`{"amount":0,"count":1}`), status: 200,
 			respBody: []byte(`{"campaign_id":1,"amount":0,"count":1,"total":1,"applied":true,"at":"2025-01-01T00:00:00Z"}`)},
 		{method: "GET", uri: "/no-such-route", status: 404, respBody: []byte(`{"status":"NOPE","error":"x"}`)},
+		// What the server refuses, the document refuses (issue 21): an
+		// inventory key of "", an id past int64, a user id with U+FEFF.
+		{method: "POST", uri: "/campaign", reqBody: []byte(`{"name":"x","start_time":"2025-01-01T00:00:00Z","end_time":"2025-01-02T00:00:00Z","inventory":{"":1}}`),
+			status: 201, respBody: []byte(`{"id":1}`)},
+		{method: "POST", uri: "/campaign", reqBody: []byte(`{"name":"x","start_time":"2025-01-01t00:00:00z","end_time":"2025-01-02T00:00:00Z","inventory":{"5":1}}`),
+			status: 201, respBody: []byte(`{"id":1}`)},
+		{method: "POST", uri: "/campaign/99999999999999999999/open", reqBody: []byte(`{"user_id":"a"}`), status: 200, respBody: []byte(`{"status":"OK","amount":5}`)},
+		{method: "POST", uri: "/campaign/1/open", reqBody: []byte("{\"user_id\":\"a\ufeffb\"}"), status: 200, respBody: []byte(`{"status":"OK","amount":5}`)},
+		{method: "POST", uri: "/campaign/1/stock", reqBody: []byte(`{"amount":5,"count":1}`), status: 400,
+			respBody: []byte(`{"status":"ENDED","error":"x"}`)},
 	} {
 		x.reqHeader, x.respHeader = http.Header{}, http.Header{"Content-Type": {"application/json"}}
 		if x.reqBody != nil {
@@ -179,7 +189,7 @@ func TestOpenAPIServed(t *testing.T) {
 		t.Fatalf("GET /openapi.json: %d %q", ctx.Response.StatusCode(), ctx.Response.Header.ContentType())
 	}
 	var doc map[string]any
-	if err := json.NewDecoder(io.LimitReader(bytes.NewReader(ctx.Response.Body()), 1<<20)).Decode(&doc); err != nil || doc["openapi"] != "3.0.3" {
+	if err := json.NewDecoder(io.LimitReader(bytes.NewReader(ctx.Response.Body()), 1<<20)).Decode(&doc); err != nil || doc["openapi"] != "3.1.0" {
 		t.Fatalf("served document: %v %v", doc["openapi"], err)
 	}
 }

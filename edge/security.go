@@ -76,7 +76,7 @@ func (c *SecurityConfig) Bind(s *config.Set) {
 	s.Int(&c.MaxConns, "MAX_CONNS", 16_384, 1, 1<<20,
 		"open connections (about 20 KiB each when busy); past it a new connection gets a JSON 503 and is closed")
 	s.Duration(&c.CampaignKeyTTL, "CAMPAIGN_KEY_TTL", 7*24*time.Hour, 0, 10*365*24*time.Hour,
-		"how long after a campaign's end its Redis keys expire (opens of it are then answered ENDED from its row); keep it above RECONCILE_LOOKBACK (`0` = never)")
+		"how long after a campaign's end (its creation, for one created already ended) its Redis keys expire (opens of it are then answered ENDED from its row); keep it above RECONCILE_LOOKBACK (`0` = never)")
 }
 
 // parsePrefix reads a CIDR, or an IP as the prefix of that one address.

@@ -76,6 +76,7 @@ type Server struct {
 	srv       *fasthttp.Server
 	names     tokenNames // the operator's tokens' names (auth.go)
 	merchants tokenCache // the merchants' tokens, from PostgreSQL (tokens.go)
+	live      liveHub    // the live views' pollers (live.go)
 }
 
 // Deps are what the server works with.
@@ -95,6 +96,7 @@ func New(cfg Config, d Deps) *Server {
 	s := &Server{cfg: cfg, eng: d.Engine, store: d.DB, producer: d.Producer, log: log}
 	s.tokens = tokenDigests(cfg.AdminTokens)
 	s.merchants.init(cfg.Tokens, d.DB, log)
+	s.live.init()
 	s.srv = &fasthttp.Server{
 		Handler:            s.Handler(),
 		Name:               "rain",
@@ -102,6 +104,7 @@ func New(cfg Config, d Deps) *Server {
 		WriteTimeout:       cfg.WriteTimeout,
 		IdleTimeout:        cfg.IdleTimeout,
 		MaxRequestBodySize: maxReadBody,
+		ReadBufferSize:     readBuffer,
 		CloseOnShutdown:    true,
 		ErrorHandler:       requestError,
 	}
@@ -128,6 +131,10 @@ func (s *Server) Handler() fasthttp.RequestHandler {
 	r.POST("/campaign/{id}/stock", instrument("POST", "/campaign/{id}/stock", s.merchantWrite(s.addStock)))
 	r.GET("/campaign/{id}/claims", instrument("GET", "/campaign/{id}/claims", s.merchant(s.listClaims)))
 	r.GET("/campaign/{id}/claims/{user_id}", instrument("GET", "/campaign/{id}/claims/{user_id}", s.merchant(s.userClaim)))
+	r.GET("/campaign/{id}/live", instrument("GET", "/campaign/{id}/live", s.merchant(s.liveCampaign)))
+	// The merchant console (console.go).
+	r.GET("/console", instrument("GET", "/console", serveConsole))
+	r.GET("/console/assets/{version}/{file}", instrument("GET", "/console/assets", serveConsoleAsset))
 	// The operator's (operator.go).
 	r.POST("/merchants", instrument("POST", "/merchants", s.operator(s.createMerchant)))
 	r.GET("/merchants", instrument("GET", "/merchants", s.operator(s.listMerchants)))
@@ -164,7 +171,8 @@ func (s *Server) Handler() fasthttp.RequestHandler {
 }
 
 // requestError answers requests fasthttp could not read: a body over the
-// server's limit is 413 with the API's error body. A connection that sent
+// route's limit is 413, a request line over the read buffer 414, other
+// headers over it 431, with the API's error body. A connection that sent
 // nothing within ReadTimeout gets 408 and is closed: a 400 there would be
 // an unsolicited response on an idle keep-alive connection, which a client
 // could take for the answer to the request it sends next.
@@ -175,8 +183,17 @@ func requestError(ctx *fasthttp.RequestCtx, err error) {
 		writeError(ctx, errTimeout)
 		return
 	}
+	// The client may still be sending: what it sends is read and
+	// discarded before the close, so it can read this answer (conns.go).
+	c := lingerOnClose(ctx)
 	var small *fasthttp.ErrSmallBuffer
 	if errors.As(err, &small) {
+		// The read buffer is full and holds the start of the request: with
+		// no line feed in it, the request line alone is over the limit.
+		if c != nil && c.sinceLF >= readBuffer {
+			writeError(ctx, errURI)
+			return
+		}
 		writeError(ctx, errHeaders)
 		return
 	}
@@ -214,6 +231,9 @@ func (s *Server) metrics(ctx *fasthttp.RequestCtx) {
 	s.eng.WriteMetrics(ctx)
 	metrics.WriteGaugeUint64(ctx, "rain_merchant_tokens", uint64(s.merchants.size()))
 	metrics.WriteGaugeFloat64(ctx, "rain_merchant_tokens_age_seconds", s.merchants.ageSeconds())
+	if s.live.gauge != nil {
+		s.live.gauge.WritePrometheus(ctx)
+	}
 }
 
 // Start reads the merchant tokens (waiting up to RequestTimeout) and keeps
@@ -228,6 +248,7 @@ func (s *Server) Serve(ln net.Listener) error {
 
 // Shutdown stops accepting requests and waits for those in flight.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.live.shutdown() // live streams end, so their connections can close
 	err := s.srv.ShutdownWithContext(ctx)
 	s.merchants.close()
 	return err

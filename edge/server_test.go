@@ -39,6 +39,7 @@ type harness struct {
 	redis  rueidis.Client
 	client *fasthttp.Client
 	dial   func() (net.Conn, error) // a raw connection to the server
+	url    string                   // with harnessOpt.tcp: the server on 127.0.0.1 (http://host:port)
 }
 
 type harnessOpt struct {
@@ -49,6 +50,7 @@ type harnessOpt struct {
 	serverDB *postgres.Store // the HTTP side's own, when it must not share the engine's (default: db)
 	set      func(*Config)   // changes to the default configuration (AdminTokens are the harness's)
 	engine   func(*engine.Config)
+	tcp      bool // serve on a loopback TCP port too (for a browser)
 }
 
 func newHarness(t testing.TB, o harnessOpt) *harness {
@@ -102,6 +104,14 @@ func newHarness(t testing.TB, o harnessOpt) *harness {
 	t.Cleanup(func() { s.Shutdown(context.Background()) })
 	h := &harness{t: t, srv: s, eng: eng, ring: ed.Ring, redis: o.redis,
 		client: &fasthttp.Client{Dial: func(string) (net.Conn, error) { return ln.Dial() }, DisablePathNormalizing: true}, dial: ln.Dial}
+	if o.tcp {
+		tl, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		go s.Serve(tl)
+		h.url = "http://" + tl.Addr().String()
+	}
 	return h
 }
 

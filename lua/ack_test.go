@@ -12,9 +12,11 @@ import (
 	"github.com/redpacket/rain/lua"
 )
 
-// acked is the tests' keyspace whose writes wait for one replica.
+// acked is the tests' keyspace whose writes wait for one replica: long
+// enough for a replica that is up on a busy 2-core machine, short enough
+// that the waits on a stalled one keep the tests quick.
 func acked() lua.Keyspace {
-	return testenv.Keys().WithAck(lua.Ack{Replicas: 1, Timeout: 50 * time.Millisecond})
+	return testenv.Keys().WithAck(lua.Ack{Replicas: 1, Timeout: 300 * time.Millisecond})
 }
 
 // TestAckedClaimWaitsForTheReplica: with a replica to wait for, a claim
@@ -108,5 +110,44 @@ func TestAckedTransferNoCreditWhileStalled(t *testing.T) {
 	}
 	if s := readBuckets(t, p.Master, l); s.Pending != 0 || s.Buckets[0].Left != before.Buckets[0].Left+4 || s.Left != before.Left {
 		t.Errorf("after the sweep: %+v", s)
+	}
+}
+
+// TestAckedSettleCountsOnlyReplicatedStock: a restock that ran on the
+// master while its replica was stalled (answered ErrNotAcked, so the
+// action stays pending) must not be taken as settled by a settle that
+// counts the master's stock: what it counted is not on a replica, and a
+// failover now would lose the packets with the action marked applied
+// (make chaos, failover-lost-writes: a restock's replay marked it so). The
+// settle fails with ErrNotAcked while the replica is stalled, and once it
+// resumes counts the packets as there, adding nothing.
+func TestAckedSettleCountsOnlyReplicatedStock(t *testing.T) {
+	p := testenv.NewReplicaPair(t)
+	ctx := context.Background()
+	l, err := acked().Layout(nextID.Add(1), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unlinkLayout(p.Master, l) })
+	if loaded, err := lua.Load(ctx, p.Master, l.Home, time.Now().Add(-time.Hour).UnixMilli(), time.Now().Add(time.Hour).UnixMilli(),
+		map[int64]int64{5: 10}); err != nil || !loaded {
+		t.Fatalf("load: %v %v", loaded, err)
+	}
+	totals, want := map[int64]int64{5: 15}, map[int64]int64{5: 5}
+
+	p.Stall(t)
+	if _, _, err := lua.AddStock(ctx, p.Master, l.Home, 5, 5); !errors.Is(err, lua.ErrNotAcked) {
+		t.Fatalf("restock with the replica stalled: %v, want ErrNotAcked", err)
+	}
+	if added, loaded, err := lua.SettleStock(ctx, p.Master, l, totals, want); !errors.Is(err, lua.ErrNotAcked) {
+		t.Fatalf("settle with the replica stalled: added %v, loaded %v, %v; want ErrNotAcked (the master's count is not on a replica)", added, loaded, err)
+	}
+
+	p.Resume(t)
+	if added, loaded, err := lua.SettleStock(ctx, p.Master, l, totals, want); err != nil || !loaded || len(added) != 0 {
+		t.Fatalf("settle after the replica resumed: added %v, loaded %v, %v; want nothing added", added, loaded, err)
+	}
+	if n, err := p.Replica.Do(ctx, p.Replica.B().Hget().Key(l.Home.Stock()).Field("5").Build()).AsInt64(); err != nil || n != 15 {
+		t.Errorf("the replica's stock of 5: %d %v, want 15", n, err)
 	}
 }

@@ -508,27 +508,17 @@ func ReaddBuckets(ctx context.Context, c rueidis.Client, l *Layout, claims []Rec
 	execs := make([]rueidis.LuaExec, len(claims))
 	parts := make([]*Keys, len(claims))
 	for i, cl := range claims {
-		b := l.BucketOf(cl.User)
-		execs[i] = rueidis.LuaExec{Keys: b.all[:], Args: []string{cl.User,
-			ClaimValue(cl.Amount, cl.ClaimedAtMs), strconv.FormatInt(cl.Amount, 10)}}
-		parts[i] = b.Keys
+		parts[i] = l.BucketOf(cl.User).Keys
+		execs[i] = readdExec(parts[i], cl)
 	}
-	var short []int64 // amounts put back without a packet in their bucket
 	res, ackErr := readdScript.multiAck(ctx, c, execs, parts)
 	if ackErr != nil {
 		return readded, oversold, ackErr
 	}
-	for i, r := range res {
-		n, err := r.AsInt64()
-		if err != nil {
-			return readded, oversold, err
-		}
-		if n > 0 {
-			readded++
-		}
-		if n == 2 {
-			short = append(short, claims[i].Amount)
-		}
+	// Amounts put back without a packet in their bucket take one elsewhere.
+	readded, short, err := tallyReadd(res, claims)
+	if err != nil {
+		return readded, oversold, err
 	}
 	for _, amount := range short {
 		ok, err := burn(ctx, c, l, amount)
@@ -647,8 +637,10 @@ func countStock(ctx context.Context, c rueidis.Client, l *Layout) (map[int64]int
 		}
 	}
 	execs := make([]rueidis.LuaExec, len(parts))
+	keys := make([]*Keys, len(parts))
 	for i, p := range parts {
 		k := l.part(p)
+		keys[i] = k
 		stock, out := k.Stock(), l.out
 		if p < 0 && l.K() > 1 {
 			stock = l.pool
@@ -657,8 +649,15 @@ func countStock(ctx context.Context, c rueidis.Client, l *Layout) (map[int64]int
 		}
 		execs[i] = rueidis.LuaExec{Keys: []string{k.Meta(), stock, k.Claims(), out}}
 	}
+	// In replica mode each count is followed by a WAIT on its slot: what
+	// was counted must be on a replica before a settle relies on it (a
+	// restock on the master alone, lost with it, would be marked applied).
+	res, ackErr := stockCountScript.multiAck(ctx, c, execs, keys)
+	if ackErr != nil {
+		return nil, false, fmt.Errorf("stock count: %w", ackErr)
+	}
 	held := make(map[int64]int64)
-	for i, r := range stockCountScript.multi(ctx, c, execs) {
+	for i, r := range res {
 		v, err := r.AsIntSlice()
 		if err != nil {
 			return nil, false, fmt.Errorf("stock_count.lua, part %d: %w", parts[i], err)

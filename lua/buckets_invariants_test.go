@@ -146,7 +146,9 @@ func TestBucketsInvariantsUnderConcurrency(t *testing.T) {
 		defer bg.Done()
 		for !done.Load() {
 			if ls, err := lua.Lock(ctx, c, l, 50*time.Millisecond); err == nil {
-				if _, err := ls.Sweep(ctx); err != nil {
+				// A sweep that outlives its 50 ms lease (a busy machine) is
+				// fenced off by the next holder: that is the fence working.
+				if _, err := ls.Sweep(ctx); err != nil && !errors.Is(err, lua.ErrFenced) {
 					fail("sweep: %v", err)
 				}
 				_ = ls.Unlock(ctx)

@@ -92,8 +92,7 @@ type Record struct {
 func Readd(ctx context.Context, c rueidis.Client, k *Keys, claims []Record) (readded, oversold int, err error) {
 	execs := make([]rueidis.LuaExec, len(claims))
 	for i, cl := range claims {
-		execs[i] = rueidis.LuaExec{Keys: k.all[:], Args: []string{cl.User,
-			ClaimValue(cl.Amount, cl.ClaimedAtMs), strconv.FormatInt(cl.Amount, 10)}}
+		execs[i] = readdExec(k, cl)
 	}
 	res := readdScript.ExecMulti(ctx, c, execs...)
 	// One barrier after them all: a sync write and WAIT on the slot cover
@@ -101,19 +100,32 @@ func Readd(ctx context.Context, c rueidis.Client, k *Keys, claims []Record) (rea
 	if err := k.ack.barrier(ctx, c, k.sync); err != nil {
 		return readded, oversold, err
 	}
-	for _, r := range res {
+	readded, short, err := tallyReadd(res, claims)
+	return readded, len(short), err
+}
+
+// readdExec is readd.lua's call for claim cl on the keys k.
+func readdExec(k *Keys, cl Record) rueidis.LuaExec {
+	return rueidis.LuaExec{Keys: k.all[:], Args: []string{cl.User,
+		ClaimValue(cl.Amount, cl.ClaimedAtMs), strconv.FormatInt(cl.Amount, 10)}}
+}
+
+// tallyReadd reads readd.lua's replies to claims: how many were put back,
+// and the amounts of those put back without a packet left to take (2).
+func tallyReadd(res []rueidis.RedisResult, claims []Record) (readded int, short []int64, err error) {
+	for i, r := range res {
 		n, err := r.AsInt64()
 		if err != nil {
-			return readded, oversold, err
+			return readded, short, err
 		}
 		if n > 0 {
 			readded++
 		}
 		if n == 2 {
-			oversold++
+			short = append(short, claims[i].Amount)
 		}
 	}
-	return readded, oversold, nil
+	return readded, short, nil
 }
 
 // State is a campaign's live state in Redis.

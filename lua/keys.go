@@ -13,6 +13,8 @@ import "strconv"
 //	rp:{42}:claims   hash    user id -> "amount:claimed_at_ms" (who got what; the truth)
 //	rp:{42}:loading  string  held by the api process rebuilding the campaign from PostgreSQL
 //	rp:{42}:sync     string  written before each WAIT of replica mode (ack.go); expires after a minute
+//	rp:{42}:answers  hash    api replica -> "ok,already_opened,sold_out,busy,closed": each api's answers to the
+//	                         campaign's opens, written every second for the console's live view; expires an hour after the last write
 //
 // A campaign with K > 1 buckets (Layout) keeps its window and its undealt
 // stock under the home tag {42} and each bucket's stock and claims under a
@@ -66,7 +68,7 @@ func (ks Keyspace) Ack() Ack { return ks.ack }
 func (ks Keyspace) Of(id int64) *Keys {
 	tag := ks.prefix + ":{" + strconv.FormatInt(id, 10) + "}:"
 	return &Keys{ID: id, all: [3]string{tag + "meta", tag + "stock", tag + "claims"}, loading: tag + "loading",
-		sync: tag + "sync", ack: ks.ack}
+		sync: tag + "sync", answers: tag + "answers", ack: ks.ack}
 }
 
 // Pattern matches every key of campaign id (for SCAN in tools).
@@ -89,6 +91,7 @@ type Keys struct {
 	all     [3]string // meta, stock, claims: the keys of the scripts
 	loading string
 	sync    string // the slot's sync key (ack.go)
+	answers string // each api's answer counts (the live view); the home's only
 	ack     Ack    // what a write to these keys waits for
 }
 
@@ -106,6 +109,10 @@ func (k *Keys) Loading() string { return k.loading }
 
 // Sync is the slot's sync key, written before a WAIT (ack.go).
 func (k *Keys) Sync() string { return k.sync }
+
+// Answers is the hash of each api replica's answer counts to the
+// campaign's opens (the console's live view): replica -> "ok,already_opened,sold_out,busy,closed".
+func (k *Keys) Answers() string { return k.answers }
 
 // Layout is where the keys of a campaign with k buckets live. With k = 1
 // it is Of(id) alone: the home is the one bucket, today's layout and path.

@@ -17,7 +17,7 @@ import (
 // 409 with the claim's amount, and new users get OK.
 func TestOKWaitsForTheReplica(t *testing.T) {
 	p := testenv.NewReplicaPair(t)
-	ks := testenv.Keys().WithAck(lua.Ack{Replicas: 1, Timeout: 20 * time.Millisecond})
+	ks := testenv.Keys().WithAck(lua.Ack{Replicas: 1, Timeout: 150 * time.Millisecond})
 	h := newHarness(t, harnessOpt{redis: p.Master, keys: &ks})
 	id := h.live(`{"5":100}`)
 	if status, m := h.open(id, "before"); status != 200 {
@@ -64,7 +64,7 @@ func TestOKWaitsForTheReplica(t *testing.T) {
 // served, none twice.
 func TestBucketedOpensWaitForTheReplica(t *testing.T) {
 	p := testenv.NewReplicaPair(t)
-	ks := testenv.Keys().WithAck(lua.Ack{Replicas: 1, Timeout: 20 * time.Millisecond})
+	ks := testenv.Keys().WithAck(lua.Ack{Replicas: 1, Timeout: 150 * time.Millisecond})
 	h := newHarness(t, harnessOpt{redis: p.Master, keys: &ks})
 	id := h.createBuckets(2, `{"1":8}`)
 	l, err := ks.Layout(id, 2)

@@ -132,7 +132,7 @@ func (e *Engine) AddStock(ctx context.Context, r postgres.Restock) (postgres.Res
 	pgStock.UpdateDuration(start)
 	if err != nil {
 		switch rain.ErrorCode(err) {
-		case rain.EINVALID, rain.ENOTFOUND:
+		case rain.EINVALID, rain.ECONFLICT, rain.EENDED, rain.ENOTFOUND:
 		default:
 			e.log.Error("add stock", "campaign_id", r.Campaign, "err", err)
 			err = errDBNoChange

@@ -440,8 +440,21 @@ func expiringKeys(ks lua.Keyspace, id int64, k int) []string {
 	return []string{h.Meta(), h.Stock(), h.Claims()}
 }
 
+// keysExpireAt is when the Redis keys of a campaign that ends at endMs and
+// was created at createdMs expire: ttl after its end, or after its
+// creation if it was created already ended. Redis answers an open of a
+// campaign from its keys, and a replica whose catalog has not read a new
+// campaign yet (up to catalogEvery, and its lookup of unknown ids runs at
+// most once a second) relies on them: keys that expired at once would
+// make a campaign created with a window in the past (1969-12-31T23:59:59.999Z
+// to 1970-01-01T00:00:00.001Z, say) a 404 there instead of its 400 ENDED.
+func keysExpireAt(endMs, createdMs int64, ttl time.Duration) int64 {
+	return max(endMs, createdMs) + ttl.Milliseconds()
+}
+
 // sweep sets the expiry of the keys of every ended campaign not yet swept:
-// ttl after its end (at once for those that ended longer ago).
+// ttl after its end, or after its creation (keysExpireAt); at once for
+// those that ended longer ago.
 func (c *catalog) sweep(ctx context.Context, r rueidis.Client, ks lua.Keyspace, ttl time.Duration) error {
 	nowMs := time.Now().UnixMilli()
 	from := 0 // where the last chunk's scan stopped
@@ -455,7 +468,7 @@ func (c *catalog) sweep(ctx context.Context, r rueidis.Client, ks lua.Keyspace, 
 			}
 			from = i + 1
 			if !c.swept[i] && c.wins[i].endMs <= nowMs {
-				at := c.wins[i].endMs + ttl.Milliseconds()
+				at := keysExpireAt(c.wins[i].endMs, c.wins[i].row/1000, ttl)
 				for _, key := range expiringKeys(ks, c.ids[i], int(c.wins[i].buckets)) {
 					cmds = append(cmds, r.B().Pexpireat().Key(key).MillisecondsTimestamp(at).Build())
 				}

@@ -77,7 +77,7 @@ func (c *Config) Bind(s *config.Set) {
 	s.Duration(&c.MemoryRefresh, "MEMORY_REFRESH", 250*time.Millisecond, 10*time.Millisecond, time.Second,
 		"how often each api re-reads the end and stock generation of the campaigns it answers from memory: an end or added stock reaches every replica's answers within about twice this")
 	s.Duration(&c.CampaignKeyTTL, "CAMPAIGN_KEY_TTL", 7*24*time.Hour, 0, 10*365*24*time.Hour,
-		"how long after a campaign's end its Redis keys expire (opens of it are then answered ENDED from its row); keep it above RECONCILE_LOOKBACK (`0` = never)")
+		"how long after a campaign's end (its creation, for one created already ended) its Redis keys expire (opens of it are then answered ENDED from its row); keep it above RECONCILE_LOOKBACK (`0` = never)")
 	c.RepairTimeout = 5 * time.Second
 }
 
@@ -110,6 +110,7 @@ type Engine struct {
 	inflight atomic.Int64
 	gauges   *metrics.Set
 	stock    stockGauges
+	answers  answerPublisher // each campaign's answer counts to Redis, for the live view (live.go)
 }
 
 // New returns an engine over its dependencies; Start starts its
@@ -126,6 +127,7 @@ func New(cfg Config, d Deps) *Engine {
 	e.hot.soldOutBudget = int64(cfg.SoldOutMemory)
 	e.hot.redis, e.hot.keys, e.hot.log, e.hot.lost = d.Redis, d.Keys, log, e.repairAsync
 	e.stock.e = e
+	e.answers.replica = newReplicaID()
 	e.batch = batcher{redis: d.Redis, log: log, max: cfg.ClaimBatchMax}
 	if !cfg.ClaimBatch {
 		e.batch.max = 1
@@ -143,16 +145,19 @@ func New(cfg Config, d Deps) *Engine {
 func (e *Engine) Loader() *Loader { return e.loader }
 
 // Start starts the background loops: the memory refresh with the sweep of
-// unfinished merchant actions (refresh.go), and the catalog (catalog.go).
+// unfinished merchant actions (refresh.go), the catalog (catalog.go), and
+// the writes of the answer counts (live.go).
 func (e *Engine) Start() {
 	e.startRefresh()
 	e.catalog.start(e)
+	e.startAnswers()
 }
 
 // Stop stops the background loops and waits for them.
 func (e *Engine) Stop() {
 	e.stopRefresh()
 	e.catalog.stop()
+	e.stopAnswers()
 }
 
 // Ready reports whether Redis answers: one Redis PINGs; on a cluster every

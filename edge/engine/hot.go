@@ -45,6 +45,8 @@ type hotCampaign struct {
 	buildAfter atomic.Int64               // unix ms: no build starts before
 	gen        atomic.Int64               // OK replies seen while a filter is kept or built
 
+	live *answerCounters // its answers, for the console's live view (live.go)
+
 	mu      sync.RWMutex
 	claimed map[string]int64 // user → amount
 }
@@ -67,8 +69,9 @@ type hotCampaigns struct {
 	afterScan     func() // tests: runs between a build's scan and its count
 	mu            sync.Mutex
 	m             atomic.Pointer[map[int64]*hotCampaign]
-	soldOutSets   map[int64]*soldOutSet // under mu
-	soldOutBytes  int64                 // their cost; under mu
+	soldOutSets   map[int64]*soldOutSet     // under mu
+	soldOutBytes  int64                     // their cost; under mu
+	counters      map[int64]*answerCounters // each campaign's answers (live.go); under mu
 }
 
 // maxHot bounds the campaigns tracked (a flood of unknown ids cannot grow
@@ -125,6 +128,7 @@ func (h *hotCampaigns) getLayout(id int64, l *lua.Layout) *hotCampaign {
 		}
 	}
 	c := &hotCampaign{keys: h.keys.Of(id), claimed: make(map[string]int64)}
+	c.live = h.countersFor(id, next)
 	if l != nil {
 		c.layout, c.queues, c.rebal = l, make([]claimQueue, l.K()), newRebalancer(h.redis, l, nil, h.log, h.lost)
 	}

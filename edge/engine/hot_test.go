@@ -55,7 +55,9 @@ func TestHotCampaignMemory(t *testing.T) {
 // from memory (the filter of its claimants is built in the background).
 func waitSoldOutFlag(t *testing.T, h *harness, id int64) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	// A ceiling, not a pace: the filter of 200k claimants takes a few
+	// seconds to build under -race on a busy 2-core machine.
+	deadline := time.Now().Add(time.Minute)
 	for !h.eng.hot.get(id).flagged(time.Now().UnixMilli()) {
 		if time.Now().After(deadline) {
 			t.Fatal("the sold-out flag was never set")

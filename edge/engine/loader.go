@@ -25,7 +25,8 @@ type Loader struct {
 	Redis rueidis.Client
 	Keys  lua.Keyspace
 	Log   *slog.Logger
-	// KeyTTL is how long after a campaign's end its keys expire (0: never).
+	// KeyTTL is how long after a campaign's end its keys expire (0: never);
+	// after its creation when it was created already ended (keysExpireAt).
 	KeyTTL time.Duration
 }
 
@@ -198,7 +199,7 @@ func (l *Loader) load(ctx context.Context, c *rain.Campaign) error {
 	if loaded {
 		repairs.Inc()
 		l.Log.Info("campaign loaded into redis", "campaign_id", c.ID, "restored_claims", restored)
-		if err := l.expire(ctx, k, c.EndTime); err != nil {
+		if err := l.expire(ctx, k, c); err != nil {
 			l.Log.Warn("campaign loaded; its keys' expiry not set (the catalog sweep sets it after the end)",
 				"campaign_id", c.ID, "err", err)
 		}
@@ -263,7 +264,7 @@ func (l *Loader) loadBuckets(ctx context.Context, c *rain.Campaign) error {
 		repairs.Inc()
 		l.Log.Info("campaign loaded into redis", "campaign_id", c.ID, "buckets", lay.K(),
 			"restored_claims", restored, "rebuilt", rebuilt)
-		if err := l.expireKeys(ctx, lay.ExpiringKeys(), c.EndTime); err != nil {
+		if err := l.expireKeys(ctx, lay.ExpiringKeys(), c); err != nil {
 			l.Log.Warn("campaign loaded; its keys' expiry not set (the catalog sweep sets it after the end)",
 				"campaign_id", c.ID, "err", err)
 		}
@@ -303,19 +304,19 @@ func (l *Loader) rebuild(ctx context.Context, lay *lua.Layout, start, end int64,
 	return lua.Rebuild(ctx, l.Redis, lay, start, end, totals, claims)
 }
 
-// expire sets the campaign's keys to expire KeyTTL after its end. The
-// claims hash exists only once someone claimed; the catalog's sweep sets
-// its expiry after the end.
-func (l *Loader) expire(ctx context.Context, k *lua.Keys, end time.Time) error {
-	return l.expireKeys(ctx, []string{k.Meta(), k.Stock(), k.Claims()}, end)
+// expire sets the campaign's keys to expire KeyTTL after its end (or its
+// creation, keysExpireAt). The claims hash exists only once someone
+// claimed; the catalog's sweep sets its expiry after the end.
+func (l *Loader) expire(ctx context.Context, k *lua.Keys, c *rain.Campaign) error {
+	return l.expireKeys(ctx, []string{k.Meta(), k.Stock(), k.Claims()}, c)
 }
 
-// expireKeys sets keys to expire KeyTTL after end.
-func (l *Loader) expireKeys(ctx context.Context, keys []string, end time.Time) error {
+// expireKeys sets keys of c to expire at keysExpireAt.
+func (l *Loader) expireKeys(ctx context.Context, keys []string, c *rain.Campaign) error {
 	if l.KeyTTL <= 0 {
 		return nil
 	}
-	at := end.Add(l.KeyTTL).UnixMilli()
+	at := keysExpireAt(c.EndTime.UnixMilli(), c.CreatedAt.UnixMilli(), l.KeyTTL)
 	cmds := make(rueidis.Commands, len(keys))
 	for i, key := range keys {
 		cmds[i] = l.Redis.B().Pexpireat().Key(key).MillisecondsTimestamp(at).Build()

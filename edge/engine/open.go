@@ -40,11 +40,13 @@ func (e *Engine) Open(id int64, user []byte) (rain.Result, error) {
 		if amount, ok := c.claimedAmount(user, nowMs); ok {
 			claimsMemo.Inc()
 			claimsByOutcome[rain.AlreadyOpened].Inc()
+			c.live.add(answerAlreadyOpened)
 			return rain.Result{Outcome: rain.AlreadyOpened, Amount: amount}, nil
 		}
 		if c.soldOut(user, nowMs) {
 			claimsSoldOutFlag.Inc()
 			claimsByOutcome[rain.SoldOut].Inc()
+			c.live.add(answerSoldOut)
 			return rain.Result{Outcome: rain.SoldOut}, nil
 		}
 	}
@@ -53,10 +55,20 @@ func (e *Engine) Open(id int64, user []byte) (rain.Result, error) {
 	if e.inflight.Add(1) > int64(e.cfg.MaxInflight) {
 		e.inflight.Add(-1)
 		claimsBusy.Inc()
+		if c != nil {
+			c.live.add(answerBusy)
+		}
 		return rain.Result{}, errInflight
 	}
 	defer e.inflight.Add(-1)
-	return e.claim(id, c, string(user), true)
+	res, err := e.claim(id, c, string(user), true)
+	if c == nil { // the campaign's first opens here: its state may be new
+		c = e.hot.peek(id)
+	}
+	if c != nil {
+		c.live.record(res, err)
+	}
+	return res, err
 }
 
 // claim runs the claim script for one user. c is the campaign's

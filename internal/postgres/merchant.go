@@ -245,9 +245,10 @@ type restockResult struct {
 // AddStock adds r.Count packets to the total of r.Amount, in one
 // transaction with its action record. A request whose key an earlier one
 // of the campaign used is answered from that one's record (Replayed) and
-// changes nothing, or is a rain.EINVALID error if it asked for something
-// else. rain.EINVALID errors also refuse an amount the campaign does not
-// have, a total over rain.MaxCount and a campaign that has ended;
+// changes nothing, or is a rain.ECONFLICT error if it asked for something
+// else. What the campaign's state refuses is a rain.ECONFLICT error too (an
+// amount the campaign does not have, a total over rain.MaxCount), or
+// rain.EENDED (a campaign that has ended): the request was well formed;
 // rain.ENOTFOUND a missing campaign or another merchant's (r.By's scope).
 func (s *Store) AddStock(ctx context.Context, r Restock) (Restocked, error) {
 	var out Restocked
@@ -268,7 +269,7 @@ func (s *Store) AddStock(ctx context.Context, r Restock) (Restocked, error) {
 			}
 		}
 		if ended {
-			return rain.Errorf(rain.EINVALID, "campaign %d has ended; stock can be added only before its end", r.Campaign)
+			return rain.Errorf(rain.EENDED, "campaign %d has ended; stock can be added only before its end", r.Campaign)
 		}
 		err = tx.QueryRow(ctx, `UPDATE campaign_inventory SET total_count = total_count + $3
 			WHERE campaign_id = $1 AND amount = $2 AND total_count + $3 <= $4 RETURNING total_count`,
@@ -278,10 +279,10 @@ func (s *Store) AddStock(ctx context.Context, r Restock) (Restocked, error) {
 			err = tx.QueryRow(ctx, `SELECT total_count FROM campaign_inventory WHERE campaign_id = $1 AND amount = $2`,
 				r.Campaign, r.Amount).Scan(&total)
 			if errors.Is(err, pgx.ErrNoRows) {
-				return rain.Errorf(rain.EINVALID, "campaign %d has no packets of amount %d; stock is added to an amount of its inventory", r.Campaign, r.Amount)
+				return rain.Errorf(rain.ECONFLICT, "campaign %d has no packets of amount %d; stock is added to an amount of its inventory", r.Campaign, r.Amount)
 			}
 			if err == nil {
-				return rain.Errorf(rain.EINVALID, "amount %d would have %d packets, over %d", r.Amount, total+r.Count, rain.MaxCount)
+				return rain.Errorf(rain.ECONFLICT, "amount %d would have %d packets, over %d", r.Amount, total+r.Count, rain.MaxCount)
 			}
 		}
 		if err != nil {
@@ -327,7 +328,7 @@ func replay(ctx context.Context, tx pgx.Tx, r Restock, out *Restocked) (bool, er
 		return false, fmt.Errorf("read idempotency key of campaign %d: %w", r.Campaign, err)
 	}
 	if amount != r.Amount || count != r.Count {
-		return false, rain.Errorf(rain.EINVALID,
+		return false, rain.Errorf(rain.ECONFLICT,
 			"Idempotency-Key %q was used for another request (amount %d, count %d)", r.Key, amount, count)
 	}
 	var res restockResult

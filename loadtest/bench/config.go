@@ -22,6 +22,7 @@ type Config struct {
 	Warmup         time.Duration
 	Variants       []string // extra api environment per variant
 	Identity       bool     // the identity phases: user tokens and limits off and on
+	Viewers        int      // console viewers of the viewed phases (0: none)
 	Port           int
 	MetricsPort    int
 	PprofPort      int
@@ -61,6 +62,8 @@ func loadConfig(lookup func(string) (string, bool)) (*Config, *config.Set) {
 		"every phase runs for each, the first is the baseline (by default batching off, then on: the api's default)")
 	s.Bool(&c.Identity, "BENCH_IDENTITY", true, "identity phases: opens with signed user tokens at the first connections, the api's check and limits off "+
 		"(in the last configuration) and on (the same with USER_TOKEN_SECRET and RATE_LIMIT_USER set)")
+	s.Int(&c.Viewers, "BENCH_VIEWERS", 10, 0, 1000, "console viewers: in the last configuration, at each connections, the open phase runs again while this many clients "+
+		"read the campaign's live route (GET /campaign/{id}/live), the stream the merchant console shows (`0` = no viewed phases)")
 	s.Int(&c.Port, "BENCH_PORT", 18080, 1, 65535, "port of the api the bench starts on 127.0.0.1")
 	s.Int(&c.MetricsPort, "BENCH_METRICS_PORT", 19091, 1, 65535, "port of its consumer's metrics on 127.0.0.1")
 	s.Bool(&c.Pprof, "BENCH_PPROF", false, "CPU and alloc profiles of the api during the open and flood phases (the numbers include the profiler's cost)")

@@ -55,6 +55,7 @@ const (
 	Duplicate = "duplicate" // users who opened a campaign open it again
 	Flood     = "flood"     // new users open a sold-out campaign with FloodClaims claims
 	Signed    = "signed"    // new users open a campaign that does not sell out, each with its user token
+	Viewed    = "viewed"    // open, with BENCH_VIEWERS clients reading the campaign's live route (the console)
 )
 
 // kinds describes each kind of phase: title, request, expected status.
@@ -68,11 +69,12 @@ var kinds = map[string]struct {
 	Duplicate: {"duplicate storm", "POST /campaign/{id}/open", 409},
 	Flood:     {"sold-out flood, huge campaign", "POST /campaign/{id}/open", 410},
 	Signed:    {"open, unique users, user tokens", "POST /campaign/{id}/open + Authorization", 200},
+	Viewed:    {"open, unique users, console viewers", "POST /campaign/{id}/open, GET /campaign/{id}/live held open", 200},
 }
 
 // opens reports whether a kind of phase claims packets (then its claims
 // are followed into PostgreSQL).
-func opens(kind string) bool { return kind == Open || kind == Signed }
+func opens(kind string) bool { return kind == Open || kind == Signed || kind == Viewed }
 
 // Phase is one measured wrk run.
 type Phase struct {
@@ -99,6 +101,10 @@ type Phase struct {
 	// used_cpu_user), in µs; per request and per 200 in the report.
 	RedisCPUus  float64      `json:"redis_cpu_us"`
 	Persistence *Persistence `json:"persistence,omitempty"` // open phases
+	// Viewers held the campaign's live route open during a viewed phase
+	// and read ViewerEvents events in all.
+	Viewers      int   `json:"viewers,omitempty"`
+	ViewerEvents int64 `json:"viewer_events,omitempty"`
 }
 
 // Name is the phase as the tables show it: "open@64 v2".
@@ -109,6 +115,11 @@ func (p *Phase) Name(variants int) string {
 	}
 	return s
 }
+
+// APIus is the api's CPU µs per request of the phase (0: not measured):
+// on a shared machine, steadier than req/s, which moves with what the
+// other users of the machine take.
+func (p *Phase) APIus() float64 { return div(p.CPU["api"]*p.Seconds*1e6, float64(p.Requests)) }
 
 // PerRequest is Redis CPU µs per request of the phase.
 func (p *Phase) PerRequest() float64 { return div(p.RedisCPUus, float64(p.Requests)) }
@@ -412,6 +423,7 @@ func (r *Result) Markdown() string {
 		"Redis µs: INFO used_cpu_sys + used_cpu_user over the phase, per request and per 200.\n", thousands(float64(run.FloodClaims)))
 	r.variantsTable(&b)
 	r.identityTable(&b)
+	r.viewersTable(&b)
 
 	if len(r.Phases) > 0 && r.Phases[0].CPU != nil {
 		fmt.Fprintf(&b, "\nCPU used during each phase, in cores of %d (from /proc; PostgreSQL is the whole cluster; "+
@@ -507,6 +519,39 @@ func (r *Result) variantsTable(b *strings.Builder) {
 			}
 			fmt.Fprintf(b, "| %s | %s | %s | %s | %.2f | %.2f | %.2f | %s | %s |\n", p.Name(r.variantCount()), variantText(r.Run.Variants[v]),
 				thousands(p.RPS), ratioText(r.ratio(p)), p.LatencyMS["p50"], p.LatencyMS["p99"], p.LatencyMS["p999"], perRow(p.PerOK()), x)
+		}
+	}
+}
+
+// viewersTable compares each viewed phase with the open phase of the same
+// configuration and connections.
+func (r *Result) viewersTable(b *strings.Builder) {
+	nv := r.variantCount()
+	head := false
+	for i := range r.Phases {
+		p := &r.Phases[i]
+		base := r.find(Open, p.Variant, p.Connections)
+		if p.Kind != Viewed || base == nil {
+			continue
+		}
+		if !head {
+			fmt.Fprintf(b, "\nThe console's live view: the open phase again on a campaign of its own while %d clients hold its live route "+
+				"(`GET /campaign/{id}/live`) open and read every event, next to the open phase without viewers; "+
+				"api CPU µs/req is the api's CPU over the phase per request (steadier than req/s on a shared machine):\n\n", p.Viewers)
+			b.WriteString("| phase | viewers | live events read | req/s | × trivial | p50 ms | p99 ms | p99.9 ms | api CPU µs/req | req/s vs no viewers | api µs/req vs no viewers |\n")
+			b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+			head = true
+		}
+		for _, x := range []*Phase{base, p} {
+			change, cpuChange := "–", "–"
+			if x == p && base.RPS > 0 {
+				change = fmt.Sprintf("%+.1f %%", (p.RPS/base.RPS-1)*100)
+			}
+			if x == p && base.APIus() > 0 && p.APIus() > 0 {
+				cpuChange = fmt.Sprintf("%+.1f %%", (p.APIus()/base.APIus()-1)*100)
+			}
+			fmt.Fprintf(b, "| %s | %d | %d | %s | %s | %.2f | %.2f | %.2f | %.1f | %s | %s |\n", x.Name(nv), x.Viewers, x.ViewerEvents, thousands(x.RPS),
+				ratioText(r.ratio(x)), x.LatencyMS["p50"], x.LatencyMS["p99"], x.LatencyMS["p999"], x.APIus(), change, cpuChange)
 		}
 	}
 }

@@ -260,6 +260,13 @@ func (b *bench) variant(ctx context.Context, v int) error {
 		if err := b.phase(ctx, Open, v, conns, id, Load{URL: b.openURL(id), Mode: "unique", Prefix: user(fmt.Sprintf("o%d-", conns))}); err != nil {
 			return err
 		}
+		// The live view's cost: the same phase with console viewers, next
+		// to it, in the api's default configuration (the last).
+		if cfg.Viewers > 0 && v == len(cfg.Variants)-1 {
+			if err := b.viewed(ctx, v, conns); err != nil {
+				return err
+			}
+		}
 		// The identity phases' baseline: the same requests as with the check
 		// on (identity), next to this configuration's open phase.
 		if cfg.Identity && v == len(cfg.Variants)-1 && conns == first {

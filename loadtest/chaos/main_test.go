@@ -21,8 +21,8 @@ func TestSettings(t *testing.T) {
 	if scs, _ := selected(st.Scenarios, false); len(scs) != 5 {
 		t.Errorf("default scenarios: %d, want the 5 that are not optional", len(scs))
 	}
-	if scs, _ := selected("", true); len(scs) != 5 || !scs[0].Cluster {
-		t.Errorf("default scenarios on a cluster: %d, want the 5 cluster ones", len(scs))
+	if scs, _ := selected("", true); len(scs) != 7 || !scs[0].Cluster {
+		t.Errorf("default scenarios on a cluster: %d, want the 7 cluster ones", len(scs))
 	}
 	if _, err := selected("reshard-hot", false); err == nil {
 		t.Error("a cluster scenario selected without a cluster")

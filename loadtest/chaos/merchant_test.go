@@ -116,12 +116,12 @@ func TestMerchantStep(t *testing.T) {
 // deadline gives up.
 func TestMerchantActStops(t *testing.T) {
 	r := newTestRun(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.WriteHeader(400)
-		fmt.Fprint(w, `{"status":"INVALID_REQUEST","error":"campaign 4 has ended"}`)
+		w.WriteHeader(409)
+		fmt.Fprint(w, `{"status":"ENDED","error":"campaign 4 has ended; stock can be added only before its end"}`)
 	}))
 	a := &Action{Kind: ActionRestock, Campaign: 4, Amount: 5, Count: 1, Key: "k"}
 	r.act(context.Background(), a, false, time.Now().Add(time.Minute))
-	if got := a.Answers(); got != "400 INVALID_REQUEST" || a.Ack() != nil {
+	if got := a.Answers(); got != "409 ENDED" || a.Ack() != nil {
 		t.Errorf("attempts %q", got)
 	}
 

@@ -75,6 +75,14 @@ func NewReplicaPair(tb testing.TB) *ReplicaPair {
 		info, err := p.Replica.Do(context.Background(), p.Replica.B().Info().Section("replication").Build()).ToString()
 		return err == nil && strings.Contains(info, "master_link_status:up"), "the replica is not in sync"
 	})
+	// The replica's link can be up before the master counts it online
+	// (WAIT would count no replica): a write WAITed on until it is counted.
+	Eventually(tb, 10*time.Second, func() (bool, string) {
+		rs := p.Master.DoMulti(context.Background(), p.Master.B().Set().Key("{testenv}:pair").Value("1").Build(),
+			p.Master.B().Wait().Numreplicas(1).Timeout(200).Build().SetSlot("{testenv}:pair"))
+		n, err := rs[1].AsInt64()
+		return err == nil && n >= 1, fmt.Sprintf("the master does not count its replica: %d %v", n, err)
+	})
 	return p
 }
 
