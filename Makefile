@@ -20,7 +20,7 @@ PKGS ?= ./...
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 DEV := bin/dev
 
-.PHONY: help dev services build run test lint bench chaos stop fmt clean screenshots
+.PHONY: help dev services build run test lint bench chaos torture stop fmt clean screenshots
 
 help:
 	@echo "make services  start Redis (AOF), PostgreSQL and Kafka (KAFKA_MODE=$(KAFKA_MODE)) on 127.0.0.1 where not up"
@@ -30,6 +30,7 @@ help:
 	@echo "make build     go build ./... and bin/{api,consumer,devkafka,dev}"
 	@echo "make lint      go vet and staticcheck        make fmt    go fmt ./..."
 	@echo "make bench     the benchmark                 make chaos  the fault-injection suite"
+	@echo "make torture   faults in random order: SEED=n, SEEDS=n, SCHEDULE=file|kept, SHORT=1 (loadtest/torture)"
 	@echo "make screenshots   the console's screenshots in docs/, taken by its browser test"
 	@echo "go test -short ./...   the pure tests only: no service needed"
 	@echo "REDIS_MODE=cluster make services|run|test|chaos   the same on a local Redis Cluster (127.0.0.1:7001-7006)"
@@ -73,6 +74,24 @@ bench: dev
 chaos: dev
 	@$(DEV) services -kafka $(KAFKA_MODE)
 	go run ./loadtest/chaos
+
+# Faults in random order (loadtest/torture, docs/faults.md): per seed a drawn schedule of
+# overlapping faults and merchant actions under load, on the torture's own Redis, Redis
+# Cluster, PostgreSQL and Kafka (ports 6390, 7101-7106, 5440, 9192: never the shared ones),
+# every answer judged against the final state. SEED=n (default 1; random), SEEDS=n (n seeds,
+# tiers alternating; without it SEED on one Redis and on the cluster), SCHEDULE=file replays a
+# schedule (SCHEDULE=kept: every kept one), SHORT=1 the short profile, KEPT=1 the kept
+# schedules after the seeds, TORTURE_SHORT=1 CI's run (SHORT=1 KEPT=1); `go run
+# ./loadtest/torture -h` lists the rest.
+SEED ?=
+SEEDS ?=
+SCHEDULE ?=
+SHORT ?=
+KEPT ?=
+TORTURE_SHORT ?=
+torture: dev
+	@bash deploy/local/install.sh services kafka
+	SEED="$(SEED)" SEEDS="$(SEEDS)" SCHEDULE="$(SCHEDULE)" SHORT="$(SHORT)" KEPT="$(KEPT)" TORTURE_SHORT="$(TORTURE_SHORT)" go run ./loadtest/torture
 
 # The console's screenshots (docs/console-desktop.png, docs/console-phone.png), taken by its
 # browser test in headless Chromium at desktop and phone width.

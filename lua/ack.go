@@ -58,11 +58,21 @@ func (a Ack) do(ctx context.Context, c rueidis.Client, syncKey string, cmds ...r
 		timeout = 50 * time.Millisecond
 	}
 	n := len(cmds)
-	all := append(cmds[:n:n],
+	// PING leads: rueidis marks the first command of a DoMulti holding a
+	// blocking command (WAIT) as blocking, in the caller's slice, and a
+	// marked command that a slot migration redirects with ASK is sent
+	// again after an ASKING that its reply is then taken for: its results
+	// shift by one and rueidis v1.0.79 panics (index out of range in the
+	// cluster's retry path; make torture, seed 110). PING is never
+	// redirected.
+	all := make([]rueidis.Completed, 0, n+3)
+	all = append(all, c.B().Ping().Build().SetSlot(syncKey))
+	all = append(all, cmds...)
+	all = append(all,
 		c.B().Set().Key(syncKey).Value(strconv.FormatInt(time.Now().UnixMilli(), 10)).PxMilliseconds(syncTTLMillis).Build(),
 		c.B().Wait().Numreplicas(a.Replicas).Timeout(max(timeout.Milliseconds(), 1)).Build().SetSlot(syncKey))
 	start := time.Now()
-	res := c.DoMulti(ctx, all...)
+	res := c.DoMulti(ctx, all...)[1:]
 	ackWait.UpdateDuration(start)
 	if err := res[n].Error(); err != nil { // the sync write: NOREPLICAS, a lost connection...
 		return res[:n], err

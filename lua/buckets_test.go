@@ -199,6 +199,39 @@ func TestEndBuckets(t *testing.T) {
 	}
 }
 
+// TestEndBucketsNoClaimAfterTheEnd: an end that reached the home but not
+// the buckets (a request that failed half way: the shards of the buckets
+// hung) and is then retried returns an end no earlier than any claim a
+// bucket took meanwhile. Before, the retry returned the home's end and
+// gave it to the buckets, and a claim taken after it stood: a claim after
+// the campaign's recorded end (make torture, seed 15 on the cluster).
+func TestEndBucketsNoClaimAfterTheEnd(t *testing.T) {
+	c := testenv.Redis(t)
+	ctx := context.Background()
+	l := liveBuckets(t, c, 3, map[int64]int64{5: 30})
+	home, _, err := lua.EndNow(ctx, c, l.Home, time.Now().Add(time.Hour).UnixMilli())
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	before := time.Now().UnixMilli()
+	if got, _ := claimIn(t, c, l, userOf(l, 1, 0)); got[0].Outcome != rain.OK {
+		t.Fatalf("a claim in a bucket the half-done end missed: %+v", got[0])
+	}
+	end, loaded, err := lua.EndBuckets(ctx, c, l, time.Now().Add(time.Hour).UnixMilli())
+	if err != nil || !loaded {
+		t.Fatalf("the retried end: %v %v", loaded, err)
+	}
+	if end < before {
+		t.Errorf("the retried end is %d, %dms before a claim taken at %d or later (the home ended at %d)", end, before-end, before, home)
+	}
+	for b := range 3 {
+		if got, _ := claimIn(t, c, l, userOf(l, b, 1)); got[0].Outcome != rain.Ended {
+			t.Errorf("bucket %d after the end: %+v", b, got[0])
+		}
+	}
+}
+
 // TestReaddBuckets: a claim Redis lost goes back into its user's bucket;
 // when that bucket has no packet of its amount one is taken from the pool
 // (or another bucket); oversold only when no part has one.

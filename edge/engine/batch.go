@@ -2,7 +2,11 @@ package engine
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"log/slog"
 	"math/rand/v2"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -65,10 +69,32 @@ const claimTimeout = 2 * time.Second
 // script did not run (a slot migrating, a failover: TRYAGAIN, CLUSTERDOWN,
 // LOADING, MOVED or ASK past the client's redirect bound) sends it again a
 // few times (rediscluster.Retry) before it is returned (503).
-func (b *batcher) call(fn func(ctx context.Context) error) error {
+//
+// A panic in the call (the Redis client's, seen in its cluster retry path
+// under a slot migration: make torture, seed 110) becomes its error, an
+// unknown outcome answered 503 to every open of the batch: unrecovered, it
+// left the batch's other opens waiting for ever and the campaign's queue
+// busy, so that every later open of the campaign on that api waited too.
+func (b *batcher) call(fn func(ctx context.Context) error) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			panicsClaim.Inc()
+			log := b.log
+			if log == nil {
+				log = slog.Default()
+			}
+			log.Error("panic in a claim call: its opens are answered 503 (outcome unknown)", "panic", v, "stack", string(debug.Stack()))
+			err = fmt.Errorf("%w: %v", errCallPanicked, v)
+		}
+	}()
 	ctx := b.deadlines.get()
 	return rediscluster.Retry(ctx, func() error { return fn(ctx) })
 }
+
+var (
+	panicsClaim     = metrics.NewCounter(`rain_panics_total{where="claim"}`)
+	errCallPanicked = errors.New("claim call panicked")
+)
 
 // deadlines hands out the claim calls' contexts: one per deadlineSpan,
 // shared by every call that starts in it, with a deadline claimTimeout +
@@ -104,7 +130,8 @@ func (d *deadlines) get() context.Context {
 // batcher runs the claim calls of the campaigns.
 type batcher struct {
 	redis     rueidis.Client
-	max       int // most opens per call; 1: every open its own call
+	log       *slog.Logger // nil: the default logger
+	max       int          // most opens per call; 1: every open its own call
 	deadlines deadlines
 }
 

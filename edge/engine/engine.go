@@ -128,7 +128,7 @@ func New(cfg Config, d Deps) *Engine {
 	e.hot.redis, e.hot.keys, e.hot.log, e.hot.lost = d.Redis, d.Keys, log, e.repairAsync
 	e.stock.e = e
 	e.answers.replica = newReplicaID()
-	e.batch = batcher{redis: d.Redis, max: cfg.ClaimBatchMax}
+	e.batch = batcher{redis: d.Redis, log: log, max: cfg.ClaimBatchMax}
 	if !cfg.ClaimBatch {
 		e.batch.max = 1
 	}

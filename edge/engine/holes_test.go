@@ -174,3 +174,44 @@ func TestHalfDoneEndFinishedBySweep(t *testing.T) {
 		t.Fatalf("PostgreSQL after the sweep: end %v (%v), want the end Redis applied", c.EndTime, err)
 	}
 }
+
+// TestSweepKeepsTheLatestEnd: a bucketed campaign whose buckets ended at
+// different times (an end whose first request ended one bucket and failed,
+// its retry the rest later; or one end reaching the buckets' shards at
+// different milliseconds) ends at the latest of them, and the sweep keeps
+// it: a claim a bucket took before its own end is before the campaign's.
+// Before, the sweep applied the earliest part's end to every part and
+// recorded it in PostgreSQL, before claims the later buckets had taken
+// (make torture, seed 15 on the cluster: claims after the end).
+func TestSweepKeepsTheLatestEnd(t *testing.T) {
+	h := newHarness(t, harnessOpt{})
+	ctx := context.Background()
+	id := h.createBuckets(3, `{"5":300}`)
+	l, _ := h.keys.Layout(id, 3)
+	if _, _, err := lua.EndNow(ctx, h.redis, l.Buckets[0].Keys, time.Now().UnixMilli()); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	before := time.Now().Truncate(time.Millisecond)
+	user := ""
+	for i := 0; user == ""; i++ {
+		if u := fmt.Sprint("late", i); lua.BucketOf(id, u, 3) == 1 {
+			user = u
+		}
+	}
+	if status, m := h.open(id, user); status != 200 {
+		t.Fatalf("an open of a bucket still open: %d %v", status, m)
+	}
+	ended, err := h.eng.End(ctx, id, testActor)
+	if err != nil || ended.End.Before(before) {
+		t.Fatalf("end: %v (%v), want no earlier than the claim (%v or later)", ended.End, err, before)
+	}
+	h.eng.sweep(ctx)
+	c, err := h.eng.Campaign(ctx, id)
+	if err != nil || c.EndTime.Before(before) {
+		t.Fatalf("PostgreSQL after the sweep: end %v (%v), before a claim taken at %v or later", c.EndTime, err, before)
+	}
+	if status, m := h.open(id, user+"-after"); status != 400 || m["status"] != "ENDED" {
+		t.Errorf("an open after the end: %d %v", status, m)
+	}
+}

@@ -213,9 +213,15 @@ var sweepActor = postgres.Actor{Name: "sweep",
 // end that reached a bucketed campaign's home but not every bucket (its
 // request failed half way and PostgreSQL rolled back; the merchant was
 // told to retry). Every part of each campaign ended within sweepLookback,
-// and of every live bucketed campaign, is read; where parts disagree, the
-// earliest end (PostgreSQL's included) is applied to every part, and
-// recorded in PostgreSQL when it is earlier than the row's.
+// and of every live bucketed campaign, is read. Where a part is still open
+// while another part (or PostgreSQL) has ended, the end is finished on
+// every part: PostgreSQL's where it recorded one (what the merchant was
+// told), else each open part's own now; and recorded in PostgreSQL when
+// earlier than the row's. A bucketed campaign whose parts have all ended,
+// each at its own time (EndBuckets ends each bucket at its own Redis time
+// and the home at the latest), ends at the latest of them: every claim is
+// before it. That end is recorded when PostgreSQL's row ends later (an end
+// whose Redis step finished and whose transaction did not).
 func (e *Engine) sweepEnds(ctx context.Context) {
 	ended, err := e.store.EndedSince(ctx, time.Now().Add(-sweepLookback))
 	if err != nil {
@@ -259,6 +265,7 @@ func (e *Engine) sweepEnds(ctx context.Context) {
 		return
 	}
 	i := 0
+	now := time.Now().UnixMilli()
 	for _, l := range layouts {
 		n := 1 // the home, and the buckets of a bucketed campaign
 		if l.K() > 1 {
@@ -266,39 +273,53 @@ func (e *Engine) sweepEnds(ctx context.Context) {
 		}
 		parts := wins[i : i+n]
 		i += n
-		lo, hi := pgEnd[l.ID], int64(math.MinInt64)
+		pg := pgEnd[l.ID]
+		lo, hi := pg, int64(math.MinInt64)
 		for _, w := range parts {
 			if w.Loaded {
 				lo, hi = min(lo, w.EndMs), max(hi, w.EndMs)
 			}
 		}
-		if hi <= lo {
-			continue // every part ends no later than the earliest end
-		}
-		e.log.Warn("sweep: a campaign's parts in redis end at different times; ending every part at the earliest",
-			"campaign_id", l.ID, "end_ms", lo)
-		if err := e.finishEnd(ctx, l, lo, lo < pgEnd[l.ID]); err != nil {
-			e.log.Warn("sweep: end not applied", "campaign_id", l.ID, "err", err)
+		switch {
+		case hi == math.MinInt64, lo > now:
+			continue // nothing in Redis, or nothing ended yet
+		case hi > now:
+			// A part still open though the campaign ended: PostgreSQL's
+			// end where it recorded one, else each open part's now.
+			endMs := pg
+			if pg > now {
+				endMs = math.MaxInt64
+			}
+			e.log.Warn("sweep: a part of an ended campaign is still open in redis; ending it",
+				"campaign_id", l.ID, "end_ms", min(endMs, now))
+			if err := e.finishEnd(ctx, l, endMs, pg); err != nil {
+				e.log.Warn("sweep: end not applied", "campaign_id", l.ID, "err", err)
+			}
+		case l.K() > 1 && hi < pg:
+			e.log.Warn("sweep: a bucketed campaign ended in redis, not in postgres; recording its end",
+				"campaign_id", l.ID, "end_ms", hi)
+			if err := e.finishEnd(ctx, l, hi, pg); err != nil {
+				e.log.Warn("sweep: end not recorded", "campaign_id", l.ID, "err", err)
+			}
 		}
 	}
 }
 
-// finishEnd applies the end endMs to every part of the campaign of l, and
-// records it in PostgreSQL too when record (it is earlier than the row's).
-func (e *Engine) finishEnd(ctx context.Context, l *lua.Layout, endMs int64, record bool) error {
-	apply := func(ctx context.Context, _ time.Time) (time.Time, bool, error) {
-		end, loaded, err := lua.EndBuckets(ctx, e.redis, l, endMs)
-		if err == nil && loaded {
-			if c := e.hot.peek(l.ID); c != nil {
-				e.hot.lowerEnd(c, end)
-			}
-		}
-		return time.UnixMilli(end), loaded, err
-	}
-	if !record {
-		_, _, err := apply(ctx, time.Time{})
+// finishEnd ends every part of the campaign of l no later than endMs
+// (EndBuckets), and records the end it returns in PostgreSQL when it is
+// earlier than pgEnd, the row's.
+func (e *Engine) finishEnd(ctx context.Context, l *lua.Layout, endMs, pgEnd int64) error {
+	end, loaded, err := lua.EndBuckets(ctx, e.redis, l, endMs)
+	if err != nil || !loaded {
 		return err
 	}
-	_, err := e.store.EndCampaign(ctx, l.ID, sweepActor, apply)
+	if c := e.hot.peek(l.ID); c != nil {
+		e.hot.lowerEnd(c, end)
+	}
+	if end >= pgEnd {
+		return nil
+	}
+	apply := func(context.Context, time.Time) (time.Time, bool, error) { return time.UnixMilli(end), true, nil }
+	_, err = e.store.EndCampaign(ctx, l.ID, sweepActor, apply)
 	return err
 }

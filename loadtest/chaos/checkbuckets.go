@@ -17,13 +17,6 @@ import (
 // InvRedisLog, which read the union.)
 const InvBuckets = "buckets"
 
-// BucketClaim is one entry of a bucket's claims hash.
-type BucketClaim struct {
-	User   string
-	Bucket int
-	Amount int64
-}
-
 // buckets checks the bucketed campaigns (InvBuckets).
 func (c *checker) buckets(states []*CampaignState) {
 	for _, st := range states {
@@ -42,27 +35,27 @@ func (c *checker) bucketed1(st *CampaignState) {
 		touched[bc.Bucket] = true
 		claimed[bc.Amount]++
 		if want := lua.BucketOf(st.ID, bc.User, st.K); bc.Bucket != want {
-			c.bucketed.fail("campaign %d: %s holds a claim in bucket %d, their bucket is %d", st.ID, bc.User, bc.Bucket, want)
+			c.bucketed.Fail("campaign %d: %s holds a claim in bucket %d, their bucket is %d", st.ID, bc.User, bc.Bucket, want)
 		}
 	}
 	c.nBucketsTouched += len(touched)
 	for _, u := range slices.Sorted(maps.Keys(st.ClaimBuckets)) {
 		if bs := st.ClaimBuckets[u]; len(bs) > 1 {
-			c.bucketed.fail("campaign %d: %s holds claims in %d buckets %v", st.ID, u, len(bs), bs)
+			c.bucketed.Fail("campaign %d: %s holds claims in %d buckets %v", st.ID, u, len(bs), bs)
 		}
 	}
 	var sum, total int64
 	for _, a := range slices.Sorted(maps.Keys(claimed)) {
 		sum += claimed[a]
 		if claimed[a] > st.Total[a] {
-			c.bucketed.fail("campaign %d amount %d: %d claims over the buckets, total %d", st.ID, a, claimed[a], st.Total[a])
+			c.bucketed.Fail("campaign %d amount %d: %d claims over the buckets, total %d", st.ID, a, claimed[a], st.Total[a])
 		}
 	}
 	for _, n := range st.Total {
 		total += n
 	}
 	if sum > total {
-		c.bucketed.fail("campaign %d: %d claims over the buckets, total %d", st.ID, sum, total)
+		c.bucketed.Fail("campaign %d: %d claims over the buckets, total %d", st.ID, sum, total)
 	}
 	if c.restocked[st.ID] { // a restock serves a sold-out campaign again: InvRestock
 		return
@@ -76,7 +69,7 @@ func (c *checker) bucketed1(st *CampaignState) {
 			left += n
 		}
 		if left > 0 || st.PoolLeft > 0 || st.Pending > 0 {
-			c.bucketed.fail("campaign %d: answered 410 SOLD_OUT (%s at %dms) but the buckets hold %d %v, the pool %d, %d transfers in transit",
+			c.bucketed.Fail("campaign %d: answered 410 SOLD_OUT (%s at %dms) but the buckets hold %d %v, the pool %d, %d transfers in transit",
 				st.ID, r.User, r.AtMs, left, st.BucketLeft, st.PoolLeft, st.Pending)
 		}
 		break
@@ -84,6 +77,6 @@ func (c *checker) bucketed1(st *CampaignState) {
 }
 
 func (c *checker) bucketVerdict() Verdict {
-	return c.bucketed.verdict(InvBuckets, c.nBucketClaims, fmt.Sprintf("%d bucketed campaigns, %d claims in %d buckets; %d violations (a user in two buckets or not their own, claims over the total, stock left after a SOLD_OUT)",
-		c.nBucketed, c.nBucketClaims, c.nBucketsTouched, c.bucketed.bad))
+	return c.bucketed.Verdict(InvBuckets, c.nBucketClaims, fmt.Sprintf("%d bucketed campaigns, %d claims in %d buckets; %d violations (a user in two buckets or not their own, claims over the total, stock left after a SOLD_OUT)",
+		c.nBucketed, c.nBucketClaims, c.nBucketsTouched, c.bucketed.Bad))
 }

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"sort"
 	"time"
+
+	"github.com/redpacket/rain/loadtest/harness"
 )
 
 // clockSlack is how far apart the driver's wall clock and Redis TIME may
@@ -25,9 +27,9 @@ func (c *checker) merchant() {
 		st := c.byCampaign[a.Campaign]
 		switch {
 		case st == nil && a.Kind == ActionEnd:
-			c.end.fail("%s: campaign %d is not one of the run's", a.Kind, a.Campaign)
+			c.end.Fail("%s: campaign %d is not one of the run's", a.Kind, a.Campaign)
 		case st == nil:
-			c.restock.fail("%s: campaign %d is not one of the run's", a.Kind, a.Campaign)
+			c.restock.Fail("%s: campaign %d is not one of the run's", a.Kind, a.Campaign)
 		case a.Kind == ActionEnd:
 			c.checkEnd(a, st)
 		case a.Kind == ActionRestock:
@@ -80,28 +82,28 @@ func claimedBy(times []int64, ms int64) int64 {
 func (c *checker) checkRestock(a *Action, st *CampaignState) {
 	t := &c.restock
 	c.nRestocks++
-	sent, ok := a.sent()
+	sent, ok := a.Sent()
 	if !ok {
-		t.fail("campaign %d: the restock was never sent", st.ID)
+		t.Fail("campaign %d: the restock was never sent", st.ID)
 		return
 	}
 	want := a.Base + a.Count
-	ack := a.ack()
+	ack := a.Ack()
 	switch {
 	case ack == nil:
-		t.fail("campaign %d: the restock was never answered 200 (%s)", st.ID, a.answers())
+		t.Fail("campaign %d: the restock was never answered 200 (%s)", st.ID, a.Answers())
 	case ack.Total != want:
-		t.fail("campaign %d: the restock answered total %d, want %d + %d", st.ID, ack.Total, a.Base, a.Count)
+		t.Fail("campaign %d: the restock answered total %d, want %d + %d", st.ID, ack.Total, a.Base, a.Count)
 	}
 	if got := st.Total[a.Amount]; got != want {
-		t.fail("campaign %d amount %d: total %d in PostgreSQL after %d requests with key %s, want %d + %d once",
+		t.Fail("campaign %d amount %d: total %d in PostgreSQL after %d requests with key %s, want %d + %d once",
 			st.ID, a.Amount, got, len(a.Attempts), a.Key, a.Base, a.Count)
 	}
 	if st.StockActions != 1 {
-		t.fail("campaign %d: %d stock actions in campaign_action, want 1", st.ID, st.StockActions)
+		t.Fail("campaign %d: %d stock actions in campaign_action, want 1", st.ID, st.StockActions)
 	}
 	if st.PendingStock != 0 {
-		t.fail("campaign %d: %d stock actions not applied in Redis (applied_at null) at the end", st.ID, st.PendingStock)
+		t.Fail("campaign %d: %d stock actions not applied in Redis (applied_at null) at the end", st.ID, st.PendingStock)
 	}
 	replays := 0
 	for _, at := range a.Attempts {
@@ -110,30 +112,30 @@ func (c *checker) checkRestock(a *Action, st *CampaignState) {
 		}
 		replays++
 		if !at.Replayed || at.Total != want {
-			t.fail("campaign %d: the restock sent again with key %s answered total %d, replayed %v: want %d, replayed",
+			t.Fail("campaign %d: the restock sent again with key %s answered total %d, replayed %v: want %d, replayed",
 				st.ID, a.Key, at.Total, at.Replayed, want)
 		}
 	}
 	if ack != nil && replays == 0 {
-		t.fail("campaign %d: the restock sent again with key %s was not answered 200 (%s)", st.ID, a.Key, a.answers())
+		t.Fail("campaign %d: the restock sent again with key %s was not answered 200 (%s)", st.ID, a.Key, a.Answers())
 	}
 
 	// No packet beyond the total; none beyond the old one before the
 	// restock was sent.
-	redisBy, logBy := countBy(st.Redis), countBy(st.Log)
+	redisBy, logBy := harness.CountBy(st.Redis), harness.CountBy(st.Log)
 	for _, amt := range slices.Sorted(maps.Keys(st.Total)) {
 		if n := max(redisBy[amt], logBy[amt]); n > st.Total[amt] {
-			t.fail("campaign %d amount %d: %d claims, beyond the total %d", st.ID, amt, n, st.Total[amt])
+			t.Fail("campaign %d amount %d: %d claims, beyond the total %d", st.ID, amt, n, st.Total[amt])
 		}
 	}
 	var early int64
 	for u, amt := range st.Redis {
-		if amt == a.Amount && st.RedisAt[u] <= a.wall(sent) {
+		if amt == a.Amount && st.RedisAt[u] <= a.Wall(sent) {
 			early++
 		}
 	}
 	if early > a.Base {
-		t.fail("campaign %d amount %d: %d claims made before the restock was sent, beyond the %d there were", st.ID, a.Amount, early, a.Base)
+		t.Fail("campaign %d amount %d: %d claims made before the restock was sent, beyond the %d there were", st.ID, a.Amount, early, a.Base)
 	}
 
 	// Sold out before, served again after.
@@ -145,27 +147,27 @@ func (c *checker) checkRestock(a *Action, st *CampaignState) {
 	times := claimTimes(st)
 	soldBefore, servedAgain := 0, 0
 	for _, r := range c.campaignRecords(st.ID) {
-		d := done(r)
+		d := r.Done()
 		switch {
 		case r.Status == 410 && d < sent:
 			soldBefore++
-			if n := claimedBy(times, a.wall(d)+clockSlack); n < oldTotal {
-				t.fail("campaign %d: 410 to %s at %dms, before the restock, with %d of %d packets claimed", st.ID, r.User, d, n, oldTotal)
+			if n := claimedBy(times, a.Wall(d)+clockSlack); n < oldTotal {
+				t.Fail("campaign %d: 410 to %s at %dms, before the restock, with %d of %d packets claimed", st.ID, r.User, d, n, oldTotal)
 			}
-		case r.Status == 410 && ack != nil && r.AtMs >= ack.doneMs()+endGrace.Milliseconds():
-			if n := claimedBy(times, a.wall(d)+clockSlack); n < total {
-				t.fail("campaign %d: 410 to %s at %dms, %dms after the restock's answer, with %d of %d packets claimed",
-					st.ID, r.User, d, r.AtMs-ack.doneMs(), n, total)
+		case r.Status == 410 && ack != nil && r.AtMs >= ack.DoneMs()+endGrace.Milliseconds():
+			if n := claimedBy(times, a.Wall(d)+clockSlack); n < total {
+				t.Fail("campaign %d: 410 to %s at %dms, %dms after the restock's answer, with %d of %d packets claimed",
+					st.ID, r.User, d, r.AtMs-ack.DoneMs(), n, total)
 			}
-		case r.Status == 200 && ack != nil && r.AtMs >= ack.doneMs():
+		case r.Status == 200 && ack != nil && r.AtMs >= ack.DoneMs():
 			servedAgain++
 		}
 	}
 	if soldBefore == 0 {
-		t.fail("campaign %d: no 410 before the restock was sent (at %dms): it did not test a sold-out campaign", st.ID, sent)
+		t.Fail("campaign %d: no 410 before the restock was sent (at %dms): it did not test a sold-out campaign", st.ID, sent)
 	}
 	if ack != nil && servedAgain == 0 {
-		t.fail("campaign %d: no open sent after the restock's answer (at %dms) got 200: not served again", st.ID, ack.doneMs())
+		t.Fail("campaign %d: no open sent after the restock's answer (at %dms) got 200: not served again", st.ID, ack.DoneMs())
 	}
 	c.nSoldBefore += soldBefore
 	c.nServedAgain += servedAgain
@@ -181,46 +183,46 @@ func (c *checker) checkRestock(a *Action, st *CampaignState) {
 func (c *checker) checkEnd(a *Action, st *CampaignState) {
 	t := &c.end
 	c.nEnds++
-	sent, ok := a.sent()
+	sent, ok := a.Sent()
 	if !ok {
-		t.fail("campaign %d: the end was never sent", st.ID)
+		t.Fail("campaign %d: the end was never sent", st.ID)
 		return
 	}
-	ack := a.ack()
+	ack := a.Ack()
 	if ack == nil {
-		t.fail("campaign %d: the end was never answered 200 (%s)", st.ID, a.answers())
+		t.Fail("campaign %d: the end was never answered 200 (%s)", st.ID, a.Answers())
 	}
 	if !st.EndedEarly {
-		t.fail("campaign %d: ended_at not set in PostgreSQL", st.ID)
+		t.Fail("campaign %d: ended_at not set in PostgreSQL", st.ID)
 	}
-	if st.EndMs < a.wall(sent)-clockSlack || ack != nil && st.EndMs > a.wall(ack.doneMs())+clockSlack {
-		t.fail("campaign %d: end_time %s outside the end's request: sent %s, answered %s", st.ID, unixMs(st.EndMs),
-			unixMs(a.wall(sent)), map[bool]string{true: unixMs(a.wall(ackDone(ack))), false: "never"}[ack != nil])
+	if st.EndMs < a.Wall(sent)-clockSlack || ack != nil && st.EndMs > a.Wall(ack.DoneMs())+clockSlack {
+		t.Fail("campaign %d: end_time %s outside the end's request: sent %s, answered %s", st.ID, unixMs(st.EndMs),
+			unixMs(a.Wall(sent)), map[bool]string{true: unixMs(a.Wall(ackDone(ack))), false: "never"}[ack != nil])
 	}
 	for _, u := range slices.Sorted(maps.Keys(st.RedisAt)) {
 		if at := st.RedisAt[u]; at > st.EndMs {
-			t.fail("campaign %d: %s claimed at %s in Redis, %dms after the end", st.ID, u, unixMs(at), at-st.EndMs)
+			t.Fail("campaign %d: %s claimed at %s in Redis, %dms after the end", st.ID, u, unixMs(at), at-st.EndMs)
 		}
 	}
 	for _, u := range slices.Sorted(maps.Keys(st.LogAt)) {
 		if at := st.LogAt[u]; at > st.EndMs {
-			t.fail("campaign %d: %s claimed at %s in claim_log, %dms after the end", st.ID, u, unixMs(at), at-st.EndMs)
+			t.Fail("campaign %d: %s claimed at %s in claim_log, %dms after the end", st.ID, u, unixMs(at), at-st.EndMs)
 		}
 	}
 	c.nClaimsBeforeEnd += len(st.Redis)
 	if len(st.Redis) == 0 {
-		t.fail("campaign %d: no claim before the end: it did not test claims that stand", st.ID)
+		t.Fail("campaign %d: no claim before the end: it did not test claims that stand", st.ID)
 	}
 	ended := 0
 	for _, r := range c.campaignRecords(st.ID) {
 		isEnded := r.Status == 400 && r.Code == "ENDED"
 		if isEnded {
 			ended++
-			if done(r) < sent {
-				t.fail("campaign %d: %s answered ENDED at %dms, before the end was sent (%dms)", st.ID, r.User, done(r), sent)
+			if r.Done() < sent {
+				t.Fail("campaign %d: %s answered ENDED at %dms, before the end was sent (%dms)", st.ID, r.User, r.Done(), sent)
 			}
 		}
-		if ack == nil || r.AtMs < ack.doneMs()+endGrace.Milliseconds() {
+		if ack == nil || r.AtMs < ack.DoneMs()+endGrace.Milliseconds() {
 			continue
 		}
 		c.nAfterEnd++
@@ -229,13 +231,13 @@ func (c *checker) checkEnd(a *Action, st *CampaignState) {
 		case r.Busy() || !r.Answered():
 			c.nAfterEndBusy++
 		default:
-			t.fail("campaign %d: %s (%s #%d) sent %dms after the end's answer: %s, want 400 ENDED",
-				st.ID, r.User, r.Kind, r.Attempt, r.AtMs-ack.doneMs(), statusKey(r))
+			t.Fail("campaign %d: %s (%s #%d) sent %dms after the end's answer: %s, want 400 ENDED",
+				st.ID, r.User, r.Kind, r.Attempt, r.AtMs-ack.DoneMs(), harness.StatusKey(r))
 		}
 	}
 	c.nEnded += ended
 	if ended == 0 {
-		t.fail("campaign %d: no open answered ENDED", st.ID)
+		t.Fail("campaign %d: no open answered ENDED", st.ID)
 	}
 }
 
@@ -243,7 +245,7 @@ func ackDone(at *Attempt) int64 {
 	if at == nil {
 		return 0
 	}
-	return at.doneMs()
+	return at.DoneMs()
 }
 
 func unixMs(ms int64) string { return time.UnixMilli(ms).UTC().Format("15:04:05.000") }
@@ -253,14 +255,14 @@ func unixMs(ms int64) string { return time.UnixMilli(ms).UTC().Format("15:04:05.
 func (c *checker) merchantVerdicts() []Verdict {
 	var out []Verdict
 	if c.nRestocks > 0 {
-		out = append(out, c.restock.verdict(InvRestock, c.nServedAgain, fmt.Sprintf(
+		out = append(out, c.restock.Verdict(InvRestock, c.nServedAgain, fmt.Sprintf(
 			"%d restocked; %d answers 410 before the restock, %d 200s to opens sent after its answer; %d violations: %s",
-			c.nRestocks, c.nSoldBefore, c.nServedAgain, c.restock.bad, c.actionsOf(ActionRestock))))
+			c.nRestocks, c.nSoldBefore, c.nServedAgain, c.restock.Bad, c.actionsOf(ActionRestock))))
 	}
 	if c.nEnds > 0 {
-		out = append(out, c.end.verdict(InvEnd, c.nEnded, fmt.Sprintf(
+		out = append(out, c.end.Verdict(InvEnd, c.nEnded, fmt.Sprintf(
 			"%d ended; %d claims made before it; %d answers ENDED; %d opens sent %s after the end's answer, %d of them answered 503 or not at all, the rest ENDED; %d violations: %s",
-			c.nEnds, c.nClaimsBeforeEnd, c.nEnded, c.nAfterEnd, endGrace, c.nAfterEndBusy, c.end.bad, c.actionsOf(ActionEnd))))
+			c.nEnds, c.nClaimsBeforeEnd, c.nEnded, c.nAfterEnd, endGrace, c.nAfterEndBusy, c.end.Bad, c.actionsOf(ActionEnd))))
 	}
 	return out
 }

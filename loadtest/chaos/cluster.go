@@ -3,20 +3,16 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"maps"
-	"net"
-	"net/http"
 	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
-	"github.com/redis/rueidis"
-
 	"github.com/redpacket/rain/internal/dev/stack"
 	"github.com/redpacket/rain/internal/rediscluster"
+	"github.com/redpacket/rain/loadtest/harness"
 )
 
 // The Redis Cluster scenarios (REDIS_MODE=cluster make chaos): the suite's
@@ -126,7 +122,7 @@ func (r *run) observeHot(ctx context.Context) (*ClusterStats, []rediscluster.Sha
 		return cs, nil, err
 	}
 	cs.Hot = r.res.Campaigns[0]
-	hot, err := r.Stores.layout(ctx, cs.Hot)
+	hot, err := r.Stores.Layout(ctx, cs.Hot)
 	if err != nil {
 		return cs, nil, err
 	}
@@ -137,7 +133,7 @@ func (r *run) observeHot(ctx context.Context) (*ClusterStats, []rediscluster.Sha
 		if s, ok := rediscluster.ShardOf(shards, r.Stores.Keys.Of(id).Claims()); ok {
 			cs.Masters[id] = s.Addr
 		}
-		if lay, err := r.Stores.layout(ctx, id); err == nil && lay.K() > 1 {
+		if lay, err := r.Stores.Layout(ctx, id); err == nil && lay.K() > 1 {
 			cs.Bucketed = append(cs.Bucketed, id)
 		}
 	}
@@ -304,7 +300,7 @@ func reshardHot(ctx context.Context, r *run) error {
 	// are: the source answers ASK, the client follows it to the destination.
 	n, err := c.Do(ctx, c.B().Hlen().Key(k.Claims()).Build()).AsInt64()
 	r.event("HLEN of the moved claims hash through the client: %d %v", n, err)
-	sleep(ctx, 2*time.Second)
+	harness.Sleep(ctx, 2*time.Second)
 	if err := m.Finish(context.WithoutCancel(ctx)); err != nil {
 		return err
 	}
@@ -389,26 +385,6 @@ func bulkVerdict(r *run, recs []Record) []Verdict {
 			cs.SlotsMoved, float64(cs.MoveMs)/1000, cs.ErrorStats, cs.Retried, cs.Failed)}}
 }
 
-// waitMaster waits until slot has a master other than old that answers,
-// and returns it.
-func (r *run) waitMaster(ctx context.Context, slot uint16, old string) (string, error) {
-	var now string
-	err := stack.Poll(ctx, time.Minute, func(ctx context.Context) error {
-		shards, err := rediscluster.Shards(ctx, r.Stores.Redis)
-		if err != nil {
-			return err
-		}
-		for _, s := range shards {
-			if s.Owns(slot) && s.Addr != old {
-				now = s.Addr
-				return rediscluster.Ready(ctx, r.Stores.Redis)
-			}
-		}
-		return fmt.Errorf("slot %d still on %s", slot, old)
-	})
-	return now, err
-}
-
 // failoverManual has the hot master's replica take over (CLUSTER
 // FAILOVER: the replica catches up first, so nothing is lost).
 func failoverManual(ctx context.Context, r *run) error {
@@ -430,7 +406,7 @@ func failoverManual(ctx context.Context, r *run) error {
 	if err := rep.Do(ctx, rep.B().ClusterFailover().Build()).Error(); err != nil {
 		return err
 	}
-	now, err := r.waitMaster(ctx, cs.HotSlot, cs.HotMaster)
+	now, err := harness.WaitMaster(ctx, r.Stores.Redis, cs.HotSlot, cs.HotMaster)
 	if err != nil {
 		return err
 	}
@@ -465,14 +441,14 @@ func failoverKill(ctx context.Context, r *run) error {
 		return err
 	}
 	r.inEffect()
-	now, werr := r.waitMaster(ctx, cs.HotSlot, cs.HotMaster)
+	now, werr := harness.WaitMaster(ctx, r.Stores.Redis, cs.HotSlot, cs.HotMaster)
 	cs.FailoverMs = time.Since(t0).Milliseconds()
 	if werr == nil {
 		r.event("slot %d served by %s after %s (node timeout %s + election)", cs.HotSlot, now, time.Since(t0).Round(time.Millisecond), stack.ClusterNodeTimeout)
 	} else {
 		r.event("no failover: %v", werr)
 	}
-	sleep(ctx, time.Second)
+	harness.Sleep(ctx, time.Second)
 	r.event("starting %s again", cs.HotMaster)
 	if err := restore(context.WithoutCancel(ctx)); err != nil {
 		r.live.ServiceErr = append(r.live.ServiceErr, fmt.Sprintf("%s not started again: %v", cs.HotMaster, err))
@@ -539,7 +515,7 @@ func (r *run) readRetried(ctx context.Context) {
 	if !r.sc.Cluster {
 		return
 	}
-	body, err := getText(ctx, "http://"+r.APIAddr+"/metrics")
+	body, err := harness.GetText(ctx, "http://"+r.APIAddr+"/metrics")
 	if err != nil {
 		r.event("api metrics: %v", err)
 		return
@@ -575,37 +551,4 @@ func (r *run) noteReadded(readded, oversold int) {
 		cs.Readded += readded
 		cs.Oversold += oversold
 	}
-}
-
-// redisClient is the suite's client of REDIS_ADDR: one Redis, or a
-// cluster's nodes.
-func redisClient(addrs string) (rueidis.Client, error) {
-	var list []string
-	for a := range strings.SplitSeq(addrs, ",") {
-		if a = strings.TrimSpace(a); a != "" {
-			list = append(list, a)
-		}
-	}
-	return rueidis.NewClient(rueidis.ClientOption{InitAddress: list, DisableCache: true,
-		Dialer: net.Dialer{Timeout: 2 * time.Second}, ClusterOption: rueidis.ClusterOption{ShardsRefreshInterval: 5 * time.Second}})
-}
-
-// getText GETs url (loopback) and returns the body.
-func getText(ctx context.Context, url string) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return "", err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("GET %s: %s", url, resp.Status)
-	}
-	return string(b), err
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/redpacket/rain/internal/dev/stack"
 	"github.com/redpacket/rain/internal/rediscluster"
+	"github.com/redpacket/rain/loadtest/harness"
 )
 
 // The failover with lost writes: the hot master's replica falls behind,
@@ -87,7 +88,7 @@ func failoverLostWrites(ctx context.Context, r *run) error {
 	if err := r.Stores.Redis.Do(ctx, r.Stores.Redis.B().Set().Key(filler).Value(strings.Repeat("x", lostWritesFiller)).Build()).Error(); err != nil {
 		r.event("filler not written: %v", err)
 	}
-	sleep(ctx, lostWritesPause-time.Since(t0))
+	harness.Sleep(ctx, lostWritesPause-time.Since(t0))
 	r.event("SIGKILL the master %s, %s after the replica stopped", cs.HotMaster, time.Since(t0).Round(time.Millisecond))
 	restore, err := r.Stack.Redis().NodeOutage(ctx, cs.HotMaster, syscall.SIGKILL)
 	resume()
@@ -96,14 +97,14 @@ func failoverLostWrites(ctx context.Context, r *run) error {
 		return err
 	}
 	r.event("SIGCONT the replica %s", replica)
-	now, werr := r.waitMaster(ctx, cs.HotSlot, cs.HotMaster)
+	now, werr := harness.WaitMaster(ctx, r.Stores.Redis, cs.HotSlot, cs.HotMaster)
 	cs.FailoverMs = time.Since(t0).Milliseconds()
 	if werr == nil {
 		r.event("slot %d served by %s after %s", cs.HotSlot, now, time.Since(t0).Round(time.Millisecond))
 	} else {
 		r.event("no failover: %v", werr)
 	}
-	sleep(ctx, time.Second)
+	harness.Sleep(ctx, time.Second)
 	if err := restore(context.WithoutCancel(ctx)); err != nil {
 		r.live.ServiceErr = append(r.live.ServiceErr, fmt.Sprintf("%s not started again: %v", cs.HotMaster, err))
 		return err

@@ -36,6 +36,7 @@ import (
 	"time"
 
 	"github.com/redpacket/rain/internal/app"
+	"github.com/redpacket/rain/loadtest/harness"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -232,7 +233,7 @@ func suite() int {
 			results = append(results, res)
 			var marks []string
 			for _, v := range res.Verdicts {
-				marks = append(marks, v.Name+" "+cell(v))
+				marks = append(marks, v.Name+" "+harness.Cell(v))
 			}
 			logf("=== %s done in %s: %s%s", sc.Name, (time.Duration(res.TookMs) * time.Millisecond).Round(time.Second),
 				strings.Join(marks, ", "), map[bool]string{true: " ERROR " + res.Err}[res.Err != ""])
@@ -323,7 +324,7 @@ func setup(cfg *Settings) (*Runner, func(), error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("POSTGRES_DSN: %w", err)
 	}
-	rdb, err := redisClient(rn.RedisAddr)
+	rdb, err := harness.RedisClient(rn.RedisAddr)
 	if err != nil {
 		db.Close()
 		return nil, nil, fmt.Errorf("REDIS_ADDR: %w", err)
@@ -382,7 +383,7 @@ func driveCmd(args []string) int {
 		return 1
 	}
 	defer f.Close()
-	d, err := NewDriver(DriverConfig{BaseURL: *base, Targets: targets, Rate: *rate, Duration: *duration,
+	d, err := harness.NewDriver(DriverConfig{BaseURLs: []string{*base}, Targets: targets, Rate: *rate, Duration: *duration,
 		Tail: *tail, Prefix: *prefix, Verify: *verify, Out: f})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "chaos drive: %v\n", err)
@@ -415,7 +416,7 @@ func checkCmd(args []string) int {
 		fmt.Fprintf(os.Stderr, "chaos check: -campaigns: %v\n", err)
 		return 2
 	}
-	recs, err := readRecords(*records)
+	recs, err := harness.ReadRecords(*records)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "chaos check: %v\n", err)
 		return 1
@@ -433,7 +434,7 @@ func checkCmd(args []string) int {
 		return 1
 	}
 	defer db.Close()
-	rdb, err := redisClient(cfg.RedisAddr)
+	rdb, err := harness.RedisClient(cfg.RedisAddr)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "chaos check: REDIS_ADDR: %v\n", err)
 		return 1
@@ -452,7 +453,7 @@ func checkCmd(args []string) int {
 	}
 	failed := false
 	for _, v := range Check(recs, states, CheckOptions{Tolerate503Claims: *tolerate}) {
-		fmt.Printf("%s %s: %s\n", cell(v), v.Name, v.Detail)
+		fmt.Printf("%s %s: %s\n", harness.Cell(v), v.Name, v.Detail)
 		for _, e := range v.Examples {
 			fmt.Printf("    %s\n", e)
 		}

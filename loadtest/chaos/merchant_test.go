@@ -87,16 +87,16 @@ func TestMerchantStep(t *testing.T) {
 		t.Fatalf("%d actions", len(acts))
 	}
 	restock, end := acts[0], acts[1]
-	if got := restock.answers(); got != "503 BUSY none 200r 200r" {
+	if got := restock.Answers(); got != "503 BUSY none 200r 200r" {
 		t.Errorf("restock attempts %q, want 503, none, then 200 replayed, and the replay on purpose", got)
 	}
-	if at := restock.ack(); at == nil || at.Total != 10 || restock.Attempts[3].Total != 10 || !restock.Attempts[3].Replay {
+	if at := restock.Ack(); at == nil || at.Total != 10 || restock.Attempts[3].Total != 10 || !restock.Attempts[3].Replay {
 		t.Errorf("restock: %+v", restock.Attempts)
 	}
 	if fake.added != 7 {
 		t.Errorf("the fake added %d packets: the key changed between attempts", fake.added)
 	}
-	if got := end.answers(); got != "503 BUSY none 200" || end.ack() == nil {
+	if got := end.Answers(); got != "503 BUSY none 200" || end.Ack() == nil {
 		t.Errorf("end attempts %q", got)
 	}
 	for _, a := range fake.auth {
@@ -121,14 +121,14 @@ func TestMerchantActStops(t *testing.T) {
 	}))
 	a := &Action{Kind: ActionRestock, Campaign: 4, Amount: 5, Count: 1, Key: "k"}
 	r.act(context.Background(), a, false, time.Now().Add(time.Minute))
-	if got := a.answers(); got != "409 ENDED" || a.ack() != nil {
+	if got := a.Answers(); got != "409 ENDED" || a.Ack() != nil {
 		t.Errorf("attempts %q", got)
 	}
 
 	r.APIAddr = "127.0.0.1:1" // nothing listens: refused
 	a = &Action{Kind: ActionEnd, Campaign: 4}
 	r.act(context.Background(), a, false, time.Now().Add(time.Second))
-	if len(a.Attempts) < 2 || a.Attempts[0].Err != "refused" || a.ack() != nil {
+	if len(a.Attempts) < 2 || a.Attempts[0].Err != "refused" || a.Ack() != nil {
 		t.Errorf("attempts %+v", a.Attempts)
 	}
 	if !strings.Contains(strings.Join(r.res.Events, "\n"), "given up") {

@@ -5,19 +5,9 @@ import (
 	"io"
 	"strings"
 	"time"
-)
 
-// cell is a verdict as the table shows it: a mark and the number that matters.
-func cell(v Verdict) string {
-	mark := "✗"
-	switch {
-	case v.OK:
-		mark = "✓"
-	case v.Warn:
-		mark = "⚠"
-	}
-	return mark + " " + v.Short
-}
+	"github.com/redpacket/rain/loadtest/harness"
+)
 
 // WriteReport writes the Markdown report of a run: the scenario × invariant
 // table, the numbers of each scenario, then every verdict's detail and
@@ -40,7 +30,7 @@ func WriteReport(w io.Writer, title string, results []*ScenarioResult) {
 			v, ok := byName[inv]
 			switch {
 			case ok:
-				fmt.Fprintf(w, " %s |", cell(v))
+				fmt.Fprintf(w, " %s |", harness.Cell(v))
 			case r.Err != "":
 				fmt.Fprint(w, " ✗ |")
 			default:
@@ -60,7 +50,7 @@ func WriteReport(w io.Writer, title string, results []*ScenarioResult) {
 			conv = fmt.Sprintf("%.1fs", float64(s.ConvergeMs)/1000)
 		}
 		fmt.Fprintf(w, "| %s | %d | %s | %d | %d | %.1f / %.1f / %.0f ms | %.1fs | %s | %d | %d | %d | %d |\n", r.Name, s.Driver.Users,
-			formatStatuses(s.Answers), s.Driver.Retries, s.Driver.GaveUp+s.Driver.Abandoned,
+			harness.FormatStatuses(s.Answers), s.Driver.Retries, s.Driver.GaveUp+s.Driver.Abandoned,
 			s.Latency.P50, s.Latency.P99, s.Latency.Max,
 			float64(s.DownMs)/1000, conv, s.Repaired, s.Duplicates, s.DeadLetters, s.Unsolicited)
 	}
@@ -71,7 +61,7 @@ func WriteReport(w io.Writer, title string, results []*ScenarioResult) {
 			fmt.Fprintf(w, "- **could not run to the end**: %s\n", r.Err)
 		}
 		for _, v := range r.Verdicts {
-			fmt.Fprintf(w, "- %s %s: %s\n", cell(v)[:strings.IndexByte(cell(v), ' ')], v.Name, v.Detail)
+			fmt.Fprintf(w, "- %s %s: %s\n", harness.Cell(v)[:strings.IndexByte(harness.Cell(v), ' ')], v.Name, v.Detail)
 			for _, e := range v.Examples {
 				fmt.Fprintf(w, "  - %s\n", e)
 			}

@@ -1,13 +1,8 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -16,10 +11,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
-
 	"github.com/redpacket/rain/internal/dev/stack"
+	"github.com/redpacket/rain/loadtest/harness"
 	"github.com/redpacket/rain/lua"
 )
 
@@ -283,7 +276,7 @@ func killProc(name string) func(ctx context.Context, r *run) error {
 		}
 		r.live.Kills[name]++
 		r.inEffect()
-		sleep(ctx, r.Profile.KillPause)
+		harness.Sleep(ctx, r.Profile.KillPause)
 		r.event("restarting %s", name)
 		err := r.restart(context.WithoutCancel(ctx), p)
 		r.res.Stats.DownMs = time.Since(t0).Milliseconds()
@@ -299,7 +292,7 @@ func outage(name string, sig syscall.Signal) func(ctx context.Context, r *run) e
 		t0 := time.Now()
 		r.event("stopping %s (signal %d)", name, sig)
 		r.touched = true
-		svc, err := service(r.Stack, name)
+		svc, err := harness.Service(r.Stack, name)
 		if err != nil {
 			return err
 		}
@@ -310,7 +303,7 @@ func outage(name string, sig syscall.Signal) func(ctx context.Context, r *run) e
 		}
 		r.event("%s down (stopping took %s)", name, time.Since(t0).Round(100*time.Millisecond))
 		r.inEffect()
-		sleep(ctx, r.Profile.Outage)
+		harness.Sleep(ctx, r.Profile.Outage)
 		r.event("starting %s", name)
 		if err := restore(context.WithoutCancel(ctx)); err != nil {
 			r.live.ServiceErr = append(r.live.ServiceErr, fmt.Sprintf("%s not started again: %v", name, err))
@@ -323,38 +316,13 @@ func outage(name string, sig syscall.Signal) func(ctx context.Context, r *run) e
 	}
 }
 
-// service is the stack's service of that name.
-func service(st *stack.Stack, name string) (stack.Service, error) {
-	for _, svc := range st.Services() {
-		if svc.Name() == name {
-			return svc, nil
-		}
-	}
-	return nil, fmt.Errorf("no service %q", name)
-}
-
-// sleep waits d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) {
-	select {
-	case <-ctx.Done():
-	case <-time.After(d):
-	}
-}
-
-// childEnv is the environment of the api and consumer: a minimal one, so
-// nothing of the caller's configuration leaks in, plus vars.
-func childEnv(vars ...string) []string {
-	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
-	return append(env, vars...)
-}
-
 // Run runs one scenario: its own api and consumer, two fresh campaigns, the
 // load with the fault in it, then the checker.
 func (rn *Runner) Run(ctx context.Context, sc *Scenario) (res *ScenarioResult) {
 	t0 := time.Now()
 	res = &ScenarioResult{Name: sc.Name, What: sc.What, Info: sc.Info, Stats: ScenarioStats{ConvergeMs: -1}}
 	r := &run{Runner: rn, sc: sc, res: res, dir: filepath.Join(rn.Out, sc.Name),
-		live: Liveness{Kills: map[string]int{}, Restarts: map[string]int{}}, faulted: make(chan struct{})}
+		live: harness.NewLiveness(), faulted: make(chan struct{})}
 	res.Dir = r.dir
 	defer func() { res.TookMs = time.Since(t0).Milliseconds() }()
 	if err := r.run(ctx); err != nil {
@@ -378,25 +346,10 @@ func (r *run) run(ctx context.Context) (err error) {
 		}
 	}
 	topic := "chaos_" + r.Stamp + "_" + strings.ReplaceAll(r.sc.Name, "-", "_")
-	r.consumer = &stack.Proc{Name: "consumer", Path: r.ConsumerBin, Log: filepath.Join(r.dir, "consumer.log"),
-		Ready: stack.HTTPReady("http://" + r.MetricsAddr + "/healthz"),
-		Env: append(childEnv(
-			"METRICS_ADDR="+r.MetricsAddr, "REDIS_ADDR="+r.RedisAddr, "POSTGRES_DSN="+r.PostgresDSN, "REDIS_KEY_PREFIX="+r.KeyPrefix,
-			"KAFKA_BROKERS="+r.Brokers, "KAFKA_TOPIC="+topic, "KAFKA_GROUP="+topic,
-			// The reconciler closes gaps within the checker's wait.
-			"RECONCILE_INTERVAL=2s", "RECONCILE_GRACE=3s",
-			// A killed member's partitions move on quickly (the broker's minimum).
-			"KAFKA_SESSION_TIMEOUT=6s", "PG_RETRY_MAX=1s", "SHUTDOWN_TIMEOUT=10s", "BOOT_TIMEOUT=90s",
-		), r.sc.ConsumerEnv...)}
-	r.api = &stack.Proc{Name: "api", Path: r.APIBin, Log: filepath.Join(r.dir, "api.log"),
-		Ready: stack.HTTPReady("http://" + r.APIAddr + "/readyz"),
-		Env: append(childEnv(
-			"LISTEN_ADDR="+r.APIAddr, "REDIS_ADDR="+r.RedisAddr, "POSTGRES_DSN="+r.PostgresDSN, "REDIS_KEY_PREFIX="+r.KeyPrefix,
-			"KAFKA_BROKERS="+r.Brokers, "KAFKA_TOPIC="+topic, "ADMIN_TOKEN="+r.Token,
-			// Small buffers, so that a Kafka outage fills them and opens get
-			// the designed 503 within seconds.
-			"RING_SIZE=2048", "PRODUCER_MAX_BUFFERED=4096", "SHUTDOWN_TIMEOUT=10s", "BOOT_TIMEOUT=90s",
-		), r.sc.APIEnv...)}
+	procs := &harness.Procs{APIBin: r.APIBin, ConsumerBin: r.ConsumerBin, RedisAddr: r.RedisAddr, PostgresDSN: r.PostgresDSN,
+		Brokers: r.Brokers, Topic: topic, KeyPrefix: r.KeyPrefix, Token: r.Token, Dir: r.dir}
+	r.consumer = procs.Consumer(r.MetricsAddr, r.sc.ConsumerEnv...)
+	r.api = procs.API("api", r.APIAddr, r.sc.APIEnv...)
 	defer func() {
 		for _, p := range []*stack.Proc{r.api, r.consumer} {
 			if serr := p.Stop(); serr != nil {
@@ -421,7 +374,7 @@ func (r *run) run(ctx context.Context) (err error) {
 	r.res.Campaigns = []int64{big, small}
 	r.event("campaigns: %d (never sells out), %d (sells out mid-run)", big, small)
 	labels := []string{"big", "small"}
-	targets := []Target{{big, 9}, {small, 1}}
+	targets := []Target{{Campaign: big, Weight: 9}, {Campaign: small, Weight: 1}}
 	var plan *merchantPlan
 	if !r.sc.NoMerchant {
 		if plan, err = r.createMerchantCampaigns(ctx); err != nil {
@@ -429,7 +382,7 @@ func (r *run) run(ctx context.Context) (err error) {
 		}
 		r.res.Campaigns = append(r.res.Campaigns, plan.refill, plan.ended)
 		labels = append(labels, "refill", "ended")
-		targets = []Target{{big, 7}, {small, 1}, {plan.refill, 1}, {plan.ended, 1}}
+		targets = []Target{{Campaign: big, Weight: 7}, {Campaign: small, Weight: 1}, {Campaign: plan.refill, Weight: 1}, {Campaign: plan.ended, Weight: 1}}
 		r.event("campaigns: %d (sells out early, restocked under the fault), %d (ended under the fault)", plan.refill, plan.ended)
 	}
 
@@ -441,14 +394,14 @@ func (r *run) run(ctx context.Context) (err error) {
 	defer f.Close()
 	start := time.Now()
 	cfg := DriverConfig{
-		BaseURL: "http://" + r.APIAddr, Targets: targets,
+		BaseURLs: []string{"http://" + r.APIAddr}, Targets: targets,
 		Rate: p.Rate, Duration: p.Duration, Tail: p.Tail, Verify: p.Verify,
 		Prefix: "chaos-" + r.Stamp + "-" + r.sc.Name, Out: f, Start: start,
 	}
 	if plan != nil {
 		cfg.Observe = plan.observe
 	}
-	drv, err := NewDriver(cfg)
+	drv, err := harness.NewDriver(cfg)
 	if err != nil {
 		return err
 	}
@@ -473,7 +426,7 @@ func (r *run) run(ctx context.Context) (err error) {
 		acted <- nil
 	}
 
-	sleep(ctx, p.FaultAt)
+	harness.Sleep(ctx, p.FaultAt)
 	faultErr := r.sc.Fault(ctx, r)
 	if faultErr != nil {
 		r.event("fault: %v", faultErr)
@@ -539,7 +492,7 @@ func (r *run) run(ctx context.Context) (err error) {
 		}
 	}
 
-	recs, err := readRecords(recPath)
+	recs, err := harness.ReadRecords(recPath)
 	if err != nil {
 		return err
 	}
@@ -559,7 +512,7 @@ func (r *run) run(ctx context.Context) (err error) {
 	r.res.Stats.Unsolicited = unsolicited.Swap(0)
 	r.res.Stats.Answers = map[string]int{}
 	for i := range recs {
-		r.res.Stats.Answers[statusKey(&recs[i])]++
+		r.res.Stats.Answers[harness.StatusKey(&recs[i])]++
 	}
 
 	// Stop the processes (an expected exit), then read their logs whole.
@@ -630,45 +583,7 @@ func (r *run) createCampaign(ctx context.Context, what string, inv map[string]in
 
 // createCampaignK creates a campaign of k buckets (1: today's layout).
 func (r *run) createCampaignK(ctx context.Context, what string, inv map[string]int64, k int) (int64, error) {
-	now := time.Now().UTC()
-	req := map[string]any{"name": fmt.Sprintf("chaos %s %s %s", r.Stamp, r.sc.Name, what),
-		"start_time": now.Add(-time.Minute).Format(time.RFC3339),
-		"end_time":   now.Add(30 * time.Minute).Format(time.RFC3339), "inventory": inv}
-	if k > 1 {
-		req["buckets"] = k
-	}
-	body, _ := json.Marshal(req)
-	var out struct {
-		ID int64 `json:"id"`
-	}
-	if err := r.admin(ctx, http.MethodPost, "/campaign", body, http.StatusCreated, &out); err != nil {
-		return 0, err
-	}
-	return out.ID, nil
-}
-
-var adminClient = &http.Client{Timeout: 15 * time.Second}
-
-// admin calls a merchant route and decodes its answer into out.
-func (r *run) admin(ctx context.Context, method, path string, body []byte, want int, out any) error {
-	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, "http://"+r.APIAddr+path, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+r.Token)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := adminClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("%s %s: %w", method, path, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode != want {
-		return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, b)
-	}
-	return json.Unmarshal(b, out)
+	return harness.CreateCampaign(ctx, "http://"+r.APIAddr, r.Token, fmt.Sprintf("chaos %s %s %s", r.Stamp, r.sc.Name, what), inv, k)
 }
 
 // scanLogs reads the api and consumer logs: panics, and the reconciler's,
@@ -679,31 +594,7 @@ func (r *run) scanLogs(ids []int64) {
 		ours[id] = true
 	}
 	for _, pr := range []*stack.Proc{r.api, r.consumer} {
-		f, err := os.Open(pr.Log)
-		if err != nil {
-			r.live.Panics = append(r.live.Panics, fmt.Sprintf("%s log: %v", pr.Name, err))
-			continue
-		}
-		sc := bufio.NewScanner(f)
-		sc.Buffer(make([]byte, 64<<10), 4<<20)
-		for sc.Scan() {
-			line := sc.Text()
-			if l := strings.ToLower(line); strings.Contains(l, "panic") || strings.HasPrefix(line, "fatal error:") ||
-				strings.Contains(line, "DATA RACE") {
-				r.live.Panics = append(r.live.Panics, pr.Name+": "+truncate(line, 300))
-			}
-			var e struct {
-				Msg         string `json:"msg"`
-				CampaignID  int64  `json:"campaign_id"`
-				Repaired    int    `json:"repaired"`
-				Duplicates  int    `json:"duplicates"`
-				DeadLetters int    `json:"dead_letters"`
-				Readded     int    `json:"readded"`
-				Oversold    int    `json:"oversold"`
-			}
-			if !strings.HasPrefix(line, "{") || json.Unmarshal([]byte(line), &e) != nil {
-				continue
-			}
+		err := harness.ScanLog(pr.Log, func(line string) { r.live.Panics = append(r.live.Panics, pr.Name+": "+line) }, func(e *harness.LogEntry) {
 			switch e.Msg {
 			case "reconciler repaired claims missing from claim_log":
 				if ours[e.CampaignID] {
@@ -719,16 +610,11 @@ func (r *run) scanLogs(ids []int64) {
 					r.noteReadded(e.Readded, e.Oversold)
 				}
 			}
+		})
+		if err != nil {
+			r.live.Panics = append(r.live.Panics, fmt.Sprintf("%s log: %v", pr.Name, err))
 		}
-		f.Close()
 	}
-}
-
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n] + "…"
-	}
-	return s
 }
 
 // cleanup deletes what the scenario made: campaigns (rows and Redis keys),
@@ -739,17 +625,7 @@ func (r *run) cleanup(ctx context.Context, ids []int64, topic string) {
 	if err := r.Stores.Delete(ctx, ids); err != nil {
 		r.event("cleanup: campaigns %v: %v", ids, err)
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(r.Brokers, ",")...))
-	if err != nil {
-		r.event("cleanup: kafka: %v", err)
-		return
-	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
-	if _, err := adm.DeleteGroup(ctx, topic); err != nil {
-		r.event("cleanup: group %s: %v", topic, err)
-	}
-	if _, err := adm.DeleteTopics(ctx, topic, topic+".dlq"); err != nil {
-		r.event("cleanup: topics %s: %v", topic, err)
+	if err := harness.DeleteTopics(ctx, r.Brokers, topic); err != nil {
+		r.event("cleanup: %v", err)
 	}
 }

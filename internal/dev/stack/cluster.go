@@ -168,21 +168,13 @@ func (r *Redis) NodePid(addr string) (int, error) {
 // NodeOutage stops one node (SIGKILL: a crash; SIGTERM: a clean stop that
 // flushes its AOF) for fault injection, and returns the function that
 // starts it again (a cluster node rejoins from its nodes.conf, as a replica
-// if its replica has taken over meanwhile). The Redis lock is held until
-// then, as by Outage.
+// if its replica has taken over meanwhile). The node's own lock is held
+// until then, so that nothing else starts it meanwhile, while other nodes
+// may be stopped and started at the same time.
 func (r *Redis) NodeOutage(ctx context.Context, addr string, sig syscall.Signal) (Restore, error) {
-	n, err := r.node(addr)
+	n, pid, unlock, err := r.lockNode(ctx, addr)
 	if err != nil {
 		return nil, err
-	}
-	unlock, err := lock(ctx, r.s.State, r.Name())
-	if err != nil {
-		return nil, err
-	}
-	pid, err := n.pidfile().pid()
-	if err != nil {
-		unlock()
-		return nil, fmt.Errorf("redis %s: not started by this package: %w", addr, err)
 	}
 	if err := StopPid(pid, sig, 30*time.Second); err != nil {
 		unlock()
@@ -190,8 +182,58 @@ func (r *Redis) NodeOutage(ctx context.Context, addr string, sig syscall.Signal)
 	}
 	return func(ctx context.Context) error {
 		defer unlock()
-		return r.startNode(ctx, n)
+		return r.startNodeLocked(ctx, n)
 	}, nil
+}
+
+// NodePause stops one node with SIGSTOP (it keeps its connections and
+// answers nothing: a hung server) and returns the function that resumes it
+// with SIGCONT. The node's lock is held until then, as by NodeOutage.
+func (r *Redis) NodePause(ctx context.Context, addr string) (Restore, error) {
+	_, pid, unlock, err := r.lockNode(ctx, addr)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		unlock()
+		return nil, fmt.Errorf("redis %s: kill -STOP %d: %w", addr, pid, err)
+	}
+	return func(context.Context) error {
+		defer unlock()
+		if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
+			return fmt.Errorf("redis %s: kill -CONT %d: %w", addr, pid, err)
+		}
+		return nil
+	}, nil
+}
+
+// lockNode takes the lock of the node at addr, which this package must
+// have started, and returns the node and its pid.
+func (r *Redis) lockNode(ctx context.Context, addr string) (redisNode, int, func(), error) {
+	n, err := r.node(addr)
+	if err != nil {
+		return n, 0, nil, err
+	}
+	unlock, err := lock(ctx, r.s.State, n.lockName())
+	if err != nil {
+		return n, 0, nil, err
+	}
+	pid, err := n.pidfile().pid()
+	if err != nil {
+		unlock()
+		return n, 0, nil, fmt.Errorf("redis %s: not started by this package: %w", addr, err)
+	}
+	return n, pid, unlock, nil
+}
+
+// ClusterAddrs are n cluster nodes on 127.0.0.1 from port base on
+// (ClusterAddrs(7001, 6) is DefaultClusterAddrs).
+func ClusterAddrs(base, n int) string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = "127.0.0.1:" + strconv.Itoa(base+i)
+	}
+	return strings.Join(out, ",")
 }
 
 // nodeClient is a client of the one node at addr (no redirects followed).

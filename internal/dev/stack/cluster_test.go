@@ -169,3 +169,15 @@ func TestRedisCluster(t *testing.T) {
 		t.Error("Check after Stop")
 	}
 }
+
+func TestClusterAddrs(t *testing.T) {
+	if got := ClusterAddrs(7001, 6); got != DefaultClusterAddrs {
+		t.Errorf("ClusterAddrs(7001, 6) = %s, want %s", got, DefaultClusterAddrs)
+	}
+	if got := ClusterAddrs(7101, 3); got != "127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103" {
+		t.Errorf("ClusterAddrs(7101, 3) = %s", got)
+	}
+	if got := (redisNode{addr: "127.0.0.1:7104"}).lockName(); got != "redis-7104" {
+		t.Errorf("lockName = %s", got)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -30,7 +31,12 @@ var pgDatabases = []string{"rain", "rain_test"}
 type Postgres struct {
 	s    *Stack
 	port int
+	name string // the cluster Start creates when none listens on port
 }
+
+// pgClusterName is what a cluster name may hold (pg_createcluster's rule,
+// narrowed).
+var pgClusterName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,63}$`)
 
 // Name is "postgres".
 func (p *Postgres) Name() string { return "postgres" }
@@ -110,9 +116,8 @@ func (p *Postgres) start(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		name := clusterName(p.port)
-		p.s.logf("POSTGRES: no cluster on port %d; creating %s/%s", p.port, ver, name)
-		if _, err := command(ctx, 2*time.Minute, "/", asRoot("pg_createcluster", "--port", strconv.Itoa(p.port), ver, name)...); err != nil {
+		p.s.logf("POSTGRES: no cluster on port %d; creating %s/%s", p.port, ver, p.name)
+		if _, err := command(ctx, 2*time.Minute, "/", asRoot("pg_createcluster", "--port", strconv.Itoa(p.port), ver, p.name)...); err != nil {
 			return err
 		}
 		if c, err = p.cluster(ctx); err != nil {

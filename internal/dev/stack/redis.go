@@ -125,7 +125,24 @@ func (r *Redis) start(ctx context.Context) error {
 	return nil
 }
 
+// startNode starts one node unless it answers, with the node's lock held
+// (a NodeOutage holds it while the node is down).
 func (r *Redis) startNode(ctx context.Context, n redisNode) error {
+	unlock, err := lock(ctx, r.s.State, n.lockName())
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	return r.startNodeLocked(ctx, n)
+}
+
+// lockName is the name of the node's own lock: redis-<port>.
+func (n redisNode) lockName() string {
+	_, port, _ := net.SplitHostPort(n.addr)
+	return "redis-" + port
+}
+
+func (r *Redis) startNodeLocked(ctx context.Context, n redisNode) error {
 	if f, err := redisInfo(ctx, n.addr); err == nil {
 		who := "not started here"
 		if pid, err := n.pidfile().pid(); err == nil {

@@ -58,8 +58,12 @@ type Config struct {
 	RedisAddr    string // 127.0.0.1:6379; cluster: the nodes, comma-separated (127.0.0.1:7001,…,127.0.0.1:7006)
 	RedisMode    string // standalone (""), or cluster: a Redis Cluster of 3 masters and 3 replicas (cluster.go)
 	PostgresPort int    // 5432
-	KafkaAddr    string // 127.0.0.1:9092; the KRaft controller listens on the next port
-	KafkaMode    KafkaMode
+	// PostgresCluster names the Debian cluster Start creates when none
+	// listens on PostgresPort ("": main on 5432, else rain<port>); one that exists is used whatever
+	// its name.
+	PostgresCluster string
+	KafkaAddr       string // 127.0.0.1:9092; the KRaft controller listens on the next port
+	KafkaMode       KafkaMode
 	// KafkaRequireReal forbids the embedded broker: mode auto becomes
 	// real, and an embedded broker found running is an error.
 	KafkaRequireReal bool
@@ -105,6 +109,9 @@ func (c *Config) defaults() {
 	if c.PostgresPort == 0 {
 		c.PostgresPort = defaultPostgresPort()
 	}
+	if c.PostgresCluster == "" {
+		c.PostgresCluster = clusterName(c.PostgresPort)
+	}
 	if c.KafkaAddr == "" {
 		c.KafkaAddr = pipeline.DefaultBrokers
 	}
@@ -149,6 +156,9 @@ func New(cfg Config) (*Stack, error) {
 	if cfg.PostgresPort < 1 || cfg.PostgresPort > 65535 {
 		errs = append(errs, fmt.Errorf("PGPORT=%d: port must be 1-65535", cfg.PostgresPort))
 	}
+	if !pgClusterName.MatchString(cfg.PostgresCluster) {
+		errs = append(errs, fmt.Errorf("PostgreSQL cluster name %q: want letters, digits, _ or -", cfg.PostgresCluster))
+	}
 	if _, err := ParseKafkaMode(string(cfg.KafkaMode)); err != nil {
 		errs = append(errs, err)
 	}
@@ -176,7 +186,7 @@ func New(cfg Config) (*Stack, error) {
 		cfg:   cfg,
 	}
 	s.redis = newRedis(s, cfg)
-	s.postgres = &Postgres{s: s, port: cfg.PostgresPort}
+	s.postgres = &Postgres{s: s, port: cfg.PostgresPort, name: cfg.PostgresCluster}
 	s.kafka = newKafka(s, cfg)
 	return s, nil
 }

@@ -19,6 +19,7 @@ func TestNewRefusesOtherHosts(t *testing.T) {
 		{KafkaAddr: "kafka:9092"},
 		{KafkaMode: "cloud"},
 		{PostgresPort: 70000},
+		{PostgresCluster: "../main"},
 	} {
 		if _, err := New(cfg); err == nil {
 			t.Errorf("New(%+v): want an error", cfg)
@@ -34,6 +35,9 @@ func TestNewRefusesOtherHosts(t *testing.T) {
 	if s.State != filepath.Join(s.Root, ".local") || s.Redis().Addr() != "127.0.0.1:6379" ||
 		s.Postgres().Addr() != "127.0.0.1:5432" || s.Kafka().Addr() != "127.0.0.1:9092" {
 		t.Errorf("defaults: state %s redis %s postgres %s kafka %s", s.State, s.Redis().Addr(), s.Postgres().Addr(), s.Kafka().Addr())
+	}
+	if s.postgres.name != "main" {
+		t.Errorf("PostgreSQL cluster name %q, want main", s.postgres.name)
 	}
 	if got := s.Postgres().DSN("rain_test"); got != "postgres://rain:rain@127.0.0.1:5432/rain_test?sslmode=disable" {
 		t.Errorf("DSN = %s", got)

@@ -1,4 +1,4 @@
-package main
+package harness
 
 import (
 	"context"
@@ -37,7 +37,7 @@ func (c Counts) String() string {
 // Counts reads the three counts of campaign id.
 func (s *Stores) Counts(ctx context.Context, id int64) (Counts, error) {
 	var c Counts
-	lay, err := s.layout(ctx, id)
+	lay, err := s.Layout(ctx, id)
 	if err != nil {
 		return c, fmt.Errorf("redis: %w", err)
 	}
@@ -55,6 +55,63 @@ func (s *Stores) Counts(ctx context.Context, id int64) (Counts, error) {
 		return c, fmt.Errorf("postgres: %w", err)
 	}
 	return c, nil
+}
+
+// CampaignState is what PostgreSQL and Redis hold for one campaign once a
+// run is over.
+type CampaignState struct {
+	ID        int64
+	Label     string           // what the campaign is for ("big", "small")
+	SoldOutOK bool             // the campaign may sell out: 410 is an expected answer
+	Total     map[int64]int64  // campaign_inventory.total_count per amount
+	Opened    map[int64]int64  // campaign_inventory.opened_count per amount
+	Log       map[string]int64 // claim_log: user → amount
+	LogRows   int              // rows read from claim_log (above len(Log): a user twice)
+	Loaded    bool             // Redis has the campaign (its meta hash)
+	Remaining map[int64]int64  // Redis stock hash: amount → remaining (sold-out amounts absent)
+	Redis     map[string]int64 // Redis claims hash: user → amount
+	// What the merchant checks read.
+	LogAt        map[string]int64 // claim_log.claimed_at, unix ms, per user
+	RedisAt      map[string]int64 // the claimed_at of the Redis claims, unix ms, per user
+	EndMs        int64            // campaign.end_time, unix ms
+	EndedEarly   bool             // campaign.ended_at is set (a merchant ended it)
+	StockActions int              // stock actions in campaign_action
+	PendingStock int              // ... of which Redis is not known to have (applied_at null)
+	// A bucketed campaign (K > 1): Remaining and Redis are the sums over the
+	// pool and the buckets; these are the parts.
+	K            int              // buckets (1: today's layout)
+	ClaimBuckets map[string][]int // user → the buckets whose claims hash holds them
+	BucketClaims []BucketClaim    // every claim as found, bucket by bucket
+	BucketLeft   []int64          // packets left per bucket
+	PoolLeft     int64            // packets left in the pool
+	Pending      int64            // transfers taken and not yet credited (packets in transit)
+}
+
+// BucketClaim is one entry of a bucket's claims hash.
+type BucketClaim struct {
+	User   string
+	Bucket int
+	Amount int64
+}
+
+// Left is the packets left in Redis: the stock hash (the buckets' and the
+// pool's for a bucketed campaign), not counting those in transit.
+func (st *CampaignState) Left() int64 {
+	var n int64
+	for _, c := range st.Remaining {
+		n += c
+	}
+	return n
+}
+
+// ClaimAmount is the user's claim as the stores hold it: claim_log first,
+// else Redis.
+func (st *CampaignState) ClaimAmount(user string) (int64, bool) {
+	if a, ok := st.Log[user]; ok {
+		return a, true
+	}
+	a, ok := st.Redis[user]
+	return a, ok
 }
 
 // State reads everything the checker compares for campaign id.
@@ -92,7 +149,7 @@ func (s *Stores) State(ctx context.Context, id int64) (*CampaignState, error) {
 	}); err != nil {
 		return nil, fmt.Errorf("postgres: claim_log of %d: %w", id, err)
 	}
-	lay, err := s.layout(ctx, id)
+	lay, err := s.Layout(ctx, id)
 	if err != nil {
 		return nil, fmt.Errorf("redis: layout of %d: %w", id, err)
 	}
@@ -124,9 +181,9 @@ func (s *Stores) State(ctx context.Context, id int64) (*CampaignState, error) {
 	return st, nil
 }
 
-// layout is campaign id's layout as Redis holds it (its home meta names
+// Layout is campaign id's layout as Redis holds it (its home meta names
 // the bucket count); a campaign not in Redis has the layout of one bucket.
-func (s *Stores) layout(ctx context.Context, id int64) (*lua.Layout, error) {
+func (s *Stores) Layout(ctx context.Context, id int64) (*lua.Layout, error) {
 	lay, loaded, err := s.Keys.LayoutOf(ctx, s.Redis, id)
 	if err != nil {
 		return nil, err
@@ -162,7 +219,7 @@ func (s *Stores) Delete(ctx context.Context, ids []int64) error {
 		}
 	}
 	for _, id := range ids {
-		lay, err := s.layout(ctx, id)
+		lay, err := s.Layout(ctx, id)
 		if err != nil {
 			return err
 		}

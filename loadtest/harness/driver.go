@@ -1,4 +1,4 @@
-package main
+package harness
 
 import (
 	"bufio"
@@ -29,7 +29,10 @@ type Target struct {
 
 // DriverConfig configures a load run. Zero values take the defaults named.
 type DriverConfig struct {
-	BaseURL  string        // the api, on 127.0.0.1 or localhost
+	// BaseURLs are the api replicas, on 127.0.0.1 or localhost: new users
+	// are spread over them in turn, and a user's next attempt goes to the
+	// next replica (as a load balancer would after a failed request).
+	BaseURLs []string
 	Targets  []Target      // campaigns; new users are spread over them by weight
 	Rate     int           // new users per second (default 1000)
 	Duration time.Duration // how long new users arrive (default 30s)
@@ -37,6 +40,7 @@ type DriverConfig struct {
 	// users still without an answer then are left unresolved.
 	Tail        time.Duration
 	Prefix      string        // user ids are <Prefix>-<n> (default "chaos")
+	FirstKind   string        // the kind of a new user's first open (default KindFirst; KindProbe)
 	Concurrency int           // requests in flight at most (default 256)
 	Timeout     time.Duration // per request (default 5s); past it: no answer
 	// MaxAttempts bounds the opens of one user while it gets no answer or
@@ -73,6 +77,9 @@ func (c *DriverConfig) defaults() {
 	}
 	if c.Prefix == "" {
 		c.Prefix = "chaos"
+	}
+	if c.FirstKind == "" {
+		c.FirstKind = KindFirst
 	}
 	if c.Concurrency <= 0 {
 		c.Concurrency = 256
@@ -115,6 +122,7 @@ type task struct {
 	user     string
 	kind     string
 	attempt  int
+	api      int // index into BaseURLs
 }
 
 // tasks is a min-heap of tasks by due time.
@@ -136,7 +144,7 @@ func (h *tasks) Pop() any {
 // be down) or 503 opens again later, with backoff, as a client would.
 type Driver struct {
 	cfg    DriverConfig
-	url    map[int64]string
+	url    map[int64][]string // per campaign, its open URL on each api
 	client *http.Client
 	start  time.Time
 	sem    chan struct{}
@@ -158,11 +166,16 @@ type claim struct {
 // NewDriver checks cfg and returns a driver.
 func NewDriver(cfg DriverConfig) (*Driver, error) {
 	cfg.defaults()
-	if err := stack.CheckURL(cfg.BaseURL); err != nil {
-		return nil, fmt.Errorf("driver: %w", err)
+	if len(cfg.BaseURLs) == 0 {
+		return nil, errors.New("driver: no api to open at")
 	}
-	if !strings.HasPrefix(cfg.BaseURL, "http://") {
-		return nil, fmt.Errorf("driver: base URL %q: want http://127.0.0.1:PORT", cfg.BaseURL)
+	for _, u := range cfg.BaseURLs {
+		if err := stack.CheckURL(u); err != nil {
+			return nil, fmt.Errorf("driver: %w", err)
+		}
+		if !strings.HasPrefix(u, "http://") {
+			return nil, fmt.Errorf("driver: base URL %q: want http://127.0.0.1:PORT", u)
+		}
 	}
 	if len(cfg.Targets) == 0 {
 		return nil, errors.New("driver: no campaign to open")
@@ -170,21 +183,27 @@ func NewDriver(cfg DriverConfig) (*Driver, error) {
 	if cfg.Out == nil {
 		return nil, errors.New("driver: no output for the records")
 	}
-	d := &Driver{cfg: cfg, url: make(map[int64]string), sem: make(chan struct{}, cfg.Concurrency),
+	d := &Driver{cfg: cfg, url: make(map[int64][]string), sem: make(chan struct{}, cfg.Concurrency),
 		recs: make(chan Record, 4096), claimed: make(map[int64][]claim)}
 	for _, t := range cfg.Targets {
 		if t.Weight <= 0 {
 			return nil, fmt.Errorf("driver: campaign %d: weight must be positive", t.Campaign)
 		}
-		d.url[t.Campaign] = strings.TrimRight(cfg.BaseURL, "/") + "/campaign/" + strconv.FormatInt(t.Campaign, 10) + "/open"
+		for _, u := range cfg.BaseURLs {
+			d.url[t.Campaign] = append(d.url[t.Campaign], strings.TrimRight(u, "/")+"/campaign/"+strconv.FormatInt(t.Campaign, 10)+"/open")
+		}
 	}
 	d.client = &http.Client{Transport: &http.Transport{
 		DialContext:         (&net.Dialer{Timeout: 2 * time.Second}).DialContext,
 		MaxIdleConns:        cfg.Concurrency,
 		MaxIdleConnsPerHost: cfg.Concurrency,
 		MaxConnsPerHost:     cfg.Concurrency,
-		IdleConnTimeout:     30 * time.Second,
-		DisableCompression:  true,
+		// Below the api's keep-alive IdleTimeout (15 s): the client closes an
+		// idle connection before the server does, so no open is sent on a
+		// connection the server is closing at that moment (it would be
+		// reset unread, and look like an open with no answer).
+		IdleConnTimeout:    5 * time.Second,
+		DisableCompression: true,
 	}}
 	return d, nil
 }
@@ -260,7 +279,8 @@ func (d *Driver) load(ctx context.Context) {
 		if now.Before(end) {
 			due := int(float64(d.cfg.Rate) * now.Sub(d.start).Seconds())
 			for ; n < due; n++ {
-				t := &task{campaign: d.target(n, weights), user: d.cfg.Prefix + "-" + strconv.Itoa(n), kind: KindFirst, attempt: 1}
+				t := &task{campaign: d.target(n, weights), user: d.cfg.Prefix + "-" + strconv.Itoa(n), kind: d.cfg.FirstKind,
+					attempt: 1, api: n % len(d.cfg.BaseURLs)}
 				if !d.send(t, false) {
 					d.mu.Lock()
 					d.stats.Skipped++
@@ -350,7 +370,7 @@ func (d *Driver) after(t *task, r *Record) {
 	defer d.mu.Unlock()
 	d.stats.Attempts++
 	switch t.kind {
-	case KindFirst:
+	case KindFirst, KindProbe:
 		d.stats.Users++
 	case KindRetry:
 		d.stats.Retries++
@@ -375,14 +395,16 @@ func (d *Driver) after(t *task, r *Record) {
 			backoff = max(backoff, time.Second) // Retry-After: 1
 		}
 		backoff = time.Duration(float64(backoff) * (0.75 + rand.Float64()/2))
-		next := &task{campaign: t.campaign, user: t.user, kind: KindRetry, attempt: t.attempt + 1, due: now.Add(backoff)}
+		next := &task{campaign: t.campaign, user: t.user, kind: KindRetry, attempt: t.attempt + 1, due: now.Add(backoff),
+			api: (t.api + 1) % len(d.cfg.BaseURLs)}
 		heap.Push(&d.pending, next)
 	case r.Status == 200:
 		d.claimed[t.campaign] = append(d.claimed[t.campaign], claim{t.user, r.Amount})
 		if d.cfg.RepeatShare > 0 && rand.Float64() < d.cfg.RepeatShare {
 			due := now.Add(time.Second + rand.N(9*time.Second))
 			if due.Before(d.start.Add(d.cfg.Duration)) {
-				heap.Push(&d.pending, &task{campaign: t.campaign, user: t.user, kind: KindRepeat, attempt: t.attempt + 1, due: due})
+				heap.Push(&d.pending, &task{campaign: t.campaign, user: t.user, kind: KindRepeat, attempt: t.attempt + 1, due: due,
+					api: rand.IntN(len(d.cfg.BaseURLs))})
 			}
 		}
 	}
@@ -399,7 +421,8 @@ func (d *Driver) verify(ctx context.Context) {
 		cs := d.claimed[t.Campaign]
 		for _, i := range rand.Perm(len(cs))[:min(len(cs), d.cfg.Verify)] {
 			// Attempt numbers only order a user's attempts; a verify comes last.
-			ts = append(ts, &task{campaign: t.Campaign, user: cs[i].user, kind: KindVerify, attempt: 1000})
+			ts = append(ts, &task{campaign: t.Campaign, user: cs[i].user, kind: KindVerify, attempt: 1000,
+				api: rand.IntN(len(d.cfg.BaseURLs))})
 		}
 	}
 	d.mu.Unlock()
@@ -413,35 +436,26 @@ func (d *Driver) verify(ctx context.Context) {
 
 // open sends one open and records what came back.
 func (d *Driver) open(t *task) (r Record) {
-	r = Record{Campaign: t.campaign, User: t.user, Kind: t.kind, Attempt: t.attempt}
+	r = Record{Campaign: t.campaign, User: t.user, Kind: t.kind, Attempt: t.attempt, API: t.api}
 	ctx, cancel := context.WithTimeout(context.Background(), d.cfg.Timeout)
 	defer cancel()
 	sent := time.Now()
 	r.AtMs = sent.Sub(d.start).Milliseconds()
 	defer func() { r.LatMs = float64(time.Since(sent).Microseconds()) / 1000 }()
 	body := `{"user_id":` + strconv.Quote(t.user) + `}`
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.url[t.campaign], strings.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.url[t.campaign][t.api], strings.NewReader(body))
 	if err != nil {
 		r.Err = "request: " + err.Error()
 		return r
 	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := d.client.Do(req)
-	if err != nil {
-		r.Err = errClass(err)
-		return r
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
-	if err != nil {
-		r.Err = errClass(err)
+	resp, b, fail := exchange(d.client, req, 4<<10)
+	if fail != "" {
+		r.Err = fail
 		return r
 	}
 	r.Status = resp.StatusCode
-	var ans struct {
-		Status string `json:"status"`
-		Amount int64  `json:"amount"`
-	}
+	var ans answer
 	if err := json.Unmarshal(b, &ans); err != nil {
 		r.Code = "UNPARSABLE"
 		return r
@@ -450,9 +464,30 @@ func (d *Driver) open(t *task) (r Record) {
 	return r
 }
 
-// errClass names a transport error briefly: refused, reset, eof, timeout,
+// answer is what a runner reads of the api's JSON answers.
+type answer struct {
+	Status string `json:"status"` // OK, ALREADY_OPENED, BUSY, ...
+	Amount int64  `json:"amount"` // an open's
+	Total  int64  `json:"total"`  // a restock's
+}
+
+// exchange sends req and reads its answer's body (limit bytes at most);
+// fail names why there was no answer (ErrClass), "" when there was one.
+func exchange(c *http.Client, req *http.Request, limit int64) (resp *http.Response, body []byte, fail string) {
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, nil, ErrClass(err)
+	}
+	defer resp.Body.Close()
+	if body, err = io.ReadAll(io.LimitReader(resp.Body, limit)); err != nil {
+		return nil, nil, ErrClass(err)
+	}
+	return resp, body, ""
+}
+
+// ErrClass names a transport error briefly: refused, reset, eof, timeout,
 // or the error itself.
-func errClass(err error) string {
+func ErrClass(err error) string {
 	var ne net.Error
 	switch {
 	case errors.Is(err, syscall.ECONNREFUSED):
