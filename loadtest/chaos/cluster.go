@@ -450,8 +450,18 @@ func failoverKill(ctx context.Context, r *run) error {
 	}
 	harness.Sleep(ctx, time.Second)
 	r.event("starting %s again", cs.HotMaster)
+	if err := r.rejoin(ctx, cs.HotMaster, restore, t0); err != nil {
+		return err
+	}
+	r.event("%s rejoined as a replica; cluster whole again %s after the kill", cs.HotMaster, time.Since(t0).Round(100*time.Millisecond))
+	return werr
+}
+
+// rejoin starts the killed node at addr again (restore) and waits for the
+// cluster to be whole; the outage counts from t0.
+func (r *run) rejoin(ctx context.Context, addr string, restore stack.Restore, t0 time.Time) error {
 	if err := restore(context.WithoutCancel(ctx)); err != nil {
-		r.live.ServiceErr = append(r.live.ServiceErr, fmt.Sprintf("%s not started again: %v", cs.HotMaster, err))
+		r.live.ServiceErr = append(r.live.ServiceErr, fmt.Sprintf("%s not started again: %v", addr, err))
 		return err
 	}
 	r.res.Stats.DownMs = time.Since(t0).Milliseconds()
@@ -460,8 +470,7 @@ func failoverKill(ctx context.Context, r *run) error {
 		r.live.ServiceErr = append(r.live.ServiceErr, fmt.Sprintf("cluster not whole again: %v", err))
 		return err
 	}
-	r.event("%s rejoined as a replica; cluster whole again %s after the kill", cs.HotMaster, time.Since(t0).Round(100*time.Millisecond))
-	return werr
+	return nil
 }
 
 func failoverKillVerdict(r *run, recs []Record) []Verdict {

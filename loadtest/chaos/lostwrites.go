@@ -7,7 +7,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/redpacket/rain/internal/dev/stack"
 	"github.com/redpacket/rain/internal/rediscluster"
 	"github.com/redpacket/rain/loadtest/harness"
 )
@@ -105,14 +104,7 @@ func failoverLostWrites(ctx context.Context, r *run) error {
 		r.event("no failover: %v", werr)
 	}
 	harness.Sleep(ctx, time.Second)
-	if err := restore(context.WithoutCancel(ctx)); err != nil {
-		r.live.ServiceErr = append(r.live.ServiceErr, fmt.Sprintf("%s not started again: %v", cs.HotMaster, err))
-		return err
-	}
-	r.res.Stats.DownMs = time.Since(t0).Milliseconds()
-	r.live.Outages++
-	if err := stack.Poll(context.WithoutCancel(ctx), time.Minute, r.Stack.Redis().Check); err != nil {
-		r.live.ServiceErr = append(r.live.ServiceErr, fmt.Sprintf("cluster not whole again: %v", err))
+	if err := r.rejoin(ctx, cs.HotMaster, restore, t0); err != nil {
 		return err
 	}
 	_ = r.Stores.Redis.Do(ctx, r.Stores.Redis.B().Del().Key(filler).Build()).Error()
