@@ -96,11 +96,31 @@ func init() {
 // useCluster prepares the suite for a cluster run: the report's table gets
 // the cluster column.
 func useCluster() {
+	onCluster = true
 	for _, inv := range []string{InvBuckets, InvCluster} {
 		if !slices.Contains(Invariants, inv) {
 			Invariants = append(slices.Clone(Invariants), inv)
 		}
 	}
+}
+
+// onCluster: the suite runs on the local cluster, whose masters have
+// replicas.
+var onCluster bool
+
+// acksReplica reports whether the scenario's api answers OK only once a
+// replica holds the claim (REDIS_ACK auto on the cluster, or replica). A
+// claim whose WAIT ran past REDIS_ACK_TIMEOUT (a failover, a migration, a
+// busy replica) is then answered 503 while it stands: a retry gets 409
+// with its amount, so "a 503 had claimed" is by design (docs/durability.md).
+func (r *run) acksReplica() bool {
+	mode := "auto"
+	for _, kv := range r.sc.APIEnv {
+		if v, ok := strings.CutPrefix(kv, "REDIS_ACK="); ok {
+			mode = v
+		}
+	}
+	return mode == "replica" || (mode == "auto" && onCluster)
 }
 
 // cstats is the scenario's ClusterStats, made on first use.

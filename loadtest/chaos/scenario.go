@@ -506,7 +506,7 @@ func (r *run) run(ctx context.Context) (err error) {
 		st.SoldOutOK = st.Label == "small" || st.Label == "refill"
 		states = append(states, st)
 	}
-	r.res.Verdicts = Check(recs, states, CheckOptions{Tolerate503Claims: r.sc.Tolerate503Claims, NoAnswerOK: r.sc.NoAnswerOK,
+	r.res.Verdicts = Check(recs, states, CheckOptions{Tolerate503Claims: r.sc.Tolerate503Claims || r.acksReplica(), NoAnswerOK: r.sc.NoAnswerOK,
 		Actions: r.res.Stats.Actions})
 	r.res.Stats.Latency = latencies(recs)
 	r.res.Stats.Unsolicited = unsolicited.Swap(0)
