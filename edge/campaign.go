@@ -86,13 +86,14 @@ type inventoryView struct {
 	Opened    int64 `json:"opened"` // persisted in PostgreSQL
 }
 
-// pathCampaignID is the campaign id of the request's path.
-func pathCampaignID(ctx *fasthttp.RequestCtx) (int64, error) {
+// campaignIDParam is the campaign id of the request's path; a malformed one is
+// answered 400 here (false).
+func campaignIDParam(ctx *fasthttp.RequestCtx) (int64, bool) {
 	id, ok := rain.ParseCampaignID(routeParam(ctx, "id"))
 	if !ok {
-		return 0, errCampaignID
+		writeError(ctx, errCampaignID)
 	}
-	return id, nil
+	return id, ok
 }
 
 // campaignFor is the one gate of every route of one campaign (read, end,
@@ -117,9 +118,8 @@ func (s *Server) campaignFor(ctx *fasthttp.RequestCtx, rctx context.Context, id 
 // getCampaign is GET /campaign/{id}: the configuration from PostgreSQL, the
 // live state from Redis and the merchant actions.
 func (s *Server) getCampaign(ctx *fasthttp.RequestCtx) {
-	id, err := pathCampaignID(ctx)
-	if err != nil {
-		writeError(ctx, err)
+	id, ok := campaignIDParam(ctx)
+	if !ok {
 		return
 	}
 	rctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)

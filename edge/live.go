@@ -272,9 +272,8 @@ func (s *Server) sample(id int64, prev *liveEvent, hist *[]answersAt) liveEvent 
 // liveCampaign is GET /campaign/{id}/live (merchant, read access): the
 // campaign's gate (404 for another merchant's), then the stream.
 func (s *Server) liveCampaign(ctx *fasthttp.RequestCtx) {
-	id, err := pathCampaignID(ctx)
-	if err != nil {
-		writeError(ctx, err)
+	id, ok := campaignIDParam(ctx)
+	if !ok {
 		return
 	}
 	if _, err := query(ctx); err != nil {

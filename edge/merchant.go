@@ -248,9 +248,8 @@ func emptyBody(body []byte) error {
 // engine's End); the answer is the campaign as GET /campaign/{id} shows
 // it. Idempotent: the end never moves later.
 func (s *Server) endCampaign(ctx *fasthttp.RequestCtx) {
-	id, err := pathCampaignID(ctx)
-	if err != nil {
-		writeError(ctx, err)
+	id, ok := campaignIDParam(ctx)
+	if !ok {
 		return
 	}
 	if err := emptyBody(ctx.PostBody()); err != nil {
@@ -342,9 +341,8 @@ type stockView struct {
 // with the same Idempotency-Key answers what the first did and adds
 // nothing.
 func (s *Server) addStock(ctx *fasthttp.RequestCtx) {
-	id, err := pathCampaignID(ctx)
-	if err != nil {
-		writeError(ctx, err)
+	id, ok := campaignIDParam(ctx)
+	if !ok {
 		return
 	}
 	amount, count, err := parseStockBody(ctx.PostBody())
@@ -407,9 +405,8 @@ func acceptsCSV(ctx *fasthttp.RequestCtx) bool {
 // JSON pages (?after=<user_id>&limit=), or with Accept: text/csv the whole
 // list (from ?after= if given) streamed as CSV, in constant memory.
 func (s *Server) listClaims(ctx *fasthttp.RequestCtx) {
-	id, err := pathCampaignID(ctx)
-	if err != nil {
-		writeError(ctx, err)
+	id, ok := campaignIDParam(ctx)
+	if !ok {
 		return
 	}
 	csv := acceptsCSV(ctx)
@@ -554,9 +551,8 @@ func appendCSVField(b []byte, s string) []byte {
 // 404 when the user has none (or there is no such campaign); 410 ARCHIVED
 // when the campaign's claims were archived (claim_log no longer has them).
 func (s *Server) userClaim(ctx *fasthttp.RequestCtx) {
-	id, err := pathCampaignID(ctx)
-	if err != nil {
-		writeError(ctx, err)
+	id, ok := campaignIDParam(ctx)
+	if !ok {
 		return
 	}
 	// The router matches the path as sent: the user id is still escaped.
