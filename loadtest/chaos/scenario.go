@@ -197,18 +197,7 @@ type ScenarioResult struct {
 
 // Failed reports whether the scenario fails the run.
 func (r *ScenarioResult) Failed() bool {
-	if r.Info {
-		return false
-	}
-	if r.Err != "" {
-		return true
-	}
-	for _, v := range r.Verdicts {
-		if v.Failed() {
-			return true
-		}
-	}
-	return false
+	return !r.Info && harness.RunFailed(r.Err, r.Verdicts)
 }
 
 // run is one scenario in progress.

@@ -20,6 +20,12 @@ type Verdict struct {
 // Failed reports whether the verdict fails the run.
 func (v Verdict) Failed() bool { return !v.OK && !v.Warn }
 
+// RunFailed reports whether a run fails: it could not run to the end
+// (err), or one of its verdicts failed.
+func RunFailed(err string, vs []Verdict) bool {
+	return err != "" || slices.ContainsFunc(vs, Verdict.Failed)
+}
+
 // Cell is a verdict as a table shows it: a mark and the number that matters.
 func Cell(v Verdict) string {
 	mark := "✗"

@@ -89,17 +89,7 @@ func (r *SeedResult) schedule() *Schedule {
 }
 
 // Failed reports whether the run fails the invocation.
-func (r *SeedResult) Failed() bool {
-	if r.Err != "" {
-		return true
-	}
-	for _, v := range r.Verdicts {
-		if v.Failed() {
-			return true
-		}
-	}
-	return false
-}
+func (r *SeedResult) Failed() bool { return harness.RunFailed(r.Err, r.Verdicts) }
 
 // seedRun is one schedule being run.
 type seedRun struct {
