@@ -129,6 +129,26 @@ func (s *Server) merchantDBError(what string, err error) error {
 	return errDBRead
 }
 
+// merchantsDB runs query, one of the operator's PostgreSQL steps, within
+// RequestTimeout and timed (rain_postgres_duration_seconds{op="merchants"});
+// a failure is answered here (false). changed: the query changed the
+// tokens, which this replica then reads again at once (tokensChanged).
+func (s *Server) merchantsDB(ctx *fasthttp.RequestCtx, what string, changed bool, query func(context.Context) error) bool {
+	rctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
+	defer cancel()
+	start := time.Now()
+	err := query(rctx)
+	pgMerchants.UpdateDuration(start)
+	if err != nil {
+		writeError(ctx, s.merchantDBError(what, err))
+		return false
+	}
+	if changed {
+		s.tokensChanged(rctx)
+	}
+	return true
+}
+
 // tokensChanged reads the tokens again on this replica at once, so a token
 // made here works here in the next request (the others follow within
 // MERCHANT_TOKEN_REFRESH).
@@ -156,16 +176,13 @@ func (s *Server) createMerchant(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	secret, hash := newTokenSecret()
-	rctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
-	defer cancel()
-	start := time.Now()
-	m, err := s.store.CreateMerchant(rctx, name, hash)
-	pgMerchants.UpdateDuration(start)
-	if err != nil {
-		writeError(ctx, s.merchantDBError("create merchant", err))
+	var m postgres.Merchant
+	if !s.merchantsDB(ctx, "create merchant", true, func(rctx context.Context) (err error) {
+		m, err = s.store.CreateMerchant(rctx, name, hash)
+		return err
+	}) {
 		return
 	}
-	s.tokensChanged(rctx)
 	t := m.Tokens[0]
 	s.log.Info("merchant created", "merchant", name, "token_id", t.ID, "by", merchantName(ctx))
 	v := struct {
@@ -192,16 +209,13 @@ func (s *Server) addToken(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	secret, hash := newTokenSecret()
-	rctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
-	defer cancel()
-	start := time.Now()
-	t, err := s.store.AddToken(rctx, name, hash, role)
-	pgMerchants.UpdateDuration(start)
-	if err != nil {
-		writeError(ctx, s.merchantDBError("add token", err))
+	var t postgres.Token
+	if !s.merchantsDB(ctx, "add token", true, func(rctx context.Context) (err error) {
+		t, err = s.store.AddToken(rctx, name, hash, role)
+		return err
+	}) {
 		return
 	}
-	s.tokensChanged(rctx)
 	s.log.Info("merchant token added", "merchant", name, "token_id", t.ID, "role", role, "by", merchantName(ctx))
 	writeValueAs(ctx, fasthttp.StatusCreated, newTokenView{ID: t.ID, Merchant: name, Role: t.Role, CreatedAt: t.CreatedAt, Token: secret})
 }
@@ -226,16 +240,13 @@ func (s *Server) revokeToken(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, errTokenID)
 		return
 	}
-	rctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
-	defer cancel()
-	start := time.Now()
-	t, err := s.store.RevokeToken(rctx, name, id)
-	pgMerchants.UpdateDuration(start)
-	if err != nil {
-		writeError(ctx, s.merchantDBError("revoke token", err))
+	var t postgres.Token
+	if !s.merchantsDB(ctx, "revoke token", true, func(rctx context.Context) (err error) {
+		t, err = s.store.RevokeToken(rctx, name, id)
+		return err
+	}) {
 		return
 	}
-	s.tokensChanged(rctx)
 	s.log.Info("merchant token revoked", "merchant", name, "token_id", id, "by", merchantName(ctx))
 	writeValue(ctx, tokenView{Merchant: name, Token: t})
 }
@@ -258,13 +269,14 @@ func (s *Server) listMerchants(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, rain.Errorf(rain.EINVALID, "after must be a merchant name"))
 		return
 	}
-	rctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
-	defer cancel()
-	start := time.Now()
-	list, more, err := s.store.Merchants(rctx, after, limit)
-	pgMerchants.UpdateDuration(start)
-	if err != nil {
-		writeError(ctx, s.merchantDBError("list merchants", err))
+	var (
+		list []postgres.Merchant
+		more bool
+	)
+	if !s.merchantsDB(ctx, "list merchants", false, func(rctx context.Context) (err error) {
+		list, more, err = s.store.Merchants(rctx, after, limit)
+		return err
+	}) {
 		return
 	}
 	type merchantView struct {
@@ -310,13 +322,14 @@ func (s *Server) merchantActions(ctx *fasthttp.RequestCtx) {
 			return
 		}
 	}
-	rctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
-	defer cancel()
-	start := time.Now()
-	list, more, err := s.store.MerchantActions(rctx, name, before, limit)
-	pgMerchants.UpdateDuration(start)
-	if err != nil {
-		writeError(ctx, s.merchantDBError("merchant actions", err))
+	var (
+		list []postgres.MerchantAction
+		more bool
+	)
+	if !s.merchantsDB(ctx, "merchant actions", false, func(rctx context.Context) (err error) {
+		list, more, err = s.store.MerchantActions(rctx, name, before, limit)
+		return err
+	}) {
 		return
 	}
 	page := struct {
