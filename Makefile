@@ -20,7 +20,7 @@ PKGS ?= ./...
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 DEV := bin/dev
 
-.PHONY: help dev services build run test lint bench chaos torture stop fmt clean screenshots
+.PHONY: help dev services build run test lint bench chaos torture stop fmt clean screenshots fuzz
 
 help:
 	@echo "make services  start Redis (AOF), PostgreSQL and Kafka (KAFKA_MODE=$(KAFKA_MODE)) on 127.0.0.1 where not up"
@@ -32,6 +32,7 @@ help:
 	@echo "make bench     the benchmark                 make chaos  the fault-injection suite"
 	@echo "make torture   faults in random order: SEED=n, SEEDS=n, SCHEDULE=file|kept, SHORT=1 (loadtest/torture)"
 	@echo "make screenshots   the console's screenshots in docs/, taken by its browser test"
+	@echo "make fuzz      the OpenAPI fuzzer, random seed: RAIN_FUZZ_SEED=n, FUZZ_EXAMPLES=n (default 100)"
 	@echo "go test -short ./...   the pure tests only: no service needed"
 	@echo "REDIS_MODE=cluster make services|run|test|chaos   the same on a local Redis Cluster (127.0.0.1:7001-7006)"
 
@@ -58,6 +59,16 @@ test: dev
 	@vars=$$($(DEV) env); eval "$$vars"; \
 	echo "go vet $(PKGS)"; go vet $(PKGS); \
 	echo "go test $(GOTEST_FLAGS) $(PKGS)"; go test $(GOTEST_FLAGS) $(PKGS)
+
+# The OpenAPI fuzzer with a random seed and more cases than make test's
+# fixed one (docs/api.md, "The fuzzer"); FUZZ_EXAMPLES per operation and phase.
+FUZZ_EXAMPLES ?= 100
+fuzz: dev
+	@bash deploy/local/install.sh services kafka fuzz
+	@$(DEV) services -kafka $(KAFKA_MODE)
+	@vars=$$($(DEV) env); eval "$$vars"; \
+	RAIN_FUZZ_SEED=$${RAIN_FUZZ_SEED:-random} RAIN_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) \
+	go test -count=1 -timeout 60m -run TestOpenAPIFuzz -v ./deploy/deploycheck/
 
 lint:
 	go vet ./...

@@ -43,16 +43,27 @@ func createRecord(c *rain.Campaign) any {
 	return r
 }
 
+// campaignHead is what every view of a campaign starts with (GET
+// /campaign/{id}, a page of GET /campaigns).
+type campaignHead struct {
+	ID        int64      `json:"id"`
+	Name      string     `json:"name"`
+	Merchant  *string    `json:"merchant"` // the owner; null: the operator's
+	StartTime time.Time  `json:"start_time"`
+	EndTime   time.Time  `json:"end_time"`
+	CreatedAt time.Time  `json:"created_at"`
+	State     string     `json:"state"`    // live, upcoming or ended
+	EndedAt   *time.Time `json:"ended_at"` // when a merchant ended it early
+}
+
+func newCampaignHead(c *rain.Campaign, merchant *string, state string, endedAt *time.Time) campaignHead {
+	return campaignHead{ID: c.ID, Name: c.Name, Merchant: merchant, StartTime: c.StartTime.UTC(), EndTime: c.EndTime.UTC(),
+		CreatedAt: c.CreatedAt.UTC(), State: state, EndedAt: utc(endedAt)}
+}
+
 // campaignView is the body of GET /campaign/{id}.
 type campaignView struct {
-	ID        int64             `json:"id"`
-	Name      string            `json:"name"`
-	Merchant  *string           `json:"merchant"` // the owner; null: the operator's
-	StartTime time.Time         `json:"start_time"`
-	EndTime   time.Time         `json:"end_time"`
-	CreatedAt time.Time         `json:"created_at"`
-	State     string            `json:"state"`     // live, upcoming or ended
-	EndedAt   *time.Time        `json:"ended_at"`  // when a merchant ended it early
+	campaignHead
 	Buckets   int               `json:"buckets"`   // Redis hash tags the stock is split over
 	Loaded    bool              `json:"loaded"`    // its state is in Redis (opens are served)
 	Total     int64             `json:"total"`     // packets in all (stock added included)
@@ -115,6 +126,19 @@ func (s *Server) campaignFor(ctx *fasthttp.RequestCtx, rctx context.Context, id 
 	return c, err
 }
 
+// withCampaign runs fn, with a context bounded by RequestTimeout, once
+// campaignFor lets the request into campaign id; a refusal (404, 503) is
+// answered here.
+func (s *Server) withCampaign(ctx *fasthttp.RequestCtx, id int64, fn func(rctx context.Context)) {
+	rctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
+	defer cancel()
+	if _, err := s.campaignFor(ctx, rctx, id); err != nil {
+		writeError(ctx, err)
+		return
+	}
+	fn(rctx)
+}
+
 // getCampaign is GET /campaign/{id}: the configuration from PostgreSQL, the
 // live state from Redis and the merchant actions.
 func (s *Server) getCampaign(ctx *fasthttp.RequestCtx) {
@@ -158,9 +182,7 @@ func (s *Server) viewCampaign(ctx context.Context, o *postgres.Owned) (*campaign
 	if err != nil {
 		return nil, err
 	}
-	v.ID, v.Name, v.StartTime, v.EndTime, v.CreatedAt = c.ID, c.Name, c.StartTime.UTC(), c.EndTime.UTC(), c.CreatedAt.UTC()
-	v.Merchant = o.Merchant
-	v.State, v.EndedAt = campaignState(c.StartTime, c.EndTime, time.Now()), utc(o.EndedAt)
+	v.campaignHead = newCampaignHead(c, o.Merchant, campaignState(c.StartTime, c.EndTime, time.Now()), o.EndedAt)
 	v.Buckets = c.K()
 	v.Loaded, v.Remaining, v.Claims = live.Loaded, live.Remaining, live.Claims
 	if c.K() > 1 {

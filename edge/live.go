@@ -280,29 +280,25 @@ func (s *Server) liveCampaign(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, err)
 		return
 	}
-	rctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
-	defer cancel()
-	if _, err := s.campaignFor(ctx, rctx, id); err != nil {
-		writeError(ctx, err)
-		return
-	}
-	f, ok := s.subscribe(id)
-	if !ok {
-		writeError(ctx, errLiveFull)
-		return
-	}
-	liveStreams.Inc()
-	p := *principalFor(ctx)
-	token, _ := bearer(ctx.Request.Header.Peek(fasthttp.HeaderAuthorization))
-	token = bytes.Clone(token)
-	conn := ctx.Conn()
-	ctx.SetStatusCode(fasthttp.StatusOK)
-	ctx.SetContentType("text/event-stream; charset=utf-8")
-	ctx.Response.Header.Set(fasthttp.HeaderCacheControl, "no-store")
-	ctx.Response.Header.Set("X-Accel-Buffering", "no") // proxies: pass each event on at once
-	ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
-		defer s.unsubscribe(f)
-		s.stream(w, conn, f, p, token)
+	s.withCampaign(ctx, id, func(rctx context.Context) {
+		f, ok := s.subscribe(id)
+		if !ok {
+			writeError(ctx, errLiveFull)
+			return
+		}
+		liveStreams.Inc()
+		p := *principalFor(ctx)
+		token, _ := bearer(ctx.Request.Header.Peek(fasthttp.HeaderAuthorization))
+		token = bytes.Clone(token)
+		conn := ctx.Conn()
+		ctx.SetStatusCode(fasthttp.StatusOK)
+		ctx.SetContentType("text/event-stream; charset=utf-8")
+		ctx.Response.Header.Set(fasthttp.HeaderCacheControl, "no-store")
+		ctx.Response.Header.Set("X-Accel-Buffering", "no") // proxies: pass each event on at once
+		ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
+			defer s.unsubscribe(f)
+			s.stream(w, conn, f, p, token)
+		})
 	})
 }
 

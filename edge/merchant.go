@@ -1,7 +1,6 @@
 package edge
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -102,29 +101,27 @@ func contains(list []string, s string) bool {
 
 func hasKey(m map[string]string, k string) bool { _, ok := m[k]; return ok }
 
-// pageLimit parses ?limit= (1..max, default defaultPage).
-func pageLimit(q map[string]string, max int) (int, error) {
+// pageQuery reads the query of a paged list: ?after= (the route checks
+// it), ?limit= (1..max, default defaultPage), and the route's own names in
+// extra.
+func pageQuery(ctx *fasthttp.RequestCtx, max int, extra ...string) (q map[string]string, limit int, err error) {
+	if q, err = query(ctx, append([]string{"after", "limit"}, extra...)...); err != nil {
+		return nil, 0, err
+	}
 	v, ok := q["limit"]
 	if !ok {
-		return defaultPage, nil
+		return q, defaultPage, nil
 	}
 	n, err := strconv.Atoi(v)
 	if err != nil || n < 1 || n > max || v != strconv.Itoa(n) {
-		return 0, rain.Errorf(rain.EINVALID, "limit must be an integer 1-%d", max)
+		return nil, 0, rain.Errorf(rain.EINVALID, "limit must be an integer 1-%d", max)
 	}
-	return n, nil
+	return q, n, nil
 }
 
 // listedView is one campaign of GET /campaigns.
 type listedView struct {
-	ID        int64        `json:"id"`
-	Name      string       `json:"name"`
-	Merchant  *string      `json:"merchant"` // the owner; null: the operator's
-	StartTime time.Time    `json:"start_time"`
-	EndTime   time.Time    `json:"end_time"`
-	CreatedAt time.Time    `json:"created_at"`
-	State     string       `json:"state"`
-	EndedAt   *time.Time   `json:"ended_at"`
+	campaignHead
 	Total     int64        `json:"total"`
 	Persisted int64        `json:"persisted"`
 	Inventory []listedItem `json:"inventory"`
@@ -152,12 +149,7 @@ func campaignState(start, end, now time.Time) string {
 // continues below that id), ?limit=, ?state=live|upcoming|ended.
 func (s *Server) listCampaigns(ctx *fasthttp.RequestCtx) {
 	p := principalFor(ctx)
-	q, err := query(ctx, "after", "limit", "state", "merchant")
-	if err != nil {
-		writeError(ctx, err)
-		return
-	}
-	limit, err := pageLimit(q, maxCampaignsPage)
+	q, limit, err := pageQuery(ctx, maxCampaignsPage, "state", "merchant")
 	if err != nil {
 		writeError(ctx, err)
 		return
@@ -200,25 +192,33 @@ func (s *Server) listCampaigns(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, errDBRead)
 		return
 	}
-	page := struct {
-		Campaigns []listedView `json:"campaigns"`
-		Next      *string      `json:"next"`
-	}{Campaigns: make([]listedView, 0, len(list))}
-	for _, c := range list {
-		v := listedView{ID: c.ID, Name: c.Name, Merchant: c.Merchant, StartTime: c.StartTime.UTC(), EndTime: c.EndTime.UTC(),
-			CreatedAt: c.CreatedAt.UTC(), State: c.State, EndedAt: utc(c.EndedAt), Inventory: make([]listedItem, 0, len(c.Inventory))}
-		for _, st := range c.Inventory {
-			v.Total += st.Total
-			v.Persisted += st.Opened
-			v.Inventory = append(v.Inventory, listedItem{Amount: st.Amount, Total: st.Total, Opened: st.Opened})
-		}
-		page.Campaigns = append(page.Campaigns, v)
+	writePage(ctx, "campaigns", list, more, newListedView, func(c postgres.Listed) string { return strconv.FormatInt(c.ID, 10) })
+}
+
+func newListedView(c postgres.Listed) listedView {
+	v := listedView{campaignHead: newCampaignHead(&c.Campaign, c.Merchant, c.State, c.EndedAt), Inventory: make([]listedItem, 0, len(c.Inventory))}
+	for _, st := range c.Inventory {
+		v.Total += st.Total
+		v.Persisted += st.Opened
+		v.Inventory = append(v.Inventory, listedItem{Amount: st.Amount, Total: st.Total, Opened: st.Opened})
 	}
-	if more {
-		next := strconv.FormatInt(list[len(list)-1].ID, 10)
-		page.Next = &next
+	return v
+}
+
+// writePage answers one page of a list, {"<name>": [...], "next": cursor}:
+// each item of list through view, and next the cursor of the last item when
+// more follow (null on the last page).
+func writePage[T, V any](ctx *fasthttp.RequestCtx, name string, list []T, more bool, view func(T) V, cursor func(T) string) {
+	items := make([]V, 0, len(list))
+	for _, x := range list {
+		items = append(items, view(x))
 	}
-	writeValue(ctx, page)
+	var next *string
+	if more && len(list) > 0 {
+		c := cursor(list[len(list)-1])
+		next = &c
+	}
+	writeValue(ctx, map[string]any{name: items, "next": next}) // keys in order: name < "next" for every list
 }
 
 func utc(t *time.Time) *time.Time {
@@ -229,15 +229,16 @@ func utc(t *time.Time) *time.Time {
 	return &u
 }
 
-// emptyBody accepts no body or an empty JSON object.
+// emptyBody accepts no body (no bytes) or an empty JSON object;
+// whitespace alone is not JSON and is refused.
 func emptyBody(body []byte) error {
 	if len(body) > maxMerchantBody {
 		return errBodyTooBig
 	}
-	if b := bytes.TrimSpace(body); len(b) > 0 {
+	if len(body) > 0 {
 		p := bodyParsers.Get()
 		defer bodyParsers.Put(p)
-		if o, err := strictjson.Parse(p, b); err != nil || o.Len() > 0 {
+		if o, err := strictjson.Parse(p, body); err != nil || o.Len() > 0 {
 			return rain.Errorf(rain.EINVALID, "body must be empty or {}")
 		}
 	}
@@ -256,18 +257,14 @@ func (s *Server) endCampaign(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, err)
 		return
 	}
-	rctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
-	defer cancel()
-	if _, err := s.campaignFor(ctx, rctx, id); err != nil {
-		writeError(ctx, err)
-		return
-	}
-	// The end's own query is scoped too (the actor's merchant).
-	if _, err := s.eng.End(rctx, id, actor(ctx, nil, "")); err != nil {
-		writeError(ctx, err)
-		return
-	}
-	s.writeCampaign(ctx, rctx, id)
+	s.withCampaign(ctx, id, func(rctx context.Context) {
+		// The end's own query is scoped too (the actor's merchant).
+		if _, err := s.eng.End(rctx, id, actor(ctx, nil, "")); err != nil {
+			writeError(ctx, err)
+			return
+		}
+		s.writeCampaign(ctx, rctx, id)
+	})
 }
 
 // stockFields are the fields of an add-stock body, both required.
@@ -355,23 +352,19 @@ func (s *Server) addStock(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, err)
 		return
 	}
-	rctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
-	defer cancel()
-	if _, err := s.campaignFor(ctx, rctx, id); err != nil {
-		writeError(ctx, err)
-		return
-	}
-	// The restock's own query is scoped too (the actor's merchant).
-	res, err := s.eng.AddStock(rctx, postgres.Restock{Campaign: id, Amount: amount, Count: count, Key: key,
-		By: actor(ctx, map[string]int64{"amount": amount, "count": count}, key)})
-	if err != nil {
-		writeError(ctx, err)
-		return
-	}
-	if res.Replayed {
-		ctx.Response.Header.Set(headerReplayed, "true")
-	}
-	writeValue(ctx, stockView{CampaignID: id, Amount: amount, Count: count, Total: res.Total, Applied: res.Applied, At: res.At.UTC()})
+	s.withCampaign(ctx, id, func(rctx context.Context) {
+		// The restock's own query is scoped too (the actor's merchant).
+		res, err := s.eng.AddStock(rctx, postgres.Restock{Campaign: id, Amount: amount, Count: count, Key: key,
+			By: actor(ctx, map[string]int64{"amount": amount, "count": count}, key)})
+		if err != nil {
+			writeError(ctx, err)
+			return
+		}
+		if res.Replayed {
+			ctx.Response.Header.Set(headerReplayed, "true")
+		}
+		writeValue(ctx, stockView{CampaignID: id, Amount: amount, Count: count, Total: res.Total, Applied: res.Applied, At: res.At.UTC()})
+	})
 }
 
 // claimView is one claim of the payout routes.
@@ -409,12 +402,18 @@ func (s *Server) listClaims(ctx *fasthttp.RequestCtx) {
 	if !ok {
 		return
 	}
+	var (
+		q     map[string]string
+		limit int
+		err   error
+	)
 	csv := acceptsCSV(ctx)
-	allowed := []string{"after", "limit"}
-	if csv {
-		allowed = allowed[:1]
+	if csv { // the whole list, a page of csvPage at a time
+		q, err = query(ctx, "after")
+		limit = csvPage
+	} else {
+		q, limit, err = pageQuery(ctx, maxClaimsPage)
 	}
-	q, err := query(ctx, allowed...)
 	if err != nil {
 		writeError(ctx, err)
 		return
@@ -424,49 +423,29 @@ func (s *Server) listClaims(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, rain.Errorf(rain.EINVALID, "after must be a user id"))
 		return
 	}
-	limit, err := pageLimit(q, maxClaimsPage)
-	if err != nil {
-		writeError(ctx, err)
-		return
-	}
-	if csv {
-		limit = csvPage
-	}
-	rctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
-	defer cancel()
-	if _, err := s.campaignFor(ctx, rctx, id); err != nil {
-		writeError(ctx, err)
-		return
-	}
-	scope := principalFor(ctx).merchant
-	start := time.Now()
-	claims, more, err := s.store.ClaimsPage(rctx, id, scope, after, limit)
-	pgClaims.UpdateDuration(start)
-	if err != nil {
-		if code := rain.ErrorCode(err); code != rain.ENOTFOUND && code != rain.EARCHIVED {
-			s.log.Error("read claims", "campaign_id", id, "err", err)
-			err = errDBRead
+	s.withCampaign(ctx, id, func(rctx context.Context) {
+		scope := principalFor(ctx).merchant
+		start := time.Now()
+		claims, more, err := s.store.ClaimsPage(rctx, id, scope, after, limit)
+		pgClaims.UpdateDuration(start)
+		if err != nil {
+			if code := rain.ErrorCode(err); code != rain.ENOTFOUND && code != rain.EARCHIVED {
+				s.log.Error("read claims", "campaign_id", id, "err", err)
+				err = errDBRead
+			}
+			writeError(ctx, err)
+			return
 		}
-		writeError(ctx, err)
-		return
-	}
-	if csv {
-		ctx.SetStatusCode(fasthttp.StatusOK)
-		ctx.SetContentType(contentTypeCSV)
-		ctx.SetBodyStream(&claimsCSV{s: s, id: id, scope: scope, page: claims, more: more, conn: ctx.Conn(), buf: []byte(csvHeader)}, -1)
-		return
-	}
-	page := struct {
-		Claims []claimView `json:"claims"`
-		Next   *string     `json:"next"`
-	}{Claims: make([]claimView, 0, len(claims))}
-	for _, c := range claims {
-		page.Claims = append(page.Claims, claimView{UserID: c.User, Amount: c.Amount, ClaimedAt: c.ClaimedAt, Persisted: true})
-	}
-	if more {
-		page.Next = &claims[len(claims)-1].User
-	}
-	writeValue(ctx, page)
+		if csv {
+			ctx.SetStatusCode(fasthttp.StatusOK)
+			ctx.SetContentType(contentTypeCSV)
+			ctx.SetBodyStream(&claimsCSV{s: s, id: id, scope: scope, page: claims, more: more, conn: ctx.Conn(), buf: []byte(csvHeader)}, -1)
+			return
+		}
+		writePage(ctx, "claims", claims, more, func(c postgres.Claim) claimView {
+			return claimView{UserID: c.User, Amount: c.Amount, ClaimedAt: c.ClaimedAt, Persisted: true}
+		}, func(c postgres.Claim) string { return c.User })
+	})
 }
 
 // claimsCSV streams a campaign's claims as CSV, one page of claim_log at a
@@ -561,36 +540,32 @@ func (s *Server) userClaim(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, errOpenUserID)
 		return
 	}
-	rctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
-	defer cancel()
-	if _, err := s.campaignFor(ctx, rctx, id); err != nil {
-		writeError(ctx, err)
-		return
-	}
-	start := time.Now()
-	c, found, err := s.store.ClaimOf(rctx, id, principalFor(ctx).merchant, user)
-	pgClaims.UpdateDuration(start)
-	if rain.ErrorCode(err) == rain.EARCHIVED {
-		writeError(ctx, err)
-		return
-	}
-	if err != nil {
-		s.log.Error("read claim", "campaign_id", id, "err", err)
-		writeError(ctx, errDBRead)
-		return
-	}
-	v := claimView{UserID: user, Amount: c.Amount, ClaimedAt: c.ClaimedAt, Persisted: true}
-	if !found {
-		rc, inRedis, err := s.eng.ClaimOf(rctx, id, user)
-		if err != nil {
+	s.withCampaign(ctx, id, func(rctx context.Context) {
+		start := time.Now()
+		c, found, err := s.store.ClaimOf(rctx, id, principalFor(ctx).merchant, user)
+		pgClaims.UpdateDuration(start)
+		if rain.ErrorCode(err) == rain.EARCHIVED {
 			writeError(ctx, err)
 			return
 		}
-		if !inRedis {
-			writeError(ctx, rain.Errorf(rain.ENOTFOUND, "user %q has no claim in campaign %d", user, id))
+		if err != nil {
+			s.log.Error("read claim", "campaign_id", id, "err", err)
+			writeError(ctx, errDBRead)
 			return
 		}
-		v = claimView{UserID: user, Amount: rc.Amount, ClaimedAt: time.UnixMilli(rc.ClaimedAtMs).UTC(), Persisted: false}
-	}
-	writeValue(ctx, v)
+		v := claimView{UserID: user, Amount: c.Amount, ClaimedAt: c.ClaimedAt, Persisted: true}
+		if !found {
+			rc, inRedis, err := s.eng.ClaimOf(rctx, id, user)
+			if err != nil {
+				writeError(ctx, err)
+				return
+			}
+			if !inRedis {
+				writeError(ctx, rain.Errorf(rain.ENOTFOUND, "user %q has no claim in campaign %d", user, id))
+				return
+			}
+			v = claimView{UserID: user, Amount: rc.Amount, ClaimedAt: time.UnixMilli(rc.ClaimedAtMs).UTC(), Persisted: false}
+		}
+		writeValue(ctx, v)
+	})
 }

@@ -70,7 +70,7 @@ func TestParseStockBody(t *testing.T) {
 // Bodies over 4 KiB are refused by the server from their headers
 // (conns.go); the handlers refuse them too, whatever reaches them.
 func TestEmptyBody(t *testing.T) {
-	for body, code := range map[string]string{"": "", " ": "", "{}": "", " { } ": "", "{}{}": rain.EINVALID, `{"a":1}`: rain.EINVALID,
+	for body, code := range map[string]string{"": "", " ": rain.EINVALID, "\t": rain.EINVALID, "{}": "", " { } ": "", "{}{}": rain.EINVALID, `{"a":1}`: rain.EINVALID,
 		"[]": rain.EINVALID, "null": rain.EINVALID, "x": rain.EINVALID, "{" + strings.Repeat(" ", maxMerchantBody) + "}": rain.ETOOLARGE} {
 		if got := rain.ErrorCode(emptyBody([]byte(body))); got != code {
 			t.Errorf("%.20q: %q, want %q", body, got, code)
@@ -108,18 +108,18 @@ func TestAcceptsCSV(t *testing.T) {
 
 func TestQueryArgs(t *testing.T) {
 	for uri, ok := range map[string]bool{"/x": true, "/x?after=5&limit=2": true, "/x?state=live": true,
-		"/x?limit=1&limit=2": false, "/x?foo=1": false, "/x?after=": true} {
+		"/x?limit=1&limit=2": false, "/x?foo=1": false, "/x?after=": true, "/x?state=live&state=live": false} {
 		_, err := query(newCtx("GET", uri, ""), "after", "limit", "state")
 		if (err == nil) != ok {
 			t.Errorf("%s: %v, want ok %v", uri, err, ok)
 		}
 	}
 	for v, want := range map[string]int{"": defaultPage, "1": 1, "500": 500, "501": 0, "0": 0, "-1": 0, "01": 0, "x": 0, "1.0": 0} {
-		q := map[string]string{}
+		uri := "/x?after=a"
 		if v != "" {
-			q["limit"] = v
+			uri += "&limit=" + v
 		}
-		n, err := pageLimit(q, 500)
+		_, n, err := pageQuery(newCtx("GET", uri, ""), 500)
 		if n != want || (err == nil) != (want != 0) {
 			t.Errorf("limit %q: %d %v, want %d", v, n, err, want)
 		}

@@ -52,7 +52,7 @@ func TestMerchantBodies(t *testing.T) {
 	if _, err := parseMerchantBody([]byte(`{"name":"a"` + strings.Repeat(" ", maxMerchantBody) + `}`)); rain.ErrorCode(err) != rain.ETOOLARGE {
 		t.Errorf("over 4 KiB: %v", err)
 	}
-	for body, want := range map[string]string{``: "full", ` `: "full", `{}`: "full", `{"role":"read"}`: "read", `{"role":"full"}`: "full",
+	for body, want := range map[string]string{``: "full", ` `: "", "\t": "", "\n": "", `{}`: "full", ` {} `: "full", `{"role":"read"}`: "read", `{"role":"full"}`: "full",
 		`{"role":"admin"}`: "", `{"role":"READ"}`: "", `{"role":1}`: "", `{"role":"read","role":"read"}`: "", `{"x":1}`: "", `null`: ""} {
 		got, err := parseTokenBody([]byte(body))
 		if got != want || (err == nil) != (want != "") {

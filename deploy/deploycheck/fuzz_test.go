@@ -50,10 +50,17 @@ func venvTool(t testing.TB, name string) string {
 // 1,000 requests in under a minute on 2 cores (RAIN_FUZZ_EXAMPLES to change).
 const fuzzExamples = 25
 
+// fuzzSeed makes `make test` (and CI) a gate that does not move: the same
+// cases every run. It is the seed that found whitespace accepted as an
+// absent body, so it also keeps that fixed. `make fuzz` explores with
+// random seeds (RAIN_FUZZ_SEED=random).
+const fuzzSeed = 1815191392
+
 // TestOpenAPIFuzz runs schemathesis against an api served in-process (as
 // cmd/api runs it) on the local Redis, PostgreSQL and Kafka, with a
 // merchant's token (the operator's on the /merchants routes). The seed is
-// random unless RAIN_FUZZ_SEED is set; a failure says how to replay it.
+// fuzzSeed unless RAIN_FUZZ_SEED is set (a number, or random); a failure
+// says how to replay it.
 func TestOpenAPIFuzz(t *testing.T) {
 	st := venvTool(t, "schemathesis")
 	testenv.Redis(t)
@@ -98,10 +105,14 @@ func TestOpenAPIFuzz(t *testing.T) {
 			t.Fatalf("RAIN_FUZZ_EXAMPLES=%q: not a positive integer", v)
 		}
 	}
-	seed := rand.Int64N(1 << 31)
-	if v := os.Getenv("RAIN_FUZZ_SEED"); v != "" {
+	seed := int64(fuzzSeed)
+	switch v := os.Getenv("RAIN_FUZZ_SEED"); v {
+	case "":
+	case "random":
+		seed = rand.Int64N(1 << 31)
+	default:
 		if seed, err = strconv.ParseInt(v, 10, 64); err != nil {
-			t.Fatalf("RAIN_FUZZ_SEED=%q: not an integer", v)
+			t.Fatalf("RAIN_FUZZ_SEED=%q: not an integer or random", v)
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), max(8*time.Minute, time.Duration(examples)*5*time.Second))
