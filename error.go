@@ -52,25 +52,29 @@ func Errorf(code, format string, args ...any) *Error {
 // ErrorCode returns the code of an application error, or EINTERNAL for any
 // other non-nil error.
 func ErrorCode(err error) string {
-	var e *Error
-	switch {
-	case err == nil:
+	if err == nil {
 		return ""
-	case errors.As(err, &e):
-		return e.Code
 	}
-	return EINTERNAL
+	return appError(err).Code
 }
 
 // ErrorMessage returns the message of an application error, or a generic
 // message for any other error (internal details stay in the logs).
 func ErrorMessage(err error) string {
-	var e *Error
-	switch {
-	case err == nil:
+	if err == nil {
 		return ""
-	case errors.As(err, &e):
-		return e.Message
 	}
-	return "internal error"
+	return appError(err).Message
+}
+
+var errInternal = &Error{Code: EINTERNAL, Message: "internal error"}
+
+// appError is the application error err is or wraps; any other error is
+// answered as an internal one.
+func appError(err error) *Error {
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	return errInternal
 }

@@ -95,8 +95,8 @@ type tokenCache struct {
 	read  atomic.Int64 // unix ns of the last successful read; 0: never
 	now   func() time.Time
 
-	startOnce, stopOnce sync.Once
-	stop, done          chan struct{}
+	firstRead sync.Once
+	loop      engine.Loop
 
 	mu      sync.Mutex // one refresh at a time (the loop's, and one after a change)
 	failing bool       // the last read failed (logged once per run of failures)
@@ -104,7 +104,6 @@ type tokenCache struct {
 
 func (c *tokenCache) init(cfg TokenConfig, store *postgres.Store, log *slog.Logger) {
 	c.cfg, c.store, c.log, c.now = cfg, store, log, time.Now
-	c.stop, c.done = make(chan struct{}), make(chan struct{})
 }
 
 // lookup returns the active merchant token whose secret has digest d: a
@@ -167,45 +166,21 @@ func (c *tokenCache) start(timeout time.Duration) {
 	if c.store == nil { // no PostgreSQL (tests of the HTTP side alone): ADMIN_TOKEN only
 		return
 	}
-	c.startOnce.Do(func() {
+	c.firstRead.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		_ = c.refresh(ctx)
 		cancel()
-		go c.loop()
 	})
-}
-
-func (c *tokenCache) loop() {
-	defer close(c.done)
-	tick := time.NewTicker(c.cfg.Refresh)
-	defer tick.Stop()
-	for {
-		select {
-		case <-c.stop:
-			return
-		case <-tick.C:
-		}
-		func() {
-			defer engine.RecoverGoroutine(c.log, "merchant tokens")
-			// A read may take up to MaxStale: past that the set is refused anyway.
-			ctx, cancel := context.WithTimeout(context.Background(), c.cfg.MaxStale)
-			defer cancel()
-			_ = c.refresh(ctx)
-		}()
-	}
+	c.loop.Start(c.cfg.Refresh, false, c.log, "merchant tokens", func() {
+		// A read may take up to MaxStale: past that the set is refused anyway.
+		ctx, cancel := context.WithTimeout(context.Background(), c.cfg.MaxStale)
+		defer cancel()
+		_ = c.refresh(ctx)
+	})
 }
 
 // close stops the loop (if it was started) and waits for it.
-func (c *tokenCache) close() {
-	c.stopOnce.Do(func() {
-		close(c.stop)
-		started := true
-		c.startOnce.Do(func() { started = false })
-		if started {
-			<-c.done
-		}
-	})
-}
+func (c *tokenCache) close() { c.loop.Stop() }
 
 // size is the number of active merchant tokens in memory.
 func (c *tokenCache) size() int {

@@ -77,6 +77,19 @@ var errPartial = fmt.Errorf("reconcile finished, but a scan saw fewer claims tha
 // reconcileNow is `consumer reconcile`: one full pass now (every active
 // campaign, or -campaign), waiting for a periodic pass of another process
 // to finish first. It prints the report as JSON on out.
+// oneOff is what a one-off command on a running system starts with: ctx
+// bounded by timeout, and PostgreSQL without a migration (the service owns
+// the schema). done releases both.
+func oneOff(ctx context.Context, cfg consumerproc.MainConfig, cmd string, timeout time.Duration) (_ context.Context, _ *postgres.Store, done func(), _ error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	pool, err := pgxpool.New(ctx, cfg.Boot.PostgresDSN)
+	if err != nil {
+		cancel()
+		return nil, nil, nil, fmt.Errorf("%s: POSTGRES_DSN: %w", cmd, err)
+	}
+	return ctx, &postgres.Store{DB: pool}, func() { pool.Close(); cancel() }, nil
+}
+
 func reconcileNow(ctx context.Context, cfg consumerproc.MainConfig, args []string, out io.Writer, log *slog.Logger) error {
 	fs := flag.NewFlagSet("reconcile", flag.ContinueOnError)
 	campaign := fs.Int64("campaign", 0, "reconcile this campaign only (default: every campaign active within RECONCILE_LOOKBACK)")
@@ -85,15 +98,11 @@ func reconcileNow(ctx context.Context, cfg consumerproc.MainConfig, args []strin
 	if err := fs.Parse(args); err != nil || fs.NArg() > 0 || *campaign < 0 || *grace < 0 {
 		return app.UsageError("usage: consumer reconcile [-campaign ID] [-grace D] [-timeout D]")
 	}
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
-	defer cancel()
-
-	pool, err := pgxpool.New(ctx, cfg.Boot.PostgresDSN) // no migration: a repair of a running system
+	ctx, db, done, err := oneOff(ctx, cfg, "reconcile", *timeout)
 	if err != nil {
-		return fmt.Errorf("reconcile: POSTGRES_DSN: %w", err)
+		return err
 	}
-	defer pool.Close()
-	db := &postgres.Store{DB: pool}
+	defer done()
 	rdb, err := rueidis.NewClient(cfg.Boot.RedisOptions())
 	if err != nil {
 		return fmt.Errorf("reconcile: redis %s: %w", cfg.Boot.RedisAddr, err)
@@ -150,14 +159,11 @@ func archiveNow(ctx context.Context, cfg consumerproc.MainConfig, args []string,
 	if *endedBefore > 0 && *endedBefore < lookback {
 		return app.UsageError(fmt.Sprintf("-ended-before %s is within RECONCILE_LOOKBACK (%s): the reconciler may still write claims of those campaigns", *endedBefore, lookback))
 	}
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
-	defer cancel()
-	pool, err := pgxpool.New(ctx, cfg.Boot.PostgresDSN) // no migration: an operation on a running system
+	ctx, db, done, err := oneOff(ctx, cfg, "archive", *timeout)
 	if err != nil {
-		return fmt.Errorf("archive: POSTGRES_DSN: %w", err)
+		return err
 	}
-	defer pool.Close()
-	db := &postgres.Store{DB: pool}
+	defer done()
 	o := archive.Options{Dir: *dir, Before: time.Now().Add(-max(lookback, *endedBefore)), Drop: *drop}
 	var results []archive.Result
 	if *campaign > 0 {

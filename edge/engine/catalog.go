@@ -85,8 +85,7 @@ type catalog struct {
 	repairMu  sync.Mutex
 	repairs   map[int64]time.Time // in progress (zero time) or failed: not before then
 
-	startOnce, stopOnce sync.Once
-	stopc, done         chan struct{}
+	loop Loop // load, refresh, sweep
 }
 
 // lookup returns the window of campaign id, whether the catalog knows it,
@@ -332,42 +331,8 @@ func answer(o rain.Outcome) rain.Result {
 	return rain.Result{Outcome: o}
 }
 
-// start starts the catalog's loop (load, refresh, sweep), once.
-func (c *catalog) start(e *Engine) {
-	c.startOnce.Do(func() {
-		c.stopc, c.done = make(chan struct{}), make(chan struct{})
-		go c.loop(e)
-	})
-}
-
-// stop stops the loop and waits for it.
-func (c *catalog) stop() {
-	c.startOnce.Do(func() {}) // never started: it never will be
-	c.stopOnce.Do(func() {
-		if c.stopc != nil {
-			close(c.stopc)
-			<-c.done
-		}
-	})
-}
-
-func (c *catalog) loop(e *Engine) {
-	defer close(c.done)
-	t := time.NewTicker(catalogEvery)
-	defer t.Stop()
-	for {
-		c.tick(e)
-		select {
-		case <-c.stopc:
-			return
-		case <-t.C:
-		}
-	}
-}
-
-// tick is one pass of the loop; a panic in it is logged and the loop goes on.
+// tick is one pass of the catalog's loop.
 func (c *catalog) tick(e *Engine) {
-	defer RecoverGoroutine(e.failLog, "campaign catalog")
 	ctx, cancel := context.WithTimeout(context.Background(), catalogEvery)
 	defer cancel()
 	c.mu.RLock()

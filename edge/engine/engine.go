@@ -149,15 +149,15 @@ func (e *Engine) Loader() *Loader { return e.loader }
 // the writes of the answer counts (live.go).
 func (e *Engine) Start() {
 	e.startRefresh()
-	e.catalog.start(e)
+	e.catalog.loop.Start(catalogEvery, true, e.failLog, "campaign catalog", func() { e.catalog.tick(e) })
 	e.startAnswers()
 }
 
 // Stop stops the background loops and waits for them.
 func (e *Engine) Stop() {
-	e.stopRefresh()
-	e.catalog.stop()
-	e.stopAnswers()
+	e.refresh.loop.Stop()
+	e.catalog.loop.Stop()
+	e.answers.loop.Stop()
 }
 
 // Ready reports whether Redis answers: one Redis PINGs; on a cluster every
@@ -172,6 +172,11 @@ func (e *Engine) WriteMetrics(w io.Writer) {
 }
 
 var panicsBackground = metrics.NewCounter(`rain_panics_total{where="background"}`)
+
+// BackgroundPanics is the number of panics RecoverGoroutine has recovered
+// in this process: tests fail on one they did not cause, since a recovered
+// panic is otherwise only a log line.
+func BackgroundPanics() uint64 { return panicsBackground.Get() }
 
 // RecoverGoroutine, deferred first in a background goroutine of the api,
 // stops a panic there from ending the process: counted and logged (log

@@ -8,7 +8,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -159,10 +158,9 @@ func parseAnswers(s string) (AnswerCounts, bool) {
 
 // answerPublisher writes this process's answer counts to Redis.
 type answerPublisher struct {
-	replica    string
-	sent       map[int64]AnswerCounts // last written, by campaign; the loop's only
-	once       sync.Once
-	stop, done chan struct{}
+	replica string
+	sent    map[int64]AnswerCounts // last written, by campaign; the loop's only
+	loop    Loop
 }
 
 // newReplicaID names this process in the answers hashes and live events:
@@ -178,46 +176,13 @@ func newReplicaID() string {
 func (e *Engine) Replica() string { return e.answers.replica }
 
 func (e *Engine) startAnswers() {
-	p := &e.answers
-	p.once.Do(func() {
-		p.stop, p.done, p.sent = make(chan struct{}), make(chan struct{}), make(map[int64]AnswerCounts)
-		go e.answersLoop()
+	e.answers.loop.Start(answerPublishEvery, false, e.failLog, "answer counts", func() {
+		ctx, cancel := context.WithTimeout(context.Background(), answerPublishEvery)
+		defer cancel()
+		if err := e.publishAnswers(ctx); err != nil {
+			e.failLog.Warn("answer counts not written to Redis; the live view's answers miss this replica's latest", "err", err)
+		}
 	})
-}
-
-func (e *Engine) stopAnswers() {
-	p := &e.answers
-	p.once.Do(func() {})
-	if p.stop != nil {
-		select {
-		case <-p.stop:
-		default:
-			close(p.stop)
-		}
-		<-p.done
-	}
-}
-
-func (e *Engine) answersLoop() {
-	p := &e.answers
-	defer close(p.done)
-	t := time.NewTicker(answerPublishEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-p.stop:
-			return
-		case <-t.C:
-		}
-		func() {
-			defer RecoverGoroutine(e.failLog, "answer counts")
-			ctx, cancel := context.WithTimeout(context.Background(), answerPublishEvery)
-			defer cancel()
-			if err := e.publishAnswers(ctx); err != nil {
-				e.failLog.Warn("answer counts not written to Redis; the live view's answers miss this replica's latest", "err", err)
-			}
-		}()
-	}
 }
 
 // publishAnswers writes the counts of every campaign whose counts moved
@@ -225,6 +190,9 @@ func (e *Engine) answersLoop() {
 // trip (per slot on a cluster).
 func (e *Engine) publishAnswers(ctx context.Context) error {
 	p := &e.answers
+	if p.sent == nil {
+		p.sent = make(map[int64]AnswerCounts)
+	}
 	e.hot.mu.Lock()
 	ids := make([]int64, 0, len(e.hot.counters))
 	ctrs := make([]*answerCounters, 0, len(e.hot.counters))

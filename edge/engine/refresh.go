@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"math"
-	"sync"
 	"time"
 
 	"github.com/redpacket/rain/internal/postgres"
@@ -47,10 +46,7 @@ const (
 
 // refresher is a server's background loop (started by Serve).
 type refresher struct {
-	once     sync.Once
-	stopOnce sync.Once
-	stop     chan struct{}
-	done     chan struct{}
+	loop Loop
 	// The loop's own state.
 	gens      map[int64]genSeen
 	lastSweep time.Time
@@ -67,46 +63,15 @@ type genSeen struct {
 // startRefresh starts the server's refresher, once.
 func (e *Engine) startRefresh() {
 	r := &e.refresh
-	r.once.Do(func() {
-		r.stop, r.done = make(chan struct{}), make(chan struct{})
-		r.gens = make(map[int64]genSeen)
-		go e.refreshLoop()
-	})
-}
-
-// stopRefresh stops the refresher and waits for it.
-func (e *Engine) stopRefresh() {
-	r := &e.refresh
-	r.once.Do(func() {}) // never started: nothing to stop, and it never will be
-	if r.stop != nil {
-		r.stopOnce.Do(func() { close(r.stop) })
-		<-r.done
-	}
-}
-
-func (e *Engine) refreshLoop() {
-	r := &e.refresh
-	defer close(r.done)
 	every := e.cfg.MemoryRefresh
 	if every <= 0 {
 		every = 250 * time.Millisecond
 	}
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-r.stop:
-			return
-		case <-t.C:
-		}
-		e.refreshPass(every)
-	}
+	r.loop.Start(every, false, e.failLog, "memory refresh", func() { e.refreshPass(every) })
 }
 
-// refreshPass is one pass of refreshLoop; a panic in it is logged and
-// counted, and the loop goes on.
+// refreshPass is one pass of the refresher.
 func (e *Engine) refreshPass(every time.Duration) {
-	defer RecoverGoroutine(e.failLog, "memory refresh")
 	r := &e.refresh
 	ctx, cancel := context.WithTimeout(context.Background(), max(every, time.Second))
 	if err := e.refreshMemory(ctx); err != nil {
@@ -124,6 +89,9 @@ func (e *Engine) refreshPass(every time.Duration) {
 // refreshMemory is one pass over the campaigns answered from memory.
 func (e *Engine) refreshMemory(ctx context.Context) error {
 	r := &e.refresh
+	if r.gens == nil {
+		r.gens = make(map[int64]genSeen)
+	}
 	m := e.hot.m.Load()
 	if m == nil {
 		clear(r.gens)

@@ -87,20 +87,11 @@ func (s *Store) DeleteCampaign(ctx context.Context, id int64) error {
 // Campaign reads a campaign with its inventory (opened counts as persisted).
 // A missing campaign is a rain.ENOTFOUND error.
 func (s *Store) Campaign(ctx context.Context, id int64) (*rain.Campaign, error) {
-	c := &rain.Campaign{ID: id}
-	err := s.DB.QueryRow(ctx,
-		`SELECT name, start_time, end_time, created_at, buckets FROM campaign WHERE id = $1`, id).
-		Scan(&c.Name, &c.StartTime, &c.EndTime, &c.CreatedAt, &c.Buckets)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, rain.Errorf(rain.ENOTFOUND, "campaign %d not found", id)
-	}
+	o, err := s.CampaignFor(ctx, id, 0)
 	if err != nil {
-		return nil, fmt.Errorf("read campaign %d: %w", id, err)
-	}
-	if c.Inventory, err = s.inventory(ctx, id); err != nil {
 		return nil, err
 	}
-	return c, nil
+	return o.Campaign, nil
 }
 
 func (s *Store) inventory(ctx context.Context, id int64) ([]rain.Stock, error) {
