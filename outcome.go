@@ -1,5 +1,7 @@
 package rain
 
+import "github.com/redpacket/rain/internal/enum"
+
 // Outcome is what the claim script (lua/claim.lua) decided for one open.
 // The values are the codes the script returns.
 type Outcome int8
@@ -27,12 +29,7 @@ const (
 var outcomeNames = [...]string{"NOT_FOUND", "NOT_STARTED", "ENDED", "ALREADY_OPENED", "SOLD_OUT", "OK", "EMPTY", "BUSY", "BUCKETED"}
 
 // String returns the outcome's name as the API shows it ("SOLD_OUT").
-func (o Outcome) String() string {
-	if o < 0 || int(o) >= len(outcomeNames) {
-		return "UNKNOWN"
-	}
-	return outcomeNames[o]
-}
+func (o Outcome) String() string { return enum.Name(outcomeNames[:], o, "UNKNOWN") }
 
 // Result is claim.lua's answer to one user.
 type Result struct {

@@ -6,13 +6,4 @@
 --
 -- KEYS[1] the stock   ARGV[1] amount
 -- Returns 1 taken, 0 none of that amount here.
-local c = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
-if c <= 0 then
-  return 0
-end
-if c == 1 then
-  redis.call('HDEL', KEYS[1], ARGV[1])
-else
-  redis.call('HINCRBY', KEYS[1], ARGV[1], -1)
-end
-return 1
+return take1(KEYS[1], ARGV[1])

@@ -24,20 +24,8 @@ for a, x in string.gmatch(ARGV[3], '(%d+):(%d+)') do
   add[#add + 1] = a
   add[#add + 1] = tonumber(x)
 end
-local m = call('HMGET', KEYS[1], 'fence', 'frozen', 'start')
-if not m[3] then
-  return -1
-end
-local seen = tonumber(m[1] or '0')
-if f < seen then
-  return -2
-end
-if m[2] then
-  return -3
-end
-if f > seen then
-  call('HSET', KEYS[1], 'fence', ARGV[1])
-end
+local refused = lease(KEYS[1], ARGV[1], true)
+if refused then return refused end
 if call('SADD', KEYS[3], ARGV[2]) == 0 then
   return 0
 end

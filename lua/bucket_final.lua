@@ -15,17 +15,8 @@ local f = tonumber(ARGV[1])
 if not f or f < 0 or f % 1 ~= 0 or (ARGV[2] ~= '1' and ARGV[2] ~= '0') then
   return redis.error_reply('RPARGS fence, 1 or 0')
 end
-local m = redis.call('HMGET', KEYS[1], 'fence', 'start')
-if not m[2] then
-  return -1
-end
-local seen = tonumber(m[1] or '0')
-if f < seen then
-  return -2
-end
-if f > seen then
-  redis.call('HSET', KEYS[1], 'fence', ARGV[1])
-end
+local refused = lease(KEYS[1], ARGV[1], false)
+if refused then return refused end
 if ARGV[2] == '0' then
   redis.call('HDEL', KEYS[1], 'final')
   return 1

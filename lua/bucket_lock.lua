@@ -16,10 +16,8 @@ local ttl = tonumber(ARGV[1])
 if not ttl or ttl < 1 or ttl % 1 ~= 0 then
   return redis.error_reply('RPARGS lease ms')
 end
-local m = redis.call('HMGET', KEYS[1], 'start', 'frozen')
-if not m[1] then
-  return -1
-end
+local m = meta(KEYS[1], 'frozen')
+if not m then return -1 end
 if m[2] then
   return -3
 end

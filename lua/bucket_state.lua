@@ -13,19 +13,10 @@ local f = tonumber(ARGV[1])
 if not f or f < 0 or f % 1 ~= 0 then
   return redis.error_reply('RPARGS fence')
 end
-local m = redis.call('HMGET', KEYS[1], 'fence', 'final', 'frozen', 'start')
-if not m[4] then
-  return {-1}
-end
-local seen = tonumber(m[1] or '0')
-if f < seen then
-  return {-2}
-end
-if f > seen then
-  redis.call('HSET', KEYS[1], 'fence', ARGV[1])
-end
+local refused, m = lease(KEYS[1], ARGV[1], false)
+if refused then return {refused} end
 local left = 0
 for _, c in ipairs(redis.call('HVALS', KEYS[2])) do
   left = left + tonumber(c)
 end
-return {1, left, redis.call('HLEN', KEYS[3]), m[2] and 1 or 0, m[3] and 1 or 0}
+return {1, left, redis.call('HLEN', KEYS[3]), m[4] and 1 or 0, m[3] and 1 or 0}

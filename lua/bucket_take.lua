@@ -34,20 +34,8 @@ if not f or f < 0 or f % 1 ~= 0 or ARGV[2] == '' or not tonumber(ARGV[3])
     or not n or n < 1 or n % 1 ~= 0 or not r or r < 0 or r >= 9007199254740992 then
   return redis.error_reply('RPARGS fence, id, dst, n, random')
 end
-local m = call('HMGET', KEYS[1], 'fence', 'frozen', 'start')
-if not m[3] then
-  return {-1}
-end
-local seen = tonumber(m[1] or '0')
-if f < seen then
-  return {-2}
-end
-if m[2] then
-  return {-3}
-end
-if f > seen then
-  call('HSET', KEYS[1], 'fence', ARGV[1])
-end
+local refused = lease(KEYS[1], ARGV[1], true)
+if refused then return {refused} end
 local prev = call('HGET', KEYS[3], ARGV[2])
 if prev then
   local bar = string.find(prev, '|', 1, true)

@@ -482,15 +482,8 @@ func Rebuild(ctx context.Context, c rueidis.Client, l *Layout, startMs, endMs in
 			fence = max(fence, f+1)
 		}
 	}
-	keys := l.AllKeys()
-	del := make(rueidis.Commands, len(keys))
-	for i, k := range keys {
-		del[i] = c.B().Unlink().Key(k).Build()
-	}
-	for _, r := range c.DoMulti(ctx, del...) {
-		if err := r.Error(); err != nil {
-			return err
-		}
+	if _, err := unlink(ctx, c, l.AllKeys()); err != nil {
+		return err
 	}
 	return loadBuckets(ctx, c, l, startMs, endMs, totals, claims, fence)
 }

@@ -352,15 +352,6 @@ func ClearCampaign(ctx context.Context, c rueidis.Client, ks Keyspace, id int64,
 	if err != nil {
 		return err
 	}
-	keys := l.AllKeys()
-	cmds := make(rueidis.Commands, len(keys))
-	for i, key := range keys {
-		cmds[i] = c.B().Unlink().Key(key).Build()
-	}
-	for _, r := range c.DoMulti(ctx, cmds...) {
-		if err := r.Error(); err != nil {
-			return err
-		}
-	}
-	return nil
+	_, err = unlink(ctx, c, l.AllKeys())
+	return err
 }

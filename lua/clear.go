@@ -39,8 +39,7 @@ func ClearKeyspace(ctx context.Context, c rueidis.Client, ks Keyspace) (int64, e
 	return n, nil
 }
 
-// clearNode SCANs node for the keys of ks and unlinks them through c, one
-// command a key (on a cluster, keys of different slots cannot share one).
+// clearNode SCANs node for the keys of ks and unlinks them through c.
 func clearNode(ctx context.Context, node, c rueidis.Client, ks Keyspace) (int64, error) {
 	var n int64
 	for cursor := uint64(0); ; {
@@ -48,20 +47,31 @@ func clearNode(ctx context.Context, node, c rueidis.Client, ks Keyspace) (int64,
 		if err != nil {
 			return n, err
 		}
-		cmds := make(rueidis.Commands, len(e.Elements))
-		for i, key := range e.Elements {
-			cmds[i] = c.B().Unlink().Key(key).Build()
-		}
-		for _, r := range c.DoMulti(ctx, cmds...) {
-			m, err := r.AsInt64()
-			if err != nil {
-				return n, err
-			}
-			n += m
+		m, err := unlink(ctx, c, e.Elements)
+		if n += m; err != nil {
+			return n, err
 		}
 		if e.Cursor == 0 {
 			return n, nil
 		}
 		cursor = e.Cursor
 	}
+}
+
+// unlink deletes keys in one round trip and returns how many there were,
+// one UNLINK a key: on a cluster, keys of different slots cannot share one.
+func unlink(ctx context.Context, c rueidis.Client, keys []string) (int64, error) {
+	cmds := make(rueidis.Commands, len(keys))
+	for i, k := range keys {
+		cmds[i] = c.B().Unlink().Key(k).Build()
+	}
+	var n int64
+	for _, r := range c.DoMulti(ctx, cmds...) {
+		m, err := r.AsInt64()
+		if err != nil {
+			return n, err
+		}
+		n += m
+	}
+	return n, nil
 }

@@ -14,10 +14,8 @@ local e = tonumber(ARGV[1])
 if not e or e % 1 ~= 0 then
   return redis.error_reply('RPARGS end not an integer')
 end
-local m = redis.call('HMGET', KEYS[1], 'start', 'end')
-if not m[1] then
-  return -1
-end
+local m = meta(KEYS[1], 'end')
+if not m then return -1 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 e = math.min(e, now, tonumber(m[2]))

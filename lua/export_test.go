@@ -13,11 +13,11 @@ var (
 	ClaimArgs   = func(users []string, rnds []uint64) []string { return appendClaimArgs(nil, users, rnds) }
 )
 
-// end.lua's and restock.lua's sources, for the tests that call them with raw
-// arguments.
+// end.lua's and restock.lua's texts as sent (end.lua's with the prelude),
+// for the tests that call them with raw arguments.
 var (
-	EndSrc     = endSrc
-	RestockSrc = restockSrc
+	EndSrc     = endScript.src
+	RestockSrc = restockScript.src
 )
 
 // For the tests of package lua_test: the bucket scripts' halves, called

@@ -15,13 +15,7 @@ end
 if redis.call('HSETNX', KEYS[3], ARGV[1], ARGV[2]) == 0 then
   return 0
 end
-local c = tonumber(redis.call('HGET', KEYS[2], ARGV[3]) or '0')
-if c <= 0 then
+if take1(KEYS[2], ARGV[3]) == 0 then
   return 2
-end
-if c == 1 then
-  redis.call('HDEL', KEYS[2], ARGV[3])
-else
-  redis.call('HINCRBY', KEYS[2], ARGV[3], -1)
 end
 return 1

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
+	"github.com/redpacket/rain/internal/enum"
 )
 
 // The moves the api's rebalancer and the reconciler ask for, each under
@@ -26,12 +27,7 @@ const (
 
 var moveNames = [...]string{"none", "refill", "steal", "sold_out"}
 
-func (k MoveKind) String() string {
-	if k < 0 || int(k) >= len(moveNames) {
-		return "unknown"
-	}
-	return moveNames[k]
-}
+func (k MoveKind) String() string { return enum.Name(moveNames[:], k, "unknown") }
 
 // Move is what a Rebalance did.
 type Move struct {

@@ -45,7 +45,7 @@ var (
 	// or failed-over Redis has an empty script cache).
 	claimScript = newScript(claimSrc)
 	loadScript  = newScript(loadSrc)
-	readdScript = newScript(readdSrc)
+	readdScript = newScript(withPrelude(readdSrc))
 )
 
 // The merchant's scripts: ending a campaign now and adding stock (campaign.go).
@@ -55,7 +55,7 @@ var (
 	//go:embed restock.lua
 	restockSrc string
 
-	endScript     = newScript(endSrc)
+	endScript     = newScript(withPrelude(endSrc))
 	restockScript = newScript(restockSrc)
 	// setRowScript records the row a loaded campaign's keys belong to.
 	setRowScript = newScript("#!lua\nif redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'row', ARGV[1]) end return 0")
@@ -86,15 +86,15 @@ var (
 	stockCountSrc string
 
 	bucketClaimScript   = newScript(bucketClaim(claimSrc))
-	bucketTakeScript    = newScript(bucketTakeSrc)
-	bucketCreditScript  = newScript(bucketCreditSrc)
-	bucketLockScript    = newScript(bucketLockSrc)
-	bucketStateScript   = newScript(bucketStateSrc)
-	bucketFinalScript   = newScript(bucketFinalSrc)
+	bucketTakeScript    = newScript(withPrelude(bucketTakeSrc))
+	bucketCreditScript  = newScript(withPrelude(bucketCreditSrc))
+	bucketLockScript    = newScript(withPrelude(bucketLockSrc))
+	bucketStateScript   = newScript(withPrelude(bucketStateSrc))
+	bucketFinalScript   = newScript(withPrelude(bucketFinalSrc))
 	bucketPoolAddScript = newScript(bucketPoolAddSrc)
 	bucketLoadScript    = newScript(bucketLoadSrc)
 	bucketFreezeScript  = newScript(bucketFreezeSrc)
-	bucketBurnScript    = newScript(bucketBurnSrc)
+	bucketBurnScript    = newScript(withPrelude(bucketBurnSrc))
 	stockCountScript    = newScript(stockCountSrc)
 	bucketUnlockScript  = newScript("#!lua\nif redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0")
 )
@@ -107,6 +107,24 @@ func bucketClaim(src string) string {
 		panic("claim.lua: want one line `local BUCKET = false`")
 	}
 	return strings.Replace(src, off, on, 1)
+}
+
+// preludeSrc holds the helpers of the scripts that check a slot's lease
+// or take a packet out of a stock (prelude.lua).
+//
+//go:embed prelude.lua
+var preludeSrc string
+
+// withPrelude is src with prelude.lua in front, after the shebang line
+// where src has one: Redis reads a script's flags only on its first line.
+// The SHA is the whole text's, so EVALSHA and its EVAL fallback send the
+// same script.
+func withPrelude(src string) string {
+	if !strings.HasPrefix(src, "#!") {
+		return preludeSrc + src
+	}
+	shebang, body, _ := strings.Cut(src, "\n")
+	return shebang + "\n" + preludeSrc + body
 }
 
 // script is a Lua script that can also run many times in one round trip
