@@ -218,14 +218,7 @@ type run struct {
 
 // event notes a moment of the scenario, timed from the load's start.
 func (r *run) event(format string, args ...any) {
-	t := "setup"
-	if !r.start.IsZero() {
-		t = fmt.Sprintf("t=%.1fs", time.Since(r.start).Seconds())
-	}
-	msg := t + " " + fmt.Sprintf(format, args...)
-	r.mu.Lock()
-	r.res.Events = append(r.res.Events, msg)
-	r.mu.Unlock()
+	msg := harness.NoteEvent(&r.mu, &r.res.Events, r.start, format, args...)
 	r.Logf("[%s] %s", r.sc.Name, msg)
 }
 

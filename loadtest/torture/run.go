@@ -112,14 +112,7 @@ type seedRun struct {
 }
 
 func (r *seedRun) event(format string, args ...any) {
-	t := "setup"
-	if !r.start.IsZero() {
-		t = fmt.Sprintf("t=%.1fs", time.Since(r.start).Seconds())
-	}
-	msg := t + " " + fmt.Sprintf(format, args...)
-	r.mu.Lock()
-	r.res.Events = append(r.res.Events, msg)
-	r.mu.Unlock()
+	msg := harness.NoteEvent(&r.mu, &r.res.Events, r.start, format, args...)
 	r.Logf("[%d %s seed %d] %s", r.res.N, r.sched.Tier, r.sched.Seed, msg)
 }
 
