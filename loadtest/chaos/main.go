@@ -247,13 +247,7 @@ func suite() int {
 		rn.Profile.Rate, rn.Profile.Duration, rn.Profile.Outage, time.Since(t0).Round(time.Second))
 	var md strings.Builder
 	WriteReport(&md, title, results)
-	fmt.Println()
-	fmt.Print(md.String())
-	_ = os.WriteFile(filepath.Join(rn.Out, "report.md"), []byte(md.String()), 0o644)
-	if b, err := json.MarshalIndent(results, "", "  "); err == nil {
-		_ = os.WriteFile(filepath.Join(rn.Out, "report.json"), b, 0o644)
-	}
-	fmt.Printf("\nreport: %s\n", filepath.Join(rn.Out, "report.md"))
+	harness.SaveReport(rn.Out, md.String(), results)
 	failed := interrupted
 	for _, r := range results {
 		failed = failed || r.Failed()

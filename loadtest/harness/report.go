@@ -1,7 +1,10 @@
 package harness
 
 import (
+	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 )
@@ -20,4 +23,16 @@ func NoteEvent(mu *sync.Mutex, events *[]string, start time.Time, format string,
 	*events = append(*events, msg)
 	mu.Unlock()
 	return msg
+}
+
+// SaveReport prints an invocation's report (md, markdown) and saves it in
+// dir as report.md, with results as report.json.
+func SaveReport(dir, md string, results any) {
+	fmt.Println()
+	fmt.Print(md)
+	_ = os.WriteFile(filepath.Join(dir, "report.md"), []byte(md), 0o644)
+	if b, err := json.MarshalIndent(results, "", "  "); err == nil {
+		_ = os.WriteFile(filepath.Join(dir, "report.json"), b, 0o644)
+	}
+	fmt.Printf("\nreport: %s\n", filepath.Join(dir, "report.md"))
 }
