@@ -26,21 +26,21 @@ func (c *checker) merchant() {
 	for _, a := range c.opts.Actions {
 		st := c.byCampaign[a.Campaign]
 		switch {
-		case st == nil && a.Kind == ActionEnd:
+		case st == nil && a.Kind == harness.ActionEnd:
 			c.end.Fail("%s: campaign %d is not one of the run's", a.Kind, a.Campaign)
 		case st == nil:
 			c.restock.Fail("%s: campaign %d is not one of the run's", a.Kind, a.Campaign)
-		case a.Kind == ActionEnd:
+		case a.Kind == harness.ActionEnd:
 			c.checkEnd(a, st)
-		case a.Kind == ActionRestock:
+		case a.Kind == harness.ActionRestock:
 			c.checkRestock(a, st)
 		}
 	}
 }
 
 // campaignRecords are the records of campaign id.
-func (c *checker) campaignRecords(id int64) []*Record {
-	var out []*Record
+func (c *checker) campaignRecords(id int64) []*harness.Record {
+	var out []*harness.Record
 	for i := range c.recs {
 		if c.recs[i].Campaign == id {
 			out = append(out, &c.recs[i])
@@ -51,7 +51,7 @@ func (c *checker) campaignRecords(id int64) []*Record {
 
 // claimTimes are the claimed_at of every claim of st, sorted: Redis's,
 // else claim_log's.
-func claimTimes(st *CampaignState) []int64 {
+func claimTimes(st *harness.CampaignState) []int64 {
 	var out []int64
 	for u := range st.Redis {
 		out = append(out, st.RedisAt[u])
@@ -79,7 +79,7 @@ func claimedBy(times []int64, ms int64) int64 {
 // packets claimed) and served again after it (a 200 to an open sent after
 // the answer), and a 410 sent a second after the answer only once every
 // new packet was claimed. Remaining + claims = the new total is InvStock's.
-func (c *checker) checkRestock(a *Action, st *CampaignState) {
+func (c *checker) checkRestock(a *harness.Action, st *harness.CampaignState) {
 	t := &c.restock
 	c.nRestocks++
 	sent, ok := a.Sent()
@@ -180,7 +180,7 @@ func (c *checker) checkRestock(a *Action, st *CampaignState) {
 // redis=log check them); no ENDED before the end was asked; every open
 // sent a second after the answer is answered 400 ENDED (or 503 BUSY, or
 // nothing where the api may be down: nothing claimed either way).
-func (c *checker) checkEnd(a *Action, st *CampaignState) {
+func (c *checker) checkEnd(a *harness.Action, st *harness.CampaignState) {
 	t := &c.end
 	c.nEnds++
 	sent, ok := a.Sent()
@@ -241,7 +241,7 @@ func (c *checker) checkEnd(a *Action, st *CampaignState) {
 	}
 }
 
-func ackDone(at *Attempt) int64 {
+func ackDone(at *harness.Attempt) int64 {
 	if at == nil {
 		return 0
 	}
@@ -252,17 +252,17 @@ func unixMs(ms int64) string { return time.UnixMilli(ms).UTC().Format("15:04:05.
 
 // merchantVerdicts are the verdicts of the merchant step's invariants, for
 // the kinds of action it took.
-func (c *checker) merchantVerdicts() []Verdict {
-	var out []Verdict
+func (c *checker) merchantVerdicts() []harness.Verdict {
+	var out []harness.Verdict
 	if c.nRestocks > 0 {
 		out = append(out, c.restock.Verdict(InvRestock, c.nServedAgain, fmt.Sprintf(
 			"%d restocked; %d answers 410 before the restock, %d 200s to opens sent after its answer; %d violations: %s",
-			c.nRestocks, c.nSoldBefore, c.nServedAgain, c.restock.Bad, c.actionsOf(ActionRestock))))
+			c.nRestocks, c.nSoldBefore, c.nServedAgain, c.restock.Bad, c.actionsOf(harness.ActionRestock))))
 	}
 	if c.nEnds > 0 {
 		out = append(out, c.end.Verdict(InvEnd, c.nEnded, fmt.Sprintf(
 			"%d ended; %d claims made before it; %d answers ENDED; %d opens sent %s after the end's answer, %d of them answered 503 or not at all, the rest ENDED; %d violations: %s",
-			c.nEnds, c.nClaimsBeforeEnd, c.nEnded, c.nAfterEnd, endGrace, c.nAfterEndBusy, c.end.Bad, c.actionsOf(ActionEnd))))
+			c.nEnds, c.nClaimsBeforeEnd, c.nEnded, c.nAfterEnd, endGrace, c.nAfterEndBusy, c.end.Bad, c.actionsOf(harness.ActionEnd))))
 	}
 	return out
 }

@@ -283,10 +283,10 @@ func clusterSpread(ctx context.Context, r *run) error {
 	return nil
 }
 
-func spreadVerdict(r *run, _ []Record) []Verdict {
+func spreadVerdict(r *run, _ []harness.Record) []harness.Verdict {
 	cs := r.cstats()
 	ok := cs.Spread > 0 && cs.Spread <= 1.15 && len(cs.Keys) >= 3
-	return []Verdict{{Name: InvCluster, OK: ok, Short: fmt.Sprintf("%.2f", cs.Spread),
+	return []harness.Verdict{{Name: InvCluster, OK: ok, Short: fmt.Sprintf("%.2f", cs.Spread),
 		Detail: fmt.Sprintf("keys of 300 campaigns per master %v: max/mean %.3f (want ≤ 1.15)", cs.Keys, cs.Spread)}}
 }
 
@@ -331,12 +331,12 @@ func reshardHot(ctx context.Context, r *run) error {
 	return nil
 }
 
-func reshardVerdict(r *run, recs []Record) []Verdict {
+func reshardVerdict(r *run, recs []harness.Record) []harness.Verdict {
 	cs := r.cstats()
 	src := cs.ErrorStats[cs.HotMaster]
 	r.countFailed(recs)
 	ok := src["TRYAGAIN"] > 0 && src["ASK"] > 0
-	return []Verdict{{Name: InvCluster, OK: ok, Short: fmt.Sprintf("%d/%d", src["TRYAGAIN"], src["ASK"]),
+	return []harness.Verdict{{Name: InvCluster, OK: ok, Short: fmt.Sprintf("%d/%d", src["TRYAGAIN"], src["ASK"]),
 		Detail: fmt.Sprintf("the source %s sent TRYAGAIN %d and ASK %d times, MOVED %d (INFO errorstats); the api sent claims again %v; "+
 			"opens answered 503 or not at all from the move on, per campaign: %v (TRYAGAIN: the script did not run, so never a claim); the move took %.1fs",
 			cs.HotMaster, src["TRYAGAIN"], src["ASK"], src["MOVED"], cs.Retried, cs.Failed, float64(cs.MoveMs)/1000)}}
@@ -396,10 +396,10 @@ func reshardBulk(ctx context.Context, r *run) error {
 	return nil
 }
 
-func bulkVerdict(r *run, recs []Record) []Verdict {
+func bulkVerdict(r *run, recs []harness.Record) []harness.Verdict {
 	cs := r.cstats()
 	r.countFailed(recs)
-	return []Verdict{{Name: InvCluster, OK: cs.SlotsMoved == 4000, Short: fmt.Sprintf("%.0fs", float64(cs.MoveMs)/1000),
+	return []harness.Verdict{{Name: InvCluster, OK: cs.SlotsMoved == 4000, Short: fmt.Sprintf("%.0fs", float64(cs.MoveMs)/1000),
 		Detail: fmt.Sprintf("%d slot moves (2000 there and back) in %.1fs; error replies sent during them %v; claims sent again %v; "+
 			"opens answered 503 or not at all from the move on, per campaign: %v",
 			cs.SlotsMoved, float64(cs.MoveMs)/1000, cs.ErrorStats, cs.Retried, cs.Failed)}}
@@ -436,10 +436,10 @@ func failoverManual(ctx context.Context, r *run) error {
 	return nil
 }
 
-func failoverManualVerdict(r *run, recs []Record) []Verdict {
+func failoverManualVerdict(r *run, recs []harness.Record) []harness.Verdict {
 	cs := r.cstats()
 	r.countFailed(recs)
-	return []Verdict{{Name: InvCluster, OK: cs.Readded == 0 && cs.Oversold == 0, Short: fmt.Sprintf("%d lost", cs.Readded),
+	return []harness.Verdict{{Name: InvCluster, OK: cs.Readded == 0 && cs.Oversold == 0, Short: fmt.Sprintf("%d lost", cs.Readded),
 		Detail: fmt.Sprintf("the replica took over in %.1fs; claims the reconciler put back (lost) %d, oversold %d (want 0: a manual failover loses nothing); "+
 			"opens answered 503 or not at all from the failover on, per campaign: %v",
 			float64(cs.FailoverMs)/1000, cs.Readded, cs.Oversold, cs.Failed)}}
@@ -493,7 +493,7 @@ func (r *run) rejoin(ctx context.Context, addr string, restore stack.Restore, t0
 	return nil
 }
 
-func failoverKillVerdict(r *run, recs []Record) []Verdict {
+func failoverKillVerdict(r *run, recs []harness.Record) []harness.Verdict {
 	cs := r.cstats()
 	r.countFailed(recs)
 	// The hot campaign's outage: until its last failed open came back.
@@ -520,7 +520,7 @@ func failoverKillVerdict(r *run, recs []Record) []Verdict {
 		isolated = isolated && n == 0
 	}
 	ok := isolated && len(others) > 0
-	return []Verdict{{Name: InvCluster, OK: ok, Short: fmt.Sprintf("%.1fs", float64(cs.HotOutageMs)/1000),
+	return []harness.Verdict{{Name: InvCluster, OK: ok, Short: fmt.Sprintf("%.1fs", float64(cs.HotOutageMs)/1000),
 		Detail: fmt.Sprintf("failover %.1fs after the kill (node timeout %s); the hot campaign's opens failed (503 or no answer) for %.1fs; "+
 			"campaigns on the other masters, 503s or no answers in the whole run (want 0): %v; "+
 			"claims lost to asynchronous replication, put back by the reconciler: %d (of which oversold %d); failed opens per campaign from the kill on: %v",
@@ -529,7 +529,7 @@ func failoverKillVerdict(r *run, recs []Record) []Verdict {
 
 // countFailed counts per campaign the opens answered 503 or not at all
 // from the fault on.
-func (r *run) countFailed(recs []Record) {
+func (r *run) countFailed(recs []harness.Record) {
 	cs := r.cstats()
 	from := cs.faultAt.Milliseconds()
 	for i := range recs {
