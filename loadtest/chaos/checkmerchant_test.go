@@ -122,6 +122,9 @@ func TestCheckMerchantViolations(t *testing.T) {
 		failed []string
 	}{
 		// Restock.
+		{"restock never sent", func(f *fixture) {
+			f.actions[0].Attempts = nil
+		}, []string{InvRestock}},
 		{"restock never answered 200", func(f *fixture) {
 			f.actions[0].Attempts = []harness.Attempt{{AtMs: 1000, Status: 503, Code: "BUSY"}, {AtMs: 1300, Err: "refused"}}
 		}, []string{InvRestock}},
@@ -170,6 +173,9 @@ func TestCheckMerchantViolations(t *testing.T) {
 			refill(f).RedisAt["r6"], refill(f).LogAt["r6"] = t0+3000, t0+3000
 		}, []string{InvRestock}},
 		// End.
+		{"end never sent", func(f *fixture) {
+			f.actions[1].Attempts = nil
+		}, []string{InvEnd}},
 		{"end never answered 200", func(f *fixture) {
 			f.actions[1].Attempts = []harness.Attempt{{AtMs: 1000, Status: 503, Code: "BUSY"}, {AtMs: 1300, Status: 500, Code: "INTERNAL"}}
 		}, []string{InvEnd}},
