@@ -213,6 +213,20 @@ func otherMaster(shards []rediscluster.Shard, addr string) (rediscluster.Shard, 
 	return rediscluster.Shard{}, false
 }
 
+// observeHotReplica is observeHot for a failover: it also finds the
+// replica of the hot campaign's master, the node that takes over.
+func (r *run) observeHotReplica(ctx context.Context) (*ClusterStats, string, error) {
+	cs, shards, err := r.observeHot(ctx)
+	if err != nil {
+		return cs, "", err
+	}
+	sh := shardAt(shards, cs.HotMaster)
+	if len(sh.Replicas) == 0 {
+		return cs, "", fmt.Errorf("master %s has no replica", sh.Addr)
+	}
+	return cs, sh.Replicas[0], nil
+}
+
 func shardAt(shards []rediscluster.Shard, addr string) rediscluster.Shard {
 	for _, s := range shards {
 		if s.Addr == addr {
@@ -408,21 +422,17 @@ func bulkVerdict(r *run, recs []harness.Record) []harness.Verdict {
 // failoverManual has the hot master's replica take over (CLUSTER
 // FAILOVER: the replica catches up first, so nothing is lost).
 func failoverManual(ctx context.Context, r *run) error {
-	cs, shards, err := r.observeHot(ctx)
+	cs, replica, err := r.observeHotReplica(ctx)
 	if err != nil {
 		return err
 	}
-	sh := shardAt(shards, cs.HotMaster)
-	if len(sh.Replicas) == 0 {
-		return fmt.Errorf("master %s has no replica", sh.Addr)
-	}
-	rep := r.Stores.Redis.Nodes()[sh.Replicas[0]]
+	rep := r.Stores.Redis.Nodes()[replica]
 	if rep == nil {
-		return fmt.Errorf("replica %s unknown to the client", sh.Replicas[0])
+		return fmt.Errorf("replica %s unknown to the client", replica)
 	}
 	t0 := time.Now()
 	r.inEffect()
-	r.event("CLUSTER FAILOVER on %s, the replica of %s", sh.Replicas[0], sh.Addr)
+	r.event("CLUSTER FAILOVER on %s, the replica of %s", replica, cs.HotMaster)
 	if err := rep.Do(ctx, rep.B().ClusterFailover().Build()).Error(); err != nil {
 		return err
 	}

@@ -55,15 +55,10 @@ func init() {
 // resumes the replica (which takes over after the node timeout) and starts
 // the old master again.
 func failoverLostWrites(ctx context.Context, r *run) error {
-	cs, shards, err := r.observeHot(ctx)
+	cs, replica, err := r.observeHotReplica(ctx)
 	if err != nil {
 		return err
 	}
-	sh := shardAt(shards, cs.HotMaster)
-	if len(sh.Replicas) == 0 {
-		return fmt.Errorf("master %s has no replica", sh.Addr)
-	}
-	replica := sh.Replicas[0]
 	pid, err := r.Stack.Redis().NodePid(replica)
 	if err != nil {
 		return err
