@@ -23,7 +23,7 @@ const (
 )
 
 // Invariants lists the invariants in table order.
-var Invariants = []string{InvAcked, InvOneClaim, InvRetries, InvOpened, InvStock, InvRedisLog, InvRestock, InvEnd, InvAnswers, InvAlive}
+var Invariants = []string{InvAcked, InvOneClaim, InvRetries, InvOpened, InvStock, InvRedisLog, InvRestock, InvEnd, InvAnswers, harness.InvAlive}
 
 // CheckOptions tune what the checker tolerates.
 type CheckOptions struct {
@@ -38,24 +38,24 @@ type CheckOptions struct {
 	// Actions are the merchant's requests during the load (merchant.go):
 	// InvRestock and InvEnd check them; without one of a kind its verdict
 	// is left out.
-	Actions []*Action
+	Actions []*harness.Action
 }
 
 // Check compares the driver's records with the state of the campaigns they
 // opened and returns one verdict per invariant but InvAlive (the runner's),
 // InvRestock and InvEnd only when opts has an action of their kind.
 // It is pure: everything it needs is in its arguments.
-func Check(recs []Record, states []*CampaignState, opts CheckOptions) []Verdict {
-	c := &checker{opts: opts, recs: recs, statuses: map[string]int{}, byCampaign: make(map[int64]*CampaignState, len(states)),
+func Check(recs []harness.Record, states []*harness.CampaignState, opts CheckOptions) []harness.Verdict {
+	c := &checker{opts: opts, recs: recs, statuses: map[string]int{}, byCampaign: make(map[int64]*harness.CampaignState, len(states)),
 		ended: map[int64]bool{}, restocked: map[int64]bool{}}
 	for _, st := range states {
 		c.byCampaign[st.ID] = st
 	}
 	for _, a := range opts.Actions {
 		switch a.Kind {
-		case ActionEnd:
+		case harness.ActionEnd:
 			c.ended[a.Campaign] = true
-		case ActionRestock:
+		case harness.ActionRestock:
 			c.restocked[a.Campaign] = true
 		}
 	}
@@ -83,13 +83,13 @@ func Check(recs []Record, states []*CampaignState, opts CheckOptions) []Verdict 
 // counts the verdicts' details report.
 type checker struct {
 	opts       CheckOptions
-	recs       []Record
-	byCampaign map[int64]*CampaignState
+	recs       []harness.Record
+	byCampaign map[int64]*harness.CampaignState
 	statuses   map[string]int // answers by statusKey
 	ended      map[int64]bool // campaigns a merchant ended during the load
 	restocked  map[int64]bool // ... and restocked
 
-	acked, oneClaim, retries, opened, stock, redisLog, restock, end, answers, bucketed tally
+	acked, oneClaim, retries, opened, stock, redisLog, restock, end, answers, bucketed harness.Tally
 
 	nBucketed, nBucketClaims, nBucketsTouched int // bucketed campaigns; their claims; buckets holding one
 
@@ -111,7 +111,7 @@ type checker struct {
 }
 
 // answer checks one record's answer against what the api may say (InvAnswers).
-func (c *checker) answer(r *Record) {
+func (c *checker) answer(r *harness.Record) {
 	st := c.byCampaign[r.Campaign]
 	c.statuses[harness.StatusKey(r)]++
 	switch {
@@ -132,13 +132,13 @@ func (c *checker) answer(r *Record) {
 // user checks one user's history, in attempt order, against the stores:
 // what the user was told is in claim_log (InvAcked), one claim and one
 // amount (InvOneClaim), and retries (InvRetries).
-func (c *checker) user(st *CampaignState, h []*Record) {
+func (c *checker) user(st *harness.CampaignState, h []*harness.Record) {
 	user := h[0].User
 	logAmount, inLog := st.Log[user]
-	var oks []*Record
+	var oks []*harness.Record
 	amounts := map[int64]bool{}
 	for _, r := range h {
-		if r.Kind == KindVerify {
+		if r.Kind == harness.KindVerify {
 			c.nVerified++
 		}
 		switch r.Status {
@@ -150,7 +150,7 @@ func (c *checker) user(st *CampaignState, h []*Record) {
 			if inLog && r.Amount != logAmount {
 				c.oneClaim.Fail("%s: 409 with amount %d, claim_log has %d", user, r.Amount, logAmount)
 			}
-			if r.Kind == KindVerify {
+			if r.Kind == harness.KindVerify {
 				c.nVerified409++
 			}
 		case 410:
@@ -188,7 +188,7 @@ func (c *checker) user(st *CampaignState, h []*Record) {
 // (InvRetries): a retry gets the original result, and a claim no 200 made
 // came from an attempt with no answer, never from a 503 (which promises
 // that nothing was claimed).
-func (c *checker) retry(st *CampaignState, h []*Record, got200 bool) {
+func (c *checker) retry(st *harness.CampaignState, h []*harness.Record, got200 bool) {
 	user := h[0].User
 	if r, unknown, busy := harness.FirstResolution(h); unknown || busy {
 		c.nRetried++
@@ -233,7 +233,7 @@ func (c *checker) retry(st *CampaignState, h []*Record, got200 bool) {
 // campaign checks one campaign's counters and stores: opened_count per
 // amount (InvOpened), Redis stock (InvStock) and Redis against claim_log
 // (InvRedisLog).
-func (c *checker) campaign(st *CampaignState) {
+func (c *checker) campaign(st *harness.CampaignState) {
 	c.logRows += st.LogRows
 	c.redisClaims += len(st.Redis)
 	if st.LogRows != len(st.Log) {
@@ -298,8 +298,8 @@ func (c *checker) campaign(st *CampaignState) {
 }
 
 // verdicts sums the tallies up, in table order.
-func (c *checker) verdicts(users int) []Verdict {
-	out := []Verdict{
+func (c *checker) verdicts(users int) []harness.Verdict {
+	out := []harness.Verdict{
 		c.acked.Verdict(InvAcked, c.nAcked, fmt.Sprintf("%d users told of a claim (200, or 409 only); %d not in claim_log with that amount", c.nAcked, c.acked.Bad)),
 		c.oneClaim.Verdict(InvOneClaim, users, fmt.Sprintf("%d users; %d of %d re-opens after the run answered 409; %d violations, %d tolerated", users, c.nVerified409, c.nVerified, c.oneClaim.Bad, c.oneClaim.Warned)),
 		c.retries.Verdict(InvRetries, c.nRetried, fmt.Sprintf("%d users retried after no answer or 503; %d had no answer: %d had claimed (409 later), %d had not (200 later), %d never answered; %d hold a claim they were never told of (no 200 or 409); %d violations, %d tolerated",

@@ -3,47 +3,49 @@ package main
 import (
 	"strings"
 	"testing"
+
+	"github.com/redpacket/rain/loadtest/harness"
 )
 
 // fixture is a small campaign pair and the records of a clean run on it.
 type fixture struct {
-	recs    []Record
-	states  []*CampaignState
-	actions []*Action // the merchant step's (checkmerchant_test.go)
+	recs    []harness.Record
+	states  []*harness.CampaignState
+	actions []*harness.Action // the merchant step's (checkmerchant_test.go)
 }
 
 func newFixture() *fixture {
-	big := &CampaignState{ID: 1, Label: "big", Loaded: true,
+	big := &harness.CampaignState{ID: 1, Label: "big", Loaded: true,
 		Total: map[int64]int64{5: 10, 20: 10}, Opened: map[int64]int64{5: 2, 20: 1},
 		Log:       map[string]int64{"u1": 5, "u2": 20, "u3": 5},
 		Redis:     map[string]int64{"u1": 5, "u2": 20, "u3": 5},
 		Remaining: map[int64]int64{5: 8, 20: 9}, LogRows: 3}
-	small := &CampaignState{ID: 2, Label: "small", SoldOutOK: true, Loaded: true,
+	small := &harness.CampaignState{ID: 2, Label: "small", SoldOutOK: true, Loaded: true,
 		Total: map[int64]int64{8: 1}, Opened: map[int64]int64{8: 1},
 		Log: map[string]int64{"s1": 8}, Redis: map[string]int64{"s1": 8}, Remaining: map[int64]int64{}, LogRows: 1}
 	return &fixture{
-		recs: []Record{
-			{Campaign: 1, User: "u1", Kind: KindFirst, Attempt: 1, Status: 200, Code: "OK", Amount: 5},
-			{Campaign: 1, User: "u2", Kind: KindFirst, Attempt: 1, Status: 200, Code: "OK", Amount: 20},
-			{Campaign: 1, User: "u2", Kind: KindVerify, Attempt: 1000, Status: 409, Code: "ALREADY_OPENED", Amount: 20},
-			{Campaign: 1, User: "u3", Kind: KindFirst, Attempt: 1, Status: 200, Code: "OK", Amount: 5},
-			{Campaign: 2, User: "s1", Kind: KindFirst, Attempt: 1, Status: 200, Code: "OK", Amount: 8},
-			{Campaign: 2, User: "s2", Kind: KindFirst, Attempt: 1, Status: 410, Code: "SOLD_OUT"},
+		recs: []harness.Record{
+			{Campaign: 1, User: "u1", Kind: harness.KindFirst, Attempt: 1, Status: 200, Code: "OK", Amount: 5},
+			{Campaign: 1, User: "u2", Kind: harness.KindFirst, Attempt: 1, Status: 200, Code: "OK", Amount: 20},
+			{Campaign: 1, User: "u2", Kind: harness.KindVerify, Attempt: 1000, Status: 409, Code: "ALREADY_OPENED", Amount: 20},
+			{Campaign: 1, User: "u3", Kind: harness.KindFirst, Attempt: 1, Status: 200, Code: "OK", Amount: 5},
+			{Campaign: 2, User: "s1", Kind: harness.KindFirst, Attempt: 1, Status: 200, Code: "OK", Amount: 8},
+			{Campaign: 2, User: "s2", Kind: harness.KindFirst, Attempt: 1, Status: 410, Code: "SOLD_OUT"},
 		},
-		states: []*CampaignState{big, small},
+		states: []*harness.CampaignState{big, small},
 	}
 }
 
-func verdicts(t *testing.T, f *fixture, opts CheckOptions) map[string]Verdict {
+func verdicts(t *testing.T, f *fixture, opts CheckOptions) map[string]harness.Verdict {
 	t.Helper()
-	out := map[string]Verdict{}
+	out := map[string]harness.Verdict{}
 	opts.Actions = f.actions
 	for _, v := range Check(f.recs, f.states, opts) {
 		out[v.Name] = v
 	}
 	// One per invariant but alive, and restock and end only with an action of their kind.
 	want := len(Invariants) - 3
-	for _, kind := range []string{ActionRestock, ActionEnd} {
+	for _, kind := range []string{harness.ActionRestock, harness.ActionEnd} {
 		for _, a := range f.actions {
 			if a.Kind == kind {
 				want++
@@ -58,7 +60,7 @@ func verdicts(t *testing.T, f *fixture, opts CheckOptions) map[string]Verdict {
 }
 
 // expect checks that exactly the named invariants failed (or warned).
-func expect(t *testing.T, got map[string]Verdict, failed, warned []string) {
+func expect(t *testing.T, got map[string]harness.Verdict, failed, warned []string) {
 	t.Helper()
 	isIn := func(s []string, x string) bool {
 		for _, y := range s {
@@ -111,39 +113,39 @@ func TestCheckViolations(t *testing.T) {
 			f.states[0].Opened[20]++
 		}, CheckOptions{}, []string{InvAcked, InvRedisLog}, nil},
 		{"two 200s", func(f *fixture) {
-			f.recs = append(f.recs, Record{Campaign: 1, User: "u1", Kind: KindRepeat, Attempt: 2, Status: 200, Code: "OK", Amount: 5})
+			f.recs = append(f.recs, harness.Record{Campaign: 1, User: "u1", Kind: harness.KindRepeat, Attempt: 2, Status: 200, Code: "OK", Amount: 5})
 		}, CheckOptions{}, []string{InvOneClaim}, nil},
 		{"409 with another amount", func(f *fixture) {
-			f.recs = append(f.recs, Record{Campaign: 1, User: "u1", Kind: KindRepeat, Attempt: 2, Status: 409, Code: "ALREADY_OPENED", Amount: 20})
+			f.recs = append(f.recs, harness.Record{Campaign: 1, User: "u1", Kind: harness.KindRepeat, Attempt: 2, Status: 409, Code: "ALREADY_OPENED", Amount: 20})
 		}, CheckOptions{}, []string{InvOneClaim}, nil},
 		{"409 to a new user", func(f *fixture) {
-			f.recs = append(f.recs, Record{Campaign: 1, User: "u9", Kind: KindFirst, Attempt: 1, Status: 409, Code: "ALREADY_OPENED", Amount: 5})
+			f.recs = append(f.recs, harness.Record{Campaign: 1, User: "u9", Kind: harness.KindFirst, Attempt: 1, Status: 409, Code: "ALREADY_OPENED", Amount: 5})
 		}, CheckOptions{}, []string{InvOneClaim, InvAcked}, nil},
 		{"no answer, then 409 of the lost claim", func(f *fixture) {
 			f.recs[0].Status, f.recs[0].Code, f.recs[0].Amount, f.recs[0].Err = 0, "", 0, "reset"
-			f.recs = append(f.recs, Record{Campaign: 1, User: "u1", Kind: KindRetry, Attempt: 2, Status: 409, Code: "ALREADY_OPENED", Amount: 5})
+			f.recs = append(f.recs, harness.Record{Campaign: 1, User: "u1", Kind: harness.KindRetry, Attempt: 2, Status: 409, Code: "ALREADY_OPENED", Amount: 5})
 		}, CheckOptions{NoAnswerOK: true}, nil, nil},
 		{"no answer, then 409 with another amount", func(f *fixture) {
 			f.recs[0].Status, f.recs[0].Code, f.recs[0].Amount, f.recs[0].Err = 0, "", 0, "reset"
-			f.recs = append(f.recs, Record{Campaign: 1, User: "u1", Kind: KindRetry, Attempt: 2, Status: 409, Code: "ALREADY_OPENED", Amount: 20})
+			f.recs = append(f.recs, harness.Record{Campaign: 1, User: "u1", Kind: harness.KindRetry, Attempt: 2, Status: 409, Code: "ALREADY_OPENED", Amount: 20})
 		}, CheckOptions{NoAnswerOK: true}, []string{InvRetries, InvOneClaim, InvAcked}, nil},
 		{"no answer while the api should answer", func(f *fixture) {
-			f.recs = append(f.recs, Record{Campaign: 1, User: "u9", Kind: KindFirst, Attempt: 1, Err: "timeout"})
+			f.recs = append(f.recs, harness.Record{Campaign: 1, User: "u9", Kind: harness.KindFirst, Attempt: 1, Err: "timeout"})
 		}, CheckOptions{}, []string{InvAnswers}, nil},
 		{"a 503 had claimed", func(f *fixture) {
 			f.recs[0].Status, f.recs[0].Code, f.recs[0].Amount = 503, "BUSY", 0
-			f.recs = append(f.recs, Record{Campaign: 1, User: "u1", Kind: KindRetry, Attempt: 2, Status: 409, Code: "ALREADY_OPENED", Amount: 5})
+			f.recs = append(f.recs, harness.Record{Campaign: 1, User: "u1", Kind: harness.KindRetry, Attempt: 2, Status: 409, Code: "ALREADY_OPENED", Amount: 5})
 		}, CheckOptions{}, []string{InvRetries}, nil},
 		{"a 503 had claimed, tolerated", func(f *fixture) {
 			f.recs[0].Status, f.recs[0].Code, f.recs[0].Amount = 503, "BUSY", 0
-			f.recs = append(f.recs, Record{Campaign: 1, User: "u1", Kind: KindRetry, Attempt: 2, Status: 409, Code: "ALREADY_OPENED", Amount: 5})
+			f.recs = append(f.recs, harness.Record{Campaign: 1, User: "u1", Kind: harness.KindRetry, Attempt: 2, Status: 409, Code: "ALREADY_OPENED", Amount: 5})
 		}, CheckOptions{Tolerate503Claims: true}, nil, []string{InvRetries}},
 		{"503 then 410, and the user holds a claim", func(f *fixture) {
 			f.recs[4].Status, f.recs[4].Code, f.recs[4].Amount = 503, "BUSY", 0
-			f.recs = append(f.recs, Record{Campaign: 2, User: "s1", Kind: KindRetry, Attempt: 2, Status: 410, Code: "SOLD_OUT"})
+			f.recs = append(f.recs, harness.Record{Campaign: 2, User: "s1", Kind: harness.KindRetry, Attempt: 2, Status: 410, Code: "SOLD_OUT"})
 		}, CheckOptions{Tolerate503Claims: true}, []string{InvOneClaim}, []string{InvRetries}},
 		{"410 to a user who holds a claim", func(f *fixture) {
-			f.recs = append(f.recs, Record{Campaign: 2, User: "s1", Kind: KindVerify, Attempt: 1000, Status: 410, Code: "SOLD_OUT"})
+			f.recs = append(f.recs, harness.Record{Campaign: 2, User: "s1", Kind: harness.KindVerify, Attempt: 1000, Status: 410, Code: "SOLD_OUT"})
 		}, CheckOptions{}, []string{InvOneClaim}, nil},
 		{"opened_count off", func(f *fixture) {
 			f.states[0].Opened[20] = 2
@@ -168,16 +170,16 @@ func TestCheckViolations(t *testing.T) {
 			f.states[0].Remaining[5]++
 		}, CheckOptions{}, []string{InvRedisLog}, nil},
 		{"500", func(f *fixture) {
-			f.recs = append(f.recs, Record{Campaign: 1, User: "u9", Kind: KindFirst, Attempt: 1, Status: 500, Code: "INTERNAL"})
+			f.recs = append(f.recs, harness.Record{Campaign: 1, User: "u9", Kind: harness.KindFirst, Attempt: 1, Status: 500, Code: "INTERNAL"})
 		}, CheckOptions{}, []string{InvAnswers}, nil},
 		{"503 that is not BUSY", func(f *fixture) {
-			f.recs = append(f.recs, Record{Campaign: 1, User: "u9", Kind: KindFirst, Attempt: 1, Status: 503, Code: "UNPARSABLE"})
+			f.recs = append(f.recs, harness.Record{Campaign: 1, User: "u9", Kind: harness.KindFirst, Attempt: 1, Status: 503, Code: "UNPARSABLE"})
 		}, CheckOptions{}, []string{InvAnswers}, nil},
 		{"410 from a campaign that cannot sell out", func(f *fixture) {
-			f.recs = append(f.recs, Record{Campaign: 1, User: "u9", Kind: KindFirst, Attempt: 1, Status: 410, Code: "SOLD_OUT"})
+			f.recs = append(f.recs, harness.Record{Campaign: 1, User: "u9", Kind: harness.KindFirst, Attempt: 1, Status: 410, Code: "SOLD_OUT"})
 		}, CheckOptions{}, []string{InvAnswers, InvStock}, nil},
 		{"nothing claimed at all", func(f *fixture) {
-			f.recs = []Record{{Campaign: 1, User: "u9", Kind: KindFirst, Attempt: 1, Status: 503, Code: "BUSY"}}
+			f.recs = []harness.Record{{Campaign: 1, User: "u9", Kind: harness.KindFirst, Attempt: 1, Status: 503, Code: "BUSY"}}
 			for _, st := range f.states {
 				st.Log, st.Redis, st.LogRows = map[string]int64{}, map[string]int64{}, 0
 				for a, n := range st.Total {
@@ -206,10 +208,10 @@ func TestRetryCounts(t *testing.T) {
 	// u1: no answer, then 409 (the lost attempt had claimed).
 	f.recs[0].Status, f.recs[0].Code, f.recs[0].Amount, f.recs[0].Err = 0, "", 0, "refused"
 	f.recs = append(f.recs,
-		Record{Campaign: 1, User: "u1", Kind: KindRetry, Attempt: 2, Status: 409, Code: "ALREADY_OPENED", Amount: 5},
+		harness.Record{Campaign: 1, User: "u1", Kind: harness.KindRetry, Attempt: 2, Status: 409, Code: "ALREADY_OPENED", Amount: 5},
 		// u8: no answer twice, then 200... and u9: never answered, holds nothing.
-		Record{Campaign: 1, User: "u9", Kind: KindFirst, Attempt: 1, Err: "refused"},
-		Record{Campaign: 1, User: "u9", Kind: KindRetry, Attempt: 2, Status: 503, Code: "BUSY"})
+		harness.Record{Campaign: 1, User: "u9", Kind: harness.KindFirst, Attempt: 1, Err: "refused"},
+		harness.Record{Campaign: 1, User: "u9", Kind: harness.KindRetry, Attempt: 2, Status: 503, Code: "BUSY"})
 	got := verdicts(t, f, CheckOptions{NoAnswerOK: true})
 	expect(t, got, nil, nil)
 	d := got[InvRetries].Detail
@@ -221,7 +223,7 @@ func TestRetryCounts(t *testing.T) {
 }
 
 func TestLivenessVerdict(t *testing.T) {
-	l := Liveness{Kills: map[string]int{"api": 1}, Restarts: map[string]int{"api": 1}, APIReady: true, Healthy: true}
+	l := harness.Liveness{Kills: map[string]int{"api": 1}, Restarts: map[string]int{"api": 1}, APIReady: true, Healthy: true}
 	if v := l.Verdict(); !v.OK || v.Short != "1" {
 		t.Errorf("healthy run: %+v", v)
 	}
@@ -229,7 +231,7 @@ func TestLivenessVerdict(t *testing.T) {
 	if v := l.Verdict(); !v.Failed() {
 		t.Errorf("panic in the log: %+v", v)
 	}
-	l = Liveness{APIReady: true, Healthy: false, Crashes: []string{"consumer: exit status 1"}}
+	l = harness.Liveness{APIReady: true, Healthy: false, Crashes: []string{"consumer: exit status 1"}}
 	if v := l.Verdict(); !v.Failed() || len(v.Examples) != 2 {
 		t.Errorf("crash and unhealthy consumer: %+v", v)
 	}
@@ -237,7 +239,7 @@ func TestLivenessVerdict(t *testing.T) {
 
 func TestReport(t *testing.T) {
 	f := newFixture()
-	l := Liveness{APIReady: true, Healthy: true, Outages: 1}
+	l := harness.Liveness{APIReady: true, Healthy: true, Outages: 1}
 	res := []*ScenarioResult{
 		{Name: "ok", Verdicts: append(Check(f.recs, f.states, CheckOptions{}), l.Verdict())},
 		{Name: "broken", Err: "api not ready within 1m30s"},

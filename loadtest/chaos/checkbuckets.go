@@ -5,6 +5,7 @@ import (
 	"maps"
 	"slices"
 
+	"github.com/redpacket/rain/loadtest/harness"
 	"github.com/redpacket/rain/lua"
 )
 
@@ -18,7 +19,7 @@ import (
 const InvBuckets = "buckets"
 
 // buckets checks the bucketed campaigns (InvBuckets).
-func (c *checker) buckets(states []*CampaignState) {
+func (c *checker) buckets(states []*harness.CampaignState) {
 	for _, st := range states {
 		if st.K > 1 {
 			c.bucketed1(st)
@@ -26,7 +27,7 @@ func (c *checker) buckets(states []*CampaignState) {
 	}
 }
 
-func (c *checker) bucketed1(st *CampaignState) {
+func (c *checker) bucketed1(st *harness.CampaignState) {
 	c.nBucketed++
 	touched := map[int]bool{}
 	claimed := map[int64]int64{}
@@ -76,7 +77,7 @@ func (c *checker) bucketed1(st *CampaignState) {
 	}
 }
 
-func (c *checker) bucketVerdict() Verdict {
+func (c *checker) bucketVerdict() harness.Verdict {
 	return c.bucketed.Verdict(InvBuckets, c.nBucketClaims, fmt.Sprintf("%d bucketed campaigns, %d claims in %d buckets; %d violations (a user in two buckets or not their own, claims over the total, stock left after a SOLD_OUT)",
 		c.nBucketed, c.nBucketClaims, c.nBucketsTouched, c.bucketed.Bad))
 }

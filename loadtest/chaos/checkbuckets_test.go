@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/redpacket/rain/loadtest/harness"
 	"github.com/redpacket/rain/lua"
 )
 
@@ -24,14 +25,14 @@ func bucketFixture(t *testing.T) *fixture {
 	for _, u := range []string{"s1", "s3"} {
 		b := lua.BucketOf(small.ID, u, small.K)
 		small.ClaimBuckets[u] = []int{b}
-		small.BucketClaims = append(small.BucketClaims, BucketClaim{User: u, Bucket: b, Amount: 8})
+		small.BucketClaims = append(small.BucketClaims, harness.BucketClaim{User: u, Bucket: b, Amount: 8})
 	}
-	f.recs = append(f.recs, Record{Campaign: 2, User: "s3", Kind: KindFirst, Attempt: 1, Status: 200, Code: "OK", Amount: 8})
+	f.recs = append(f.recs, harness.Record{Campaign: 2, User: "s3", Kind: harness.KindFirst, Attempt: 1, Status: 200, Code: "OK", Amount: 8})
 	return f
 }
 
-func bucketVerdicts(f *fixture) map[string]Verdict {
-	out := map[string]Verdict{}
+func bucketVerdicts(f *fixture) map[string]harness.Verdict {
+	out := map[string]harness.Verdict{}
 	for _, v := range Check(f.recs, f.states, CheckOptions{}) {
 		out[v.Name] = v
 	}
@@ -54,38 +55,38 @@ func TestCheckBucketsClean(t *testing.T) {
 }
 
 func TestCheckBucketsViolations(t *testing.T) {
-	other := func(st *CampaignState, u string) int { return (lua.BucketOf(st.ID, u, st.K) + 1) % st.K }
+	other := func(st *harness.CampaignState, u string) int { return (lua.BucketOf(st.ID, u, st.K) + 1) % st.K }
 	tests := []struct {
 		name   string
-		edit   func(st *CampaignState)
+		edit   func(st *harness.CampaignState)
 		failed []string
 	}{
-		{"a user in two buckets", func(st *CampaignState) {
+		{"a user in two buckets", func(st *harness.CampaignState) {
 			b := other(st, "s1")
 			st.ClaimBuckets["s1"] = append(st.ClaimBuckets["s1"], b)
-			st.BucketClaims = append(st.BucketClaims, BucketClaim{User: "s1", Bucket: b, Amount: 8})
+			st.BucketClaims = append(st.BucketClaims, harness.BucketClaim{User: "s1", Bucket: b, Amount: 8})
 		}, []string{InvBuckets}},
-		{"a claim in another user's bucket", func(st *CampaignState) {
+		{"a claim in another user's bucket", func(st *harness.CampaignState) {
 			st.BucketClaims[0].Bucket = other(st, st.BucketClaims[0].User)
 			st.ClaimBuckets[st.BucketClaims[0].User] = []int{st.BucketClaims[0].Bucket}
 		}, []string{InvBuckets}},
-		{"claims over an amount's total", func(st *CampaignState) {
+		{"claims over an amount's total", func(st *harness.CampaignState) {
 			st.Total = map[int64]int64{8: 1, 88: 1}
 			st.Opened = map[int64]int64{8: 2, 88: 0}
 		}, []string{InvBuckets, InvStock}},
-		{"claims over the total", func(st *CampaignState) {
+		{"claims over the total", func(st *harness.CampaignState) {
 			for i := range 3 {
 				u := fmt.Sprintf("x%d", i)
-				st.BucketClaims = append(st.BucketClaims, BucketClaim{User: u, Bucket: lua.BucketOf(st.ID, u, st.K), Amount: 8})
+				st.BucketClaims = append(st.BucketClaims, harness.BucketClaim{User: u, Bucket: lua.BucketOf(st.ID, u, st.K), Amount: 8})
 			}
 		}, []string{InvBuckets}},
-		{"SOLD_OUT with a bucket holding stock", func(st *CampaignState) {
+		{"SOLD_OUT with a bucket holding stock", func(st *harness.CampaignState) {
 			st.BucketLeft[2] = 1
 		}, []string{InvBuckets}},
-		{"SOLD_OUT with stock in the pool", func(st *CampaignState) {
+		{"SOLD_OUT with stock in the pool", func(st *harness.CampaignState) {
 			st.PoolLeft = 1
 		}, []string{InvBuckets}},
-		{"SOLD_OUT with a transfer in transit", func(st *CampaignState) {
+		{"SOLD_OUT with a transfer in transit", func(st *harness.CampaignState) {
 			st.Pending = 1
 		}, []string{InvBuckets}},
 	}
@@ -112,7 +113,7 @@ func TestCheckBucketsStockInTransit(t *testing.T) {
 	st.Remaining = map[int64]int64{8: 1}
 	st.Pending = 1
 	f.recs = f.recs[:len(f.recs)-2] // no SOLD_OUT
-	f.recs = append(f.recs, Record{Campaign: 2, User: "s3", Kind: KindFirst, Attempt: 1, Status: 200, Code: "OK", Amount: 8})
+	f.recs = append(f.recs, harness.Record{Campaign: 2, User: "s3", Kind: harness.KindFirst, Attempt: 1, Status: 200, Code: "OK", Amount: 8})
 	expect(t, bucketVerdicts(f), nil, nil)
 	st.Pending = 0
 	expect(t, bucketVerdicts(f), []string{InvStock}, nil)

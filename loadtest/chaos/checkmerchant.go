@@ -21,26 +21,32 @@ const clockSlack = 100
 const endGrace = time.Second
 
 // merchant checks the actions of the scenario's merchant step against the
-// records and the stores (InvRestock, InvEnd).
+// records and the stores (InvRestock, InvEnd). An action never sent
+// counts, and fails its invariant: there is nothing else to check of it.
 func (c *checker) merchant() {
 	for _, a := range c.opts.Actions {
+		t, n, check := &c.restock, &c.nRestocks, c.checkRestock
+		if a.Kind == harness.ActionEnd {
+			t, n, check = &c.end, &c.nEnds, c.checkEnd
+		}
 		st := c.byCampaign[a.Campaign]
 		switch {
-		case st == nil && a.Kind == ActionEnd:
-			c.end.Fail("%s: campaign %d is not one of the run's", a.Kind, a.Campaign)
 		case st == nil:
-			c.restock.Fail("%s: campaign %d is not one of the run's", a.Kind, a.Campaign)
-		case a.Kind == ActionEnd:
-			c.checkEnd(a, st)
-		case a.Kind == ActionRestock:
-			c.checkRestock(a, st)
+			t.Fail("%s: campaign %d is not one of the run's", a.Kind, a.Campaign)
+		case a.Kind == harness.ActionRestock || a.Kind == harness.ActionEnd:
+			*n++
+			if sent, ok := a.Sent(); ok {
+				check(a, st, sent)
+			} else {
+				t.Fail("campaign %d: the %s was never sent", st.ID, a.Kind)
+			}
 		}
 	}
 }
 
 // campaignRecords are the records of campaign id.
-func (c *checker) campaignRecords(id int64) []*Record {
-	var out []*Record
+func (c *checker) campaignRecords(id int64) []*harness.Record {
+	var out []*harness.Record
 	for i := range c.recs {
 		if c.recs[i].Campaign == id {
 			out = append(out, &c.recs[i])
@@ -51,7 +57,7 @@ func (c *checker) campaignRecords(id int64) []*Record {
 
 // claimTimes are the claimed_at of every claim of st, sorted: Redis's,
 // else claim_log's.
-func claimTimes(st *CampaignState) []int64 {
+func claimTimes(st *harness.CampaignState) []int64 {
 	var out []int64
 	for u := range st.Redis {
 		out = append(out, st.RedisAt[u])
@@ -70,23 +76,18 @@ func claimedBy(times []int64, ms int64) int64 {
 	return int64(sort.Search(len(times), func(i int) bool { return times[i] > ms }))
 }
 
-// checkRestock holds a restock to its contract (InvRestock): answered 200;
-// PostgreSQL's total is the old one plus the count once, however many
-// requests carried the key, with one stock action and none pending; the
-// repeat on purpose answered as the first did, marked replayed; no claim
-// beyond the new total, and none beyond the old one before the restock was
-// sent; the campaign was sold out before it (every 410 then true: all
-// packets claimed) and served again after it (a 200 to an open sent after
-// the answer), and a 410 sent a second after the answer only once every
-// new packet was claimed. Remaining + claims = the new total is InvStock's.
-func (c *checker) checkRestock(a *Action, st *CampaignState) {
+// checkRestock holds a restock, first sent at sent, to its contract
+// (InvRestock): answered 200; PostgreSQL's total is the old one plus the
+// count once, however many requests carried the key, with one stock action
+// and none pending; the repeat on purpose answered as the first did, marked
+// replayed; no claim beyond the new total, and none beyond the old one
+// before the restock was sent; the campaign was sold out before it (every
+// 410 then true: all packets claimed) and served again after it (a 200 to
+// an open sent after the answer), and a 410 sent a second after the answer
+// only once every new packet was claimed. Remaining + claims = the new
+// total is InvStock's.
+func (c *checker) checkRestock(a *harness.Action, st *harness.CampaignState, sent int64) {
 	t := &c.restock
-	c.nRestocks++
-	sent, ok := a.Sent()
-	if !ok {
-		t.Fail("campaign %d: the restock was never sent", st.ID)
-		return
-	}
 	want := a.Base + a.Count
 	ack := a.Ack()
 	switch {
@@ -173,21 +174,16 @@ func (c *checker) checkRestock(a *Action, st *CampaignState) {
 	c.nServedAgain += servedAgain
 }
 
-// checkEnd holds an end to its contract (InvEnd): answered 200; PostgreSQL
-// records the end (ended_at set) at a moment between the first request
-// and the answer; no claim, in Redis or claim_log, after it (claimed_at
-// <= end is allowed), and claims made before it (they stand: 200→log and
-// redis=log check them); no ENDED before the end was asked; every open
-// sent a second after the answer is answered 400 ENDED (or 503 BUSY, or
-// nothing where the api may be down: nothing claimed either way).
-func (c *checker) checkEnd(a *Action, st *CampaignState) {
+// checkEnd holds an end, first sent at sent, to its contract (InvEnd):
+// answered 200; PostgreSQL records the end (ended_at set) at a moment
+// between the first request and the answer; no claim, in Redis or
+// claim_log, after it (claimed_at <= end is allowed), and claims made
+// before it (they stand: 200→log and redis=log check them); no ENDED
+// before the end was asked; every open sent a second after the answer is
+// answered 400 ENDED (or 503 BUSY, or nothing where the api may be down:
+// nothing claimed either way).
+func (c *checker) checkEnd(a *harness.Action, st *harness.CampaignState, sent int64) {
 	t := &c.end
-	c.nEnds++
-	sent, ok := a.Sent()
-	if !ok {
-		t.Fail("campaign %d: the end was never sent", st.ID)
-		return
-	}
 	ack := a.Ack()
 	if ack == nil {
 		t.Fail("campaign %d: the end was never answered 200 (%s)", st.ID, a.Answers())
@@ -241,7 +237,7 @@ func (c *checker) checkEnd(a *Action, st *CampaignState) {
 	}
 }
 
-func ackDone(at *Attempt) int64 {
+func ackDone(at *harness.Attempt) int64 {
 	if at == nil {
 		return 0
 	}
@@ -252,17 +248,17 @@ func unixMs(ms int64) string { return time.UnixMilli(ms).UTC().Format("15:04:05.
 
 // merchantVerdicts are the verdicts of the merchant step's invariants, for
 // the kinds of action it took.
-func (c *checker) merchantVerdicts() []Verdict {
-	var out []Verdict
+func (c *checker) merchantVerdicts() []harness.Verdict {
+	var out []harness.Verdict
 	if c.nRestocks > 0 {
 		out = append(out, c.restock.Verdict(InvRestock, c.nServedAgain, fmt.Sprintf(
 			"%d restocked; %d answers 410 before the restock, %d 200s to opens sent after its answer; %d violations: %s",
-			c.nRestocks, c.nSoldBefore, c.nServedAgain, c.restock.Bad, c.actionsOf(ActionRestock))))
+			c.nRestocks, c.nSoldBefore, c.nServedAgain, c.restock.Bad, c.actionsOf(harness.ActionRestock))))
 	}
 	if c.nEnds > 0 {
 		out = append(out, c.end.Verdict(InvEnd, c.nEnded, fmt.Sprintf(
 			"%d ended; %d claims made before it; %d answers ENDED; %d opens sent %s after the end's answer, %d of them answered 503 or not at all, the rest ENDED; %d violations: %s",
-			c.nEnds, c.nClaimsBeforeEnd, c.nEnded, c.nAfterEnd, endGrace, c.nAfterEndBusy, c.end.Bad, c.actionsOf(ActionEnd))))
+			c.nEnds, c.nClaimsBeforeEnd, c.nEnded, c.nAfterEnd, endGrace, c.nAfterEndBusy, c.end.Bad, c.actionsOf(harness.ActionEnd))))
 	}
 	return out
 }

@@ -3,6 +3,8 @@ package main
 import (
 	"strings"
 	"testing"
+
+	"github.com/redpacket/rain/loadtest/harness"
 )
 
 // t0 is the driver's start in the merchant fixture, unix ms.
@@ -19,14 +21,14 @@ const t0 = 1_800_000_000_000
 //     503 in between (the fault), and ENDED to the re-open of a claimant.
 func newMerchantFixture() *fixture {
 	f := newFixture()
-	refill := &CampaignState{ID: 3, Label: "refill", SoldOutOK: true, Loaded: true,
+	refill := &harness.CampaignState{ID: 3, Label: "refill", SoldOutOK: true, Loaded: true,
 		Total: map[int64]int64{5: 4, 50: 1}, Opened: map[int64]int64{5: 4, 50: 1},
 		Log:       map[string]int64{"r1": 5, "r2": 50, "r3": 5, "r5": 5, "r6": 5},
 		Redis:     map[string]int64{"r1": 5, "r2": 50, "r3": 5, "r5": 5, "r6": 5},
 		LogAt:     map[string]int64{"r1": t0 + 100, "r2": t0 + 150, "r3": t0 + 200, "r5": t0 + 1500, "r6": t0 + 1600},
 		RedisAt:   map[string]int64{"r1": t0 + 100, "r2": t0 + 150, "r3": t0 + 200, "r5": t0 + 1500, "r6": t0 + 1600},
 		Remaining: map[int64]int64{}, LogRows: 5, EndMs: t0 + 3_600_000, StockActions: 1}
-	ended := &CampaignState{ID: 4, Label: "ended", Loaded: true,
+	ended := &harness.CampaignState{ID: 4, Label: "ended", Loaded: true,
 		Total: map[int64]int64{2: 100}, Opened: map[int64]int64{2: 2},
 		Log:       map[string]int64{"e1": 2, "e2": 2},
 		Redis:     map[string]int64{"e1": 2, "e2": 2},
@@ -35,33 +37,33 @@ func newMerchantFixture() *fixture {
 		Remaining: map[int64]int64{2: 98}, LogRows: 2, EndMs: t0 + 1020, EndedEarly: true}
 	f.states = append(f.states, refill, ended)
 	f.recs = append(f.recs,
-		Record{Campaign: 3, User: "r1", Kind: KindFirst, Attempt: 1, AtMs: 99, Status: 200, Code: "OK", Amount: 5},
-		Record{Campaign: 3, User: "r2", Kind: KindFirst, Attempt: 1, AtMs: 149, Status: 200, Code: "OK", Amount: 50},
-		Record{Campaign: 3, User: "r3", Kind: KindFirst, Attempt: 1, AtMs: 199, Status: 200, Code: "OK", Amount: 5},
-		Record{Campaign: 3, User: "r4", Kind: KindFirst, Attempt: 1, AtMs: 300, LatMs: 0.5, Status: 410, Code: "SOLD_OUT"},
-		Record{Campaign: 3, User: "r5", Kind: KindFirst, Attempt: 1, AtMs: 1499, Status: 200, Code: "OK", Amount: 5},
-		Record{Campaign: 3, User: "r6", Kind: KindFirst, Attempt: 1, AtMs: 1599, Status: 200, Code: "OK", Amount: 5},
-		Record{Campaign: 3, User: "r7", Kind: KindFirst, Attempt: 1, AtMs: 2500, Status: 410, Code: "SOLD_OUT"},
-		Record{Campaign: 4, User: "e1", Kind: KindFirst, Attempt: 1, AtMs: 99, Status: 200, Code: "OK", Amount: 2},
-		Record{Campaign: 4, User: "e2", Kind: KindFirst, Attempt: 1, AtMs: 899, Status: 200, Code: "OK", Amount: 2},
-		Record{Campaign: 4, User: "e3", Kind: KindFirst, Attempt: 1, AtMs: 1030, Status: 400, Code: "ENDED"},
-		Record{Campaign: 4, User: "e4", Kind: KindFirst, Attempt: 1, AtMs: 2100, Status: 400, Code: "ENDED"},
-		Record{Campaign: 4, User: "e5", Kind: KindFirst, Attempt: 1, AtMs: 2200, Status: 503, Code: "BUSY"},
-		Record{Campaign: 4, User: "e5", Kind: KindRetry, Attempt: 2, AtMs: 3300, Status: 400, Code: "ENDED"},
-		Record{Campaign: 4, User: "e1", Kind: KindVerify, Attempt: 1000, AtMs: 4000, Status: 400, Code: "ENDED"},
+		harness.Record{Campaign: 3, User: "r1", Kind: harness.KindFirst, Attempt: 1, AtMs: 99, Status: 200, Code: "OK", Amount: 5},
+		harness.Record{Campaign: 3, User: "r2", Kind: harness.KindFirst, Attempt: 1, AtMs: 149, Status: 200, Code: "OK", Amount: 50},
+		harness.Record{Campaign: 3, User: "r3", Kind: harness.KindFirst, Attempt: 1, AtMs: 199, Status: 200, Code: "OK", Amount: 5},
+		harness.Record{Campaign: 3, User: "r4", Kind: harness.KindFirst, Attempt: 1, AtMs: 300, LatMs: 0.5, Status: 410, Code: "SOLD_OUT"},
+		harness.Record{Campaign: 3, User: "r5", Kind: harness.KindFirst, Attempt: 1, AtMs: 1499, Status: 200, Code: "OK", Amount: 5},
+		harness.Record{Campaign: 3, User: "r6", Kind: harness.KindFirst, Attempt: 1, AtMs: 1599, Status: 200, Code: "OK", Amount: 5},
+		harness.Record{Campaign: 3, User: "r7", Kind: harness.KindFirst, Attempt: 1, AtMs: 2500, Status: 410, Code: "SOLD_OUT"},
+		harness.Record{Campaign: 4, User: "e1", Kind: harness.KindFirst, Attempt: 1, AtMs: 99, Status: 200, Code: "OK", Amount: 2},
+		harness.Record{Campaign: 4, User: "e2", Kind: harness.KindFirst, Attempt: 1, AtMs: 899, Status: 200, Code: "OK", Amount: 2},
+		harness.Record{Campaign: 4, User: "e3", Kind: harness.KindFirst, Attempt: 1, AtMs: 1030, Status: 400, Code: "ENDED"},
+		harness.Record{Campaign: 4, User: "e4", Kind: harness.KindFirst, Attempt: 1, AtMs: 2100, Status: 400, Code: "ENDED"},
+		harness.Record{Campaign: 4, User: "e5", Kind: harness.KindFirst, Attempt: 1, AtMs: 2200, Status: 503, Code: "BUSY"},
+		harness.Record{Campaign: 4, User: "e5", Kind: harness.KindRetry, Attempt: 2, AtMs: 3300, Status: 400, Code: "ENDED"},
+		harness.Record{Campaign: 4, User: "e1", Kind: harness.KindVerify, Attempt: 1000, AtMs: 4000, Status: 400, Code: "ENDED"},
 	)
-	f.actions = []*Action{
-		{Kind: ActionRestock, Campaign: 3, Amount: 5, Count: 2, Base: 2, Key: "k1", StartUnixMs: t0, Attempts: []Attempt{
+	f.actions = []*harness.Action{
+		{Kind: harness.ActionRestock, Campaign: 3, Amount: 5, Count: 2, Base: 2, Key: "k1", StartUnixMs: t0, Attempts: []harness.Attempt{
 			{AtMs: 1000, LatMs: 100, Status: 200, Total: 4},
 			{AtMs: 1200, LatMs: 5, Status: 200, Total: 4, Replay: true, Replayed: true},
 		}},
-		{Kind: ActionEnd, Campaign: 4, StartUnixMs: t0, Attempts: []Attempt{{AtMs: 1000, LatMs: 50, Status: 200}}},
+		{Kind: harness.ActionEnd, Campaign: 4, StartUnixMs: t0, Attempts: []harness.Attempt{{AtMs: 1000, LatMs: 50, Status: 200}}},
 	}
 	return f
 }
 
 // rec is the record of user u in campaign id (the first, or the attempt-th).
-func rec(f *fixture, id int64, u string) *Record {
+func rec(f *fixture, id int64, u string) *harness.Record {
 	for i := range f.recs {
 		if f.recs[i].Campaign == id && f.recs[i].User == u {
 			return &f.recs[i]
@@ -112,16 +114,19 @@ func TestCheckMerchantNotSoldOutAgain(t *testing.T) {
 }
 
 func TestCheckMerchantViolations(t *testing.T) {
-	refill := func(f *fixture) *CampaignState { return f.states[2] }
-	ended := func(f *fixture) *CampaignState { return f.states[3] }
+	refill := func(f *fixture) *harness.CampaignState { return f.states[2] }
+	ended := func(f *fixture) *harness.CampaignState { return f.states[3] }
 	tests := []struct {
 		name   string
 		edit   func(f *fixture)
 		failed []string
 	}{
 		// Restock.
+		{"restock never sent", func(f *fixture) {
+			f.actions[0].Attempts = nil
+		}, []string{InvRestock}},
 		{"restock never answered 200", func(f *fixture) {
-			f.actions[0].Attempts = []Attempt{{AtMs: 1000, Status: 503, Code: "BUSY"}, {AtMs: 1300, Err: "refused"}}
+			f.actions[0].Attempts = []harness.Attempt{{AtMs: 1000, Status: 503, Code: "BUSY"}, {AtMs: 1300, Err: "refused"}}
 		}, []string{InvRestock}},
 		{"restock answered another total", func(f *fixture) {
 			f.actions[0].Attempts[0].Total = 6
@@ -143,7 +148,7 @@ func TestCheckMerchantViolations(t *testing.T) {
 			f.actions[0].Attempts[1].Total = 6
 		}, []string{InvRestock}},
 		{"replay not answered", func(f *fixture) {
-			f.actions[0].Attempts[1] = Attempt{AtMs: 1200, Err: "timeout", Replay: true}
+			f.actions[0].Attempts[1] = harness.Attempt{AtMs: 1200, Err: "timeout", Replay: true}
 		}, []string{InvRestock}},
 		{"claim beyond the old total before the restock", func(f *fixture) {
 			refill(f).RedisAt["r5"], refill(f).LogAt["r5"] = t0+500, t0+500
@@ -168,8 +173,11 @@ func TestCheckMerchantViolations(t *testing.T) {
 			refill(f).RedisAt["r6"], refill(f).LogAt["r6"] = t0+3000, t0+3000
 		}, []string{InvRestock}},
 		// End.
+		{"end never sent", func(f *fixture) {
+			f.actions[1].Attempts = nil
+		}, []string{InvEnd}},
 		{"end never answered 200", func(f *fixture) {
-			f.actions[1].Attempts = []Attempt{{AtMs: 1000, Status: 503, Code: "BUSY"}, {AtMs: 1300, Status: 500, Code: "INTERNAL"}}
+			f.actions[1].Attempts = []harness.Attempt{{AtMs: 1000, Status: 503, Code: "BUSY"}, {AtMs: 1300, Status: 500, Code: "INTERNAL"}}
 		}, []string{InvEnd}},
 		{"ended_at not set", func(f *fixture) {
 			ended(f).EndedEarly = false
@@ -188,24 +196,24 @@ func TestCheckMerchantViolations(t *testing.T) {
 		}, []string{InvEnd}},
 		{"200 a second after the end's answer", func(f *fixture) {
 			st := ended(f)
-			f.recs = append(f.recs, Record{Campaign: 4, User: "e6", Kind: KindFirst, Attempt: 1, AtMs: 2100, Status: 200, Code: "OK", Amount: 2})
+			f.recs = append(f.recs, harness.Record{Campaign: 4, User: "e6", Kind: harness.KindFirst, Attempt: 1, AtMs: 2100, Status: 200, Code: "OK", Amount: 2})
 			st.Log["e6"], st.Redis["e6"], st.LogAt["e6"], st.RedisAt["e6"] = 2, 2, t0+1019, t0+1019
 			st.LogRows++
 			st.Opened[2]++
 			st.Remaining[2]--
 		}, []string{InvEnd}},
 		{"409 a second after the end's answer", func(f *fixture) {
-			f.recs = append(f.recs, Record{Campaign: 4, User: "e1", Kind: KindRepeat, Attempt: 2, AtMs: 2500, Status: 409, Code: "ALREADY_OPENED", Amount: 2})
+			f.recs = append(f.recs, harness.Record{Campaign: 4, User: "e1", Kind: harness.KindRepeat, Attempt: 2, AtMs: 2500, Status: 409, Code: "ALREADY_OPENED", Amount: 2})
 		}, []string{InvEnd}},
 		{"ENDED before the end was sent", func(f *fixture) {
-			f.recs = append(f.recs, Record{Campaign: 4, User: "e0", Kind: KindFirst, Attempt: 1, AtMs: 500, Status: 400, Code: "ENDED"})
+			f.recs = append(f.recs, harness.Record{Campaign: 4, User: "e0", Kind: harness.KindFirst, Attempt: 1, AtMs: 500, Status: 400, Code: "ENDED"})
 		}, []string{InvEnd}},
 		{"no open answered ENDED", func(f *fixture) {
 			for _, u := range []string{"e3", "e4", "e5"} {
 				drop(f, 4, u)
 			}
 			drop(f, 4, "e1") // and its re-open after the run
-			f.recs = append(f.recs, Record{Campaign: 4, User: "e1", Kind: KindFirst, Attempt: 1, AtMs: 99, Status: 200, Code: "OK", Amount: 2})
+			f.recs = append(f.recs, harness.Record{Campaign: 4, User: "e1", Kind: harness.KindFirst, Attempt: 1, AtMs: 99, Status: 200, Code: "OK", Amount: 2})
 		}, []string{InvEnd}},
 		{"no claim before the end", func(f *fixture) {
 			st := ended(f)
@@ -215,7 +223,7 @@ func TestCheckMerchantViolations(t *testing.T) {
 			st.LogRows, st.Opened[2], st.Remaining[2] = 0, 0, 100
 		}, []string{InvEnd}},
 		{"ENDED from a campaign not ended", func(f *fixture) {
-			f.recs = append(f.recs, Record{Campaign: 1, User: "u9", Kind: KindFirst, Attempt: 1, AtMs: 2100, Status: 400, Code: "ENDED"})
+			f.recs = append(f.recs, harness.Record{Campaign: 1, User: "u9", Kind: harness.KindFirst, Attempt: 1, AtMs: 2100, Status: 400, Code: "ENDED"})
 		}, []string{InvAnswers}},
 	}
 	for _, tt := range tests {

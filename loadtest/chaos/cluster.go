@@ -213,6 +213,20 @@ func otherMaster(shards []rediscluster.Shard, addr string) (rediscluster.Shard, 
 	return rediscluster.Shard{}, false
 }
 
+// observeHotReplica is observeHot for a failover: it also finds the
+// replica of the hot campaign's master, the node that takes over.
+func (r *run) observeHotReplica(ctx context.Context) (*ClusterStats, string, error) {
+	cs, shards, err := r.observeHot(ctx)
+	if err != nil {
+		return cs, "", err
+	}
+	sh := shardAt(shards, cs.HotMaster)
+	if len(sh.Replicas) == 0 {
+		return cs, "", fmt.Errorf("master %s has no replica", sh.Addr)
+	}
+	return cs, sh.Replicas[0], nil
+}
+
 func shardAt(shards []rediscluster.Shard, addr string) rediscluster.Shard {
 	for _, s := range shards {
 		if s.Addr == addr {
@@ -283,10 +297,10 @@ func clusterSpread(ctx context.Context, r *run) error {
 	return nil
 }
 
-func spreadVerdict(r *run, _ []Record) []Verdict {
+func spreadVerdict(r *run, _ []harness.Record) []harness.Verdict {
 	cs := r.cstats()
 	ok := cs.Spread > 0 && cs.Spread <= 1.15 && len(cs.Keys) >= 3
-	return []Verdict{{Name: InvCluster, OK: ok, Short: fmt.Sprintf("%.2f", cs.Spread),
+	return []harness.Verdict{{Name: InvCluster, OK: ok, Short: fmt.Sprintf("%.2f", cs.Spread),
 		Detail: fmt.Sprintf("keys of 300 campaigns per master %v: max/mean %.3f (want ≤ 1.15)", cs.Keys, cs.Spread)}}
 }
 
@@ -331,12 +345,12 @@ func reshardHot(ctx context.Context, r *run) error {
 	return nil
 }
 
-func reshardVerdict(r *run, recs []Record) []Verdict {
+func reshardVerdict(r *run, recs []harness.Record) []harness.Verdict {
 	cs := r.cstats()
 	src := cs.ErrorStats[cs.HotMaster]
 	r.countFailed(recs)
 	ok := src["TRYAGAIN"] > 0 && src["ASK"] > 0
-	return []Verdict{{Name: InvCluster, OK: ok, Short: fmt.Sprintf("%d/%d", src["TRYAGAIN"], src["ASK"]),
+	return []harness.Verdict{{Name: InvCluster, OK: ok, Short: fmt.Sprintf("%d/%d", src["TRYAGAIN"], src["ASK"]),
 		Detail: fmt.Sprintf("the source %s sent TRYAGAIN %d and ASK %d times, MOVED %d (INFO errorstats); the api sent claims again %v; "+
 			"opens answered 503 or not at all from the move on, per campaign: %v (TRYAGAIN: the script did not run, so never a claim); the move took %.1fs",
 			cs.HotMaster, src["TRYAGAIN"], src["ASK"], src["MOVED"], cs.Retried, cs.Failed, float64(cs.MoveMs)/1000)}}
@@ -396,10 +410,10 @@ func reshardBulk(ctx context.Context, r *run) error {
 	return nil
 }
 
-func bulkVerdict(r *run, recs []Record) []Verdict {
+func bulkVerdict(r *run, recs []harness.Record) []harness.Verdict {
 	cs := r.cstats()
 	r.countFailed(recs)
-	return []Verdict{{Name: InvCluster, OK: cs.SlotsMoved == 4000, Short: fmt.Sprintf("%.0fs", float64(cs.MoveMs)/1000),
+	return []harness.Verdict{{Name: InvCluster, OK: cs.SlotsMoved == 4000, Short: fmt.Sprintf("%.0fs", float64(cs.MoveMs)/1000),
 		Detail: fmt.Sprintf("%d slot moves (2000 there and back) in %.1fs; error replies sent during them %v; claims sent again %v; "+
 			"opens answered 503 or not at all from the move on, per campaign: %v",
 			cs.SlotsMoved, float64(cs.MoveMs)/1000, cs.ErrorStats, cs.Retried, cs.Failed)}}
@@ -408,21 +422,17 @@ func bulkVerdict(r *run, recs []Record) []Verdict {
 // failoverManual has the hot master's replica take over (CLUSTER
 // FAILOVER: the replica catches up first, so nothing is lost).
 func failoverManual(ctx context.Context, r *run) error {
-	cs, shards, err := r.observeHot(ctx)
+	cs, replica, err := r.observeHotReplica(ctx)
 	if err != nil {
 		return err
 	}
-	sh := shardAt(shards, cs.HotMaster)
-	if len(sh.Replicas) == 0 {
-		return fmt.Errorf("master %s has no replica", sh.Addr)
-	}
-	rep := r.Stores.Redis.Nodes()[sh.Replicas[0]]
+	rep := r.Stores.Redis.Nodes()[replica]
 	if rep == nil {
-		return fmt.Errorf("replica %s unknown to the client", sh.Replicas[0])
+		return fmt.Errorf("replica %s unknown to the client", replica)
 	}
 	t0 := time.Now()
 	r.inEffect()
-	r.event("CLUSTER FAILOVER on %s, the replica of %s", sh.Replicas[0], sh.Addr)
+	r.event("CLUSTER FAILOVER on %s, the replica of %s", replica, cs.HotMaster)
 	if err := rep.Do(ctx, rep.B().ClusterFailover().Build()).Error(); err != nil {
 		return err
 	}
@@ -436,10 +446,10 @@ func failoverManual(ctx context.Context, r *run) error {
 	return nil
 }
 
-func failoverManualVerdict(r *run, recs []Record) []Verdict {
+func failoverManualVerdict(r *run, recs []harness.Record) []harness.Verdict {
 	cs := r.cstats()
 	r.countFailed(recs)
-	return []Verdict{{Name: InvCluster, OK: cs.Readded == 0 && cs.Oversold == 0, Short: fmt.Sprintf("%d lost", cs.Readded),
+	return []harness.Verdict{{Name: InvCluster, OK: cs.Readded == 0 && cs.Oversold == 0, Short: fmt.Sprintf("%d lost", cs.Readded),
 		Detail: fmt.Sprintf("the replica took over in %.1fs; claims the reconciler put back (lost) %d, oversold %d (want 0: a manual failover loses nothing); "+
 			"opens answered 503 or not at all from the failover on, per campaign: %v",
 			float64(cs.FailoverMs)/1000, cs.Readded, cs.Oversold, cs.Failed)}}
@@ -493,7 +503,7 @@ func (r *run) rejoin(ctx context.Context, addr string, restore stack.Restore, t0
 	return nil
 }
 
-func failoverKillVerdict(r *run, recs []Record) []Verdict {
+func failoverKillVerdict(r *run, recs []harness.Record) []harness.Verdict {
 	cs := r.cstats()
 	r.countFailed(recs)
 	// The hot campaign's outage: until its last failed open came back.
@@ -520,7 +530,7 @@ func failoverKillVerdict(r *run, recs []Record) []Verdict {
 		isolated = isolated && n == 0
 	}
 	ok := isolated && len(others) > 0
-	return []Verdict{{Name: InvCluster, OK: ok, Short: fmt.Sprintf("%.1fs", float64(cs.HotOutageMs)/1000),
+	return []harness.Verdict{{Name: InvCluster, OK: ok, Short: fmt.Sprintf("%.1fs", float64(cs.HotOutageMs)/1000),
 		Detail: fmt.Sprintf("failover %.1fs after the kill (node timeout %s); the hot campaign's opens failed (503 or no answer) for %.1fs; "+
 			"campaigns on the other masters, 503s or no answers in the whole run (want 0): %v; "+
 			"claims lost to asynchronous replication, put back by the reconciler: %d (of which oversold %d); failed opens per campaign from the kill on: %v",
@@ -529,7 +539,7 @@ func failoverKillVerdict(r *run, recs []Record) []Verdict {
 
 // countFailed counts per campaign the opens answered 503 or not at all
 // from the fault on.
-func (r *run) countFailed(recs []Record) {
+func (r *run) countFailed(recs []harness.Record) {
 	cs := r.cstats()
 	from := cs.faultAt.Milliseconds()
 	for i := range recs {

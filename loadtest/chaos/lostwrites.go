@@ -55,15 +55,10 @@ func init() {
 // resumes the replica (which takes over after the node timeout) and starts
 // the old master again.
 func failoverLostWrites(ctx context.Context, r *run) error {
-	cs, shards, err := r.observeHot(ctx)
+	cs, replica, err := r.observeHotReplica(ctx)
 	if err != nil {
 		return err
 	}
-	sh := shardAt(shards, cs.HotMaster)
-	if len(sh.Replicas) == 0 {
-		return fmt.Errorf("master %s has no replica", sh.Addr)
-	}
-	replica := sh.Replicas[0]
 	pid, err := r.Stack.Redis().NodePid(replica)
 	if err != nil {
 		return err
@@ -127,7 +122,7 @@ func fillerKey(key string) string {
 // put back (claims lost with the master) and could not fit (oversold). In
 // replica mode both are 0 — nothing was answered OK that the replica
 // lacked; in master mode they are the loss, reported.
-func lostWritesVerdict(r *run, recs []Record) []Verdict {
+func lostWritesVerdict(r *run, recs []harness.Record) []harness.Verdict {
 	cs := r.cstats()
 	r.countFailed(recs)
 	from := cs.faultAt.Milliseconds()
@@ -146,7 +141,7 @@ func lostWritesVerdict(r *run, recs []Record) []Verdict {
 	}
 	slotOK := rediscluster.Slot(fillerKey(r.hotKeys.Claims())) == cs.HotSlot
 	pass := cs.FailoverMs > 0 && cs.Readded == 0 && cs.Oversold == 0 && slotOK
-	return []Verdict{{Name: InvCluster, OK: pass, Short: fmt.Sprintf("%d lost", cs.Readded),
+	return []harness.Verdict{{Name: InvCluster, OK: pass, Short: fmt.Sprintf("%d lost", cs.Readded),
 		Detail: fmt.Sprintf("replica stopped %s, then the master killed; failover %.1fs after the stop; "+
 			"the hot campaign's opens while the replica was stopped: %d OK, %d answered 503; "+
 			"claims the reconciler put back (OKs the promoted replica lacked) %d, of which oversold %d (want 0 with REDIS_ACK=replica); "+

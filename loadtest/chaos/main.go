@@ -247,13 +247,7 @@ func suite() int {
 		rn.Profile.Rate, rn.Profile.Duration, rn.Profile.Outage, time.Since(t0).Round(time.Second))
 	var md strings.Builder
 	WriteReport(&md, title, results)
-	fmt.Println()
-	fmt.Print(md.String())
-	_ = os.WriteFile(filepath.Join(rn.Out, "report.md"), []byte(md.String()), 0o644)
-	if b, err := json.MarshalIndent(results, "", "  "); err == nil {
-		_ = os.WriteFile(filepath.Join(rn.Out, "report.json"), b, 0o644)
-	}
-	fmt.Printf("\nreport: %s\n", filepath.Join(rn.Out, "report.md"))
+	harness.SaveReport(rn.Out, md.String(), results)
 	failed := interrupted
 	for _, r := range results {
 		failed = failed || r.Failed()
@@ -329,7 +323,7 @@ func setup(cfg *Settings) (*Runner, func(), error) {
 		db.Close()
 		return nil, nil, fmt.Errorf("REDIS_ADDR: %w", err)
 	}
-	rn.Stores = &Stores{DB: db, Redis: rdb, Keys: lua.NewKeyspace(cfg.KeyPrefix)}
+	rn.Stores = &harness.Stores{DB: db, Redis: rdb, Keys: lua.NewKeyspace(cfg.KeyPrefix)}
 	// The prefix is the suite's alone: clear what an earlier run left.
 	if _, err := lua.ClearKeyspace(ctx, rdb, rn.Stores.Keys); err != nil {
 		rdb.Close()
@@ -357,13 +351,13 @@ func driveCmd(args []string) int {
 	out := fs.String("out", "records.jsonl", "the records (JSON lines)")
 	verify := fs.Int("verify", 300, "users who got 200 to re-open after the load, per campaign")
 	_ = fs.Parse(args)
-	var targets []Target
+	var targets []harness.Target
 	for _, s := range strings.Split(*campaigns, ",") {
 		if s = strings.TrimSpace(s); s == "" {
 			continue
 		}
 		id, w, _ := strings.Cut(s, ":")
-		t := Target{Weight: 1}
+		t := harness.Target{Weight: 1}
 		var err error
 		if t.Campaign, err = strconv.ParseInt(id, 10, 64); err != nil {
 			fmt.Fprintf(os.Stderr, "chaos drive: -campaigns: bad id %q\n", id)
@@ -383,7 +377,7 @@ func driveCmd(args []string) int {
 		return 1
 	}
 	defer f.Close()
-	d, err := harness.NewDriver(DriverConfig{BaseURLs: []string{*base}, Targets: targets, Rate: *rate, Duration: *duration,
+	d, err := harness.NewDriver(harness.DriverConfig{BaseURLs: []string{*base}, Targets: targets, Rate: *rate, Duration: *duration,
 		Tail: *tail, Prefix: *prefix, Verify: *verify, Out: f})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "chaos drive: %v\n", err)
@@ -440,8 +434,8 @@ func checkCmd(args []string) int {
 		return 1
 	}
 	defer rdb.Close()
-	stores := &Stores{DB: db, Redis: rdb, Keys: lua.NewKeyspace(*prefix)}
-	var states []*CampaignState
+	stores := &harness.Stores{DB: db, Redis: rdb, Keys: lua.NewKeyspace(*prefix)}
+	var states []*harness.CampaignState
 	for _, id := range ids {
 		st, err := stores.State(ctx, id)
 		if err != nil {

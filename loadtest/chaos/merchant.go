@@ -26,7 +26,7 @@ type merchantPlan struct {
 }
 
 // observe watches the driver's records for refill's first 410.
-func (m *merchantPlan) observe(r *Record) {
+func (m *merchantPlan) observe(r *harness.Record) {
 	if r.Campaign == m.refill && r.Status == 410 {
 		m.once.Do(func() { close(m.soldOut) })
 	}
@@ -44,7 +44,7 @@ const (
 // m.ended, and restocks m.refill once that sold out (at the latest half
 // way through the load), then sends the restock again with the same key
 // on purpose. Each action is retried until the load and its tail are over.
-func (r *run) merchant(ctx context.Context, m *merchantPlan, faulted <-chan struct{}) []*Action {
+func (r *run) merchant(ctx context.Context, m *merchantPlan, faulted <-chan struct{}) []*harness.Action {
 	p := r.Profile
 	deadline := r.start.Add(p.Duration + p.Tail)
 	select {
@@ -52,8 +52,8 @@ func (r *run) merchant(ctx context.Context, m *merchantPlan, faulted <-chan stru
 	case <-time.After(time.Until(r.start.Add(p.FaultAt + 2*time.Second))):
 	case <-ctx.Done():
 	}
-	end := &Action{Kind: ActionEnd, Campaign: m.ended, StartUnixMs: r.start.UnixMilli()}
-	restock := &Action{Kind: ActionRestock, Campaign: m.refill, Amount: m.amount, Count: m.count, Base: m.base,
+	end := &harness.Action{Kind: harness.ActionEnd, Campaign: m.ended, StartUnixMs: r.start.UnixMilli()}
+	restock := &harness.Action{Kind: harness.ActionRestock, Campaign: m.refill, Amount: m.amount, Count: m.count, Base: m.base,
 		Key: m.key, StartUnixMs: r.start.UnixMilli()}
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -74,13 +74,13 @@ func (r *run) merchant(ctx context.Context, m *merchantPlan, faulted <-chan stru
 		}
 	})
 	wg.Wait()
-	return []*Action{restock, end}
+	return []*harness.Action{restock, end}
 }
 
 // act sends a until it is answered other than 503, backing off after a
 // 503 or no answer, until deadline (harness.Merchant.Act); replay marks the
 // attempts as the repeat on purpose.
-func (r *run) act(ctx context.Context, a *Action, replay bool, deadline time.Time) {
+func (r *run) act(ctx context.Context, a *harness.Action, replay bool, deadline time.Time) {
 	m := &harness.Merchant{BaseURLs: []string{"http://" + r.APIAddr}, Token: r.Token, Start: r.start,
 		Event: r.event, BackoffMax: actionBackoffMax}
 	m.Act(ctx, a, replay, deadline)

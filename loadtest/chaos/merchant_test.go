@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/redpacket/rain/loadtest/harness"
 )
 
 // fakeMerchant answers the merchant routes as the api would under a fault:
@@ -71,15 +73,15 @@ func TestMerchantStep(t *testing.T) {
 	fake := &fakeMerchant{seen: map[string]int{}, keys: map[string]bool{}}
 	r := newTestRun(t, fake)
 	m := &merchantPlan{refill: 3, ended: 4, amount: 5, count: 7, base: 3, key: "k-1", soldOut: make(chan struct{})}
-	m.observe(&Record{Campaign: 3, Status: 200})
-	m.observe(&Record{Campaign: 4, Status: 410})
+	m.observe(&harness.Record{Campaign: 3, Status: 200})
+	m.observe(&harness.Record{Campaign: 4, Status: 410})
 	select {
 	case <-m.soldOut:
 		t.Fatal("sold out on a 200, or on another campaign's 410")
 	default:
 	}
-	m.observe(&Record{Campaign: 3, Status: 410})
-	m.observe(&Record{Campaign: 3, Status: 410}) // twice: closed once
+	m.observe(&harness.Record{Campaign: 3, Status: 410})
+	m.observe(&harness.Record{Campaign: 3, Status: 410}) // twice: closed once
 	r.inEffect()
 	r.inEffect()
 	acts := r.merchant(context.Background(), m, r.faulted)
@@ -119,14 +121,14 @@ func TestMerchantActStops(t *testing.T) {
 		w.WriteHeader(409)
 		fmt.Fprint(w, `{"status":"ENDED","error":"campaign 4 has ended; stock can be added only before its end"}`)
 	}))
-	a := &Action{Kind: ActionRestock, Campaign: 4, Amount: 5, Count: 1, Key: "k"}
+	a := &harness.Action{Kind: harness.ActionRestock, Campaign: 4, Amount: 5, Count: 1, Key: "k"}
 	r.act(context.Background(), a, false, time.Now().Add(time.Minute))
 	if got := a.Answers(); got != "409 ENDED" || a.Ack() != nil {
 		t.Errorf("attempts %q", got)
 	}
 
 	r.APIAddr = "127.0.0.1:1" // nothing listens: refused
-	a = &Action{Kind: ActionEnd, Campaign: 4}
+	a = &harness.Action{Kind: harness.ActionEnd, Campaign: 4}
 	r.act(context.Background(), a, false, time.Now().Add(time.Second))
 	if len(a.Attempts) < 2 || a.Attempts[0].Err != "refused" || a.Ack() != nil {
 		t.Errorf("attempts %+v", a.Attempts)

@@ -22,7 +22,7 @@ func WriteReport(w io.Writer, title string, results []*ScenarioResult) {
 			name += " (info)"
 		}
 		fmt.Fprintf(w, "| %s |", name)
-		byName := map[string]Verdict{}
+		byName := map[string]harness.Verdict{}
 		for _, v := range r.Verdicts {
 			byName[v.Name] = v
 		}

@@ -52,7 +52,7 @@ type Scenario struct {
 	// they are the default set (cluster.go).
 	Cluster bool
 	// Verdicts adds the scenario's own verdicts, after the checks.
-	Verdicts func(r *run, recs []Record) []Verdict
+	Verdicts func(r *run, recs []harness.Record) []harness.Verdict
 	// Tolerate503Claims and NoAnswerOK: see CheckOptions.
 	Tolerate503Claims bool
 	NoAnswerOK        bool
@@ -123,7 +123,7 @@ type Runner struct {
 	Token       string
 	Keep        bool // keep campaigns, topics and records even when the scenario passed
 	Stack       *stack.Stack
-	Stores      *Stores
+	Stores      *harness.Stores
 	Logf        func(format string, args ...any)
 
 	touched bool // a service was stopped: bring everything up before exiting
@@ -131,25 +131,25 @@ type Runner struct {
 
 // ScenarioStats are the numbers behind a scenario's verdicts.
 type ScenarioStats struct {
-	Driver      DriverStats    `json:"driver"`
-	Answers     map[string]int `json:"answers"`
-	DownMs      int64          `json:"down_ms"`      // from the stop or kill until back
-	ConvergeMs  int64          `json:"converge_ms"`  // from the last answer until claim_log = Redis; -1: never
-	Counts      []Counts       `json:"counts"`       // per campaign, at the end
-	Repaired    int            `json:"repaired"`     // claims the reconciler wrote
-	Duplicates  int            `json:"duplicates"`   // redelivered events the consumer skipped
-	DeadLetters int            `json:"dead_letters"` // events the consumer dead-lettered
-	Abandoned   int            `json:"abandoned"`    // events the api's producer gave up on
-	Readded     int            `json:"readded"`      // claims Redis had lost, put back by the reconciler
-	Oversold    int            `json:"oversold"`     // of those, packets Redis had handed out again
-	Latency     Latency        `json:"latency"`      // of the answered opens
+	Driver      harness.DriverStats `json:"driver"`
+	Answers     map[string]int      `json:"answers"`
+	DownMs      int64               `json:"down_ms"`      // from the stop or kill until back
+	ConvergeMs  int64               `json:"converge_ms"`  // from the last answer until claim_log = Redis; -1: never
+	Counts      []harness.Counts    `json:"counts"`       // per campaign, at the end
+	Repaired    int                 `json:"repaired"`     // claims the reconciler wrote
+	Duplicates  int                 `json:"duplicates"`   // redelivered events the consumer skipped
+	DeadLetters int                 `json:"dead_letters"` // events the consumer dead-lettered
+	Abandoned   int                 `json:"abandoned"`    // events the api's producer gave up on
+	Readded     int                 `json:"readded"`      // claims Redis had lost, put back by the reconciler
+	Oversold    int                 `json:"oversold"`     // of those, packets Redis had handed out again
+	Latency     Latency             `json:"latency"`      // of the answered opens
 	// Unsolicited counts answers the api wrote on a connection with no
 	// request in flight (net/http logs and drops them): fasthttp answers a
 	// new connection that sends nothing within ReadTimeout, and the api's
 	// error handler makes that a 400 "malformed HTTP request".
 	Unsolicited int64 `json:"unsolicited"`
 	// Actions are the merchant step's requests, with every attempt.
-	Actions []*Action `json:"actions,omitempty"`
+	Actions []*harness.Action `json:"actions,omitempty"`
 	// Cluster: a cluster scenario's numbers (cluster.go).
 	Cluster *ClusterStats `json:"cluster,omitempty"`
 }
@@ -161,7 +161,7 @@ type Latency struct {
 }
 
 // latencies computes Latency over the answered records.
-func latencies(recs []Record) Latency {
+func latencies(recs []harness.Record) Latency {
 	var ms []float64
 	var l Latency
 	for i := range recs {
@@ -183,16 +183,16 @@ func latencies(recs []Record) Latency {
 
 // ScenarioResult is what one scenario found.
 type ScenarioResult struct {
-	Name      string        `json:"name"`
-	What      string        `json:"what"`
-	Info      bool          `json:"info,omitempty"`
-	Err       string        `json:"error,omitempty"` // it could not run to the end
-	Verdicts  []Verdict     `json:"verdicts"`
-	Stats     ScenarioStats `json:"stats"`
-	Events    []string      `json:"events"`
-	Campaigns []int64       `json:"campaigns"`
-	TookMs    int64         `json:"took_ms"`
-	Dir       string        `json:"dir"`
+	Name      string            `json:"name"`
+	What      string            `json:"what"`
+	Info      bool              `json:"info,omitempty"`
+	Err       string            `json:"error,omitempty"` // it could not run to the end
+	Verdicts  []harness.Verdict `json:"verdicts"`
+	Stats     ScenarioStats     `json:"stats"`
+	Events    []string          `json:"events"`
+	Campaigns []int64           `json:"campaigns"`
+	TookMs    int64             `json:"took_ms"`
+	Dir       string            `json:"dir"`
 }
 
 // Failed reports whether the scenario fails the run.
@@ -209,7 +209,7 @@ type run struct {
 	consumer *stack.Proc
 	start    time.Time // the load's start
 	res      *ScenarioResult
-	live     Liveness
+	live     harness.Liveness
 	faulted  chan struct{} // closed once the fault is in effect (the merchant step waits for it)
 	hotKeys  *lua.Keys     // the keys a cluster fault hits: the hot campaign's, or one of its buckets'
 	faultOn  sync.Once
@@ -218,14 +218,7 @@ type run struct {
 
 // event notes a moment of the scenario, timed from the load's start.
 func (r *run) event(format string, args ...any) {
-	t := "setup"
-	if !r.start.IsZero() {
-		t = fmt.Sprintf("t=%.1fs", time.Since(r.start).Seconds())
-	}
-	msg := t + " " + fmt.Sprintf(format, args...)
-	r.mu.Lock()
-	r.res.Events = append(r.res.Events, msg)
-	r.mu.Unlock()
+	msg := harness.NoteEvent(&r.mu, &r.res.Events, r.start, format, args...)
 	r.Logf("[%s] %s", r.sc.Name, msg)
 }
 
@@ -363,7 +356,7 @@ func (r *run) run(ctx context.Context) (err error) {
 	r.res.Campaigns = []int64{big, small}
 	r.event("campaigns: %d (never sells out), %d (sells out mid-run)", big, small)
 	labels := []string{"big", "small"}
-	targets := []Target{{Campaign: big, Weight: 9}, {Campaign: small, Weight: 1}}
+	targets := []harness.Target{{Campaign: big, Weight: 9}, {Campaign: small, Weight: 1}}
 	var plan *merchantPlan
 	if !r.sc.NoMerchant {
 		if plan, err = r.createMerchantCampaigns(ctx); err != nil {
@@ -371,7 +364,7 @@ func (r *run) run(ctx context.Context) (err error) {
 		}
 		r.res.Campaigns = append(r.res.Campaigns, plan.refill, plan.ended)
 		labels = append(labels, "refill", "ended")
-		targets = []Target{{Campaign: big, Weight: 7}, {Campaign: small, Weight: 1}, {Campaign: plan.refill, Weight: 1}, {Campaign: plan.ended, Weight: 1}}
+		targets = []harness.Target{{Campaign: big, Weight: 7}, {Campaign: small, Weight: 1}, {Campaign: plan.refill, Weight: 1}, {Campaign: plan.ended, Weight: 1}}
 		r.event("campaigns: %d (sells out early, restocked under the fault), %d (ended under the fault)", plan.refill, plan.ended)
 	}
 
@@ -382,7 +375,7 @@ func (r *run) run(ctx context.Context) (err error) {
 	}
 	defer f.Close()
 	start := time.Now()
-	cfg := DriverConfig{
+	cfg := harness.DriverConfig{
 		BaseURLs: []string{"http://" + r.APIAddr}, Targets: targets,
 		Rate: p.Rate, Duration: p.Duration, Tail: p.Tail, Verify: p.Verify,
 		Prefix: "chaos-" + r.Stamp + "-" + r.sc.Name, Out: f, Start: start,
@@ -395,7 +388,7 @@ func (r *run) run(ctx context.Context) (err error) {
 		return err
 	}
 	type driven struct {
-		st  DriverStats
+		st  harness.DriverStats
 		err error
 	}
 	dctx, dcancel := context.WithTimeout(ctx, p.Duration+p.Tail+2*time.Minute)
@@ -408,7 +401,7 @@ func (r *run) run(ctx context.Context) (err error) {
 		done <- driven{st, err}
 	}()
 	r.event("load: %d new users/s for %s", p.Rate, p.Duration)
-	acted := make(chan []*Action, 1)
+	acted := make(chan []*harness.Action, 1)
 	if plan != nil {
 		go func() { acted <- r.merchant(dctx, plan, r.faulted) }()
 	} else {
@@ -436,7 +429,7 @@ func (r *run) run(ctx context.Context) (err error) {
 	// Wait (bounded) for claim_log to hold what Redis holds and for both
 	// processes to be healthy, then check.
 	ids := r.res.Campaigns
-	var counts []Counts
+	var counts []harness.Counts
 	converged := false
 	werr := stack.Poll(ctx, p.Converge, func(ctx context.Context) error {
 		counts = counts[:0]
@@ -457,7 +450,7 @@ func (r *run) run(ctx context.Context) (err error) {
 		}
 		return fmt.Errorf("counts %v, api ready %v, consumer healthy %v", counts, r.live.APIReady, r.live.Healthy)
 	})
-	r.res.Stats.Counts = append([]Counts(nil), counts...)
+	r.res.Stats.Counts = append([]harness.Counts(nil), counts...)
 	if converged {
 		r.res.Stats.ConvergeMs = time.Since(loadEnd).Milliseconds()
 	}
@@ -485,7 +478,7 @@ func (r *run) run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	var states []*CampaignState
+	var states []*harness.CampaignState
 	for i, id := range ids {
 		st, err := r.Stores.State(ctx, id)
 		if err != nil {

@@ -14,7 +14,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -400,13 +399,7 @@ func checkAck(scheds []*Schedule, apiBin string) error {
 func report(rn *Runner, results []*SeedResult, took time.Duration, interrupted bool) int {
 	var b strings.Builder
 	failed := WriteReport(&b, rn, results, took)
-	fmt.Println()
-	fmt.Print(b.String())
-	_ = os.WriteFile(filepath.Join(rn.Out, "report.md"), []byte(b.String()), 0o644)
-	if js, err := json.MarshalIndent(results, "", "  "); err == nil {
-		_ = os.WriteFile(filepath.Join(rn.Out, "report.json"), js, 0o644)
-	}
-	fmt.Printf("\nreport: %s\n", filepath.Join(rn.Out, "report.md"))
+	harness.SaveReport(rn.Out, b.String(), results)
 	switch {
 	case interrupted:
 		fmt.Println("torture: interrupted")

@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/redis/rueidis"
+
 	"github.com/redpacket/rain/internal/dev/stack"
 	"github.com/redpacket/rain/internal/rediscluster"
 	"github.com/redpacket/rain/loadtest/harness"
@@ -152,17 +154,34 @@ func (n *nemesis) redisNode(ctx context.Context, st Step, w *Window, down func(c
 	return nil
 }
 
+// shardRoles are the master and replica of shard i as a step found them.
+type shardRoles struct {
+	i               int
+	master, replica string
+}
+
+// dialShard finds the master and replica of the step's shard now and
+// connects, alone, to the one the step works on (role "master" or
+// "replica"), which w notes. The caller closes the client.
+func (n *nemesis) dialShard(ctx context.Context, st Step, w *Window, role string) (rueidis.Client, shardRoles, error) {
+	_, i, _, _ := parseTarget(st.Target)
+	master, replica, err := n.r.Services.Roles(ctx, n.r.stores.Redis, i)
+	if err != nil {
+		return nil, shardRoles{}, err
+	}
+	w.Node = master
+	if role == "replica" {
+		w.Node = replica
+	}
+	c, err := nodeClient(w.Node)
+	return c, shardRoles{i, master, replica}, err
+}
+
 // replCut drops the replication link of a shard's master every 100 ms for
 // the hold: its replica reconnects and catches up in between (about once
 // a second), so it is always some way behind.
 func (n *nemesis) replCut(ctx context.Context, st Step, w *Window) error {
-	_, i, _, _ := parseTarget(st.Target)
-	master, _, err := n.r.Services.Roles(ctx, n.r.stores.Redis, i)
-	if err != nil {
-		return err
-	}
-	w.Node = master
-	c, err := nodeClient(master)
+	c, sh, err := n.dialShard(ctx, st, w, "master")
 	if err != nil {
 		return err
 	}
@@ -174,7 +193,7 @@ func (n *nemesis) replCut(ctx context.Context, st Step, w *Window) error {
 		}
 		harness.Sleep(ctx, 100*time.Millisecond)
 	}
-	n.r.event("repl-cut %s: %d replica links dropped", master, cuts)
+	n.r.event("repl-cut %s: %d replica links dropped", sh.master, cuts)
 	return nil
 }
 
@@ -226,23 +245,17 @@ func (n *nemesis) migrate(ctx context.Context, st Step, w *Window) error {
 // failover has a shard's replica take over (CLUSTER FAILOVER), and waits
 // until it serves the shard's slots.
 func (n *nemesis) failover(ctx context.Context, st Step, w *Window) error {
-	_, i, _, _ := parseTarget(st.Target)
-	master, replica, err := n.r.Services.Roles(ctx, n.r.stores.Redis, i)
-	if err != nil {
-		return err
-	}
-	w.Node = replica
-	c, err := nodeClient(replica)
+	c, sh, err := n.dialShard(ctx, st, w, "replica")
 	if err != nil {
 		return err
 	}
 	defer c.Close()
 	if err := c.Do(ctx, c.B().ClusterFailover().Build()).Error(); err != nil {
-		return fmt.Errorf("CLUSTER FAILOVER on %s: %w", replica, err)
+		return fmt.Errorf("CLUSTER FAILOVER on %s: %w", sh.replica, err)
 	}
-	lo, _ := homeSlots(i)
-	now, err := harness.WaitMaster(context.WithoutCancel(ctx), n.r.stores.Redis, lo, master)
-	n.r.event("failover of shard %d: %s -> %s", i, master, now)
+	lo, _ := homeSlots(sh.i)
+	now, err := harness.WaitMaster(context.WithoutCancel(ctx), n.r.stores.Redis, lo, sh.master)
+	n.r.event("failover of shard %d: %s -> %s", sh.i, sh.master, now)
 	return err
 }
 

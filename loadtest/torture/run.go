@@ -112,14 +112,7 @@ type seedRun struct {
 }
 
 func (r *seedRun) event(format string, args ...any) {
-	t := "setup"
-	if !r.start.IsZero() {
-		t = fmt.Sprintf("t=%.1fs", time.Since(r.start).Seconds())
-	}
-	msg := t + " " + fmt.Sprintf(format, args...)
-	r.mu.Lock()
-	r.res.Events = append(r.res.Events, msg)
-	r.mu.Unlock()
+	msg := harness.NoteEvent(&r.mu, &r.res.Events, r.start, format, args...)
 	r.Logf("[%d %s seed %d] %s", r.res.N, r.sched.Tier, r.sched.Seed, msg)
 }
 
@@ -268,24 +261,19 @@ func (r *seedRun) createCampaigns(ctx context.Context) error {
 // load drives the schedule's load while the nemesis applies its steps,
 // and returns the history so far.
 func (r *seedRun) load(ctx context.Context) (*History, error) {
-	path := filepath.Join(r.dir, "records.jsonl")
-	f, err := os.Create(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
 	var targets []harness.Target
 	for i, c := range r.sched.Campaigns {
 		targets = append(targets, harness.Target{Campaign: r.campaigns[i].ID, Weight: c.Weight})
 	}
 	r.start = time.Now()
 	r.merchant.Start = r.start
-	d, err := harness.NewDriver(harness.DriverConfig{BaseURLs: r.merchant.BaseURLs, Targets: targets, Rate: r.sched.Rate,
+	d, f, err := r.newDriver("records.jsonl", harness.DriverConfig{Targets: targets, Rate: r.sched.Rate,
 		Duration: time.Duration(r.sched.LoadMs) * time.Millisecond, Tail: tailFor, Verify: verifyCount,
-		Prefix: fmt.Sprintf("t%s-s%d", r.stamp, r.sched.Seed), Out: f, Start: r.start})
+		Prefix: fmt.Sprintf("t%s-s%d", r.stamp, r.sched.Seed), Start: r.start})
 	if err != nil {
 		return nil, err
 	}
+	defer f.Close()
 	nem := &nemesis{r: r}
 	done := make(chan struct{})
 	go func() { nem.Run(ctx); close(done) }()
@@ -300,13 +288,30 @@ func (r *seedRun) load(ctx context.Context) (*History, error) {
 		return nil, err
 	}
 	r.event("load done: %d users, %d attempts, %d gave up, %d abandoned", st.Users, st.Attempts, st.GaveUp, st.Abandoned)
-	recs, err := harness.ReadRecords(path)
+	recs, err := harness.ReadRecords(f.Name())
 	if err != nil {
 		return nil, err
 	}
 	r.saveJSON("actions.json", nem.actions)
 	r.saveJSON("windows.json", nem.windows)
 	return &History{Tier: r.sched.Tier, Ack: r.sched.Ack, Records: recs, Actions: nem.actions, Windows: nem.windows, Campaigns: r.campaigns}, nil
+}
+
+// newDriver is a load driver of cfg that opens at the run's api replicas
+// and writes its records to the file name in the run's directory. The
+// caller closes the file, then reads the records from it.
+func (r *seedRun) newDriver(name string, cfg harness.DriverConfig) (*harness.Driver, *os.File, error) {
+	f, err := os.Create(filepath.Join(r.dir, name))
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg.BaseURLs, cfg.Out = r.merchant.BaseURLs, f
+	d, err := harness.NewDriver(cfg)
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	return d, f, nil
 }
 
 func (r *seedRun) saveJSON(name string, v any) {
@@ -408,23 +413,18 @@ func (r *seedRun) inTransit(ctx context.Context) (int64, error) {
 // settled: each must be served within probeTail (OK while stock is left).
 // Their records are timed on the load's clock.
 func (r *seedRun) probe(ctx context.Context) ([]harness.Record, error) {
-	path := filepath.Join(r.dir, "probe.jsonl")
-	f, err := os.Create(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
 	var targets []harness.Target
 	for _, c := range r.campaigns {
 		targets = append(targets, harness.Target{Campaign: c.ID, Weight: 1})
 	}
 	start := time.Now()
-	d, err := harness.NewDriver(harness.DriverConfig{BaseURLs: r.merchant.BaseURLs, Targets: targets, Rate: probeRate,
+	d, f, err := r.newDriver("probe.jsonl", harness.DriverConfig{Targets: targets, Rate: probeRate,
 		Duration: probeFor, Tail: probeTail, FirstKind: harness.KindProbe, Verify: -1, RepeatShare: -1,
-		Prefix: fmt.Sprintf("t%s-s%d-probe", r.stamp, r.sched.Seed), Out: f, Start: start})
+		Prefix: fmt.Sprintf("t%s-s%d-probe", r.stamp, r.sched.Seed), Start: start})
 	if err != nil {
 		return nil, err
 	}
+	defer f.Close()
 	st, err := d.Run(ctx)
 	r.res.Stats.Probe = st
 	if err != nil {
@@ -433,7 +433,7 @@ func (r *seedRun) probe(ctx context.Context) ([]harness.Record, error) {
 	if err := f.Close(); err != nil {
 		return nil, err
 	}
-	recs, err := harness.ReadRecords(path)
+	recs, err := harness.ReadRecords(f.Name())
 	shift := start.Sub(r.start).Milliseconds()
 	for i := range recs {
 		recs[i].AtMs += shift

@@ -557,20 +557,17 @@ func (k *Kafka) mvnCopy(ctx context.Context, work, artifact string, deps []maven
 // Stop stops the broker this package started (SIGTERM, a controlled
 // shutdown; SIGKILL after 60 s).
 func (k *Kafka) Stop(ctx context.Context) (bool, error) {
-	unlock, err := lock(ctx, k.s.State, k.Name())
-	if err != nil {
-		return false, err
-	}
-	defer unlock()
-	pid, err := k.pidfile().pid()
-	if err != nil {
-		return false, nil
-	}
-	k.s.logf("stopping Kafka (%s, pid %d) ...", k.recordedKind(), pid)
-	err = StopPid(pid, syscall.SIGTERM, 60*time.Second)
-	k.pidfile().removeIf(pid)
-	os.Remove(k.kindFile())
-	return true, err
+	return locked(ctx, k.s.State, k.Name(), func() (bool, error) {
+		pid, err := k.pidfile().pid()
+		if err != nil {
+			return false, nil
+		}
+		k.s.logf("stopping Kafka (%s, pid %d) ...", k.recordedKind(), pid)
+		err = StopPid(pid, syscall.SIGTERM, 60*time.Second)
+		k.pidfile().removeIf(pid)
+		os.Remove(k.kindFile())
+		return true, err
+	})
 }
 
 // recordedKind is the kind the last start found or started ("" if none).

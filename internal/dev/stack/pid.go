@@ -142,6 +142,17 @@ func lock(ctx context.Context, dir, name string) (func(), error) {
 	}
 }
 
+// locked runs f holding the lock on dir/name (see lock).
+func locked[T any](ctx context.Context, dir, name string, f func() (T, error)) (T, error) {
+	unlock, err := lock(ctx, dir, name)
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	defer unlock()
+	return f()
+}
+
 // daemon starts a service process detached from the caller (its own
 // session, stdin from /dev/null, output appended to logPath), so that it
 // outlives the command that started it, and records its pid. The process

@@ -252,27 +252,24 @@ func (p *Postgres) ensureRole(ctx context.Context) error {
 
 // Stop stops the cluster if this package started it.
 func (p *Postgres) Stop(ctx context.Context) (bool, error) {
-	unlock, err := lock(ctx, p.s.State, p.Name())
-	if err != nil {
-		return false, err
-	}
-	defer unlock()
-	b, err := os.ReadFile(p.marker())
-	if err != nil {
-		return false, nil
-	}
-	defer os.Remove(p.marker())
-	f := strings.Fields(string(b))
-	if len(f) != 2 {
-		return false, fmt.Errorf("%s: bad contents %q", p.marker(), b)
-	}
-	c, err := p.cluster(ctx)
-	if err != nil || c.version != f[0] || c.name != f[1] || c.status != "online" {
-		return false, err
-	}
-	p.s.logf("stopping PostgreSQL cluster %s/%s ...", c.version, c.name)
-	_, err = command(ctx, 2*time.Minute, "/", asRoot("pg_ctlcluster", c.version, c.name, "stop")...)
-	return err == nil, err
+	return locked(ctx, p.s.State, p.Name(), func() (bool, error) {
+		b, err := os.ReadFile(p.marker())
+		if err != nil {
+			return false, nil
+		}
+		defer os.Remove(p.marker())
+		f := strings.Fields(string(b))
+		if len(f) != 2 {
+			return false, fmt.Errorf("%s: bad contents %q", p.marker(), b)
+		}
+		c, err := p.cluster(ctx)
+		if err != nil || c.version != f[0] || c.name != f[1] || c.status != "online" {
+			return false, err
+		}
+		p.s.logf("stopping PostgreSQL cluster %s/%s ...", c.version, c.name)
+		_, err = command(ctx, 2*time.Minute, "/", asRoot("pg_ctlcluster", c.version, c.name, "stop")...)
+		return err == nil, err
+	})
 }
 
 // down stops the cluster on the port, whoever started it: SIGKILL means

@@ -192,26 +192,23 @@ func (r *Redis) startNodeLocked(ctx context.Context, n redisNode) error {
 // and cluster nodes alike whatever the mode (SIGTERM: the AOF is flushed;
 // SIGKILL after 30 s).
 func (r *Redis) Stop(ctx context.Context) (bool, error) {
-	unlock, err := lock(ctx, r.s.State, r.Name())
-	if err != nil {
-		return false, err
-	}
-	defer unlock()
-	stopped := false
-	var errs []error
-	for _, n := range r.startedNodes() {
-		pid, err := n.pidfile().pid()
-		if err != nil {
-			continue
+	return locked(ctx, r.s.State, r.Name(), func() (bool, error) {
+		stopped := false
+		var errs []error
+		for _, n := range r.startedNodes() {
+			pid, err := n.pidfile().pid()
+			if err != nil {
+				continue
+			}
+			r.s.logf("stopping Redis %s (pid %d) ...", n.addr, pid)
+			if err := StopPid(pid, syscall.SIGTERM, 30*time.Second); err != nil {
+				errs = append(errs, err)
+			}
+			n.pidfile().removeIf(pid)
+			stopped = true
 		}
-		r.s.logf("stopping Redis %s (pid %d) ...", n.addr, pid)
-		if err := StopPid(pid, syscall.SIGTERM, 30*time.Second); err != nil {
-			errs = append(errs, err)
-		}
-		n.pidfile().removeIf(pid)
-		stopped = true
-	}
-	return stopped, errors.Join(errs...)
+		return stopped, errors.Join(errs...)
+	})
 }
 
 func (r *Redis) down(_ context.Context, sig syscall.Signal) error {
