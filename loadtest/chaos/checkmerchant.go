@@ -21,25 +21,29 @@ const clockSlack = 100
 const endGrace = time.Second
 
 // merchant checks the actions of the scenario's merchant step against the
-// records and the stores (InvRestock, InvEnd). An action never sent
-// counts, and fails its invariant: there is nothing else to check of it.
+// records and the stores (InvRestock, InvEnd). An action never sent, or
+// aimed at a campaign that is not the run's, counts, and fails its
+// invariant: there is nothing else to check of it.
 func (c *checker) merchant() {
 	for _, a := range c.opts.Actions {
 		t, n, check := &c.restock, &c.nRestocks, c.checkRestock
-		if a.Kind == harness.ActionEnd {
+		switch a.Kind {
+		case harness.ActionRestock:
+		case harness.ActionEnd:
 			t, n, check = &c.end, &c.nEnds, c.checkEnd
+		default:
+			continue
 		}
+		*n++
 		st := c.byCampaign[a.Campaign]
+		sent, ok := a.Sent()
 		switch {
 		case st == nil:
 			t.Fail("%s: campaign %d is not one of the run's", a.Kind, a.Campaign)
-		case a.Kind == harness.ActionRestock || a.Kind == harness.ActionEnd:
-			*n++
-			if sent, ok := a.Sent(); ok {
-				check(a, st, sent)
-			} else {
-				t.Fail("campaign %d: the %s was never sent", st.ID, a.Kind)
-			}
+		case !ok:
+			t.Fail("campaign %d: the %s was never sent", st.ID, a.Kind)
+		default:
+			check(a, st, sent)
 		}
 	}
 }

@@ -125,6 +125,9 @@ func TestCheckMerchantViolations(t *testing.T) {
 		{"restock never sent", func(f *fixture) {
 			f.actions[0].Attempts = nil
 		}, []string{InvRestock}},
+		{"restock of a campaign not the run's", func(f *fixture) {
+			f.actions[0].Campaign = 99
+		}, []string{InvRestock}},
 		{"restock never answered 200", func(f *fixture) {
 			f.actions[0].Attempts = []harness.Attempt{{AtMs: 1000, Status: 503, Code: "BUSY"}, {AtMs: 1300, Err: "refused"}}
 		}, []string{InvRestock}},
@@ -176,6 +179,9 @@ func TestCheckMerchantViolations(t *testing.T) {
 		{"end never sent", func(f *fixture) {
 			f.actions[1].Attempts = nil
 		}, []string{InvEnd}},
+		{"end of a campaign not the run's", func(f *fixture) {
+			f.actions[1].Campaign = 99 // campaign 4's ENDED answers then have no end to stand on
+		}, []string{InvEnd, InvAnswers}},
 		{"end never answered 200", func(f *fixture) {
 			f.actions[1].Attempts = []harness.Attempt{{AtMs: 1000, Status: 503, Code: "BUSY"}, {AtMs: 1300, Status: 500, Code: "INTERNAL"}}
 		}, []string{InvEnd}},
