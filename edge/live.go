@@ -35,7 +35,8 @@ import (
 // A browser's EventSource cannot send an Authorization header, so the
 // console reads the stream with fetch() and parses the events itself; the
 // token never goes into a URL. The stream re-checks its token every
-// liveRecheck and ends (event "end") when the token was revoked.
+// liveRecheck and ends (event "end") when the token was revoked, when the
+// server shuts down, and after LIVE_STREAM_MAX (the console reconnects).
 
 const (
 	liveEvery   = 500 * time.Millisecond // between two reads of a campaign's state, and two events
@@ -321,6 +322,8 @@ func (s *Server) stream(w *bufio.Writer, conn net.Conn, f *liveFeed, p principal
 	}
 	recheck := time.NewTicker(liveRecheck)
 	defer recheck.Stop()
+	expire := time.NewTimer(s.cfg.LiveStreamMax)
+	defer expire.Stop()
 	var sent []byte
 	for {
 		ev, changed := f.latest()
@@ -339,6 +342,9 @@ func (s *Server) stream(w *bufio.Writer, conn net.Conn, f *liveFeed, p principal
 			}
 		case <-s.live.stop:
 			write(eventEnd, []byte(`{"status":"BUSY","error":"the server is shutting down; reconnect"}`), eventClose)
+			return
+		case <-expire.C:
+			write(eventEnd, []byte(`{"status":"BUSY","error":"the stream reached LIVE_STREAM_MAX; reconnect"}`), eventClose)
 			return
 		}
 	}

@@ -222,6 +222,33 @@ func TestLiveRevoked(t *testing.T) {
 	t.Fatal("the stream went on after its token was revoked")
 }
 
+// TestLiveStreamMax: a stream ends with event "end" (BUSY, reconnect) once
+// it has been open LIVE_STREAM_MAX, live events until then.
+func TestLiveStreamMax(t *testing.T) {
+	testenv.Need(t, "Redis and PostgreSQL")
+	h := newHarness(t, harnessOpt{set: func(c *Config) { c.LiveStreamMax = 1500 * time.Millisecond }})
+	_, acme := h.newMerchant("live-max")
+	id := h.liveAs(acme, `{"20":3}`)
+	_, s := h.openLive(t, id, acme)
+	start := time.Now()
+	for {
+		typ, data := s.next(t)
+		if typ == "live" {
+			if time.Since(start) > 30*time.Second {
+				t.Fatal("the stream went on past LIVE_STREAM_MAX")
+			}
+			continue
+		}
+		if typ != "end" || !strings.Contains(string(data), `"BUSY"`) || !strings.Contains(string(data), "LIVE_STREAM_MAX") {
+			t.Fatalf("event %q: %s", typ, data)
+		}
+		if d := time.Since(start); d < time.Second {
+			t.Fatalf("ended after %v, before LIVE_STREAM_MAX (1.5 s)", d)
+		}
+		return
+	}
+}
+
 // TestLiveReplicas: the answers of opens another api replica took reach
 // the stream, summed with this one's, within a couple of seconds.
 func TestLiveReplicas(t *testing.T) {

@@ -34,6 +34,9 @@ type Config struct {
 	// RequestTimeout bounds the PostgreSQL and Redis work of a merchant
 	// request.
 	RequestTimeout time.Duration
+	// LiveStreamMax is how long one live view stream stays open before it
+	// ends with event "end" and the client reconnects.
+	LiveStreamMax time.Duration
 	// ReadTimeout, WriteTimeout and IdleTimeout of connections (fasthttp's
 	// own are unlimited).
 	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
@@ -53,6 +56,8 @@ func (c *Config) Bind(s *config.Set) {
 	}
 	checkTokens(s, c.AdminTokens)
 	c.Tokens.Bind(s)
+	s.Duration(&c.LiveStreamMax, "LIVE_STREAM_MAX", 30*time.Minute, time.Second, 24*time.Hour,
+		"how long one live view stream (`GET /campaign/{id}/live`) stays open; then it ends with event `end` (BUSY) and the console reconnects: a forgotten tab holds a connection this long at most, and viewers spread over the replicas again")
 	c.RequestTimeout = 5 * time.Second
 	c.ReadTimeout, c.WriteTimeout, c.IdleTimeout = 10*time.Second, 10*time.Second, 15*time.Second
 	c.Security.Bind(s)
