@@ -23,7 +23,7 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// Merchants apart: the hostile tests of issue 20. A merchant's token reaches
+// Merchants apart: the hostile tests. A merchant's token reaches
 // that merchant's campaigns only, another merchant's campaign is answered
 // exactly as an unknown id, read-only tokens read, merchant tokens never
 // reach the operator's routes, a revoked token stops on every replica

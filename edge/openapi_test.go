@@ -157,7 +157,7 @@ func TestOpenAPIDocument(t *testing.T) {
 		{method: "POST", uri: "/campaign/1/stock", reqBody: []byte(`{"amount":0,"count":1}`), status: 200,
 			respBody: []byte(`{"campaign_id":1,"amount":0,"count":1,"total":1,"applied":true,"at":"2025-01-01T00:00:00Z"}`)},
 		{method: "GET", uri: "/no-such-route", status: 404, respBody: []byte(`{"status":"NOPE","error":"x"}`)},
-		// What the server refuses, the document refuses (issue 21): an
+		// What the server refuses, the document refuses: an
 		// inventory key of "", an id past int64, a user id with U+FEFF.
 		{method: "POST", uri: "/campaign", reqBody: []byte(`{"name":"x","start_time":"2025-01-01T00:00:00Z","end_time":"2025-01-02T00:00:00Z","inventory":{"":1}}`),
 			status: 201, respBody: []byte(`{"id":1}`)},

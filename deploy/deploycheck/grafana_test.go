@@ -291,7 +291,7 @@ func TestDashboardPanels(t *testing.T) {
 		p.report(t, f)
 	}
 
-	// The panels issue 4 asks for, each found by what it queries.
+	// The panels the dashboard must have, each found by what it queries.
 	queries := dashboardQueries(t)
 	has := func(res ...string) bool {
 		return slices.ContainsFunc(queries, func(q query) bool {

@@ -389,7 +389,7 @@ func checkAck(scheds []*Schedule, apiBin string) error {
 	}
 	out, _ := execOutput(apiBin, "-help")
 	if !strings.Contains(out, "REDIS_ACK") {
-		return errors.New("ack mode replica: this api has no REDIS_ACK setting (issue 18); run TORTURE_ACK=master")
+		return errors.New("ack mode replica: this api has no REDIS_ACK setting; run TORTURE_ACK=master")
 	}
 	return nil
 }

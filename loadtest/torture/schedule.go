@@ -23,7 +23,7 @@ const (
 	TierCluster    = "cluster"    // the local Redis Cluster: 3 masters, 3 replicas
 )
 
-// Ack modes: when an open is answered OK (REDIS_ACK of the api, issue 18).
+// Ack modes: when an open is answered OK (REDIS_ACK of the api).
 const (
 	AckMaster  = "master"  // once the master ran the claim (a failover may lose it)
 	AckReplica = "replica" // once a replica holds it too
@@ -132,7 +132,7 @@ type Options struct {
 	Ack     string
 	Profile string
 	// MasterLoss allows, in ack mode master, the faults that make a master
-	// lose writes its replica never got (issue 18): a master killed, or
+	// lose writes its replica never got: a master killed, or
 	// stopped past the node timeout. In ack mode replica they are always
 	// drawn.
 	MasterLoss bool
