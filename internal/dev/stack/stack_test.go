@@ -2,6 +2,7 @@ package stack
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -292,8 +293,19 @@ func fakeDaemon(t *testing.T, pf pidfile, name string) int {
 	if err := pf.write(c.Process.Pid); err != nil {
 		t.Fatal(err)
 	}
-	// Until bash has exec'd, the command line is bash's.
-	if err := Poll(context.Background(), 10*time.Second, func(context.Context) error { _, err := pf.pid(); return err }); err != nil {
+	// Wait for the exec: bash's own command line names the daemon too (as
+	// its $0), and while the exec replaces it /proc/<pid>/cmdline reads
+	// empty, so a Start in that window took the pid for a stranger's and
+	// started a second server (seen once in CI). After the exec comm is
+	// sleep's.
+	if err := Poll(context.Background(), 10*time.Second, func(context.Context) error {
+		comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", c.Process.Pid))
+		if err != nil || strings.TrimSpace(string(comm)) != "sleep" {
+			return fmt.Errorf("pid %d has not exec'd sleep yet (comm %q)", c.Process.Pid, comm)
+		}
+		_, err = pf.pid()
+		return err
+	}); err != nil {
 		t.Fatal(err)
 	}
 	return c.Process.Pid
