@@ -52,15 +52,23 @@ func (h *harness) send(method, uri, body string) (int, []byte, error) {
 // of opens (new users and repeats) hits both. Both replicas remember
 // sold-out campaigns for a minute (SOLD_OUT_TTL), so only the refresher can
 // bring them the changes. Checked:
-//   - no open sent after an end answered is OK, and every open sent a
-//     second after it is ENDED, on both replicas (answers from memory too);
-//   - no open sent a second after the restock answered is SOLD_OUT, on
+//   - no open sent after an end answered is OK, and every open sent
+//     followWithin after it is ENDED, on both replicas (answers from memory
+//     too);
+//   - no open sent followWithin after the restock answered is SOLD_OUT, on
 //     both replicas, while stock remains;
 //   - no packet beyond the new total: Redis holds exactly the OK claims,
 //     remaining + claims = PostgreSQL's total, a retried restock added once;
 //   - every OK is in claim_log with its amount (a consumer runs here);
 //   - a repeat gets the amount of the user's OK.
 func TestMerchantRaceTwoReplicas(t *testing.T) {
+	// followWithin is a ceiling for a busy machine, not the product's pace:
+	// the refresher follows within MEMORY_REFRESH (250 ms), but under -race
+	// with other packages' tests on 2 cores a pass was seen 1.5 s late. A
+	// replica that never follows still fails: each phase lasts a second
+	// past it.
+	const followWithin = 2 * time.Second
+	const phase = followWithin + time.Second
 	topic := testenv.NewTopic(t, 3)
 	set := func(c *engine.Config) { c.SoldOutTTL = time.Minute }
 	reps := []*harness{
@@ -156,14 +164,14 @@ func TestMerchantRaceTwoReplicas(t *testing.T) {
 		t.Fatalf("retried restock: %v, first %v", again, first)
 	}
 	merchant(b, fmt.Sprintf("/campaign/%d/stock", topped), "", `{"amount":20,"count":50}`)
-	time.Sleep(1500 * time.Millisecond)
+	time.Sleep(phase)
 
 	merchant(b, fmt.Sprintf("/campaign/%d/end", ended), "", "")
 	endedAt := time.Now()
-	time.Sleep(1500 * time.Millisecond)
+	time.Sleep(phase)
 	merchant(a, fmt.Sprintf("/campaign/%d/end", restocked), "", "")
 	restockedEndAt := time.Now()
-	time.Sleep(1500 * time.Millisecond)
+	time.Sleep(phase)
 	stop.Store(true)
 	wg.Wait()
 
@@ -186,10 +194,10 @@ func TestMerchantRaceTwoReplicas(t *testing.T) {
 		default:
 			t.Errorf("replica %d: open answered %d %s", x.replica, x.status, x.outcome)
 		}
-		if x.sent.After(end.Add(time.Second)) && x.outcome != "ENDED" {
+		if x.sent.After(end.Add(followWithin)) && x.outcome != "ENDED" {
 			t.Errorf("replica %d: %s to an open of campaign %d sent %v after its end", x.replica, x.outcome, x.campaign, x.sent.Sub(end))
 		}
-		if x.campaign == restocked && x.status == 410 && x.sent.After(restockAt.Add(time.Second)) && x.sent.Before(restockedEndAt) {
+		if x.campaign == restocked && x.status == 410 && x.sent.After(restockAt.Add(followWithin)) && x.sent.Before(restockedEndAt) {
 			t.Errorf("replica %d: SOLD_OUT to an open sent %v after the restock", x.replica, x.sent.Sub(restockAt))
 		}
 	}

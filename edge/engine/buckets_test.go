@@ -155,7 +155,12 @@ func TestBucketedRestockAndEnd(t *testing.T) {
 	if r, err := h.eng.AddStock(context.Background(), postgres.Restock{Campaign: id, Amount: 5, Count: 3, By: testActor}); err != nil || !r.Applied {
 		t.Fatalf("restock: %+v %v", r, err)
 	}
-	if status, m := h.open(id, sold); status != 200 {
+	// 503 BUSY is a retry: the rebalancer may be moving the new stock.
+	status, m := h.open(id, sold)
+	for deadline := time.Now().Add(10 * time.Second); status == 503 && time.Now().Before(deadline); status, m = h.open(id, sold) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if status != 200 {
 		t.Fatalf("open after the restock by %s, told SOLD_OUT before: %d %v", sold, status, m)
 	}
 	if e, err := h.eng.End(context.Background(), id, testActor); err != nil || e.End.After(time.Now()) {
