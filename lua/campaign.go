@@ -65,7 +65,7 @@ func RestoreClaims(ctx context.Context, c rueidis.Client, k *Keys, claims map[st
 	}
 	for len(cmds) > 0 {
 		n := min(chunk, len(cmds))
-		res, ackErr := k.ack.do(ctx, c, k.sync, cmds[:n]...)
+		res, ackErr := k.ack.do(ctx, c, k.sync, []string{k.Claims()}, cmds[:n]...)
 		for _, r := range res {
 			if err := r.Error(); err != nil {
 				return err
@@ -97,7 +97,7 @@ func Readd(ctx context.Context, c rueidis.Client, k *Keys, claims []Record) (rea
 	res := readdScript.ExecMulti(ctx, c, execs...)
 	// One barrier after them all: a sync write and WAIT on the slot cover
 	// every write made there before it.
-	if err := k.ack.barrier(ctx, c, k.sync); err != nil {
+	if err := k.ack.barrier(ctx, c, k.sync, k.all[:]); err != nil {
 		return readded, oversold, err
 	}
 	readded, short, err := tallyReadd(res, claims)

@@ -175,7 +175,7 @@ func (ls *Lease) settle(ctx context.Context, src, dst int, id, list string) erro
 	// barrier on the source acknowledges every write made there before it
 	// (the debit, whichever process made it).
 	from, to := ls.l.part(src), ls.l.part(dst)
-	if err := from.ack.barrier(ctx, ls.c, from.sync); err != nil {
+	if err := from.ack.barrier(ctx, ls.c, from.sync, ls.l.source(src)); err != nil {
 		return fmt.Errorf("transfer %s: debit: %w", id, err)
 	}
 	r, ackErr := bucketCreditScript.exec(ctx, ls.c, to.ack, to.sync, ls.l.creditKeys(dst), []string{strconv.FormatInt(ls.Fence, 10), id, list})
