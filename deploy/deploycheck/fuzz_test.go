@@ -18,7 +18,6 @@ import (
 
 	"github.com/redpacket/rain/internal/app/apiproc"
 	"github.com/redpacket/rain/internal/dev/testenv"
-	"github.com/redpacket/rain/pipeline"
 )
 
 // The OpenAPI document against the server, both ways: a property-based
@@ -69,23 +68,13 @@ func TestOpenAPIFuzz(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 
 	operator := fmt.Sprintf("fuzz-operator-%016x", rand.Uint64())
-	cfg := apiproc.DefaultMainConfig()
-	cfg.Listen = "127.0.0.1:0"
-	cfg.Boot = testenv.Boot()
-	cfg.Kafka = pipeline.KafkaConfig{Brokers: testenv.Brokers(), Topic: topic, DLQTopic: topic + ".dlq", Partitions: 1}
-	cfg.Server.AdminTokens = []string{"fuzz:" + operator}
-	// A live view the stateful phase reaches streams until it ends: schemathesis
-	// reads a body to its end, and its timeout is between bytes (an event comes
-	// every 500 ms), so a stream of the default 30 min held a run that long.
-	cfg.Server.LiveStreamMax = 2 * time.Second
-	api := apiproc.NewMain(cfg, log)
-	if err := api.Open(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		api.Close(ctx)
+	api := startAPI(t, log, topic, 1, func(cfg *apiproc.MainConfig) {
+		cfg.Server.AdminTokens = []string{"fuzz:" + operator}
+		// A live view the stateful phase reaches streams until it ends:
+		// schemathesis reads a body to its end, and its timeout is between
+		// bytes (an event comes every 500 ms), so a stream of the default
+		// 30 min held a run that long.
+		cfg.Server.LiveStreamMax = 2 * time.Second
 	})
 	base := "http://" + api.Addr()
 

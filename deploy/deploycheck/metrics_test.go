@@ -57,19 +57,16 @@ func (s *syncBuffer) String() string {
 // consumer binary, exercises the api, and waits until the consumer has
 // written the claims and dead-lettered a malformed record, so that the
 // metrics of every path the dashboard shows have been touched.
-func startStack(t *testing.T) *running {
+// startAPI runs an api in-process (apiproc.Main, as cmd/api runs it) on the
+// test services, producing to topic (of partitions), on a free loopback
+// port, with set's changes to the default configuration; closed at cleanup.
+func startAPI(t *testing.T, log *slog.Logger, topic string, partitions int, set func(*apiproc.MainConfig)) *apiproc.Main {
 	t.Helper()
-	bins := binaries(t)
-	rdb := testenv.Redis(t)
-	testenv.Postgres(t) // migrated before the processes start
-	topic := testenv.Topic(t, 3)
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-
 	cfg := apiproc.DefaultMainConfig()
 	cfg.Listen = "127.0.0.1:0"
 	cfg.Boot = testenv.Boot()
-	cfg.Kafka = pipeline.KafkaConfig{Brokers: testenv.Brokers(), Topic: topic, DLQTopic: topic + ".dlq", Partitions: 3}
-	cfg.Server.AdminTokens = []string{adminToken}
+	cfg.Kafka = pipeline.KafkaConfig{Brokers: testenv.Brokers(), Topic: topic, DLQTopic: topic + ".dlq", Partitions: partitions}
+	set(&cfg)
 	api := apiproc.NewMain(cfg, log)
 	if err := api.Open(context.Background()); err != nil {
 		t.Fatal(err)
@@ -79,6 +76,18 @@ func startStack(t *testing.T) *running {
 		defer cancel()
 		api.Close(ctx)
 	})
+	return api
+}
+
+func startStack(t *testing.T) *running {
+	t.Helper()
+	bins := binaries(t)
+	rdb := testenv.Redis(t)
+	testenv.Postgres(t) // migrated before the processes start
+	topic := testenv.Topic(t, 3)
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+
+	api := startAPI(t, log, topic, 3, func(cfg *apiproc.MainConfig) { cfg.Server.AdminTokens = []string{adminToken} })
 	st := &running{apiAddr: api.Addr(), consumerLog: &syncBuffer{}}
 
 	// Exercise the api: a campaign of 2 packets, 2 wins, a sold-out, a

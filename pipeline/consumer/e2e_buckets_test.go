@@ -29,7 +29,7 @@ func TestEndToEndBuckets(t *testing.T) {
 	const token = "e2e-token"
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 
-	api := startAPI(t, topic, token)
+	api, stopAPI := startAPI(t, topic, token)
 	base := "http://" + api.Addr()
 	id := createCampaign(t, client, base, token, "e2e buckets", `{"20":100,"5":300}`, `,"buckets":4`)
 	l, err := testenv.Keys().Layout(id, 4)
@@ -112,9 +112,7 @@ func TestEndToEndBuckets(t *testing.T) {
 	if len(won) != 400 {
 		t.Fatalf("%d users won, want 400: the inventory", len(won))
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := api.Close(ctx); err != nil { // flushes the producer
+	if err := stopAPI(); err != nil { // flushes the producer
 		t.Fatal(err)
 	}
 
@@ -136,12 +134,8 @@ func TestEndToEndBuckets(t *testing.T) {
 	// checkAgain: every winner gets 409 with their amount, anyone else 410.
 	checkAgain := func(what string) {
 		t.Helper()
-		api := startAPI(t, topic, token)
-		defer func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			api.Close(ctx)
-		}()
+		api, stop := startAPI(t, topic, token)
+		defer stop()
 		for u, a := range opens("http://"+api.Addr(), append(users, "e2eb-new-1", "e2eb-new-2")) {
 			if amount, ok := won[u]; ok && (a.code != 409 || a.amount != amount) || !ok && a.code != 410 {
 				t.Errorf("%s: %s got %d %d (won %d)", what, u, a.code, a.amount, won[u])

@@ -20,8 +20,10 @@ import (
 )
 
 // startAPI runs a whole api process (apiproc.Main, as cmd/api does) on the
-// test services, producing to topic, on a free loopback port.
-func startAPI(t testing.TB, topic, token string) *apiproc.Main {
+// test services, producing to topic, on a free loopback port. stop closes
+// it once (its producer flushed into Kafka) and returns the close's error;
+// the test's cleanup runs it too and reports that error.
+func startAPI(t testing.TB, topic, token string) (api *apiproc.Main, stop func() error) {
 	t.Helper()
 	cfg := apiproc.DefaultMainConfig()
 	cfg.Listen = "127.0.0.1:0"
@@ -29,11 +31,21 @@ func startAPI(t testing.TB, topic, token string) *apiproc.Main {
 	cfg.Kafka = pipeline.KafkaConfig{Brokers: testenv.Brokers(), Topic: topic, DLQTopic: topic + ".dlq", Partitions: 3}
 	cfg.Producer.RingSize = 1024
 	cfg.Server.AdminTokens = []string{token}
-	api := apiproc.NewMain(cfg, testLogger(t))
+	api = apiproc.NewMain(cfg, testLogger(t))
 	if err := api.Open(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	return api
+	stop = sync.OnceValue(func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return api.Close(ctx)
+	})
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
+			t.Errorf("api close: %v", err)
+		}
+	})
+	return api, stop
 }
 
 // createCampaign creates a live campaign through the api at base with the
@@ -67,15 +79,7 @@ func TestEndToEnd(t *testing.T) {
 	topic := testenv.NewTopic(t, 3)
 
 	const token = "e2e-token"
-	api := startAPI(t, topic, token)
-	stopAPI := sync.OnceFunc(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := api.Close(ctx); err != nil {
-			t.Errorf("api close: %v", err)
-		}
-	})
-	t.Cleanup(stopAPI)
+	api, stopAPI := startAPI(t, topic, token)
 	base := "http://" + api.Addr()
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 
@@ -149,7 +153,7 @@ func TestEndToEnd(t *testing.T) {
 	if len(won) != 250 || codes[200] != 250 {
 		t.Fatalf("%d users won (codes %v), want 250: the inventory", len(won), codes)
 	}
-	stopAPI() // flushes the producer: every 200's event is in Kafka
+	_ = stopAPI() // flushes the producer: every 200's event is in Kafka (an error is reported at cleanup)
 
 	g := group(t)
 	startConsumer(t, db, opts{topic: topic, group: g})
