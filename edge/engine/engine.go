@@ -144,7 +144,7 @@ func New(cfg Config, d Deps) *Engine {
 // Loader returns the engine's campaign loader (boot-time load, tests).
 func (e *Engine) Loader() *Loader { return e.loader }
 
-// Start starts the background loops: the memory refresh with the sweep of
+// Start starts the background loops: the memory refresh and the sweep of
 // unfinished merchant actions (refresh.go), the catalog (catalog.go), and
 // the writes of the answer counts (live.go).
 func (e *Engine) Start() {
@@ -156,6 +156,7 @@ func (e *Engine) Start() {
 // Stop stops the background loops and waits for them.
 func (e *Engine) Stop() {
 	e.refresh.loop.Stop()
+	e.refresh.sweep.Stop()
 	e.catalog.loop.Stop()
 	e.answers.loop.Stop()
 }

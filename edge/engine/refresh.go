@@ -30,9 +30,9 @@ import (
 //     it, may start a filter meanwhile).
 // The replica that took the merchant's request does the same at once.
 //
-// Every sweepEvery the refresher also finishes merchant actions whose Redis
-// step did not run (Redis down, or the process killed between PostgreSQL
-// and Redis): stock actions not yet applied (settle, merchant.go), and the
+// Every sweepEvery a loop of its own (sweepPass) finishes merchant actions
+// whose Redis step did not run (Redis down, or the process killed between
+// PostgreSQL and Redis): stock actions not yet applied (settle, merchant.go), and the
 // ends of campaigns ended early within sweepLookback, applied again (an end
 // is idempotent; a load that read the campaign before its end may have
 // written the old one).
@@ -46,13 +46,13 @@ const (
 
 // refresher is a server's background loop (started by Serve).
 type refresher struct {
-	loop Loop
-	// The loop's own state.
-	gens      map[int64]genSeen
-	lastSweep time.Time
-	keys      []*lua.Keys
-	camps     []*hotCampaign
-	wins      []lua.Window
+	loop  Loop
+	sweep Loop // sweepPass, every sweepEvery
+	// The refresher loop's own state.
+	gens  map[int64]genSeen
+	keys  []*lua.Keys
+	camps []*hotCampaign
+	wins  []lua.Window
 }
 
 type genSeen struct {
@@ -68,22 +68,28 @@ func (e *Engine) startRefresh() {
 		every = 250 * time.Millisecond
 	}
 	r.loop.Start(every, false, e.failLog, "memory refresh", func() { e.refreshPass(every) })
+	r.sweep.Start(sweepEvery, true, e.failLog, "sweep", e.sweepPass)
 }
 
 // refreshPass is one pass of the refresher.
 func (e *Engine) refreshPass(every time.Duration) {
-	r := &e.refresh
 	ctx, cancel := context.WithTimeout(context.Background(), max(every, time.Second))
+	defer cancel()
 	if err := e.refreshMemory(ctx); err != nil {
 		e.failLog.Warn("memory refresh failed; answers from memory follow an end or a restock late", "err", err)
 	}
-	cancel()
-	if time.Since(r.lastSweep) >= sweepEvery {
-		r.lastSweep = time.Now()
-		ctx, cancel := context.WithTimeout(context.Background(), sweepEvery)
-		e.sweep(ctx)
-		cancel()
-	}
+}
+
+// sweepPass is one pass of the sweep's own loop. The sweep is not a step of
+// the refresher's pass: its work grows with the campaigns ended within
+// sweepLookback (each end applied again), and while it ran, memory did not
+// follow an end or a restock (a replica answered SOLD_OUT from memory two
+// seconds after a restock, TestMerchantRaceTwoReplicas under a loaded
+// suite).
+func (e *Engine) sweepPass() {
+	ctx, cancel := context.WithTimeout(context.Background(), sweepEvery)
+	defer cancel()
+	e.sweep(ctx)
 }
 
 // refreshMemory is one pass over the campaigns answered from memory.
